@@ -1,0 +1,407 @@
+//! The SIM API client: typed endpoints over one pooled HTTP client, with the token cache
+//! and the shared pacer in front of every call.
+//!
+//! Guarantees: every HTTP call (token requests included) waits for the pacer; a 401 leads
+//! to one token refresh and one repeat, never a loop; responses are classified into
+//! [`ApiError`] from the contract's `errorCode`; no token or secret is ever logged.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::{
+    Attribute, AttributeCreate, AttributeList, AttributePatch, ErrorBody, OAuthError, Sim, SimPage,
+    SimPatch, TokenResponse,
+};
+
+use super::error::{ApiError, cut};
+use super::pace::{Pacer, parse_retry_after};
+use super::token::{Token, TokenCache};
+
+/// How to reach and authenticate with the API.
+pub struct Endpoint {
+    pub base_url: Url,
+    pub token_url: Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub timeout: Duration,
+    pub ca_bundle: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("base_url", &self.base_url.as_str())
+            .field("token_url", &self.token_url.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// Checks a URL for the API: `https`, or `http` to a loopback host only.
+pub fn check_url(what: &str, s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("{what} {s:?} is not a URL ({e})"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if loopback {
+                Ok(url)
+            } else {
+                Err(format!(
+                    "{what} {s:?} uses plain http to a host that is not loopback; use https (http:// is only for a local simulator)"
+                ))
+            }
+        }
+        other => Err(format!("{what} {s:?} has scheme {other:?}; use https")),
+    }
+}
+
+/// A successful reply.
+#[derive(Debug, Clone)]
+pub struct Reply<T> {
+    pub value: T,
+    pub status: u16,
+}
+
+/// Token-endpoint attempts before a row sees `TokenUnavailable`.
+const TOKEN_ATTEMPTS: u32 = 4;
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    endpoint: Endpoint,
+    tokens: TokenCache,
+    pub pacer: Arc<Pacer>,
+}
+
+impl Client {
+    pub fn new(endpoint: Endpoint, pacer: Arc<Pacer>, pool: usize) -> Result<Self, String> {
+        let mut b = reqwest::Client::builder()
+            .timeout(endpoint.timeout)
+            .connect_timeout(endpoint.timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(pool)
+            .tcp_nodelay(true)
+            .user_agent(concat!("simbulk/", env!("CARGO_PKG_VERSION")));
+        if is_loopback(&endpoint.base_url) {
+            // A proxy from the environment must not capture traffic to a local simulator.
+            b = b.no_proxy();
+        }
+        if let Some(p) = &endpoint.ca_bundle {
+            for c in load_certs(p)? {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let http = b.build().map_err(|e| format!("cannot set up HTTP: {e}"))?;
+        Ok(Self {
+            http,
+            base: endpoint.base_url.as_str().trim_end_matches('/').to_owned(),
+            endpoint,
+            tokens: TokenCache::default(),
+            pacer,
+        })
+    }
+
+    async fn fetch_token(&self) -> Result<(SecretString, Duration), ApiError> {
+        let mut last = String::new();
+        for attempt in 0..TOKEN_ATTEMPTS {
+            self.pacer.ready().await;
+            let r = self
+                .http
+                .post(self.endpoint.token_url.clone())
+                .basic_auth(
+                    &self.endpoint.client_id,
+                    Some(self.endpoint.client_secret.expose_secret()),
+                )
+                .form(&[("grant_type", "client_credentials"), ("scope", "api/api")])
+                .send()
+                .await;
+            let wait = match r {
+                Ok(resp) if resp.status().is_success() => {
+                    let t: TokenResponse =
+                        resp.json().await.map_err(|e| ApiError::TokenUnavailable {
+                            message: format!("token reply is not JSON: {}", cut(&e.to_string())),
+                        })?;
+                    tracing::debug!(expires_in = t.expires_in, "got a token");
+                    return Ok((
+                        SecretString::from(t.access_token),
+                        Duration::from_secs(t.expires_in),
+                    ));
+                }
+                Ok(resp) if resp.status() == StatusCode::TOO_MANY_REQUESTS => {
+                    let ra = retry_after(&resp);
+                    last = "token endpoint rate limited (HTTP 429)".into();
+                    ra.unwrap_or(Duration::from_secs(1 << attempt))
+                }
+                Ok(resp) if resp.status().is_client_error() => {
+                    let status = resp.status().as_u16();
+                    let body: Option<OAuthError> = resp.json().await.ok();
+                    return Err(ApiError::Credentials {
+                        error: body.map_or_else(|| format!("HTTP {status}"), |b| cut(&b.error)),
+                    });
+                }
+                Ok(resp) => {
+                    last = format!("token endpoint answered HTTP {}", resp.status().as_u16());
+                    Duration::from_millis(250 << attempt)
+                }
+                Err(e) => {
+                    last = format!("token endpoint: {}", transport(&e, self.endpoint.timeout));
+                    Duration::from_millis(250 << attempt)
+                }
+            };
+            tracing::warn!(attempt = attempt + 1, "{last}; retrying in {wait:?}");
+            tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+        }
+        Err(ApiError::TokenUnavailable { message: last })
+    }
+
+    async fn token(&self) -> Result<Token, ApiError> {
+        self.tokens.get(|| self.fetch_token()).await
+    }
+
+    /// Gets a token now: checks the credentials and the connection before a job starts.
+    pub async fn preflight(&self) -> Result<(), ApiError> {
+        self.token().await.map(|_| ())
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<Reply<T>, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let mut refreshed = false;
+        loop {
+            let token = self.token().await?;
+            self.pacer.ready().await;
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(token.value.expose_secret());
+            if !query.is_empty() {
+                req = req.query(query);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| classify_transport(&e, self.endpoint.timeout))?;
+            let status = resp.status();
+            let request_id = resp
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(cut);
+            if status.is_success() {
+                self.pacer.succeeded();
+                let bytes = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| classify_transport(&e, self.endpoint.timeout))?;
+                let value = serde_json::from_slice(&bytes)
+                    .map_err(|e| ApiError::Decode(cut(&e.to_string())))?;
+                return Ok(Reply {
+                    value,
+                    status: status.as_u16(),
+                });
+            }
+            match status {
+                StatusCode::UNAUTHORIZED if !refreshed => {
+                    tracing::debug!(?request_id, "401: refreshing the token once");
+                    self.tokens.invalidate(token.generation);
+                    refreshed = true;
+                    continue;
+                }
+                StatusCode::UNAUTHORIZED => return Err(ApiError::Unauthorized { request_id }),
+                StatusCode::TOO_MANY_REQUESTS => {
+                    let ra = retry_after(&resp);
+                    self.pacer.throttled(ra);
+                    return Err(ApiError::RateLimited {
+                        retry_after: ra,
+                        request_id,
+                    });
+                }
+                _ => {}
+            }
+            let text = resp.text().await.unwrap_or_default();
+            let body: ErrorBody = serde_json::from_str(&text).unwrap_or_default();
+            let message = cut(body
+                .message
+                .as_deref()
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("no message")));
+            return Err(if status == StatusCode::FORBIDDEN {
+                ApiError::Forbidden {
+                    code: body.error_code,
+                    message,
+                    request_id,
+                }
+            } else if status.is_server_error() {
+                ApiError::Server {
+                    status: status.as_u16(),
+                    message,
+                    request_id,
+                }
+            } else {
+                ApiError::Rejected {
+                    status: status.as_u16(),
+                    code: body.error_code,
+                    message,
+                    request_id,
+                }
+            });
+        }
+    }
+
+    pub async fn get_sim(&self, icc: &str) -> Result<Reply<Sim>, ApiError> {
+        self.call::<(), _>(Method::GET, &format!("/api/v2/sim/{icc}"), &[], None)
+            .await
+    }
+
+    pub async fn patch_sim(&self, icc: &str, patch: &SimPatch) -> Result<Reply<Sim>, ApiError> {
+        self.call(
+            Method::PATCH,
+            &format!("/api/v2/sim/{icc}"),
+            &[],
+            Some(patch),
+        )
+        .await
+    }
+
+    pub async fn list_attributes(&self, icc: &str) -> Result<Reply<AttributeList>, ApiError> {
+        self.call::<(), _>(
+            Method::GET,
+            &format!("/api/v2/sim/{icc}/attribute"),
+            &[],
+            None,
+        )
+        .await
+    }
+
+    pub async fn create_attribute(
+        &self,
+        icc: &str,
+        body: &AttributeCreate,
+    ) -> Result<Reply<Attribute>, ApiError> {
+        self.call(
+            Method::POST,
+            &format!("/api/v2/sim/{icc}/attribute"),
+            &[],
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn update_attribute(
+        &self,
+        icc: &str,
+        id: i64,
+        body: &AttributePatch,
+    ) -> Result<Reply<Attribute>, ApiError> {
+        self.call(
+            Method::PATCH,
+            &format!("/api/v2/sim/{icc}/attribute/{id}"),
+            &[],
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn delete_attribute(&self, icc: &str, id: i64) -> Result<Reply<Attribute>, ApiError> {
+        self.call::<(), _>(
+            Method::DELETE,
+            &format!("/api/v2/sim/{icc}/attribute/{id}"),
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// One page of `GET /api/v2/sim` with the given query pairs.
+    pub async fn list_sims(&self, query: &[(&str, String)]) -> Result<Reply<SimPage>, ApiError> {
+        self.call::<(), _>(Method::GET, "/api/v2/sim", query, None)
+            .await
+    }
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
+fn transport(e: &reqwest::Error, timeout: Duration) -> String {
+    match classify_transport(e, timeout) {
+        ApiError::Timeout(d) => format!("no response within {d:?}"),
+        other => other.to_string(),
+    }
+}
+
+fn classify_transport(e: &reqwest::Error, timeout: Duration) -> ApiError {
+    // The error's own text names the URL (no secrets there) and the innermost cause.
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    if e.is_timeout() {
+        ApiError::Timeout(timeout)
+    } else if e.is_connect() {
+        ApiError::Connect(cut(&msg))
+    } else {
+        ApiError::Transport(cut(&msg))
+    }
+}
+
+fn is_loopback(u: &Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn load_certs(p: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem =
+        std::fs::read(p).map_err(|e| format!("cannot read CA bundle {}: {e}", p.display()))?;
+    reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("CA bundle {} is not PEM certificates: {e}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert!(check_url("--base-url", "http://127.0.0.1:8080").is_ok());
+        assert!(check_url("--base-url", "http://localhost:1").is_ok());
+        assert!(check_url("--base-url", "http://[::1]:1").is_ok());
+        assert!(check_url("--base-url", "https://sim.api.example.com").is_ok());
+        assert!(
+            check_url("--base-url", "http://sim.api.example.com")
+                .unwrap_err()
+                .contains("https")
+        );
+        assert!(check_url("--base-url", "ftp://x").is_err());
+        assert!(check_url("--base-url", "not a url").is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! The SIM API client: token cache, pacing, typed endpoints and error classification.
+//! It knows nothing about rows or files.
+
+pub mod client;
+pub mod error;
+pub mod pace;
+pub mod token;
+
+pub use client::{Client, Endpoint, Reply, check_url};
+pub use error::ApiError;
+pub use pace::Pacer;

@@ -1,0 +1,252 @@
+//! Pacing shared by every worker: one token bucket (governor) over every HTTP call —
+//! retries and token requests included — and one "not before" gate that a 429 moves
+//! forward for everybody.
+//!
+//! Guarantees: with a rate `r` and burst `b`, no window of `t` seconds sees more than
+//! `b + r·t` requests start; after a 429 no worker starts a request before the gate
+//! (`Retry-After`, or a shared exponential backoff when the header is absent).
+//!
+//! Adaptive pacing (AIMD): a 429 also cuts the rate to 70 % (once per second at most, so
+//! one burst of 429s counts once); each second's worth of successes adds back 5 % of the
+//! configured rate, never above it. When the provider's real limit is below `--rate`, the
+//! engine settles just under it and 429s become rare.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
+
+/// First pause after a 429 without `Retry-After`; doubles on each further one.
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// Longest pause after a 429 without `Retry-After`.
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Longest `Retry-After` honoured (a broken header must not park the job for a day).
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
+
+/// The rate the pacer runs at now, and how it got there.
+struct Adaptive {
+    configured: f64,
+    current: f64,
+    successes: u64,
+    last_cut: Option<Instant>,
+}
+
+/// The shared pacer.
+pub struct Pacer {
+    limiter: std::sync::RwLock<Option<Arc<DefaultDirectRateLimiter>>>,
+    adaptive: Option<Mutex<Adaptive>>,
+    burst: NonZeroU32,
+    gate: Mutex<Option<Instant>>,
+    consecutive_429: AtomicU32,
+    pub(crate) requests: AtomicU64,
+    pub(crate) throttled: AtomicU64,
+}
+
+impl Pacer {
+    /// `rate` requests per second (`None` = no limit), `burst` at once.
+    pub fn new(rate: Option<f64>, burst: NonZeroU32) -> Self {
+        Self {
+            limiter: std::sync::RwLock::new(rate.and_then(|r| limiter(r, burst))),
+            adaptive: rate.map(|r| {
+                Mutex::new(Adaptive {
+                    configured: r,
+                    current: r,
+                    successes: 0,
+                    last_cut: None,
+                })
+            }),
+            burst,
+            gate: Mutex::new(None),
+            consecutive_429: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+        }
+    }
+
+    fn gate(&self) -> Option<Instant> {
+        *self.gate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until a request may start.
+    pub async fn ready(&self) {
+        loop {
+            if let Some(t) = self.gate()
+                && t > Instant::now()
+            {
+                tokio::time::sleep_until(t).await;
+                continue;
+            }
+            let l = self
+                .limiter
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(l) = l {
+                l.until_ready().await;
+            }
+            // A 429 may have closed the gate while this worker waited for its cell.
+            if self.gate().is_some_and(|t| t > Instant::now()) {
+                continue;
+            }
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
+
+    /// A 429 arrived: close the gate for everyone.
+    pub fn throttled(&self, retry_after: Option<Duration>) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+        if let Some(a) = &self.adaptive {
+            let mut a = a.lock().unwrap_or_else(|e| e.into_inner());
+            if a.last_cut
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+            {
+                a.current = (a.current * 0.7).max(a.configured * 0.02).max(0.2);
+                a.successes = 0;
+                a.last_cut = Some(Instant::now());
+                tracing::debug!(rate = a.current, "429: lowering the request rate");
+                self.set_rate(a.current);
+            }
+        }
+        let pause = match retry_after {
+            Some(d) => d.min(RETRY_AFTER_CAP),
+            None => {
+                let n = self.consecutive_429.fetch_add(1, Ordering::Relaxed).min(16);
+                let full = BACKOFF_BASE.saturating_mul(1 << n).min(BACKOFF_CAP);
+                // Half fixed, half random: spreads the restart of many clients.
+                full / 2 + full.mul_f64(fastrand::f64() / 2.0)
+            }
+        };
+        let until = Instant::now() + pause;
+        let mut g = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none_or(|t| t < until) {
+            *g = Some(until);
+        }
+    }
+
+    /// A request went through: the 429 backoff starts again from its base.
+    pub fn succeeded(&self) {
+        if self.consecutive_429.load(Ordering::Relaxed) != 0 {
+            self.consecutive_429.store(0, Ordering::Relaxed);
+        }
+        if let Some(a) = &self.adaptive {
+            let mut a = a.lock().unwrap_or_else(|e| e.into_inner());
+            if a.current < a.configured {
+                a.successes += 1;
+                if a.successes as f64 >= a.current {
+                    a.successes = 0;
+                    a.current = (a.current + a.configured * 0.05).min(a.configured);
+                    self.set_rate(a.current);
+                }
+            }
+        }
+    }
+
+    fn set_rate(&self, r: f64) {
+        *self.limiter.write().unwrap_or_else(|e| e.into_inner()) = limiter(r, self.burst);
+    }
+
+    /// The rate the pacer runs at now (`None`: no limit).
+    pub fn current_rate(&self) -> Option<f64> {
+        self.adaptive
+            .as_ref()
+            .map(|a| a.lock().unwrap_or_else(|e| e.into_inner()).current)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn throttled_count(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+}
+
+fn limiter(rate: f64, burst: NonZeroU32) -> Option<Arc<DefaultDirectRateLimiter>> {
+    let period = Duration::from_secs_f64(1.0 / rate);
+    Quota::with_period(period).map(|q| Arc::new(RateLimiter::direct(q.allow_burst(burst))))
+}
+
+/// Parses `Retry-After`: whole seconds or an HTTP-date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(Duration::from_secs(s));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(30);
+        let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_holds_every_worker_until_the_gate_opens() {
+        let p = std::sync::Arc::new(Pacer::new(None, NonZeroU32::MIN));
+        p.throttled(Some(Duration::from_secs(2)));
+        let start = Instant::now();
+        let a = tokio::spawn({
+            let p = p.clone();
+            async move {
+                p.ready().await;
+                Instant::now()
+            }
+        });
+        p.ready().await;
+        assert!(Instant::now() - start >= Duration::from_secs(2));
+        assert!(a.await.unwrap() - start >= Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_without_retry_after_grows_and_resets() {
+        let p = Pacer::new(None, NonZeroU32::MIN);
+        p.throttled(None);
+        let first = p.gate().unwrap() - Instant::now();
+        for _ in 0..4 {
+            p.throttled(None);
+        }
+        let later = p.gate().unwrap() - Instant::now();
+        assert!(
+            first <= BACKOFF_BASE && later >= BACKOFF_BASE * 4,
+            "{first:?} {later:?}"
+        );
+        p.succeeded();
+        assert_eq!(p.consecutive_429.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn aimd_cuts_once_per_burst_of_429s_and_climbs_back() {
+        let p = Pacer::new(Some(100.0), NonZeroU32::MIN);
+        p.throttled(Some(Duration::ZERO));
+        p.throttled(Some(Duration::ZERO));
+        assert_eq!(p.current_rate(), Some(70.0));
+        for _ in 0..10_000 {
+            p.succeeded();
+        }
+        assert_eq!(p.current_rate(), Some(100.0));
+        assert_eq!(Pacer::new(None, NonZeroU32::MIN).current_rate(), None);
+    }
+}

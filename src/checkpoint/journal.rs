@@ -1,0 +1,415 @@
+//! The checkpoint journal: an append-only, versioned record of every finished row.
+//!
+//! Format (version 1), one record per line, each ending in its own CRC-32:
+//!
+//! ```text
+//! SIMBULK-CHECKPOINT 1 {"job":{…},"results":"…","failures":"…","created":"…"}
+//! S <results_len> <failures_len> <crc>        headers written
+//! R <line> <k|s|f|i> <results_len> <failures_len> <crc>   one finished row
+//! E <exit_code> <crc>                         the job finished
+//! ```
+//!
+//! Guarantees: a torn or corrupt tail is detected (no newline, or a CRC mismatch) and
+//! dropped with everything after it; each record carries the byte lengths of the results and
+//! failures files that include its row, and records are handed to the OS only after those
+//! bytes, so on resume the outputs are cut back to exactly the rows the journal vouches for.
+//! Details and the crash-point analysis: `docs/design/checkpoint.md`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use fixedbitset::FixedBitSet;
+use serde::{Deserialize, Serialize};
+
+use crate::durable::{AppendFile, OpenMode};
+
+use super::fingerprint::JobIdentity;
+
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+const MAGIC: &str = "SIMBULK-CHECKPOINT";
+
+/// A finished row's outcome as the journal keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Ok,
+    Skipped,
+    Failed,
+    Invalid,
+}
+
+impl Mark {
+    fn letter(self) -> char {
+        match self {
+            Mark::Ok => 'k',
+            Mark::Skipped => 's',
+            Mark::Failed => 'f',
+            Mark::Invalid => 'i',
+        }
+    }
+
+    fn from_letter(c: &str) -> Option<Self> {
+        Some(match c {
+            "k" => Mark::Ok,
+            "s" => Mark::Skipped,
+            "f" => Mark::Failed,
+            "i" => Mark::Invalid,
+            _ => return None,
+        })
+    }
+}
+
+/// The header line's JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub job: JobIdentity,
+    pub results: PathBuf,
+    pub failures: PathBuf,
+    pub created: String,
+}
+
+/// Counts of finished rows by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub ok: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub invalid: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, m: Mark) {
+        match m {
+            Mark::Ok => self.ok += 1,
+            Mark::Skipped => self.skipped += 1,
+            Mark::Failed => self.failed += 1,
+            Mark::Invalid => self.invalid += 1,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.ok + self.skipped + self.failed + self.invalid
+    }
+}
+
+/// What a journal says, read back.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub header: Header,
+    pub version: u32,
+    /// Input lines recorded done.
+    pub done: FixedBitSet,
+    pub tally: Tally,
+    /// Lengths of the outputs the last good record vouches for (`None`: headers not written).
+    pub results_len: Option<u64>,
+    pub failures_len: u64,
+    /// The exit code of a finished job.
+    pub finished: Option<u8>,
+    /// Bytes of the journal that are good (the rest is a torn tail).
+    pub good_bytes: u64,
+    pub dropped_tail: bool,
+}
+
+/// Why a journal cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot read checkpoint {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a simbulk checkpoint; point --checkpoint elsewhere or delete the file")]
+    NotACheckpoint { path: PathBuf },
+    #[error(
+        "checkpoint {path} has format version {found}; this simbulk reads version {VERSION}. Finish the job with the simbulk that started it, or start again with --restart"
+    )]
+    Version { path: PathBuf, found: String },
+}
+
+fn crc_line(body: &str) -> String {
+    format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()))
+}
+
+fn check_crc(line: &str) -> Option<&str> {
+    let (body, crc) = line.rsplit_once(' ')?;
+    let want = u32::from_str_radix(crc, 16).ok()?;
+    (crc.len() == 8 && crc32fast::hash(body.as_bytes()) == want).then_some(body)
+}
+
+/// Reads a journal. Stops at the first torn or corrupt record.
+pub fn replay(path: &Path, limits: (u64, u64)) -> Result<Replay, JournalError> {
+    let io = |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    replay_from(BufReader::with_capacity(256 * 1024, f), path, limits)
+}
+
+/// Reads a journal from any reader; `limits` are the current sizes of the results and
+/// failures files: a record claiming more than is there ends the good prefix.
+pub fn replay_from(
+    mut r: impl BufRead,
+    path: &Path,
+    limits: (u64, u64),
+) -> Result<Replay, JournalError> {
+    let io = |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut line = Vec::new();
+    let n = r.read_until(b'\n', &mut line).map_err(io)?;
+    let first = std::str::from_utf8(&line[..n]).unwrap_or("");
+    let not_cp = || JournalError::NotACheckpoint {
+        path: path.to_owned(),
+    };
+    let rest = first
+        .strip_prefix(MAGIC)
+        .and_then(|s| s.strip_prefix(' '))
+        .ok_or_else(not_cp)?;
+    let (version, json) = rest.split_once(' ').ok_or_else(not_cp)?;
+    if version != VERSION.to_string() {
+        return Err(JournalError::Version {
+            path: path.to_owned(),
+            found: version.chars().take(20).collect(),
+        });
+    }
+    if !first.ends_with('\n') {
+        return Err(not_cp());
+    }
+    let header: Header = serde_json::from_str(json.trim_end()).map_err(|_| not_cp())?;
+    let mut rep = Replay {
+        header,
+        version: VERSION,
+        done: FixedBitSet::new(),
+        tally: Tally::default(),
+        results_len: None,
+        failures_len: 0,
+        finished: None,
+        good_bytes: n as u64,
+        dropped_tail: false,
+    };
+    loop {
+        line.clear();
+        let n = r.read_until(b'\n', &mut line).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        let text = std::str::from_utf8(&line)
+            .ok()
+            .filter(|t| t.ends_with('\n'));
+        let Some(body) = text.and_then(|t| check_crc(t.trim_end_matches('\n'))) else {
+            rep.dropped_tail = true;
+            break;
+        };
+        let f: Vec<&str> = body.split(' ').collect();
+        let lens = |a: &str, b: &str| -> Option<(u64, u64)> {
+            let (x, y) = (a.parse().ok()?, b.parse().ok()?);
+            (x <= limits.0 && y <= limits.1).then_some((x, y))
+        };
+        match f.as_slice() {
+            ["S", a, b] => match lens(a, b) {
+                Some((x, y)) => {
+                    rep.results_len = Some(x);
+                    rep.failures_len = y;
+                }
+                None => {
+                    rep.dropped_tail = true;
+                    break;
+                }
+            },
+            ["R", l, m, a, b] => {
+                let (Ok(l), Some(m), Some((x, y))) =
+                    (l.parse::<usize>(), Mark::from_letter(m), lens(a, b))
+                else {
+                    rep.dropped_tail = true;
+                    break;
+                };
+                if l >= rep.done.len() {
+                    rep.done.grow((l + 1).max(rep.done.len() * 2));
+                }
+                if !rep.done.put(l) {
+                    rep.tally.add(m);
+                }
+                rep.results_len = Some(x);
+                rep.failures_len = y;
+            }
+            ["E", c] => match c.parse() {
+                Ok(c) => rep.finished = Some(c),
+                Err(_) => {
+                    rep.dropped_tail = true;
+                    break;
+                }
+            },
+            _ => {
+                rep.dropped_tail = true;
+                break;
+            }
+        }
+        rep.good_bytes += n as u64;
+    }
+    Ok(rep)
+}
+
+/// The journal being written.
+pub struct Journal {
+    file: AppendFile,
+}
+
+impl Journal {
+    /// Starts a new journal (mode 0600) with its header line.
+    pub fn create(path: &Path, header: &Header) -> std::io::Result<Self> {
+        let mut file = AppendFile::open(path, OpenMode::Truncate, 0o600)?;
+        let json = serde_json::to_string(header).map_err(std::io::Error::other)?;
+        file.buf()
+            .extend_from_slice(format!("{MAGIC} {VERSION} {json}\n").as_bytes());
+        Ok(Self { file })
+    }
+
+    /// Continues a journal after its good prefix.
+    pub fn resume(path: &Path, good_bytes: u64) -> std::io::Result<Self> {
+        Ok(Self {
+            file: AppendFile::open(path, OpenMode::KeepPrefix(good_bytes), 0o600)?,
+        })
+    }
+
+    pub fn start(&mut self, results_len: u64, failures_len: u64) {
+        let l = crc_line(&format!("S {results_len} {failures_len}"));
+        self.file.buf().extend_from_slice(l.as_bytes());
+    }
+
+    pub fn row(&mut self, line: u64, mark: Mark, results_len: u64, failures_len: u64) {
+        let l = crc_line(&format!(
+            "R {line} {} {results_len} {failures_len}",
+            mark.letter()
+        ));
+        self.file.buf().extend_from_slice(l.as_bytes());
+    }
+
+    pub fn end(&mut self, code: u8) {
+        let l = crc_line(&format!("E {code}"));
+        self.file.buf().extend_from_slice(l.as_bytes());
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.file.pending()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn header() -> Header {
+        Header {
+            job: JobIdentity {
+                input_sha256: "ab".into(),
+                input_bytes: 3,
+                action: None,
+                value: None,
+                attribute: None,
+            },
+            results: "r.csv".into(),
+            failures: "f.csv".into(),
+            created: "now".into(),
+        }
+    }
+
+    fn sample(dir: &Path) -> PathBuf {
+        let p = dir.join("j.checkpoint");
+        let mut j = Journal::create(&p, &header()).unwrap();
+        j.start(10, 5);
+        j.row(2, Mark::Ok, 20, 5);
+        j.row(3, Mark::Failed, 30, 9);
+        j.row(5, Mark::Skipped, 40, 9);
+        j.flush().unwrap();
+        p
+    }
+
+    #[test]
+    fn replay_reads_back_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = sample(dir.path());
+        let r = replay(&p, (u64::MAX, u64::MAX)).unwrap();
+        assert_eq!(r.header, header());
+        assert_eq!(r.done.ones().collect::<Vec<_>>(), vec![2, 3, 5]);
+        assert_eq!((r.results_len, r.failures_len), (Some(40), 9));
+        assert_eq!(
+            r.tally,
+            Tally {
+                ok: 1,
+                skipped: 1,
+                failed: 1,
+                invalid: 0
+            }
+        );
+        assert!(!r.dropped_tail);
+    }
+
+    #[test]
+    fn a_torn_last_record_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = sample(dir.path());
+        let full = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &full[..full.len() - 4]).unwrap();
+        let r = replay(&p, (u64::MAX, u64::MAX)).unwrap();
+        assert!(r.dropped_tail);
+        assert_eq!(r.done.ones().collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(r.results_len, Some(30));
+        let mut j = Journal::resume(&p, r.good_bytes).unwrap();
+        j.row(5, Mark::Ok, 41, 9);
+        j.flush().unwrap();
+        let r2 = replay(&p, (u64::MAX, u64::MAX)).unwrap();
+        assert!(!r2.dropped_tail);
+        assert_eq!(r2.done.ones().collect::<Vec<_>>(), vec![2, 3, 5]);
+    }
+
+    #[test]
+    fn a_record_claiming_more_output_than_exists_ends_the_good_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = sample(dir.path());
+        let r = replay(&p, (35, 100)).unwrap();
+        assert_eq!(r.done.ones().collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    #[test]
+    fn other_versions_and_other_files_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old");
+        std::fs::write(&p, "SIMBULK-CHECKPOINT 0 {}\n").unwrap();
+        let e = replay(&p, (0, 0)).unwrap_err();
+        assert!(matches!(e, JournalError::Version { .. }), "{e}");
+        assert!(e.to_string().contains("--restart"));
+        std::fs::write(&p, "iccid,action\n").unwrap();
+        assert!(matches!(
+            replay(&p, (0, 0)).unwrap_err(),
+            JournalError::NotACheckpoint { .. }
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn any_prefix_or_garbage_tail_replays_to_a_prefix_of_the_rows(cut in 0usize..400, garbage in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = sample(dir.path());
+            let full = std::fs::read(&p).unwrap();
+            let mut bytes = full[..cut.min(full.len())].to_vec();
+            bytes.extend_from_slice(&garbage);
+            std::fs::write(&p, &bytes).unwrap();
+            if let Ok(r) = replay(&p, (u64::MAX, u64::MAX)) {
+                let done: Vec<usize> = r.done.ones().collect();
+                prop_assert!([vec![], vec![2], vec![2, 3], vec![2, 3, 5]].contains(&done));
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! One run per checkpoint: an OS file lock on `<checkpoint>.lock`, with the holder's pid,
+//! host and start time written inside for the error message.
+//!
+//! Guarantees: the lock is released by the operating system when the holder dies, however
+//! it dies, so a stale lock file from a dead process is simply taken over.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// A held lock; dropping it releases the lock.
+#[derive(Debug)]
+pub struct JobLock {
+    file: File,
+    path: PathBuf,
+}
+
+/// `<checkpoint>.lock`.
+pub fn lock_path(checkpoint: &Path) -> PathBuf {
+    let mut s = checkpoint.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+impl JobLock {
+    /// Takes the lock, or says who holds it.
+    pub fn acquire(checkpoint: &Path) -> Result<Self, String> {
+        let path = lock_path(checkpoint);
+        let mut o = OpenOptions::new();
+        o.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.custom_flags(libc::O_NOFOLLOW).mode(0o600);
+        }
+        let mut file = o
+            .open(&path)
+            .map_err(|e| format!("cannot open lock file {}: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(format!(
+                    "another simbulk run is using checkpoint {} ({}); wait for it to finish or stop it first",
+                    checkpoint.display(),
+                    if holder.is_empty() {
+                        "holder unknown".to_owned()
+                    } else {
+                        holder.chars().take(300).collect()
+                    }
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("cannot lock {}: {e}", path.display()));
+            }
+        }
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        let info = format!(
+            "pid {} on host {host}, started {started}\n",
+            std::process::id()
+        );
+        let _ = file.set_len(0);
+        let _ = file.seek(SeekFrom::Start(0));
+        let _ = file.write_all(info.as_bytes());
+        let _ = file.flush();
+        Ok(Self { file, path })
+    }
+}
+
+impl Drop for JobLock {
+    fn drop(&mut self) {
+        // The file stays: removing it would let a waiter lock an unlinked inode while a
+        // newcomer locks a fresh file, and both would think they hold the job.
+        let _ = self.file.unlock();
+        let _ = &self.path;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_with_the_first_ones_name_and_a_stale_file_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = dir.path().join("job.checkpoint");
+        std::fs::write(lock_path(&cp), "pid 1 on host gone, started long ago\n").unwrap();
+        let held = JobLock::acquire(&cp).unwrap();
+        let e = JobLock::acquire(&cp).unwrap_err();
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        drop(held);
+        assert!(JobLock::acquire(&cp).is_ok());
+    }
+}

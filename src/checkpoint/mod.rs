@@ -1,0 +1,10 @@
+//! The checkpoint: a versioned, crash-safe journal of finished rows, bound to its job by a
+//! fingerprint, and a lock so that one run at a time uses it. Nothing here knows HTTP.
+
+pub mod fingerprint;
+pub mod journal;
+pub mod lock;
+
+pub use fingerprint::{JobIdentity, digest_file};
+pub use journal::{Header, Journal, JournalError, Mark, Replay, Tally, replay};
+pub use lock::JobLock;

@@ -1,0 +1,400 @@
+//! Command-line surface: clap types, and their conversion into validated configurations.
+//!
+//! Guarantees: the client secret is never a flag value (it comes from the environment or a
+//! file); `http://` is accepted for loopback hosts only; every other value reaches the
+//! engine typed (durations, non-zero limits, URLs).
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "simbulk",
+    version,
+    about = "Apply bulk changes to IoT SIM cards through a provider's SIM API: fast, safe, resumable, auditable.",
+    after_help = exit::TABLE
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Less output: warnings and errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More output (-v debug, -vv trace). RUST_LOG, when set, wins.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a bulk job: apply every row of INPUT through the SIM API.
+    #[command(after_help = exit::TABLE)]
+    Run(Box<RunArgs>),
+    /// Run sample jobs against an embedded simulator, to see simbulk at work.
+    Demo(DemoArgs),
+    /// Serve the SIM API simulator (for rehearsals, tests and benchmarks).
+    Sim(Box<SimArgs>),
+}
+
+/// A requests-per-second limit, or no limit (`0` or `unlimited`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate(pub Option<f64>);
+
+fn parse_rate(s: &str) -> Result<Rate, String> {
+    if s.eq_ignore_ascii_case("unlimited") {
+        return Ok(Rate(None));
+    }
+    match s.parse::<f64>() {
+        Ok(0.0) => Ok(Rate(None)),
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(Rate(Some(r))),
+        _ => Err(format!(
+            "{s:?} is not a rate; give requests per second (e.g. 10 or 0.5), or 0 / unlimited for no limit"
+        )),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 30s, 500ms, 2m, 1h30m"))
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job: a CSV with an iccid column and usually action, value, attribute columns
+    /// (other columns are carried to the results), or a plain list of ICCIDs with --action.
+    pub input: PathBuf,
+
+    /// Base URL of the SIM API, e.g. https://sim.api.example.com (http:// only for loopback).
+    #[arg(long, env = "SIMBULK_BASE_URL", help_heading = "Connection")]
+    pub base_url: Option<String>,
+
+    /// OAuth2 token endpoint [default: <base-url>/oauth2/token].
+    #[arg(long, env = "SIMBULK_TOKEN_URL", help_heading = "Connection")]
+    pub token_url: Option<String>,
+
+    /// OAuth2 client id. The secret comes from SIMBULK_CLIENT_SECRET or --client-secret-file,
+    /// never from a flag.
+    #[arg(long, env = "SIMBULK_CLIENT_ID", help_heading = "Connection")]
+    pub client_id: Option<String>,
+
+    /// File holding the OAuth2 client secret (first line), instead of SIMBULK_CLIENT_SECRET.
+    #[arg(long, help_heading = "Connection")]
+    pub client_secret_file: Option<PathBuf>,
+
+    /// Extra CA certificate bundle (PEM) to trust, for providers behind a private CA.
+    #[arg(long, help_heading = "Connection")]
+    pub ca_bundle: Option<PathBuf>,
+
+    /// Results CSV: one row per input row [default: <input stem>.results.csv beside the input].
+    #[arg(long, help_heading = "Outputs")]
+    pub results: Option<PathBuf>,
+
+    /// Failures CSV: failed and invalid rows in the input's own columns, ready to re-run
+    /// [default: <input stem>.failures.csv].
+    #[arg(long, help_heading = "Outputs")]
+    pub failures: Option<PathBuf>,
+
+    /// Checkpoint journal that makes the job resumable [default: <input stem>.checkpoint].
+    #[arg(long, help_heading = "Outputs")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Write the final summary as JSON to this file (for monitoring).
+    #[arg(long, help_heading = "Outputs")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Continue from the checkpoint if there is one (start fresh if there is none), so a
+    /// nightly cron line can always say --resume.
+    #[arg(long, conflicts_with = "restart", help_heading = "Resume")]
+    pub resume: bool,
+
+    /// Discard an existing checkpoint and its results and start the job again.
+    #[arg(long, help_heading = "Resume")]
+    pub restart: bool,
+
+    /// Stop gracefully at this local time (HH:MM, next occurrence); exit 75, resumable.
+    #[arg(long, value_name = "HH:MM", help_heading = "Resume")]
+    pub until: Option<String>,
+
+    /// Stop gracefully after this long (e.g. 4h30m); exit 75, resumable.
+    #[arg(long, value_parser = parse_duration, help_heading = "Resume")]
+    pub max_duration: Option<Duration>,
+
+    /// Rows in flight at once [default: 8].
+    #[arg(long, default_value = "8", help_heading = "Pacing")]
+    pub concurrency: NonZeroUsize,
+
+    /// Requests per second across all workers, retries and token requests included; set it
+    /// at or below the provider's limit. 0 or `unlimited` = no client-side limit.
+    #[arg(long, default_value = "10", value_parser = parse_rate, help_heading = "Pacing")]
+    pub rate: Rate,
+
+    /// Requests that may go at once above the steady rate [default: 1, i.e. evenly spaced].
+    #[arg(long, default_value = "1", help_heading = "Pacing")]
+    pub burst: NonZeroU32,
+
+    /// Retries per row after the first attempt, for 5xx, timeouts and connection errors.
+    #[arg(long, default_value_t = 8, help_heading = "Pacing")]
+    pub max_retries: u32,
+
+    /// Timeout of one HTTP request.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Pacing")]
+    pub timeout: Duration,
+
+    /// Stop the job (exit 3, resumable) once failed rows pass N, or P% of finished rows
+    /// (e.g. 500 or 5%).
+    #[arg(long, help_heading = "Pacing")]
+    pub max_failures: Option<String>,
+
+    /// Action for rows whose action cell is empty (required for a plain list of ICCIDs).
+    #[arg(long, help_heading = "Row defaults")]
+    pub action: Option<String>,
+
+    /// Value for rows whose value cell is empty (package id, portfolio id, attribute value).
+    #[arg(long, help_heading = "Row defaults")]
+    pub value: Option<String>,
+
+    /// Attribute name for rows whose attribute cell is empty.
+    #[arg(long, help_heading = "Row defaults")]
+    pub attribute: Option<String>,
+
+    /// Read and validate the whole file, print counts per action and every invalid row,
+    /// and send nothing. Exit 0 when every row is valid, 1 otherwise.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo writes its results, failures and checkpoint files.
+    #[arg(long, default_value = "simbulk-demo")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on; port 0 picks a free port. The address is printed on stdout's
+    /// first line.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Seed for the SIMs and for every random fault decision.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Number of seeded SIMs.
+    #[arg(long, default_value_t = 10_000)]
+    pub sims: usize,
+
+    /// Requests per second per client over /api/v2 (0 = no limit).
+    #[arg(long, default_value_t = 10, help_heading = "Limits")]
+    pub rate_limit: u32,
+
+    /// Burst of the per-client token bucket.
+    #[arg(long, default_value_t = 20, help_heading = "Limits")]
+    pub rate_burst: u32,
+
+    /// Token requests per minute per client (0 = no limit).
+    #[arg(long, default_value_t = 30, help_heading = "Limits")]
+    pub token_per_minute: u32,
+
+    /// Send 429s without a Retry-After header.
+    #[arg(long, help_heading = "Limits")]
+    pub no_retry_after: bool,
+
+    /// Token lifetime.
+    #[arg(long, default_value = "1h", value_parser = parse_duration, help_heading = "Limits")]
+    pub token_ttl: Duration,
+
+    /// Answer 200 (not 400 / 6047) to a PATCH that changes nothing.
+    #[arg(long, help_heading = "Behaviour")]
+    pub lenient_no_op: bool,
+
+    /// Activations answer pendingProvision and become active after this delay.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, help_heading = "Behaviour")]
+    pub activation_delay: Duration,
+
+    /// After a suspend, unsuspending is refused (6046) for this long.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, help_heading = "Behaviour")]
+    pub suspend_settle: Duration,
+
+    /// Allow attribute writes on suspended SIMs (refused with 16000 by default).
+    #[arg(long, help_heading = "Behaviour")]
+    pub attribute_writes_on_suspended: bool,
+
+    /// Demo client id.
+    #[arg(long, default_value = crate::sim::DEMO_CLIENT_ID, help_heading = "Clients")]
+    pub client_id: String,
+
+    /// Demo client secret (a simulator credential; printed on start-up).
+    #[arg(long, default_value = crate::sim::DEMO_CLIENT_SECRET, help_heading = "Clients")]
+    pub client_secret: String,
+
+    /// Another client, as ID:SECRET:PORTFOLIO[:PERMISSION,…] (repeatable).
+    #[arg(long = "client", help_heading = "Clients")]
+    pub clients: Vec<String>,
+
+    /// Latency added to every /api/v2 response.
+    #[arg(long, default_value = "0ms", value_parser = parse_duration, help_heading = "Faults")]
+    pub latency: Duration,
+
+    /// Random extra latency, uniform in [0, spread).
+    #[arg(long, default_value = "0ms", value_parser = parse_duration, help_heading = "Faults")]
+    pub latency_spread: Duration,
+
+    /// Share of requests answered 500.
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub http500: f64,
+    /// Share of requests answered 502 (HTML body, like a gateway).
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub http502: f64,
+    /// Share of requests answered 503.
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub http503: f64,
+    /// Share of requests answered 504 (HTML body).
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub http504: f64,
+
+    /// Share of requests whose connection is closed without a response, before any change.
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub drop: f64,
+
+    /// Share of writes that are applied and then answered 503 or dropped.
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub apply_then_fail: f64,
+
+    /// How apply-then-fail answers: mixed, status (503) or drop.
+    #[arg(long, default_value = "mixed", help_heading = "Faults")]
+    pub after_apply: String,
+
+    /// Share of requests held for --slow-duration before they are processed.
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub slow: f64,
+
+    /// How long a slow request is held.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Faults")]
+    pub slow_duration: Duration,
+
+    /// Share of requests after which the caller's tokens are revoked.
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub revoke: f64,
+
+    /// Revoke every token at this period.
+    #[arg(long, value_parser = parse_duration, help_heading = "Faults")]
+    pub revoke_every: Option<Duration>,
+
+    /// Keep SIMs, attributes and the ledger in this file across restarts.
+    #[arg(long)]
+    pub state_file: Option<PathBuf>,
+}
+
+impl SimArgs {
+    /// The simulator configuration these flags describe.
+    pub fn to_config(&self) -> Result<crate::sim::SimConfig, String> {
+        use crate::sim::{AfterApply, ClientConfig, FaultConfig, SimConfig};
+        let rates = [
+            self.http500,
+            self.http502,
+            self.http503,
+            self.http504,
+            self.drop,
+            self.apply_then_fail,
+            self.slow,
+            self.revoke,
+        ];
+        if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
+            return Err("fault rates are shares between 0 and 1 (e.g. --http503 0.05)".into());
+        }
+        let after_apply = match self.after_apply.as_str() {
+            "mixed" => AfterApply::Mixed,
+            "status" => AfterApply::Status,
+            "drop" => AfterApply::Drop,
+            other => {
+                return Err(format!(
+                    "--after-apply {other:?}: use mixed, status or drop"
+                ));
+            }
+        };
+        let mut clients = crate::sim::config::default_clients();
+        clients[0].id = self.client_id.clone();
+        clients[0].secret = self.client_secret.clone();
+        for c in &self.clients {
+            clients.push(ClientConfig::parse(c)?);
+        }
+        Ok(SimConfig {
+            addr: self.addr,
+            seed: self.seed,
+            sims: self.sims,
+            rate_limit_per_second: self.rate_limit,
+            rate_limit_burst: self.rate_burst,
+            token_endpoint_per_minute: self.token_per_minute,
+            retry_after_header: !self.no_retry_after,
+            token_ttl: self.token_ttl,
+            strict_no_op: !self.lenient_no_op,
+            activation_delay: self.activation_delay,
+            suspend_settle: self.suspend_settle,
+            attribute_writes_on_suspended: self.attribute_writes_on_suspended,
+            clients,
+            faults: FaultConfig {
+                latency: self.latency,
+                latency_spread: self.latency_spread,
+                http500: self.http500,
+                http502: self.http502,
+                http503: self.http503,
+                http504: self.http504,
+                drop: self.drop,
+                apply_then_fail: self.apply_then_fail,
+                after_apply,
+                slow: self.slow,
+                slow_duration: self.slow_duration,
+                revoke: self.revoke,
+                revoke_every: self.revoke_every,
+            },
+            state_file: self.state_file.clone(),
+            ledger_limit: SimConfig::default().ledger_limit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rate_accepts_numbers_zero_and_unlimited() {
+        assert_eq!(parse_rate("10"), Ok(Rate(Some(10.0))));
+        assert_eq!(parse_rate("0"), Ok(Rate(None)));
+        assert_eq!(parse_rate("unlimited"), Ok(Rate(None)));
+        assert!(parse_rate("-1").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn there_is_no_flag_for_the_secret() {
+        let r = Cli::try_parse_from(["simbulk", "run", "x.csv", "--client-secret", "s"]);
+        assert!(r.is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! The bulk engine: scheduling rows (per-ICCID order, bounded concurrency), doing each
+//! row (pacing, retries, reconcile-before-repeat), halting and stopping, and recording
+//! every outcome through one owner. It writes no file itself except through the recorder.
+
+pub mod outcome;
+pub mod recorder;
+pub mod retry;
+pub mod run;
+pub mod scheduler;
+pub mod threshold;
+pub mod worker;
+
+pub use outcome::{RowResult, Verdict};
+pub use retry::RetryPolicy;
+pub use run::{Fatal, JobConfig, ResumeMode, check_paths, default_paths, dry_run, run};
+pub use threshold::Threshold;

@@ -1,0 +1,68 @@
+//! What happened to one row: the engine's verdict and every fact the results file shows.
+
+use std::time::SystemTime;
+
+use crate::checkpoint::Mark;
+
+/// The four outcomes a row can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    /// The change was applied.
+    Ok,
+    /// Nothing to do: the SIM already was in the requested state.
+    Skipped,
+    /// The API refused the change, or retries ran out.
+    Failed,
+    /// The row itself is malformed; no call was made.
+    Invalid,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Skipped => "skipped",
+            Verdict::Failed => "failed",
+            Verdict::Invalid => "invalid",
+        }
+    }
+
+    pub fn mark(self) -> Mark {
+        match self {
+            Verdict::Ok => Mark::Ok,
+            Verdict::Skipped => Mark::Skipped,
+            Verdict::Failed => Mark::Failed,
+            Verdict::Invalid => Mark::Invalid,
+        }
+    }
+
+    /// Whether the row belongs in the failures file.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Verdict::Failed | Verdict::Invalid)
+    }
+}
+
+/// One finished row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowResult {
+    pub line: u64,
+    pub iccid: String,
+    pub action: String,
+    pub value: String,
+    pub attribute: String,
+    pub verdict: Verdict,
+    pub http_status: Option<u16>,
+    pub error_code: Option<i64>,
+    pub message: String,
+    pub attempts: u32,
+    pub sim_status: Option<String>,
+    pub finished_at: SystemTime,
+    /// The input record's cells, for the failures file and carried-through columns.
+    pub fields: Vec<String>,
+    /// Attempts repeated after a 5xx, timeout or connection error.
+    pub retries: u32,
+    /// 429s this row met.
+    pub throttled: u32,
+    /// The row's error stops the whole job (403, refused credentials).
+    pub halts_job: bool,
+}

@@ -1,0 +1,159 @@
+//! The retry policy: how many attempts, how long between them, and which errors earn one.
+//!
+//! Guarantees: delays follow "full jitter" exponential backoff (uniform in
+//! `[0, min(cap, base·2^n)]`), so retries from many workers spread out; 429s are paced by
+//! the shared gate and have their own, larger budget; a drain request cuts every wait short.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::ApiError;
+
+/// Retry settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Repeats after 5xx, timeouts and connection errors.
+    pub max_retries: u32,
+    pub base: Duration,
+    pub cap: Duration,
+    /// 429s one row may meet before it fails.
+    pub max_throttled: u32,
+}
+
+impl RetryPolicy {
+    pub fn new(max_retries: u32) -> Self {
+        Self {
+            max_retries,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(20),
+            max_throttled: 100.max(max_retries * 10),
+        }
+    }
+
+    /// The wait before retry number `n` (1-based).
+    pub fn delay(&self, n: u32) -> Duration {
+        let ceiling = self.base.saturating_mul(1u32 << n.min(20)).min(self.cap);
+        ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+/// The attempt bookkeeping of one row.
+#[derive(Debug)]
+pub struct Attempts<'a> {
+    policy: &'a RetryPolicy,
+    stop: &'a CancellationToken,
+    /// Tries of the row's operation.
+    pub tries: u32,
+    pub retries: u32,
+    pub throttled: u32,
+    /// A write may have been applied without our seeing the answer.
+    pub ambiguous: bool,
+}
+
+/// Why a row ended without an answer.
+#[derive(Debug)]
+pub enum GiveUp {
+    /// The error is final (or its retries ran out).
+    Error(ApiError),
+    /// The job is stopping; the row will be done on resume.
+    Interrupted,
+}
+
+impl From<ApiError> for GiveUp {
+    fn from(e: ApiError) -> Self {
+        GiveUp::Error(e)
+    }
+}
+
+impl<'a> Attempts<'a> {
+    pub fn new(policy: &'a RetryPolicy, stop: &'a CancellationToken) -> Self {
+        Self {
+            policy,
+            stop,
+            tries: 0,
+            retries: 0,
+            throttled: 0,
+            ambiguous: false,
+        }
+    }
+
+    /// Starts a try, unless the job is stopping.
+    pub fn begin(&mut self) -> Result<(), GiveUp> {
+        if self.stop.is_cancelled() {
+            return Err(GiveUp::Interrupted);
+        }
+        self.tries += 1;
+        Ok(())
+    }
+
+    /// After a failed call: `Ok` once it is time to try again, `Err` when the row ends.
+    pub async fn after(&mut self, e: ApiError) -> Result<(), GiveUp> {
+        if e.halts_job() || !e.retryable() {
+            return Err(GiveUp::Error(e));
+        }
+        if e.ambiguous() {
+            self.ambiguous = true;
+        }
+        let wait = if matches!(e, ApiError::RateLimited { .. }) {
+            self.throttled += 1;
+            if self.throttled > self.policy.max_throttled {
+                return Err(GiveUp::Error(e));
+            }
+            // The shared gate does the waiting.
+            Duration::ZERO
+        } else {
+            self.retries += 1;
+            if self.retries > self.policy.max_retries {
+                return Err(GiveUp::Error(e));
+            }
+            tracing::debug!(error = %e, retry = self.retries, "retrying");
+            self.policy.delay(self.retries)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => Ok(()),
+            _ = self.stop.cancelled() => Err(GiveUp::Interrupted),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_are_full_jitter_under_the_cap() {
+        let p = RetryPolicy::new(5);
+        for n in 1..30 {
+            let d = p.delay(n);
+            assert!(d <= p.cap);
+            assert!(d <= p.base * (1 << n.min(20)));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_run_out_and_final_errors_end_at_once() {
+        let p = RetryPolicy::new(2);
+        let stop = CancellationToken::new();
+        let mut a = Attempts::new(&p, &stop);
+        let s = || ApiError::Server {
+            status: 503,
+            message: String::new(),
+            request_id: None,
+        };
+        assert!(a.after(s()).await.is_ok());
+        assert!(a.after(s()).await.is_ok());
+        assert!(matches!(a.after(s()).await, Err(GiveUp::Error(_))));
+        assert!(a.ambiguous);
+        let mut b = Attempts::new(&p, &stop);
+        let r = ApiError::Rejected {
+            status: 400,
+            code: Some(16000),
+            message: String::new(),
+            request_id: None,
+        };
+        assert!(matches!(b.after(r).await, Err(GiveUp::Error(_))));
+        stop.cancel();
+        assert!(matches!(b.begin(), Err(GiveUp::Interrupted)));
+    }
+}

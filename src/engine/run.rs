@@ -1,0 +1,495 @@
+//! A job from start to end: check the input and the paths, bind or resume the checkpoint,
+//! check the credentials, open the outputs, drive the rows, and sum up.
+//!
+//! Guarantees: every refusal that can be known before the first call (bad file, dangerous
+//! paths, checkpoint in the way or of another job, refused credentials, unreachable API)
+//! happens before any row is sent and before any output is touched.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiError, Client, Endpoint, Pacer};
+use crate::checkpoint::{self, Header, JobIdentity, JobLock, Journal, Tally};
+use crate::durable::OpenMode;
+use crate::exit;
+use crate::input::{self, Defaults, FileError, Item};
+use crate::output::progress::Progress;
+use crate::output::summary::{Summary, resume_command};
+use crate::output::{FailuresFile, ResultsFile};
+
+use super::recorder::Recorder;
+use super::retry::RetryPolicy;
+use super::scheduler::{self, Dispatch, End, Stops};
+use super::threshold::Threshold;
+
+/// What to do with an existing checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeMode {
+    /// Neither `--resume` nor `--restart`: an existing checkpoint is an error.
+    Refuse,
+    Resume,
+    Restart,
+}
+
+/// A job, typed and validated.
+#[derive(Debug)]
+pub struct JobConfig {
+    pub input: PathBuf,
+    pub defaults: Defaults,
+    pub results: PathBuf,
+    pub failures: PathBuf,
+    pub checkpoint: PathBuf,
+    pub resume: ResumeMode,
+    pub concurrency: usize,
+    pub rate: Option<f64>,
+    pub burst: NonZeroU32,
+    pub retry: RetryPolicy,
+    pub max_duration: Option<Duration>,
+    /// Wall-clock seconds until `--until`, computed at start.
+    pub until: Option<Duration>,
+    pub max_failures: Option<Threshold>,
+    /// Longest time between two fsyncs of the outputs.
+    pub sync_every: Duration,
+    /// The command line, for the "to resume" hint.
+    pub args: Vec<String>,
+}
+
+/// A job that could not run (or not to its end), with its exit code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Fatal {
+    pub code: u8,
+    pub message: String,
+}
+
+fn usage(message: impl Into<String>) -> Fatal {
+    Fatal {
+        code: exit::USAGE,
+        message: message.into(),
+    }
+}
+
+/// Default output paths beside the input: `<stem>.results.csv`, `<stem>.failures.csv`, `<stem>.checkpoint`.
+pub fn default_paths(input: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let stem = input
+        .file_stem()
+        .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
+    let dir = input.parent().unwrap_or(Path::new(""));
+    (
+        dir.join(format!("{stem}.results.csv")),
+        dir.join(format!("{stem}.failures.csv")),
+        dir.join(format!("{stem}.checkpoint")),
+    )
+}
+
+/// The absolute form of a path that may not exist yet.
+fn resolve(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    let name = p.file_name().map(PathBuf::from).unwrap_or_default();
+    let parent = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::canonicalize(parent)
+        .unwrap_or_else(|_| parent.to_owned())
+        .join(name)
+}
+
+/// Refuses outputs that point at the input or at each other.
+pub fn check_paths(cfg: &JobConfig) -> Result<(), Fatal> {
+    let named = [
+        ("the input", &cfg.input),
+        ("--results", &cfg.results),
+        ("--failures", &cfg.failures),
+        ("--checkpoint", &cfg.checkpoint),
+        (
+            "the checkpoint lock",
+            &checkpoint::lock::lock_path(&cfg.checkpoint),
+        ),
+    ];
+    let resolved: Vec<PathBuf> = named.iter().map(|(_, p)| resolve(p)).collect();
+    for i in 0..named.len() {
+        for j in (i + 1)..named.len() {
+            if resolved[i] == resolved[j] {
+                return Err(usage(format!(
+                    "{} and {} are the same file ({}); give each output its own path",
+                    named[i].0,
+                    named[j].0,
+                    resolved[i].display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--dry-run`: validates every row and reports; sends nothing, writes nothing.
+pub fn dry_run(input: &Path, defaults: &Defaults) -> Result<(String, u8), Fatal> {
+    let (_, rows) = input::reader::open(input, defaults).map_err(|e| usage(e.to_string()))?;
+    let mut per_action: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut invalid = Vec::new();
+    let mut n_invalid = 0u64;
+    let mut total = 0u64;
+    let mut rows = rows;
+    for item in rows.by_ref() {
+        let item = item.map_err(|e| usage(e.to_string()))?;
+        total += 1;
+        match &item.parsed {
+            Ok(r) => *per_action.entry(r.action.kind().name()).or_default() += 1,
+            Err(reason) => {
+                n_invalid += 1;
+                if invalid.len() < 1000 {
+                    invalid.push(format!("  line {}: {reason}", item.line));
+                }
+            }
+        }
+    }
+    let mut out = format!(
+        "dry run of {}: {total} rows, {} valid, {n_invalid} invalid\n",
+        input.display(),
+        total - n_invalid
+    );
+    for (a, n) in &per_action {
+        out += &format!("  {a:<17} {n}\n");
+    }
+    if rows.blank > 0 {
+        out += &format!("  blank rows skipped: {}\n", rows.blank);
+    }
+    if !invalid.is_empty() {
+        out += "invalid rows:\n";
+        out += &invalid.join("\n");
+        out.push('\n');
+        if n_invalid > invalid.len() as u64 {
+            out += &format!("  … and {} more\n", n_invalid - invalid.len() as u64);
+        }
+    }
+    out += "nothing was sent.\n";
+    Ok((
+        out,
+        if n_invalid == 0 {
+            exit::OK
+        } else {
+            exit::ROWS_FAILED
+        },
+    ))
+}
+
+/// Where a resumed job starts.
+struct Start {
+    done: fixedbitset::FixedBitSet,
+    tally: Tally,
+    outputs: Option<(u64, u64, u64)>,
+}
+
+fn bind_checkpoint(
+    cfg: &JobConfig,
+    identity: &JobIdentity,
+) -> Result<Result<Start, (u8, Tally)>, Fatal> {
+    let fresh = Start {
+        done: fixedbitset::FixedBitSet::new(),
+        tally: Tally::default(),
+        outputs: None,
+    };
+    if !cfg.checkpoint.exists() || cfg.resume == ResumeMode::Restart {
+        return Ok(Ok(fresh));
+    }
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let peek = checkpoint::replay(&cfg.checkpoint, (u64::MAX, u64::MAX))
+        .map_err(|e| usage(e.to_string()))?;
+    if cfg.resume == ResumeMode::Refuse {
+        return Err(usage(format!(
+            "checkpoint {} exists from an earlier run of this job ({} rows done); add --resume to continue it, or --restart to discard it and start again",
+            cfg.checkpoint.display(),
+            peek.tally.total()
+        )));
+    }
+    let diffs = peek.header.job.differences(identity);
+    if !diffs.is_empty() {
+        return Err(usage(format!(
+            "cannot resume: checkpoint {} belongs to a different job: {}. Restore the original input and options, or use --restart to start this job afresh",
+            cfg.checkpoint.display(),
+            diffs.join("; ")
+        )));
+    }
+    if resolve(&peek.header.results) != resolve(&cfg.results)
+        || resolve(&peek.header.failures) != resolve(&cfg.failures)
+    {
+        return Err(usage(format!(
+            "cannot resume: the checkpoint wrote its results to {} and failures to {}; give the same --results and --failures (or none)",
+            peek.header.results.display(),
+            peek.header.failures.display()
+        )));
+    }
+    if peek.results_len.is_some() && !cfg.results.exists() {
+        return Err(usage(format!(
+            "cannot resume: results file {} is missing but the checkpoint says {} rows are done; restore it, or use --restart",
+            cfg.results.display(),
+            peek.tally.total()
+        )));
+    }
+    let rep = checkpoint::replay(&cfg.checkpoint, (size(&cfg.results), size(&cfg.failures)))
+        .map_err(|e| usage(e.to_string()))?;
+    if let Some(code) = rep.finished {
+        return Ok(Err((code, rep.tally)));
+    }
+    if rep.dropped_tail {
+        tracing::info!("checkpoint: dropped a torn last record; those rows will be done again");
+    }
+    Ok(Ok(match rep.results_len {
+        Some(r) => Start {
+            done: rep.done,
+            tally: rep.tally,
+            outputs: Some((r, rep.failures_len, rep.good_bytes)),
+        },
+        None => fresh,
+    }))
+}
+
+fn open_outputs(
+    cfg: &JobConfig,
+    layout: &input::Layout,
+    identity: &JobIdentity,
+    start: &Start,
+) -> std::io::Result<(ResultsFile, FailuresFile, Journal)> {
+    match start.outputs {
+        Some((r, f, j)) => Ok((
+            ResultsFile::open(&cfg.results, OpenMode::KeepPrefix(r), layout)?,
+            FailuresFile::open(&cfg.failures, OpenMode::KeepPrefix(f), layout)?,
+            Journal::resume(&cfg.checkpoint, j)?,
+        )),
+        None => {
+            let mut results = ResultsFile::open(&cfg.results, OpenMode::Truncate, layout)?;
+            let mut failures = FailuresFile::open(&cfg.failures, OpenMode::Truncate, layout)?;
+            results.file().flush()?;
+            failures.file().flush()?;
+            let header = Header {
+                job: identity.clone(),
+                results: cfg.results.clone(),
+                failures: cfg.failures.clone(),
+                created: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string(),
+            };
+            let mut journal = Journal::create(&cfg.checkpoint, &header)?;
+            journal.start(results.file().len(), failures.file().len());
+            journal.flush()?;
+            Ok((results, failures, journal))
+        }
+    }
+}
+
+/// Runs a job against the API described by `endpoint`.
+pub async fn run(
+    cfg: JobConfig,
+    endpoint: Endpoint,
+    drain: CancellationToken,
+    abort: CancellationToken,
+) -> Result<Summary, Fatal> {
+    let started = Instant::now();
+    let (layout, rows) =
+        input::reader::open(&cfg.input, &cfg.defaults).map_err(|e| usage(e.to_string()))?;
+    check_paths(&cfg)?;
+    let input_path = cfg.input.clone();
+    let (sha, bytes, lines) =
+        tokio::task::spawn_blocking(move || checkpoint::digest_file(&input_path))
+            .await
+            .map_err(|e| usage(e.to_string()))?
+            .map_err(|e| {
+                usage(format!(
+                    "cannot read input file {}: {e}",
+                    cfg.input.display()
+                ))
+            })?;
+    let identity = JobIdentity {
+        input_sha256: sha,
+        input_bytes: bytes,
+        action: cfg.defaults.action.clone(),
+        value: cfg.defaults.value.clone(),
+        attribute: cfg.defaults.attribute.clone(),
+    };
+    let _lock = JobLock::acquire(&cfg.checkpoint).map_err(usage)?;
+    let start = match bind_checkpoint(&cfg, &identity)? {
+        Ok(s) => s,
+        Err((code, tally)) => {
+            let mut s = summary(
+                &cfg,
+                "completed",
+                Some(
+                    "this job had already finished; nothing to do (use --restart to run it again)"
+                        .into(),
+                ),
+                code,
+                tally,
+                Tally::default(),
+                started,
+            );
+            s.job_rows_estimate = tally.total();
+            return Ok(s);
+        }
+    };
+
+    let pacer = Arc::new(Pacer::new(cfg.rate, cfg.burst));
+    let base = endpoint.base_url.to_string();
+    let client = Arc::new(Client::new(endpoint, pacer.clone(), cfg.concurrency).map_err(usage)?);
+    if let Err(e) = client.preflight().await {
+        let code = exit::HALTED;
+        let message = match &e {
+            ApiError::Credentials { .. } => format!("{e}; nothing was sent"),
+            _ => format!(
+                "cannot reach the SIM API at {base}: {e}; nothing was sent and no file was changed. Check --base-url and the network, then run again"
+            ),
+        };
+        return Err(Fatal { code, message });
+    }
+
+    let (results, failures, journal) =
+        open_outputs(&cfg, &layout, &identity, &start).map_err(|e| Fatal {
+            code: exit::HALTED,
+            message: format!("cannot write the outputs: {e}; fix it and run again with --resume"),
+        })?;
+    let total = lines.saturating_sub(u64::from(!layout.headerless));
+    let progress = Progress::new(total, start.tally.total());
+    let mut rec = Recorder::new(
+        results,
+        failures,
+        journal,
+        progress,
+        start.tally,
+        cfg.sync_every,
+    );
+
+    let (tx, rx) = mpsc::channel::<Result<Item, FileError>>(1024);
+    let reader = std::thread::Builder::new()
+        .name("simbulk-reader".into())
+        .spawn(move || {
+            let mut rows = rows;
+            for item in rows.by_ref() {
+                if tx.blocking_send(item).is_err() {
+                    break;
+                }
+            }
+            rows.blank
+        })
+        .map_err(|e| usage(format!("cannot start the reader: {e}")))?;
+
+    let now = tokio::time::Instant::now();
+    let deadline = [cfg.max_duration, cfg.until]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|d| now + d);
+    let end = scheduler::drive(
+        Dispatch {
+            client: client.clone(),
+            policy: Arc::new(cfg.retry),
+            layout,
+            concurrency: cfg.concurrency,
+            done: start.done,
+        },
+        rx,
+        &mut rec,
+        Stops {
+            drain,
+            abort,
+            deadline,
+            max_failures: cfg.max_failures,
+        },
+    )
+    .await;
+    let blank = if matches!(end, End::Complete) {
+        reader.join().unwrap_or(0)
+    } else {
+        0
+    };
+
+    let (state, reason, code) = match &end {
+        End::Complete => {
+            let t = &rec.job;
+            (
+                "completed",
+                None,
+                if t.failed + t.invalid > 0 {
+                    exit::ROWS_FAILED
+                } else {
+                    exit::OK
+                },
+            )
+        }
+        End::Stopped(why) => ("stopped", Some(why.clone()), exit::STOPPED),
+        End::Aborted => (
+            "aborted",
+            Some("aborted by a second signal; rows in flight will be done again on resume".into()),
+            exit::STOPPED,
+        ),
+        End::Halted(why) => ("halted", Some(why.clone()), exit::HALTED),
+        End::WriteFailed(why) => (
+            "halted",
+            Some(format!(
+                "cannot write the outputs: {why}; fix it and resume"
+            )),
+            exit::HALTED,
+        ),
+        End::ReadFailed(why) => (
+            "halted",
+            Some(format!("cannot read the input further: {why}")),
+            exit::HALTED,
+        ),
+    };
+    let finished = matches!(end, End::Complete).then_some(code);
+    if let Err(e) = rec.finish(finished) {
+        return Err(Fatal {
+            code: exit::HALTED,
+            message: format!("cannot write the outputs: {e}; fix it and run again with --resume"),
+        });
+    }
+    let mut s = summary(&cfg, state, reason, code, rec.job, rec.run, started);
+    s.by_action = rec.by_action.clone();
+    s.top_errors = rec.top_errors(10);
+    s.requests = pacer.requests();
+    s.retries = rec.retries;
+    s.throttled_429 = pacer.throttled_count();
+    s.blank_rows_skipped = blank;
+    s.job_rows_estimate = total;
+    Ok(s)
+}
+
+fn summary(
+    cfg: &JobConfig,
+    state: &str,
+    reason: Option<String>,
+    code: u8,
+    job: Tally,
+    run: Tally,
+    started: Instant,
+) -> Summary {
+    let elapsed = started.elapsed().as_secs_f64();
+    Summary {
+        state: state.into(),
+        reason,
+        exit_code: code,
+        input: cfg.input.clone(),
+        results: cfg.results.clone(),
+        failures: cfg.failures.clone(),
+        checkpoint: cfg.checkpoint.clone(),
+        job,
+        job_rows_estimate: 0,
+        this_run: run,
+        by_action: BTreeMap::new(),
+        top_errors: Vec::new(),
+        elapsed_seconds: elapsed,
+        rows_per_second: run.total() as f64 / elapsed.max(0.001),
+        requests: 0,
+        retries: 0,
+        throttled_429: 0,
+        blank_rows_skipped: 0,
+        resume_command: matches!(code, exit::STOPPED | exit::HALTED)
+            .then(|| resume_command(&cfg.args)),
+    }
+}

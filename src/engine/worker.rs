@@ -1,0 +1,353 @@
+//! Doing one row: the API calls an action needs, the retries, and reconcile-before-repeat.
+//!
+//! Guarantees: after an ambiguous outcome of a write (5xx, timeout, lost connection) the
+//! SIM or its attributes are read before the write is sent again, and a change found in
+//! place is recorded `ok`; an attribute is created only after a fresh list shows it absent,
+//! so `set-attribute` never creates a duplicate; `6047` (already in the requested state)
+//! is `skipped`, not `failed`.
+
+use std::time::SystemTime;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiError, Client};
+use crate::input::{Action, Item, Row};
+use crate::model::{AttributeCreate, AttributePatch, Sim, SimPatch, codes};
+
+use super::outcome::{RowResult, Verdict};
+use super::retry::{Attempts, GiveUp, RetryPolicy};
+
+/// How a row's calls ended.
+struct Done {
+    verdict: Verdict,
+    status: Option<u16>,
+    message: String,
+    sim_status: Option<String>,
+}
+
+impl Done {
+    fn ok(status: u16, message: &str, sim: Option<&Sim>) -> Self {
+        Self {
+            verdict: Verdict::Ok,
+            status: Some(status),
+            message: message.into(),
+            sim_status: sim.map(sim_status),
+        }
+    }
+
+    fn skipped(status: Option<u16>, message: &str) -> Self {
+        Self {
+            verdict: Verdict::Skipped,
+            status,
+            message: message.into(),
+            sim_status: None,
+        }
+    }
+}
+
+/// The SIM's status as the results show it: the lifecycle status, plus the suspension.
+fn sim_status(s: &Sim) -> String {
+    if s.is_suspended() {
+        format!("{}+suspended", s.status)
+    } else {
+        s.status.clone()
+    }
+}
+
+/// The PATCH body for a SIM action.
+pub fn patch_for(action: &Action) -> Option<SimPatch> {
+    let mut p = SimPatch::default();
+    match action {
+        Action::Activate => p.status = Some("active".into()),
+        Action::Deactivate => p.status = Some("available".into()),
+        Action::Suspend => p.customer_suspend = Some(true),
+        Action::Unsuspend => p.customer_suspend = Some(false),
+        Action::SetPackage(id) => p.package_id = Some(*id),
+        Action::SetPortfolio(id) => p.portfolio_id = Some(id.clone()),
+        Action::SetAttribute { .. } | Action::DeleteAttribute { .. } => return None,
+    }
+    Some(p)
+}
+
+/// Whether `sim` already shows what `action` asks for.
+pub fn satisfied(action: &Action, sim: &Sim) -> bool {
+    match action {
+        Action::Activate => sim.status == "active" || sim.status == "pendingProvision",
+        Action::Deactivate => sim.status == "available",
+        Action::Suspend => sim.customer_suspend,
+        Action::Unsuspend => !sim.customer_suspend,
+        Action::SetPackage(id) => sim.package_id == *id,
+        Action::SetPortfolio(id) => sim.portfolio_id == *id,
+        Action::SetAttribute { .. } | Action::DeleteAttribute { .. } => false,
+    }
+}
+
+const APPLIED_EARLIER: &str =
+    "applied (the answer to an earlier attempt was lost; checked before repeating)";
+
+async fn sim_change(
+    c: &Client,
+    icc: &str,
+    action: &Action,
+    patch: &SimPatch,
+    a: &mut Attempts<'_>,
+) -> Result<Done, GiveUp> {
+    loop {
+        a.begin()?;
+        if a.ambiguous {
+            match c.get_sim(icc).await {
+                Ok(r) if satisfied(action, &r.value) => {
+                    return Ok(Done::ok(r.status, APPLIED_EARLIER, Some(&r.value)));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    a.after(e).await?;
+                    continue;
+                }
+            }
+        }
+        match c.patch_sim(icc, patch).await {
+            Ok(r) => return Ok(Done::ok(r.status, "", Some(&r.value))),
+            Err(ApiError::Rejected {
+                code: Some(codes::ALREADY_DONE),
+                status,
+                message,
+                ..
+            }) => {
+                return Ok(Done::skipped(Some(status), &message));
+            }
+            Err(e) => a.after(e).await?,
+        }
+    }
+}
+
+/// Conflicts (attribute created or removed underneath) tolerated before giving up.
+const MAX_CONFLICTS: u32 = 5;
+
+async fn set_attribute(
+    c: &Client,
+    icc: &str,
+    name: &str,
+    value: &str,
+    a: &mut Attempts<'_>,
+) -> Result<Done, GiveUp> {
+    let mut conflicts = 0;
+    loop {
+        a.begin()?;
+        let list = match c.list_attributes(icc).await {
+            Ok(r) => r.value.data,
+            Err(e) => {
+                a.after(e).await?;
+                continue;
+            }
+        };
+        let result = match list.iter().find(|x| x.name == name) {
+            Some(x) if x.value == value => {
+                return Ok(if a.ambiguous {
+                    Done::ok(200, APPLIED_EARLIER, None)
+                } else {
+                    Done::skipped(None, "the attribute already has this value")
+                });
+            }
+            Some(x) => c
+                .update_attribute(
+                    icc,
+                    x.icc_attribute_id,
+                    &AttributePatch {
+                        name: None,
+                        value: Some(value.into()),
+                    },
+                )
+                .await
+                .map(|r| Done::ok(r.status, "updated", None)),
+            None => c
+                .create_attribute(
+                    icc,
+                    &AttributeCreate {
+                        name: name.into(),
+                        value: value.into(),
+                    },
+                )
+                .await
+                .map(|r| Done::ok(r.status, "created", None)),
+        };
+        match result {
+            Ok(d) => return Ok(d),
+            Err(ApiError::Rejected {
+                code: Some(codes::DUPLICATE_ATTRIBUTE | codes::NOT_FOUND),
+                ..
+            }) if conflicts < MAX_CONFLICTS => {
+                // Created or removed underneath us (or by our own lost attempt): look again.
+                conflicts += 1;
+            }
+            Err(e) => a.after(e).await?,
+        }
+    }
+}
+
+async fn delete_attribute(
+    c: &Client,
+    icc: &str,
+    name: &str,
+    a: &mut Attempts<'_>,
+) -> Result<Done, GiveUp> {
+    let mut conflicts = 0;
+    loop {
+        a.begin()?;
+        let list = match c.list_attributes(icc).await {
+            Ok(r) => r.value.data,
+            Err(e) => {
+                a.after(e).await?;
+                continue;
+            }
+        };
+        let Some(x) = list.iter().find(|x| x.name == name) else {
+            return Ok(if a.ambiguous {
+                Done::ok(200, APPLIED_EARLIER, None)
+            } else {
+                Done::skipped(None, "the SIM has no attribute with this name")
+            });
+        };
+        match c.delete_attribute(icc, x.icc_attribute_id).await {
+            Ok(r) => return Ok(Done::ok(r.status, "deleted", None)),
+            Err(ApiError::Rejected {
+                code: Some(codes::NOT_FOUND),
+                ..
+            }) if conflicts < MAX_CONFLICTS => {
+                conflicts += 1;
+            }
+            Err(e) => a.after(e).await?,
+        }
+    }
+}
+
+/// Runs one valid row to its end. `None` when the job is stopping and the row must be
+/// done again on resume.
+pub async fn execute(
+    client: &Client,
+    item: &Item,
+    row: &Row,
+    policy: &RetryPolicy,
+    stop: &CancellationToken,
+) -> Option<RowResult> {
+    let mut a = Attempts::new(policy, stop);
+    let icc = row.iccid.as_str();
+    let done = match &row.action {
+        Action::SetAttribute { name, value } => {
+            set_attribute(client, icc, name, value, &mut a).await
+        }
+        Action::DeleteAttribute { name } => delete_attribute(client, icc, name, &mut a).await,
+        action => {
+            let patch = patch_for(action).unwrap_or_default();
+            sim_change(client, icc, action, &patch, &mut a).await
+        }
+    };
+    let mut r = RowResult {
+        line: item.line,
+        iccid: icc.to_owned(),
+        action: row.action.kind().name().to_owned(),
+        value: row.action.value_text(),
+        attribute: row.action.attribute_text().to_owned(),
+        verdict: Verdict::Ok,
+        http_status: None,
+        error_code: None,
+        message: String::new(),
+        attempts: a.tries,
+        sim_status: None,
+        finished_at: SystemTime::now(),
+        fields: item.fields.clone(),
+        retries: a.retries,
+        throttled: a.throttled,
+        halts_job: false,
+    };
+    match done {
+        Ok(d) => {
+            r.verdict = d.verdict;
+            r.http_status = d.status;
+            r.message = d.message;
+            r.sim_status = d.sim_status;
+        }
+        Err(GiveUp::Interrupted) => return None,
+        Err(GiveUp::Error(e)) => {
+            r.verdict = Verdict::Failed;
+            r.http_status = e.status();
+            r.error_code = e.code();
+            r.halts_job = e.halts_job();
+            let gave_up = if e.retryable() {
+                format!("gave up after {} attempts: ", a.tries)
+            } else {
+                String::new()
+            };
+            // Status and code have their own columns; the message says the rest.
+            let what = match &e {
+                ApiError::Rejected { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            r.message = match e.request_id() {
+                Some(id) => format!("{gave_up}{what} (request {id})"),
+                None => format!("{gave_up}{what}"),
+            };
+        }
+    }
+    Some(r)
+}
+
+/// The result of a row that failed validation.
+pub fn invalid(item: &Item, reason: &str, layout: &crate::input::Layout) -> RowResult {
+    RowResult {
+        line: item.line,
+        iccid: item.cell(Some(layout.iccid)).to_owned(),
+        action: item.cell(layout.action).to_owned(),
+        value: item.cell(layout.value).to_owned(),
+        attribute: item.cell(layout.attribute).to_owned(),
+        verdict: Verdict::Invalid,
+        http_status: None,
+        error_code: None,
+        message: reason.to_owned(),
+        attempts: 0,
+        sim_status: None,
+        finished_at: SystemTime::now(),
+        fields: item.fields.clone(),
+        retries: 0,
+        throttled: 0,
+        halts_job: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sim_action_has_a_patch_that_satisfies_it() {
+        let base: Sim = serde_json::from_str(
+            r#"{"iccId":"8944500990000012342","status":"available","customerSuspend":false,"adminSuspend":false,"systemSuspend":false,"packageId":1,"portfolioId":"a","mnoId":2}"#,
+        )
+        .unwrap();
+        for a in [
+            Action::Activate,
+            Action::Deactivate,
+            Action::Suspend,
+            Action::Unsuspend,
+            Action::SetPackage(7),
+            Action::SetPortfolio("b".into()),
+        ] {
+            let p = patch_for(&a).unwrap();
+            let mut s = base.clone();
+            if let Some(st) = p.status {
+                s.status = st;
+            }
+            if let Some(c) = p.customer_suspend {
+                s.customer_suspend = c;
+            }
+            if let Some(k) = p.package_id {
+                s.package_id = k;
+            }
+            if let Some(f) = p.portfolio_id {
+                s.portfolio_id = f;
+            }
+            assert!(satisfied(&a, &s), "{a:?}");
+        }
+        assert!(patch_for(&Action::DeleteAttribute { name: "n".into() }).is_none());
+    }
+}

@@ -1,0 +1,250 @@
+//! The actions a row can ask for and the API change each one means.
+//!
+//! Guarantees: an [`Action`] carries validated arguments (a package id is a positive integer,
+//! an attribute name fits the contract's 64 characters, a value its 255), so the engine never
+//! sends a request the API would reject for its shape.
+
+use std::fmt;
+
+/// One change to one SIM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Activate,
+    Deactivate,
+    Suspend,
+    Unsuspend,
+    SetPackage(i64),
+    SetPortfolio(String),
+    SetAttribute { name: String, value: String },
+    DeleteAttribute { name: String },
+}
+
+/// The action names, as users write them (case-insensitive), without arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActionKind {
+    Activate,
+    Deactivate,
+    Suspend,
+    Unsuspend,
+    SetPackage,
+    SetPortfolio,
+    SetAttribute,
+    DeleteAttribute,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 8] = [
+        ActionKind::Activate,
+        ActionKind::Deactivate,
+        ActionKind::Suspend,
+        ActionKind::Unsuspend,
+        ActionKind::SetPackage,
+        ActionKind::SetPortfolio,
+        ActionKind::SetAttribute,
+        ActionKind::DeleteAttribute,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionKind::Activate => "activate",
+            ActionKind::Deactivate => "deactivate",
+            ActionKind::Suspend => "suspend",
+            ActionKind::Unsuspend => "unsuspend",
+            ActionKind::SetPackage => "set-package",
+            ActionKind::SetPortfolio => "set-portfolio",
+            ActionKind::SetAttribute => "set-attribute",
+            ActionKind::DeleteAttribute => "delete-attribute",
+        }
+    }
+
+    /// Parses an action name or alias, case-insensitively (`_` and `-` alike).
+    pub fn parse(s: &str) -> Option<Self> {
+        let norm = s.trim().to_ascii_lowercase().replace('_', "-");
+        match norm.as_str() {
+            "change-package" => Some(ActionKind::SetPackage),
+            "change-portfolio" => Some(ActionKind::SetPortfolio),
+            n => Self::ALL.into_iter().find(|k| k.name() == n),
+        }
+    }
+
+    /// Whether the action needs a `value` cell.
+    pub fn needs_value(self) -> bool {
+        matches!(
+            self,
+            ActionKind::SetPackage | ActionKind::SetPortfolio | ActionKind::SetAttribute
+        )
+    }
+
+    /// Whether the action needs an `attribute` cell.
+    pub fn needs_attribute(self) -> bool {
+        matches!(self, ActionKind::SetAttribute | ActionKind::DeleteAttribute)
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+const KNOWN: &str = "activate, deactivate, suspend, unsuspend, set-package, set-portfolio, set-attribute, delete-attribute";
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Activate => ActionKind::Activate,
+            Action::Deactivate => ActionKind::Deactivate,
+            Action::Suspend => ActionKind::Suspend,
+            Action::Unsuspend => ActionKind::Unsuspend,
+            Action::SetPackage(_) => ActionKind::SetPackage,
+            Action::SetPortfolio(_) => ActionKind::SetPortfolio,
+            Action::SetAttribute { .. } => ActionKind::SetAttribute,
+            Action::DeleteAttribute { .. } => ActionKind::DeleteAttribute,
+        }
+    }
+
+    /// Builds an action from a row's (already defaulted and trimmed) cells.
+    /// The error says what is wrong and how to fix it.
+    pub fn build(action: &str, value: &str, attribute: &str) -> Result<Self, String> {
+        if action.is_empty() {
+            return Err(format!(
+                "no action; fill the action column or pass --action (one of {KNOWN})"
+            ));
+        }
+        let Some(kind) = ActionKind::parse(action) else {
+            let shown: String = action.chars().take(40).collect();
+            return Err(format!("unknown action {shown:?}; use one of {KNOWN}"));
+        };
+        if kind.needs_value() && value.is_empty() {
+            let what = match kind {
+                ActionKind::SetPackage => "the package id",
+                ActionKind::SetPortfolio => "the portfolio id",
+                _ => "the attribute's value",
+            };
+            return Err(format!(
+                "{kind} needs a value; put {what} in the value column or pass --value"
+            ));
+        }
+        if kind.needs_attribute() && attribute.is_empty() {
+            return Err(format!(
+                "{kind} needs an attribute name; put it in the attribute column or pass --attribute"
+            ));
+        }
+        if kind.needs_attribute() && attribute.chars().count() > 64 {
+            return Err(format!(
+                "attribute name is {} characters; the API allows at most 64",
+                attribute.chars().count()
+            ));
+        }
+        Ok(match kind {
+            ActionKind::Activate => Action::Activate,
+            ActionKind::Deactivate => Action::Deactivate,
+            ActionKind::Suspend => Action::Suspend,
+            ActionKind::Unsuspend => Action::Unsuspend,
+            ActionKind::SetPackage => match value.parse::<i64>() {
+                Ok(p) if p > 0 => Action::SetPackage(p),
+                _ => {
+                    let shown: String = value.chars().take(40).collect();
+                    return Err(format!(
+                        "package id {shown:?} is not a positive whole number; put the numeric package id in the value column"
+                    ));
+                }
+            },
+            ActionKind::SetPortfolio => {
+                if value.chars().count() > 128 || value.chars().any(char::is_control) {
+                    return Err(
+                        "portfolio id is longer than 128 characters or has control characters; check the value column"
+                            .into(),
+                    );
+                }
+                Action::SetPortfolio(value.to_owned())
+            }
+            ActionKind::SetAttribute => {
+                if value.chars().count() > 255 {
+                    return Err(format!(
+                        "attribute value is {} characters; the API allows at most 255",
+                        value.chars().count()
+                    ));
+                }
+                Action::SetAttribute {
+                    name: attribute.to_owned(),
+                    value: value.to_owned(),
+                }
+            }
+            ActionKind::DeleteAttribute => Action::DeleteAttribute {
+                name: attribute.to_owned(),
+            },
+        })
+    }
+
+    /// The `value` cell this action stands for, as written back to the results.
+    pub fn value_text(&self) -> String {
+        match self {
+            Action::SetPackage(p) => p.to_string(),
+            Action::SetPortfolio(p) => p.clone(),
+            Action::SetAttribute { value, .. } => value.clone(),
+            _ => String::new(),
+        }
+    }
+
+    /// The `attribute` cell this action stands for.
+    pub fn attribute_text(&self) -> &str {
+        match self {
+            Action::SetAttribute { name, .. } | Action::DeleteAttribute { name } => name,
+            _ => "",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_aliases_and_case_are_accepted() {
+        assert_eq!(ActionKind::parse("ACTIVATE"), Some(ActionKind::Activate));
+        assert_eq!(
+            ActionKind::parse("change-package"),
+            Some(ActionKind::SetPackage)
+        );
+        assert_eq!(
+            ActionKind::parse("Change_Portfolio"),
+            Some(ActionKind::SetPortfolio)
+        );
+        assert_eq!(
+            ActionKind::parse("set_attribute"),
+            Some(ActionKind::SetAttribute)
+        );
+        assert_eq!(ActionKind::parse("explode"), None);
+    }
+
+    #[test]
+    fn arguments_are_checked_with_a_fix() {
+        assert_eq!(
+            Action::build("set-package", "20418", ""),
+            Ok(Action::SetPackage(20418))
+        );
+        assert!(
+            Action::build("set-package", "", "")
+                .unwrap_err()
+                .contains("--value")
+        );
+        assert!(
+            Action::build("set-package", "abc", "")
+                .unwrap_err()
+                .contains("positive whole number")
+        );
+        assert!(
+            Action::build("set-attribute", "v", "")
+                .unwrap_err()
+                .contains("--attribute")
+        );
+        assert!(Action::build("delete-attribute", "", "x".repeat(65).as_str()).is_err());
+        assert!(Action::build("", "", "").unwrap_err().contains("--action"));
+        assert!(
+            Action::build("nuke", "", "")
+                .unwrap_err()
+                .contains("unknown action")
+        );
+    }
+}

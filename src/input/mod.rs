@@ -1,0 +1,10 @@
+//! Reading the job's input file: dialect, header, rows and their validation.
+//! Nothing here calls the API.
+
+pub mod action;
+pub mod iccid;
+pub mod reader;
+
+pub use action::{Action, ActionKind};
+pub use iccid::Iccid;
+pub use reader::{Defaults, FileError, Item, Layout, Row, Rows};

@@ -1,0 +1,540 @@
+//! Streaming the input CSV: dialect sniffing, header mapping, and per-row validation.
+//!
+//! Guarantees: the file is read record by record (never whole); a problem with the file
+//! itself (missing, empty, UTF-16, no `iccid` column, …) is a [`FileError`] raised before
+//! the first row is handed out, naming the file, the line and the fix; a problem with one
+//! row becomes an [`Item`] whose `parsed` is `Err(message)`, and reading goes on.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use super::action::Action;
+use super::iccid::Iccid;
+
+/// Options that fill cells a row leaves empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Defaults {
+    pub action: Option<String>,
+    pub value: Option<String>,
+    pub attribute: Option<String>,
+}
+
+/// A file-level problem: the job stops before any API call.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read input file {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "input file {path} is empty; it needs a header line (e.g. iccid,action,value) and one row per SIM"
+    )]
+    Empty { path: PathBuf },
+    #[error(
+        "input file {path} is UTF-16 encoded (Excel's \"Unicode Text\"); save it as \"CSV UTF-8\" and run again"
+    )]
+    Utf16 { path: PathBuf },
+    #[error(
+        "input file {path}, line 1: the header is not valid UTF-8; save the file as \"CSV UTF-8\" and run again"
+    )]
+    HeaderNotUtf8 { path: PathBuf },
+    #[error(
+        "input file {path}, line 1: no iccid column (found: {found}); add a header line such as iccid,action,value,attribute, or give a plain list of ICCIDs with --action"
+    )]
+    NoIccidColumn { path: PathBuf, found: String },
+    #[error(
+        "input file {path}, line 1: column {name:?} appears twice (columns {first} and {second}); rename or remove one"
+    )]
+    DuplicateColumn {
+        path: PathBuf,
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error(
+        "input file {path} has no action column; add one, or pass --action to apply one action to every row"
+    )]
+    NeedsAction { path: PathBuf },
+    #[error("input file {path}, line {line}: {message}")]
+    Csv {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+}
+
+/// How the file is laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub delimiter: u8,
+    /// A bare list of ICCIDs, one per line, without a header.
+    pub headerless: bool,
+    /// The header's names as written (for the failures CSV); `["iccid"]` when header-less.
+    pub header: Vec<String>,
+    pub iccid: usize,
+    pub action: Option<usize>,
+    pub value: Option<usize>,
+    pub attribute: Option<usize>,
+    /// Indices of the columns carried through to the results, in file order.
+    pub carried: Vec<usize>,
+}
+
+impl Layout {
+    /// Names of the carried-through columns.
+    pub fn carried_names(&self) -> Vec<String> {
+        self.carried
+            .iter()
+            .map(|&i| self.header[i].clone())
+            .collect()
+    }
+}
+
+/// A valid row: the SIM and what to do to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub iccid: Iccid,
+    pub action: Action,
+}
+
+/// One record of the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The line the record starts on (1-based, the header is line 1).
+    pub line: u64,
+    /// The record's cells as read (trimmed), for the failures CSV and carried columns.
+    pub fields: Vec<String>,
+    pub parsed: Result<Row, String>,
+}
+
+impl Item {
+    pub fn cell(&self, idx: Option<usize>) -> &str {
+        idx.and_then(|i| self.fields.get(i))
+            .map_or("", String::as_str)
+    }
+}
+
+/// Bytes looked at to sniff the dialect.
+const SNIFF: usize = 64 * 1024;
+
+/// Opens `path`, sniffs its dialect and maps its header.
+pub fn open(path: &Path, defaults: &Defaults) -> Result<(Layout, Rows), FileError> {
+    let unreadable = |source| FileError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(unreadable)?;
+    if file.metadata().map_err(unreadable)?.is_dir() {
+        return Err(unreadable(std::io::Error::other("it is a directory")));
+    }
+    let mut buf = BufReader::with_capacity(256 * 1024, file);
+    let head = buf.fill_buf().map_err(unreadable)?.to_vec();
+    let head = &head[..head.len().min(SNIFF)];
+    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+        return Err(FileError::Utf16 {
+            path: path.to_owned(),
+        });
+    }
+    let body = head.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(head);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(FileError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    let first_line = body.split(|&b| b == b'\n').next().unwrap_or(body);
+    // UTF-16 without a BOM shows up as NULs between ASCII letters.
+    if first_line.len() > 2
+        && first_line.iter().filter(|&&b| b == 0).count() * 3 >= first_line.len()
+    {
+        return Err(FileError::Utf16 {
+            path: path.to_owned(),
+        });
+    }
+    let delimiter = sniff_delimiter(first_line);
+    let first_cell: Vec<u8> = first_line
+        .split(|&b| b == delimiter)
+        .next()
+        .unwrap_or_default()
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b'"')
+        .collect();
+    let headerless = !first_cell.is_empty() && first_cell.iter().all(u8::is_ascii_digit);
+
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        // Records end at `\n` only, so a record's position is its true starting line in CRLF
+        // files too; the `\r` left at the end of the last cell is removed by the trim.
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(Box::new(buf) as Box<dyn Read + Send>);
+
+    let layout = if headerless {
+        if defaults.action.is_none() {
+            return Err(FileError::NeedsAction {
+                path: path.to_owned(),
+            });
+        }
+        Layout {
+            delimiter,
+            headerless: true,
+            header: vec!["iccid".into()],
+            iccid: 0,
+            action: None,
+            value: None,
+            attribute: None,
+            carried: Vec::new(),
+        }
+    } else {
+        let mut rec = csv::ByteRecord::new();
+        let got = rdr.read_byte_record(&mut rec).map_err(|e| FileError::Csv {
+            path: path.to_owned(),
+            line: 1,
+            message: e.to_string(),
+        })?;
+        if !got {
+            return Err(FileError::Empty {
+                path: path.to_owned(),
+            });
+        }
+        let mut header = Vec::with_capacity(rec.len());
+        for f in rec.iter() {
+            let s = std::str::from_utf8(f).map_err(|_| FileError::HeaderNotUtf8 {
+                path: path.to_owned(),
+            })?;
+            header.push(s.trim_start_matches('\u{feff}').trim().to_owned());
+        }
+        map_header(path, delimiter, header, defaults)?
+    };
+    Ok((
+        layout.clone(),
+        Rows {
+            rdr,
+            layout,
+            defaults: defaults.clone(),
+            path: path.to_owned(),
+            rec: csv::ByteRecord::new(),
+            blank: 0,
+        },
+    ))
+}
+
+fn sniff_delimiter(line: &[u8]) -> u8 {
+    let mut counts = [0usize; 3];
+    let mut quoted = false;
+    for &b in line {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => counts[0] += 1,
+            b';' if !quoted => counts[1] += 1,
+            b'\t' if !quoted => counts[2] += 1,
+            _ => {}
+        }
+    }
+    let (best, n) = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, n)| (**n, usize::MAX - i))
+        .unwrap_or((0, &0));
+    if *n == 0 {
+        b','
+    } else {
+        [b',', b';', b'\t'][best]
+    }
+}
+
+fn map_header(
+    path: &Path,
+    delimiter: u8,
+    header: Vec<String>,
+    defaults: &Defaults,
+) -> Result<Layout, FileError> {
+    let mut found: [Option<usize>; 4] = [None; 4];
+    let mut carried = Vec::new();
+    for (i, name) in header.iter().enumerate() {
+        let slot = match name.to_ascii_lowercase().as_str() {
+            "iccid" | "icc_id" => Some(0),
+            "action" => Some(1),
+            "value" => Some(2),
+            "attribute" => Some(3),
+            _ => None,
+        };
+        match slot {
+            Some(s) => {
+                if let Some(first) = found[s] {
+                    return Err(FileError::DuplicateColumn {
+                        path: path.to_owned(),
+                        name: name.clone(),
+                        first: first + 1,
+                        second: i + 1,
+                    });
+                }
+                found[s] = Some(i);
+            }
+            None => carried.push(i),
+        }
+    }
+    let Some(iccid) = found[0] else {
+        let shown: Vec<String> = header.iter().take(8).map(|h| format!("{h:?}")).collect();
+        return Err(FileError::NoIccidColumn {
+            path: path.to_owned(),
+            found: if shown.is_empty() {
+                "nothing".into()
+            } else {
+                shown.join(", ")
+            },
+        });
+    };
+    if found[1].is_none() && defaults.action.is_none() {
+        return Err(FileError::NeedsAction {
+            path: path.to_owned(),
+        });
+    }
+    Ok(Layout {
+        delimiter,
+        headerless: false,
+        header,
+        iccid,
+        action: found[1],
+        value: found[2],
+        attribute: found[3],
+        carried,
+    })
+}
+
+/// The records after the header, validated one by one.
+pub struct Rows {
+    rdr: csv::Reader<Box<dyn Read + Send>>,
+    layout: Layout,
+    defaults: Defaults,
+    path: PathBuf,
+    rec: csv::ByteRecord,
+    /// Records whose cells were all empty (skipped, as spreadsheets pad files with them).
+    pub blank: u64,
+}
+
+/// Most cells a row may have before it is refused (bounds the work per row).
+const MAX_CELLS: usize = 10_000;
+
+impl Rows {
+    fn item(&self, line: u64) -> Item {
+        let rec = &self.rec;
+        let mut fields = Vec::with_capacity(rec.len().min(MAX_CELLS));
+        let mut utf8 = true;
+        for f in rec.iter().take(MAX_CELLS) {
+            match std::str::from_utf8(f) {
+                Ok(s) => fields.push(s.to_owned()),
+                Err(_) => {
+                    utf8 = false;
+                    fields.push(String::from_utf8_lossy(f).into_owned());
+                }
+            }
+        }
+        let l = &self.layout;
+        let parsed = if !utf8 {
+            Err("the row is not valid UTF-8; save the file as \"CSV UTF-8\"".to_owned())
+        } else if rec.len() > l.header.len() && !l.headerless {
+            Err(format!(
+                "the row has {} cells but the header has {}; quote cells that contain the delimiter {:?}",
+                rec.len(),
+                l.header.len(),
+                l.delimiter as char
+            ))
+        } else {
+            self.validate(&fields)
+        };
+        Item {
+            line,
+            fields,
+            parsed,
+        }
+    }
+
+    fn validate(&self, fields: &[String]) -> Result<Row, String> {
+        let l = &self.layout;
+        let cell = |idx: Option<usize>, default: &Option<String>| -> String {
+            let v = idx.and_then(|i| fields.get(i)).map_or("", String::as_str);
+            if v.is_empty() {
+                default.clone().unwrap_or_default()
+            } else {
+                v.to_owned()
+            }
+        };
+        let iccid = Iccid::parse(fields.get(l.iccid).map_or("", String::as_str))
+            .map_err(|e| e.to_string())?;
+        let action = Action::build(
+            &cell(l.action, &self.defaults.action),
+            &cell(l.value, &self.defaults.value),
+            &cell(l.attribute, &self.defaults.attribute),
+        )?;
+        Ok(Row { iccid, action })
+    }
+}
+
+impl Iterator for Rows {
+    type Item = Result<Item, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.rdr.read_byte_record(&mut self.rec) {
+                Ok(false) => return None,
+                Ok(true) => {
+                    let line = self.rec.position().map_or(0, |p| p.line());
+                    if self.rec.iter().all(<[u8]>::is_empty) {
+                        self.blank += 1;
+                        continue;
+                    }
+                    return Some(Ok(self.item(line)));
+                }
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    return Some(Err(FileError::Csv {
+                        path: self.path.clone(),
+                        line,
+                        message: e.to_string(),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::action::ActionKind;
+    use proptest::prelude::*;
+    use std::io::Write;
+
+    fn file(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        f
+    }
+
+    fn read(bytes: &[u8], d: &Defaults) -> Result<(Layout, Vec<Item>), FileError> {
+        let f = file(bytes);
+        let (l, rows) = open(f.path(), d)?;
+        Ok((l, rows.map(|r| r.unwrap()).collect()))
+    }
+
+    const A: &str = "8944500990000012342";
+
+    #[test]
+    fn comma_semicolon_and_tab_files_with_bom_and_crlf() {
+        for (sep, bom) in [(",", false), (";", true), ("\t", false)] {
+            let mut s = if bom {
+                "\u{feff}".to_string()
+            } else {
+                String::new()
+            };
+            s += &format!(
+                "ICCID{sep}Action{sep}Value{sep}order\r\n {A} {sep}set-package{sep}20418{sep}PO-1\r\n"
+            );
+            let (l, items) = read(s.as_bytes(), &Defaults::default()).unwrap();
+            assert_eq!(l.delimiter, sep.as_bytes()[0]);
+            assert_eq!(l.carried_names(), vec!["order"]);
+            assert_eq!(items.len(), 1);
+            assert_eq!(items[0].line, 2, "sep {sep:?} bom {bom}");
+            let row = items[0].parsed.clone().unwrap();
+            assert_eq!(row.action.kind(), ActionKind::SetPackage);
+            assert_eq!(items[0].fields[3], "PO-1");
+        }
+    }
+
+    #[test]
+    fn a_bare_list_of_iccids_needs_and_uses_action() {
+        let body = format!("{A}\n{A}\n");
+        assert!(matches!(
+            read(body.as_bytes(), &Defaults::default()),
+            Err(FileError::NeedsAction { .. })
+        ));
+        let d = Defaults {
+            action: Some("activate".into()),
+            ..Defaults::default()
+        };
+        let (l, items) = read(body.as_bytes(), &d).unwrap();
+        assert!(l.headerless);
+        assert_eq!(items.iter().map(|i| i.line).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(items.iter().all(|i| i.parsed.is_ok()));
+    }
+
+    #[test]
+    fn bad_rows_are_items_with_a_reason_and_reading_goes_on() {
+        let body = format!(
+            "iccid,action\n123,activate\n{A},explode\n{A},activate,extra\n,,\n{A},activate\n"
+        );
+        let (_, items) = read(body.as_bytes(), &Defaults::default()).unwrap();
+        assert_eq!(items.len(), 4);
+        assert!(items[0].parsed.as_ref().unwrap_err().contains("19 or 20"));
+        assert!(
+            items[1]
+                .parsed
+                .as_ref()
+                .unwrap_err()
+                .contains("unknown action")
+        );
+        assert!(items[2].parsed.as_ref().unwrap_err().contains("3 cells"));
+        assert!(items[3].parsed.is_ok());
+        assert_eq!(items[3].line, 6);
+    }
+
+    #[test]
+    fn file_level_problems_name_the_file_and_the_fix() {
+        let d = Defaults::default();
+        assert!(matches!(read(b"", &d), Err(FileError::Empty { .. })));
+        assert!(matches!(
+            read(b"\xEF\xBB\xBF\n", &d),
+            Err(FileError::Empty { .. })
+        ));
+        assert!(matches!(
+            read(b"\xFF\xFEi\0c\0", &d),
+            Err(FileError::Utf16 { .. })
+        ));
+        let e = read(b"sim,action\n", &d).unwrap_err();
+        assert!(e.to_string().contains("no iccid column"), "{e}");
+        assert!(matches!(
+            read(b"iccid,ICCID,action\n", &d),
+            Err(FileError::DuplicateColumn { .. })
+        ));
+        assert!(matches!(
+            read(b"iccid,value\n", &d),
+            Err(FileError::NeedsAction { .. })
+        ));
+        let missing = open(Path::new("/nonexistent/x.csv"), &d).err().unwrap();
+        assert!(missing.to_string().contains("/nonexistent/x.csv"));
+    }
+
+    #[test]
+    fn quoted_cells_keep_delimiters_and_newlines() {
+        let body = format!("iccid,action,note\n{A},activate,\"a, b\nc\"\n{A},suspend,x\n");
+        let (_, items) = read(body.as_bytes(), &Defaults::default()).unwrap();
+        assert_eq!(items[0].fields[2], "a, b\nc");
+        assert_eq!(items[1].line, 4);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let d = Defaults { action: Some("activate".into()), ..Defaults::default() };
+            let f = file(&bytes);
+            if let Ok((_, rows)) = open(f.path(), &d) {
+                for r in rows.take(10_000) { let _ = r; }
+            }
+        }
+
+        #[test]
+        fn arbitrary_csv_rows_never_panic(rows in proptest::collection::vec(proptest::collection::vec("[ -~]{0,30}", 0..6), 0..20)) {
+            let mut s = String::from("iccid,action,value,attribute,x\n");
+            for r in rows { s += &r.join(","); s.push('\n'); }
+            let f = file(s.as_bytes());
+            let (_, rows) = open(f.path(), &Defaults::default()).unwrap();
+            for r in rows { let _ = r; }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! `simbulk run`: turns the command line into a typed job, runs it, prints the summary and
+//! chooses the exit code.
+//!
+//! Guarantees: the client secret is read from `SIMBULK_CLIENT_SECRET` or
+//! `--client-secret-file` into a `SecretString` and goes nowhere else.
+
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{Endpoint, check_url};
+use crate::cli::RunArgs;
+use crate::engine::{self, Fatal, JobConfig, ResumeMode, RetryPolicy, Threshold};
+use crate::exit;
+use crate::input::Defaults;
+use crate::output::Summary;
+
+/// Seconds from now until the next local `HH:MM`.
+pub fn until_next(hhmm: &str) -> Result<Duration, String> {
+    let bad = || format!("--until {hhmm:?}: give a local time as HH:MM, e.g. 05:30");
+    let (h, m) = hhmm.trim().split_once(':').ok_or_else(bad)?;
+    let (h, m): (i8, i8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if !(0..24).contains(&h) || !(0..60).contains(&m) {
+        return Err(bad());
+    }
+    let now = jiff::Zoned::now();
+    let mut at = now
+        .with()
+        .hour(h)
+        .minute(m)
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .map_err(|e| format!("--until: {e}"))?;
+    if at <= now {
+        at = at.tomorrow().map_err(|e| format!("--until: {e}"))?;
+    }
+    let d = now.duration_until(&at);
+    Ok(Duration::try_from(d).unwrap_or(Duration::ZERO))
+}
+
+fn read_secret(file: Option<&Path>) -> Result<SecretString, String> {
+    if let Some(p) = file {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| format!("cannot read --client-secret-file {}: {e}", p.display()))?;
+        let first = text.lines().next().unwrap_or("").trim().to_owned();
+        if first.is_empty() {
+            return Err(format!("--client-secret-file {} is empty", p.display()));
+        }
+        return Ok(SecretString::from(first));
+    }
+    match std::env::var("SIMBULK_CLIENT_SECRET") {
+        Ok(s) if !s.is_empty() => Ok(SecretString::from(s)),
+        _ => Err("no client secret: set SIMBULK_CLIENT_SECRET or pass --client-secret-file".into()),
+    }
+}
+
+/// Builds the job and the endpoint from the flags.
+pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<Endpoint>), String> {
+    let (r, f, c) = engine::default_paths(&a.input);
+    let until = a.until.as_deref().map(until_next).transpose()?;
+    let max_failures = a
+        .max_failures
+        .as_deref()
+        .map(Threshold::parse)
+        .transpose()?;
+    let cfg = JobConfig {
+        input: a.input.clone(),
+        defaults: Defaults {
+            action: a.action.clone(),
+            value: a.value.clone(),
+            attribute: a.attribute.clone(),
+        },
+        results: a.results.clone().unwrap_or(r),
+        failures: a.failures.clone().unwrap_or(f),
+        checkpoint: a.checkpoint.clone().unwrap_or(c),
+        resume: if a.resume {
+            ResumeMode::Resume
+        } else if a.restart {
+            ResumeMode::Restart
+        } else {
+            ResumeMode::Refuse
+        },
+        concurrency: a.concurrency.get(),
+        rate: a.rate.0,
+        burst: a.burst,
+        retry: RetryPolicy::new(a.max_retries),
+        max_duration: a.max_duration,
+        until,
+        max_failures,
+        sync_every: Duration::from_millis(500),
+        args,
+    };
+    if a.dry_run {
+        return Ok((cfg, None));
+    }
+    let base = a
+        .base_url
+        .as_deref()
+        .ok_or("no API address: pass --base-url or set SIMBULK_BASE_URL")?;
+    let base_url = check_url("--base-url", base)?;
+    let token_url = match &a.token_url {
+        Some(t) => check_url("--token-url", t)?,
+        None => check_url(
+            "--token-url",
+            &format!("{}/oauth2/token", base.trim_end_matches('/')),
+        )?,
+    };
+    let client_id = a
+        .client_id
+        .clone()
+        .ok_or("no client id: set SIMBULK_CLIENT_ID or pass --client-id")?;
+    let client_secret = read_secret(a.client_secret_file.as_deref())?;
+    Ok((
+        cfg,
+        Some(Endpoint {
+            base_url,
+            token_url,
+            client_id,
+            client_secret,
+            timeout: a.timeout,
+            ca_bundle: a.ca_bundle.clone(),
+        }),
+    ))
+}
+
+/// Prints a summary, writes `--summary-json`, and returns the exit code.
+pub fn report(s: &Summary, json: Option<&Path>) -> u8 {
+    print!("{}", s.to_text());
+    if let Some(p) = json {
+        let write = serde_json::to_vec_pretty(s)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(p, b));
+        if let Err(e) = write {
+            eprintln!("error: cannot write --summary-json {}: {e}", p.display());
+        }
+    }
+    s.exit_code
+}
+
+/// `simbulk run`.
+pub async fn run_command(a: RunArgs) -> u8 {
+    let args: Vec<String> = std::env::args().collect();
+    let (cfg, endpoint) = match configure(&a, args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let Some(endpoint) = endpoint else {
+        return match engine::dry_run(&cfg.input, &cfg.defaults) {
+            Ok((text, code)) => {
+                print!("{text}");
+                code
+            }
+            Err(Fatal { code, message }) => {
+                eprintln!("error: {message}");
+                code
+            }
+        };
+    };
+    let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
+    crate::signal::escalate(drain.clone(), abort.clone());
+    match engine::run(cfg, endpoint, drain, abort).await {
+        Ok(s) => report(&s, a.summary_json.as_deref()),
+        Err(Fatal { code, message }) => {
+            eprintln!("error: {message}");
+            code
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_is_within_a_day() {
+        let d = until_next("00:00").unwrap();
+        assert!(d <= Duration::from_secs(24 * 3600 + 3600));
+        assert!(until_next("24:00").is_err());
+        assert!(until_next("5").is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! Progress on a terminal (indicatif) or as a log line every 10 s elsewhere, and the log
+//! writer that keeps log lines from tearing the bar.
+//!
+//! Guarantees: the bar draws only when stderr is a terminal; every log line goes through
+//! [`LogWriter`], which suspends the bar while it writes.
+
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::checkpoint::Tally;
+
+fn active() -> &'static Mutex<Option<ProgressBar>> {
+    static BAR: OnceLock<Mutex<Option<ProgressBar>>> = OnceLock::new();
+    BAR.get_or_init(|| Mutex::new(None))
+}
+
+/// A `tracing` writer to stderr that suspends the progress bar around each line.
+#[derive(Clone, Copy, Default)]
+pub struct LogWriter;
+
+pub struct LogLine;
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = active().lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bar {
+            Some(b) => b.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LogLine
+    }
+}
+
+/// Progress of one run.
+pub struct Progress {
+    bar: ProgressBar,
+    start: Instant,
+    last_log: Instant,
+    base: u64,
+}
+
+/// Between two plain-text progress lines.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Progress {
+    /// `total` rows in the job, `done` of them finished before this run.
+    pub fn new(total: u64, done: u64) -> Self {
+        let target = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            ProgressDrawTarget::stderr_with_hz(8)
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(Some(total.max(done)), target);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows  {per_sec}  eta {eta}\n  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_position(done);
+        bar.reset_eta();
+        if !bar.is_hidden() {
+            *active().lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+        }
+        Self {
+            bar,
+            start: Instant::now(),
+            last_log: Instant::now(),
+            base: done,
+        }
+    }
+
+    /// One more row finished; `tally` covers the whole job.
+    pub fn update(&mut self, tally: &Tally, retries: u64, throttled: u64) {
+        self.bar.set_position(tally.total());
+        if self.bar.length().is_some_and(|l| tally.total() > l) {
+            self.bar.set_length(tally.total());
+        }
+        let msg = format!(
+            "ok {}  skipped {}  failed {}  invalid {}  retries {retries}  429s {throttled}",
+            tally.ok, tally.skipped, tally.failed, tally.invalid
+        );
+        if self.bar.is_hidden() {
+            if self.last_log.elapsed() >= LOG_EVERY {
+                self.last_log = Instant::now();
+                let done = tally.total().saturating_sub(self.base);
+                let rate = done as f64 / self.start.elapsed().as_secs_f64().max(0.001);
+                tracing::info!(
+                    "progress: {}/{} rows ({rate:.1} rows/s); {msg}",
+                    tally.total(),
+                    self.bar.length().unwrap_or(0)
+                );
+            }
+        } else {
+            self.bar.set_message(msg);
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+        *active().lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}

@@ -1,0 +1,177 @@
+//! The results and failures CSV files: formatting rows, and guarding spreadsheets against
+//! formula injection.
+//!
+//! Guarantees: every text cell that came from the input or the API and starts with `=`,
+//! `+`, `-`, `@`, TAB or CR is prefixed with `'` in the results file, so a spreadsheet
+//! shows it as text; the failures file keeps the input's cells exactly, so it can be run
+//! again as it is.
+
+use std::path::Path;
+
+use crate::durable::{AppendFile, OpenMode};
+use crate::engine::outcome::RowResult;
+use crate::input::Layout;
+
+/// The fixed columns of the results file, in order.
+pub const RESULT_COLUMNS: [&str; 12] = [
+    "line",
+    "iccid",
+    "action",
+    "value",
+    "attribute",
+    "outcome",
+    "http_status",
+    "error_code",
+    "message",
+    "attempts",
+    "sim_status",
+    "finished_at",
+];
+
+/// Neutralises a cell a spreadsheet would read as a formula.
+pub fn formula_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{s}").into(),
+        _ => s.into(),
+    }
+}
+
+/// A CSV file appended through an [`AppendFile`].
+pub struct CsvFile {
+    file: AppendFile,
+    builder: csv::WriterBuilder,
+}
+
+impl CsvFile {
+    pub fn open(path: &Path, how: OpenMode, delimiter: u8) -> std::io::Result<Self> {
+        Ok(Self {
+            file: AppendFile::open(path, how, 0o644)?,
+            builder: {
+                let mut b = csv::WriterBuilder::new();
+                b.delimiter(delimiter).flexible(true).buffer_capacity(1024);
+                b
+            },
+        })
+    }
+
+    pub fn write<I, S>(&mut self, cells: I) -> std::io::Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        let mut w = self.builder.from_writer(self.file.buf());
+        w.write_record(cells)?;
+        w.flush()?;
+        Ok(())
+    }
+
+    pub fn len(&self) -> u64 {
+        self.file.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.file.is_empty()
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync()
+    }
+}
+
+/// The results file: one row per input row.
+pub struct ResultsFile {
+    csv: CsvFile,
+    carried: Vec<usize>,
+}
+
+impl ResultsFile {
+    /// Opens the file; with `Truncate` the header row is written.
+    pub fn open(path: &Path, how: OpenMode, layout: &Layout) -> std::io::Result<Self> {
+        let mut csv = CsvFile::open(path, how, b',')?;
+        if how == OpenMode::Truncate {
+            let fixed: Vec<String> = RESULT_COLUMNS.iter().map(|s| (*s).to_owned()).collect();
+            let carried = layout.carried_names().into_iter().map(|n| {
+                // A carried column must not pass for one of ours.
+                if RESULT_COLUMNS.contains(&n.to_ascii_lowercase().as_str()) {
+                    format!("input_{n}")
+                } else {
+                    formula_safe(&n).into_owned()
+                }
+            });
+            csv.write(fixed.into_iter().chain(carried))?;
+        }
+        Ok(Self {
+            csv,
+            carried: layout.carried.clone(),
+        })
+    }
+
+    pub fn write(&mut self, r: &RowResult) -> std::io::Result<()> {
+        let finished = humantime::format_rfc3339_millis(r.finished_at).to_string();
+        let opt = |v: Option<String>| v.unwrap_or_default();
+        let mut cells: Vec<String> = vec![
+            r.line.to_string(),
+            formula_safe(&r.iccid).into_owned(),
+            formula_safe(&r.action).into_owned(),
+            formula_safe(&r.value).into_owned(),
+            formula_safe(&r.attribute).into_owned(),
+            r.verdict.as_str().to_owned(),
+            opt(r.http_status.map(|s| s.to_string())),
+            opt(r.error_code.map(|s| s.to_string())),
+            formula_safe(&r.message).into_owned(),
+            r.attempts.to_string(),
+            formula_safe(r.sim_status.as_deref().unwrap_or("")).into_owned(),
+            finished,
+        ];
+        for &i in &self.carried {
+            cells.push(formula_safe(r.fields.get(i).map_or("", String::as_str)).into_owned());
+        }
+        self.csv.write(&cells)
+    }
+
+    pub fn file(&mut self) -> &mut CsvFile {
+        &mut self.csv
+    }
+}
+
+/// The failures file: failed and invalid rows in the input's own columns.
+pub struct FailuresFile {
+    csv: CsvFile,
+}
+
+impl FailuresFile {
+    pub fn open(path: &Path, how: OpenMode, layout: &Layout) -> std::io::Result<Self> {
+        let mut csv = CsvFile::open(path, how, layout.delimiter)?;
+        if how == OpenMode::Truncate && !layout.headerless {
+            csv.write(&layout.header)?;
+        }
+        Ok(Self { csv })
+    }
+
+    pub fn write(&mut self, r: &RowResult) -> std::io::Result<()> {
+        self.csv.write(&r.fields)
+    }
+
+    pub fn file(&mut self) -> &mut CsvFile {
+        &mut self.csv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_looking_cells_become_text() {
+        assert_eq!(formula_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(formula_safe("+1"), "'+1");
+        assert_eq!(formula_safe("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(formula_safe("-2"), "'-2");
+        assert_eq!(formula_safe("pump-17"), "pump-17");
+        assert_eq!(formula_safe(""), "");
+    }
+}

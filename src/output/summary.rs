@@ -1,0 +1,213 @@
+//! The final summary: counts by outcome and action, top errors, speed, and where the files
+//! are; as text for people and JSON for monitoring.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::checkpoint::Tally;
+
+/// How often one error was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorCount {
+    pub http_status: Option<u16>,
+    pub error_code: Option<i64>,
+    pub message: String,
+    pub count: u64,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// `completed`, `stopped` (signal or deadline), `halted` or `aborted`.
+    pub state: String,
+    pub reason: Option<String>,
+    pub exit_code: u8,
+    pub input: PathBuf,
+    pub results: PathBuf,
+    pub failures: PathBuf,
+    pub checkpoint: PathBuf,
+    /// Every row of the job so far, this run and earlier ones.
+    pub job: Tally,
+    pub job_rows_estimate: u64,
+    pub this_run: Tally,
+    pub by_action: BTreeMap<String, Tally>,
+    pub top_errors: Vec<ErrorCount>,
+    pub elapsed_seconds: f64,
+    pub rows_per_second: f64,
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled_429: u64,
+    pub blank_rows_skipped: u64,
+    pub resume_command: Option<String>,
+}
+
+impl Summary {
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let t = &self.job;
+        let _ = writeln!(
+            s,
+            "simbulk: job {}{}",
+            self.state,
+            self.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(
+            s,
+            "  rows:      {} done of ~{}  (ok {}, skipped {}, failed {}, invalid {})",
+            t.total(),
+            self.job_rows_estimate.max(t.total()),
+            t.ok,
+            t.skipped,
+            t.failed,
+            t.invalid
+        );
+        if self.this_run.total() != t.total() {
+            let r = &self.this_run;
+            let _ = writeln!(
+                s,
+                "  this run:  {} rows (ok {}, skipped {}, failed {}, invalid {})",
+                r.total(),
+                r.ok,
+                r.skipped,
+                r.failed,
+                r.invalid
+            );
+        }
+        for (action, c) in &self.by_action {
+            let _ = writeln!(
+                s,
+                "    {action:<17} ok {:<7} skipped {:<7} failed {:<7} invalid {}",
+                c.ok, c.skipped, c.failed, c.invalid
+            );
+        }
+        if !self.top_errors.is_empty() {
+            let _ = writeln!(s, "  top errors:");
+            for e in &self.top_errors {
+                let code = match (e.http_status, e.error_code) {
+                    (_, Some(c)) => format!("error {c}"),
+                    (Some(h), None) => format!("HTTP {h}"),
+                    (None, None) => "invalid row".into(),
+                };
+                let _ = writeln!(s, "    {:>7} × {code}: {}", e.count, e.message);
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  time:      {:.1}s, {:.1} rows/s, {} requests, {} retries, {} × 429",
+            self.elapsed_seconds,
+            self.rows_per_second,
+            self.requests,
+            self.retries,
+            self.throttled_429
+        );
+        if self.blank_rows_skipped > 0 {
+            let _ = writeln!(s, "  blank rows skipped: {}", self.blank_rows_skipped);
+        }
+        let _ = writeln!(s, "  results:   {}", self.results.display());
+        let _ = writeln!(s, "  failures:  {}", self.failures.display());
+        let _ = writeln!(s, "  checkpoint: {}", self.checkpoint.display());
+        if let Some(cmd) = &self.resume_command {
+            let _ = writeln!(s, "  to resume: {cmd}");
+        }
+        s
+    }
+}
+
+/// Collects error counts keyed by (status, code) with the first message seen.
+#[derive(Debug, Default)]
+pub struct ErrorTally {
+    map: BTreeMap<(Option<u16>, Option<i64>, String), u64>,
+}
+
+impl ErrorTally {
+    pub fn add(&mut self, status: Option<u16>, code: Option<i64>, message: &str) {
+        // Invalid rows and unclassified failures are grouped by their message's first words.
+        let key_msg = if code.is_some() {
+            String::new()
+        } else {
+            message
+                .split(['(', ';'])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .chars()
+                .take(80)
+                .collect()
+        };
+        let e = self.map.entry((status, code, key_msg)).or_default();
+        *e += 1;
+    }
+
+    pub fn top(
+        &self,
+        n: usize,
+        messages: &BTreeMap<(Option<u16>, Option<i64>), String>,
+    ) -> Vec<ErrorCount> {
+        let mut v: Vec<ErrorCount> = self
+            .map
+            .iter()
+            .map(|((s, c, m), n)| ErrorCount {
+                http_status: *s,
+                error_code: *c,
+                message: if m.is_empty() {
+                    messages
+                        .get(&(*s, *c))
+                        .map(|m| m.split(" (request ").next().unwrap_or("").to_owned())
+                        .unwrap_or_default()
+                } else {
+                    m.clone()
+                },
+                count: *n,
+            })
+            .collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.count));
+        v.truncate(n);
+        v
+    }
+}
+
+/// Shell-quotes one argument for the "to resume" line.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The command line that resumes this job: the same arguments, `--resume`, no `--restart`.
+pub fn resume_command(args: &[String]) -> String {
+    let mut out: Vec<String> = args
+        .iter()
+        .filter(|a| *a != "--restart" && *a != "--resume")
+        .map(|a| shell_quote(a))
+        .collect();
+    out.push("--resume".into());
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_command_adds_resume_and_quotes() {
+        let args: Vec<String> = ["simbulk", "run", "my file.csv", "--restart", "--rate", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            resume_command(&args),
+            "simbulk run 'my file.csv' --rate 5 --resume"
+        );
+    }
+}

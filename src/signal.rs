@@ -1,0 +1,43 @@
+//! Signal escalation: the first SIGINT or SIGTERM asks for a graceful stop, the second for
+//! an immediate abort.
+//!
+//! Guarantees: once installed, SIGINT and SIGTERM never kill the process outright; the
+//! engine decides what each one means, and its files stay consistent either way.
+
+use tokio_util::sync::CancellationToken;
+
+/// Waits for the first SIGINT or SIGTERM.
+pub async fn first() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Cancels `drain` on the first signal and `abort` on the second.
+pub fn escalate(drain: CancellationToken, abort: CancellationToken) {
+    tokio::spawn(async move {
+        first().await;
+        tracing::warn!(
+            "stopping: finishing the rows in flight (press Ctrl-C again to abort at once)"
+        );
+        drain.cancel();
+        first().await;
+        tracing::warn!("aborting now");
+        abort.cancel();
+    });
+}

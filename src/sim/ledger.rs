@@ -1,0 +1,180 @@
+//! The simulator's memory of what happened: every applied mutation (the ledger) and
+//! request counters (the stats), served under `/__sim/` for tests and rehearsals.
+//!
+//! Guarantees: a mutation is in the ledger before its response is sent, with its field,
+//! old and new value, so a test can replay the ledger over the seed and reach the live state,
+//! or prove that no attribute was created twice.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One applied change to one field of one SIM or attribute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    pub seq: u64,
+    pub at: String,
+    pub client: String,
+    pub icc_id: String,
+    /// `sim`, `attribute.create`, `attribute.update`, `attribute.delete`.
+    pub kind: String,
+    pub field: String,
+    pub old: Value,
+    pub new: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icc_attribute_id: Option<i64>,
+    pub request_id: String,
+}
+
+/// The ledger, bounded by `limit` (older entries dropped and counted).
+pub struct Ledger {
+    entries: Mutex<std::collections::VecDeque<LedgerEntry>>,
+    seq: AtomicU64,
+    dropped: AtomicU64,
+    limit: usize,
+}
+
+impl Ledger {
+    pub fn new(limit: usize, restored: Vec<LedgerEntry>) -> Self {
+        let seq = restored.last().map_or(0, |e| e.seq);
+        Self {
+            entries: Mutex::new(restored.into()),
+            seq: AtomicU64::new(seq),
+            dropped: AtomicU64::new(0),
+            limit,
+        }
+    }
+
+    /// Appends an entry; its `seq` is assigned here.
+    pub fn push(&self, mut e: LedgerEntry) {
+        let mut g = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        e.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        g.push_back(e);
+        while g.len() > self.limit {
+            g.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Entries with `seq > since`, optionally for one ICCID.
+    pub fn since(&self, since: u64, icc_id: Option<&str>) -> Vec<LedgerEntry> {
+        let g = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        g.iter()
+            .filter(|e| e.seq > since && icc_id.is_none_or(|i| e.icc_id == i))
+            .cloned()
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters behind `GET /__sim/stats`.
+#[derive(Default)]
+pub struct Stats {
+    inner: Mutex<StatsInner>,
+    pub mutations: AtomicU64,
+    pub too_many_requests: AtomicU64,
+    pub token_requests: AtomicU64,
+    pub faults: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+#[derive(Default)]
+struct StatsInner {
+    by_route: BTreeMap<(&'static str, u16), u64>,
+    per_second: BTreeMap<u64, u64>,
+}
+
+/// The JSON shape of `GET /__sim/stats`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsReport {
+    pub uptime_ms: u64,
+    pub requests: u64,
+    /// `"METHOD route" -> {"status": count}`.
+    pub by_route: BTreeMap<String, BTreeMap<String, u64>>,
+    pub too_many_requests: u64,
+    pub mutations_applied: u64,
+    pub token_requests: u64,
+    pub faults_injected: BTreeMap<String, u64>,
+    /// `/api/v2` requests received in each whole second since start (index = second).
+    pub per_second: Vec<u64>,
+    pub peak_per_second: u64,
+    pub ledger_entries: usize,
+    pub ledger_dropped: u64,
+}
+
+impl Stats {
+    /// Counts one answered request; `api` requests also count toward the per-second series.
+    pub fn record(&self, route: &'static str, status: u16, api_second: Option<u64>) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *g.by_route.entry((route, status)).or_default() += 1;
+        if let Some(s) = api_second {
+            *g.per_second.entry(s).or_default() += 1;
+        }
+    }
+
+    pub fn fault(&self, kind: &'static str) {
+        *self
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(kind)
+            .or_default() += 1;
+    }
+
+    pub fn report(&self, started: Instant, ledger: &Ledger) -> StatsReport {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut by_route: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut requests = 0;
+        for ((route, status), n) in &g.by_route {
+            requests += n;
+            *by_route
+                .entry((*route).to_owned())
+                .or_default()
+                .entry(status.to_string())
+                .or_default() += n;
+        }
+        let last = g.per_second.keys().next_back().copied().unwrap_or(0);
+        let per_second: Vec<u64> = if g.per_second.is_empty() {
+            Vec::new()
+        } else {
+            (0..=last)
+                .map(|s| g.per_second.get(&s).copied().unwrap_or(0))
+                .collect()
+        };
+        StatsReport {
+            uptime_ms: started.elapsed().as_millis() as u64,
+            requests,
+            by_route,
+            too_many_requests: self.too_many_requests.load(Ordering::Relaxed),
+            mutations_applied: self.mutations.load(Ordering::Relaxed),
+            token_requests: self.token_requests.load(Ordering::Relaxed),
+            faults_injected: self
+                .faults
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            peak_per_second: per_second.iter().copied().max().unwrap_or(0),
+            per_second,
+            ledger_entries: ledger.len(),
+            ledger_dropped: ledger.dropped(),
+        }
+    }
+}

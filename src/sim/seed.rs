@@ -1,0 +1,174 @@
+//! Seed data: `--sims N` SIMs generated from `--seed`, spread so that every business rule can
+//! fire on them (available, active, customer-, admin- and system-suspended SIMs; SIMs of two
+//! operators in two portfolios of one tenant and in a second tenant; some with attributes).
+//!
+//! Guarantees: the same seed and index always give the same SIM, so tests, samples and
+//! benchmarks can name SIMs without asking the simulator.
+
+use crate::input::iccid::with_check_digit;
+use crate::model::{Attribute, Sim};
+
+use super::state::{MNO_UK, MNO_US, SimRecord};
+
+/// The seeded SIMs' `modifiedDate` and attribute dates.
+const SEED_DATE: &str = "2025-03-04T09:00:00Z";
+
+/// First attribute id of a seeded world.
+pub const FIRST_ATTRIBUTE_ID: i64 = 90_001;
+
+/// The ICCID of SIM number `i` of `seed`: 19 digits (`89445…`) or, every fifth, 20 (`89310…`).
+pub fn iccid(seed: u64, i: usize) -> String {
+    let tag = seed % 1000;
+    if i % 5 == 4 {
+        with_check_digit(&format!("89310{tag:03}{i:011}"))
+    } else {
+        with_check_digit(&format!("89445{tag:03}{i:010}"))
+    }
+}
+
+/// The seeded SIM's profile, for tests and samples that need a SIM of a certain kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Available,
+    Active,
+    CustomerSuspended,
+    AdminSuspended,
+    SystemSuspended,
+}
+
+fn mix(seed: u64, i: usize) -> u64 {
+    // splitmix64: cheap, well distributed, and stable across versions (unlike a library RNG).
+    let mut z = seed
+        .wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Generates SIM `i` and its attributes; `next_id` hands out attribute ids.
+pub fn sim(seed: u64, i: usize, next_id: &mut i64) -> (SimRecord, Profile) {
+    let r = mix(seed, i);
+    let roll = |shift: u32| ((r >> shift) % 100) as u8;
+    let icc_id = iccid(seed, i);
+    let (portfolio, mno, package) = match roll(0) {
+        0..60 => (
+            "pf-acme-eu",
+            MNO_UK,
+            if roll(8) < 70 { 20417 } else { 20418 },
+        ),
+        60..75 => ("pf-acme-us", MNO_US, 31001),
+        75..90 => ("pf-acme-us", MNO_UK, 31002),
+        _ => ("pf-other-co", MNO_UK, 40001),
+    };
+    let profile = match roll(16) {
+        0..45 => Profile::Available,
+        45..80 => Profile::Active,
+        80..90 => Profile::CustomerSuspended,
+        90..95 => Profile::AdminSuspended,
+        _ => Profile::SystemSuspended,
+    };
+    let active = profile != Profile::Available;
+    let sim = Sim {
+        icc_id: icc_id.clone(),
+        sim_id: Some(format!("5{:07}", i % 10_000_000)),
+        eid: None,
+        status: if active { "active" } else { "available" }.into(),
+        customer_suspend: profile == Profile::CustomerSuspended,
+        admin_suspend: profile == Profile::AdminSuspended,
+        system_suspend: profile == Profile::SystemSuspended,
+        package_id: package,
+        portfolio_id: portfolio.into(),
+        mno_id: mno,
+        imsi: Some(format!("{mno}{:09}", i % 1_000_000_000)),
+        msisdn: active.then(|| format!("44770{:07}", i % 10_000_000)),
+        modified_date: Some(SEED_DATE.into()),
+    };
+    let mut attributes = Vec::new();
+    let mut add = |name: &str, value: String| {
+        attributes.push(Attribute {
+            icc_attribute_id: *next_id,
+            icc_id: icc_id.clone(),
+            name: name.into(),
+            value,
+            created_date: Some(SEED_DATE.into()),
+            modified_date: Some(SEED_DATE.into()),
+        });
+        *next_id += 1;
+    };
+    if roll(24) < 40 {
+        add("friendlyName", format!("device-{i}"));
+    }
+    if roll(32) < 15 {
+        add("orderId", format!("PO-2025-{:04}", i % 10_000));
+    }
+    (
+        SimRecord {
+            sim,
+            attributes,
+            active_at: None,
+            settle_until: None,
+        },
+        profile,
+    )
+}
+
+/// All `n` seeded SIMs and the next free attribute id.
+pub fn generate(seed: u64, n: usize) -> (Vec<SimRecord>, i64) {
+    let mut next_id = FIRST_ATTRIBUTE_ID;
+    let sims = (0..n).map(|i| sim(seed, i, &mut next_id).0).collect();
+    (sims, next_id)
+}
+
+/// The indices and records of seeded SIMs, for picking test and sample subjects.
+pub fn iter(seed: u64, n: usize) -> impl Iterator<Item = (usize, SimRecord, Profile)> {
+    let mut next_id = FIRST_ATTRIBUTE_ID;
+    (0..n).map(move |i| {
+        let (rec, p) = sim(seed, i, &mut next_id);
+        (i, rec, p)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::iccid::Iccid;
+    use std::collections::HashSet;
+
+    #[test]
+    fn iccids_are_valid_unique_and_of_both_lengths() {
+        let ids: Vec<String> = (0..2000).map(|i| iccid(7, i)).collect();
+        assert!(ids.iter().all(|s| Iccid::parse(s).is_ok()));
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+        assert!(ids.iter().any(|s| s.len() == 19));
+        assert!(ids.iter().any(|s| s.len() == 20));
+    }
+
+    #[test]
+    fn a_thousand_sims_cover_every_profile_and_tenant() {
+        let all: Vec<_> = iter(1, 1000).collect();
+        for p in [
+            Profile::Available,
+            Profile::Active,
+            Profile::CustomerSuspended,
+            Profile::AdminSuspended,
+            Profile::SystemSuspended,
+        ] {
+            assert!(all.iter().any(|(_, _, q)| *q == p), "{p:?}");
+        }
+        for pf in ["pf-acme-eu", "pf-acme-us", "pf-other-co"] {
+            assert!(all.iter().any(|(_, r, _)| r.sim.portfolio_id == pf), "{pf}");
+        }
+        assert!(all.iter().any(|(_, r, _)| !r.attributes.is_empty()));
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_world() {
+        let (a, _) = generate(3, 50);
+        let (b, _) = generate(3, 50);
+        assert_eq!(
+            a.iter().map(|r| &r.sim).collect::<Vec<_>>(),
+            b.iter().map(|r| &r.sim).collect::<Vec<_>>()
+        );
+    }
+}
