@@ -35,7 +35,10 @@ fn read_and_validate(c: &mut Criterion) {
     g.bench_function("read_and_validate_100k_rows", |b| {
         b.iter(|| {
             let (_, rows) = reader::open(&p, &Defaults::default()).unwrap();
-            black_box(rows.filter(|r| r.as_ref().is_ok_and(|i| i.parsed.is_ok())).count())
+            black_box(
+                rows.filter(|r| r.as_ref().is_ok_and(|i| i.parsed.is_ok()))
+                    .count(),
+            )
         })
     });
     g.finish();
@@ -55,7 +58,12 @@ fn row(i: u64) -> RowResult {
         attempts: 1,
         sim_status: Some("available".into()),
         finished_at: SystemTime::now(),
-        fields: vec!["x".into(), "set-package".into(), "20533".into(), format!("PO-{i}")],
+        fields: vec![
+            "x".into(),
+            "set-package".into(),
+            "20533".into(),
+            format!("PO-{i}"),
+        ],
         retries: 0,
         throttled: 0,
         halts_job: false,
@@ -71,7 +79,12 @@ fn write_results_and_checkpoint(c: &mut Criterion) {
     g.throughput(Throughput::Elements(rows.len() as u64));
     g.bench_function("write_10k_result_rows", |b| {
         b.iter(|| {
-            let mut r = ResultsFile::open(&dir.path().join("r.csv"), simbulk::durable::OpenMode::Truncate, &layout).unwrap();
+            let mut r = ResultsFile::open(
+                &dir.path().join("r.csv"),
+                simbulk::durable::OpenMode::Truncate,
+                &layout,
+            )
+            .unwrap();
             for x in &rows {
                 r.write(x).unwrap();
             }
@@ -79,7 +92,13 @@ fn write_results_and_checkpoint(c: &mut Criterion) {
         })
     });
     let header = Header {
-        job: JobIdentity { input_sha256: "x".into(), input_bytes: 1, action: None, value: None, attribute: None },
+        job: JobIdentity {
+            input_sha256: "x".into(),
+            input_bytes: 1,
+            action: None,
+            value: None,
+            attribute: None,
+        },
         results: "r".into(),
         failures: "f".into(),
         created: "now".into(),
@@ -105,7 +124,9 @@ fn write_results_and_checkpoint(c: &mut Criterion) {
     let mut g = c.benchmark_group("checkpoint");
     g.sample_size(10);
     g.throughput(Throughput::Elements(1_000_000));
-    g.bench_function("replay_1m_records", |b| b.iter(|| black_box(replay(&big, (u64::MAX, u64::MAX)).unwrap().tally)));
+    g.bench_function("replay_1m_records", |b| {
+        b.iter(|| black_box(replay(&big, (u64::MAX, u64::MAX)).unwrap().tally))
+    });
     g.finish();
 }
 

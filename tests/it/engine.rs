@@ -1,0 +1,1 @@
+//! The engine end to end: the real binary against the in-process simulator.

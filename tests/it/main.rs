@@ -1,0 +1,7 @@
+//! One integration-test binary with topic modules (one link, shared helpers).
+
+mod support;
+
+mod contract;
+mod engine;
+mod resume;

@@ -1,0 +1,1 @@
+//! Checkpoint, resume, lock, signals and run windows.

@@ -1,0 +1,305 @@
+//! Test support: an in-process simulator on 127.0.0.1:0, a raw HTTP helper, the real
+//! binary, and readers for the files a job writes.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use simbulk::sim::seed::{self, Profile};
+use simbulk::sim::state::SimRecord;
+use simbulk::sim::{LedgerEntry, SimConfig, SimServer, StatsReport};
+
+pub const SECRET: &str = simbulk::sim::DEMO_CLIENT_SECRET;
+
+/// A simulator running on its own runtime, so tests can block on the binary meanwhile.
+pub struct TestSim {
+    pub rt: tokio::runtime::Runtime,
+    server: Option<SimServer>,
+    pub cfg: SimConfig,
+}
+
+impl TestSim {
+    pub fn start(cfg: SimConfig) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt.block_on(SimServer::start(cfg.clone())).unwrap();
+        Self {
+            rt,
+            server: Some(server),
+            cfg,
+        }
+    }
+
+    /// No limits, no faults, `n` SIMs of seed 1.
+    pub fn unlimited(n: usize) -> Self {
+        Self::start(SimConfig::unlimited(n))
+    }
+
+    pub fn server(&self) -> &SimServer {
+        self.server.as_ref().unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        self.server().base_url()
+    }
+
+    pub fn ledger(&self) -> Vec<LedgerEntry> {
+        self.server().ledger()
+    }
+
+    pub fn stats(&self) -> StatsReport {
+        self.server().stats()
+    }
+
+    pub fn sim(&self, icc: &str) -> SimRecord {
+        self.server().sim(icc).unwrap()
+    }
+
+    /// Stops the server (saving its state file, if any) and starts it again on the same port.
+    pub fn restart(&mut self) {
+        let addr = self.server().addr();
+        let s = self.server.take().unwrap();
+        self.rt.block_on(s.stop()).unwrap();
+        let mut cfg = self.cfg.clone();
+        cfg.addr = addr;
+        self.server = Some(self.rt.block_on(SimServer::start(cfg)).unwrap());
+    }
+
+    /// ICCIDs of seeded SIMs that match `pred`, in seed order.
+    pub fn pick(&self, n: usize, pred: impl Fn(&SimRecord, Profile) -> bool) -> Vec<String> {
+        seed::iter(self.cfg.seed, self.cfg.sims)
+            .filter(|(_, r, p)| pred(r, *p))
+            .take(n)
+            .map(|(_, r, _)| r.sim.icc_id)
+            .collect()
+    }
+
+    /// Raw HTTP access as the demo client.
+    pub fn api(&self) -> Api {
+        Api::new(&self.url(), simbulk::sim::DEMO_CLIENT_ID, SECRET)
+    }
+
+    /// Runs an async block on the simulator's runtime.
+    pub fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+}
+
+impl Drop for TestSim {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            let _ = self.rt.block_on(s.stop());
+        }
+    }
+}
+
+/// Candidates that are in the demo tenant's sphere.
+pub fn acme(r: &SimRecord) -> bool {
+    r.sim.portfolio_id.starts_with("pf-acme")
+}
+
+/// A small raw HTTP client for contract tests.
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub token: String,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn code(&self) -> Option<i64> {
+        self.body.get("errorCode").and_then(Value::as_i64)
+    }
+}
+
+impl Api {
+    pub fn new(base: &str, id: &str, secret: &str) -> Self {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        Self {
+            base: base.to_owned(),
+            http,
+            token: String::new(),
+        }
+        .with_login(id, secret)
+    }
+
+    fn with_login(mut self, id: &str, secret: &str) -> Self {
+        let base = self.base.clone();
+        let http = self.http.clone();
+        let (id, secret) = (id.to_owned(), secret.to_owned());
+        let t = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let r = http
+                    .post(format!("{base}/oauth2/token"))
+                    .basic_auth(id, Some(secret))
+                    .form(&[("grant_type", "client_credentials")])
+                    .send()
+                    .await
+                    .unwrap();
+                let v: Value = r.json().await.unwrap();
+                v["access_token"].as_str().unwrap_or_default().to_owned()
+            })
+        })
+        .join()
+        .unwrap();
+        self.token = t;
+        self
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&str>) -> Resp {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_owned());
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &str) -> Resp {
+        self.send(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> Resp {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+}
+
+/// The real binary, with a clean environment and the demo client's credentials.
+pub fn simbulk() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_simbulk"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SIMBULK_")
+            || k == "RUST_LOG"
+            || k.ends_with("_proxy")
+            || k.ends_with("_PROXY")
+        {
+            c.env_remove(k);
+        }
+    }
+    c.env("SIMBULK_CLIENT_ID", simbulk::sim::DEMO_CLIENT_ID)
+        .env("SIMBULK_CLIENT_SECRET", SECRET);
+    c
+}
+
+/// A job directory with one input file.
+pub struct Job {
+    pub dir: tempfile::TempDir,
+    pub input: PathBuf,
+}
+
+impl Job {
+    pub fn new(name: &str, contents: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join(name);
+        std::fs::write(&input, contents).unwrap();
+        Self { dir, input }
+    }
+
+    pub fn path(&self, suffix: &str) -> PathBuf {
+        let stem = self
+            .input
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        self.dir.path().join(format!("{stem}{suffix}"))
+    }
+
+    pub fn results(&self) -> Vec<HashMap<String, String>> {
+        read_csv(&self.path(".results.csv"), b',')
+    }
+
+    pub fn failures_text(&self) -> String {
+        std::fs::read_to_string(self.path(".failures.csv")).unwrap_or_default()
+    }
+
+    /// `simbulk run <input> --base-url <sim> …`, fast pacing.
+    pub fn command(&self, sim: &TestSim, extra: &[&str]) -> Command {
+        let mut c = simbulk();
+        c.arg("run")
+            .arg(&self.input)
+            .arg("--base-url")
+            .arg(sim.url())
+            .args(["--rate", "0", "--concurrency", "8", "--timeout", "5s"])
+            .args(extra);
+        c
+    }
+
+    pub fn run(&self, sim: &TestSim, extra: &[&str]) -> Output {
+        self.command(sim, extra).output().unwrap()
+    }
+}
+
+pub fn read_csv(path: &Path, delim: u8) -> Vec<HashMap<String, String>> {
+    let mut r = csv::ReaderBuilder::new()
+        .delimiter(delim)
+        .flexible(true)
+        .from_path(path)
+        .unwrap();
+    let headers = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            headers
+                .iter()
+                .zip(rec.unwrap().iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Counts of each outcome in a results file.
+pub fn outcomes(rows: &[HashMap<String, String>]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in rows {
+        *m.entry(r["outcome"].clone()).or_default() += 1;
+    }
+    m
+}
