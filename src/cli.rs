@@ -46,7 +46,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a bulk job: apply every row of INPUT through the SIM API.
-    #[command(after_help = exit::TABLE)]
+    #[command(after_help = exit::TABLE, args_override_self = true)]
     Run(Box<RunArgs>),
     /// Run sample jobs against an embedded simulator, to see simbulk at work.
     Demo(DemoArgs),

@@ -337,6 +337,8 @@ impl Rows {
         let l = &self.layout;
         let parsed = if !utf8 {
             Err("the row is not valid UTF-8; save the file as \"CSV UTF-8\"".to_owned())
+        } else if l.headerless && fields.iter().skip(1).any(|f| !f.is_empty()) {
+            Err("a list without a header has one ICCID per line; add a header line (e.g. iccid,action,value) to give other columns".to_owned())
         } else if rec.len() > l.header.len() && !l.headerless {
             Err(format!(
                 "the row has {} cells but the header has {}; quote cells that contain the delimiter {:?}",
