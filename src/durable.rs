@@ -50,10 +50,19 @@ impl AppendFile {
                 e
             }
         })?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            // A device such as /dev/null: nothing to cut or seek.
+            return Ok(Self {
+                file,
+                buf: Vec::with_capacity(64 * 1024),
+                committed: 0,
+            });
+        }
         let keep = match how {
             OpenMode::Truncate => 0,
             OpenMode::KeepPrefix(n) => {
-                let len = file.metadata()?.len();
+                let len = meta.len();
                 if len < n {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
