@@ -67,6 +67,7 @@ fn row(i: u64) -> RowResult {
         retries: 0,
         throttled: 0,
         halts_job: false,
+        elapsed: std::time::Duration::from_millis(3),
     }
 }
 

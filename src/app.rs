@@ -59,6 +59,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Run(args) => crate::job::run_command(*args).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Sim(args) => run_sim(*args).await,
+        Command::Bench(args) => crate::bench::run(*args).await,
     }
 }
 

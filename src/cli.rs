@@ -52,6 +52,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve the SIM API simulator (for rehearsals, tests and benchmarks).
     Sim(Box<SimArgs>),
+    /// Measure the engine against a simulator (rows/s, latency, memory, CPU per row).
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// A requests-per-second limit, or no limit (`0` or `unlimited`).
@@ -137,7 +139,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_duration, help_heading = "Resume")]
     pub max_duration: Option<Duration>,
 
-    /// Rows in flight at once [default: 8].
+    /// Rows in flight at once.
     #[arg(long, default_value = "8", help_heading = "Pacing")]
     pub concurrency: NonZeroUsize,
 
@@ -146,7 +148,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "10", value_parser = parse_rate, help_heading = "Pacing")]
     pub rate: Rate,
 
-    /// Requests that may go at once above the steady rate [default: 1, i.e. evenly spaced].
+    /// Requests that may go at once above the steady rate (1 = evenly spaced).
     #[arg(long, default_value = "1", help_heading = "Pacing")]
     pub burst: NonZeroU32,
 
@@ -162,6 +164,12 @@ pub struct RunArgs {
     /// (e.g. 500 or 5%).
     #[arg(long, help_heading = "Pacing")]
     pub max_failures: Option<String>,
+
+    /// Halt (exit 3, resumable) when this many rows in a row fail with the same error, as a
+    /// wrong package or portfolio id would make every row fail; 0 turns it off. Single
+    /// failures (one suspended SIM) never halt.
+    #[arg(long, default_value_t = 25, value_name = "K", help_heading = "Pacing")]
+    pub halt_after_same_error: u32,
 
     /// Action for rows whose action cell is empty (required for a plain list of ICCIDs).
     #[arg(long, help_heading = "Row defaults")]

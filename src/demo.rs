@@ -203,8 +203,10 @@ async fn demo(out: &Path) -> anyhow::Result<u8> {
             max_duration: None,
             until: None,
             max_failures: None,
+            halt_after_same_error: Some(50),
             sync_every: Duration::from_millis(500),
             args: vec!["simbulk".into(), "run".into(), input.display().to_string()],
+            discard_outputs: false,
         };
         let endpoint = Endpoint {
             base_url: check_url("base", &server.base_url()).map_err(anyhow::Error::msg)?,

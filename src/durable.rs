@@ -14,6 +14,7 @@ pub struct AppendFile {
     file: File,
     buf: Vec<u8>,
     committed: u64,
+    regular: bool,
 }
 
 /// How to open an output file.
@@ -57,6 +58,7 @@ impl AppendFile {
                 file,
                 buf: Vec::with_capacity(64 * 1024),
                 committed: 0,
+                regular: false,
             });
         }
         let keep = match how {
@@ -81,6 +83,7 @@ impl AppendFile {
             file,
             buf: Vec::with_capacity(64 * 1024),
             committed: keep,
+            regular: true,
         })
     }
 
@@ -116,7 +119,11 @@ impl AppendFile {
 
     /// Makes what was flushed durable.
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        if self.regular {
+            self.file.sync_data()
+        } else {
+            Ok(())
+        }
     }
 }
 

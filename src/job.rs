@@ -90,8 +90,10 @@ pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<En
         max_duration: a.max_duration,
         until,
         max_failures,
+        halt_after_same_error: (a.halt_after_same_error > 0).then_some(a.halt_after_same_error),
         sync_every: Duration::from_millis(500),
         args,
+        discard_outputs: false,
     };
     if a.dry_run {
         return Ok((cfg, None));
@@ -164,11 +166,18 @@ pub async fn run_command(a: RunArgs) -> u8 {
     };
     let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
     crate::signal::escalate(drain.clone(), abort.clone());
-    match engine::run(cfg, endpoint, drain, abort).await {
-        Ok(s) => report(&s, a.summary_json.as_deref()),
-        Err(Fatal { code, message }) => {
+    // On a worker thread, the dispatcher and the workers wake each other without crossing
+    // into the runtime's blocking entry thread.
+    let job = tokio::spawn(engine::run(cfg, endpoint, drain, abort));
+    match job.await {
+        Ok(Ok(s)) => report(&s, a.summary_json.as_deref()),
+        Ok(Err(Fatal { code, message })) => {
             eprintln!("error: {message}");
             code
+        }
+        Err(e) => {
+            eprintln!("error: the job stopped unexpectedly: {e}");
+            exit::HALTED
         }
     }
 }

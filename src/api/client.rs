@@ -107,7 +107,7 @@ impl Client {
         let http = b.build().map_err(|e| format!("cannot set up HTTP: {e}"))?;
         Ok(Self {
             http,
-            base: endpoint.base_url.as_str().trim_end_matches('/').to_owned(),
+            base: endpoint.base_url.path().trim_end_matches('/').to_owned(),
             endpoint,
             tokens: TokenCache::default(),
             pacer,
@@ -183,14 +183,17 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&B>,
     ) -> Result<Reply<T>, ApiError> {
-        let url = format!("{}{path}", self.base);
+        // Only the path changes between calls: cloning the parsed base and setting the path
+        // skips parsing (and IDNA-normalising) the host on every request.
+        let mut url = self.endpoint.base_url.clone();
+        url.set_path(&format!("{}{path}", self.base));
         let mut refreshed = false;
         loop {
             let token = self.token().await?;
             self.pacer.ready().await;
             let mut req = self
                 .http
-                .request(method.clone(), &url)
+                .request(method.clone(), url.clone())
                 .bearer_auth(token.value.expose_secret());
             if !query.is_empty() {
                 req = req.query(query);

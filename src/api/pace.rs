@@ -43,6 +43,7 @@ pub struct Pacer {
     consecutive_429: AtomicU32,
     pub(crate) requests: AtomicU64,
     pub(crate) throttled: AtomicU64,
+    first_request: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl Pacer {
@@ -63,6 +64,7 @@ impl Pacer {
             consecutive_429: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            first_request: std::sync::OnceLock::new(),
         }
     }
 
@@ -91,7 +93,9 @@ impl Pacer {
             if self.gate().is_some_and(|t| t > Instant::now()) {
                 continue;
             }
-            self.requests.fetch_add(1, Ordering::Relaxed);
+            if self.requests.fetch_add(1, Ordering::Relaxed) == 0 {
+                let _ = self.first_request.set(std::time::Instant::now());
+            }
             return;
         }
     }
@@ -154,6 +158,11 @@ impl Pacer {
         self.adaptive
             .as_ref()
             .map(|a| a.lock().unwrap_or_else(|e| e.into_inner()).current)
+    }
+
+    /// When the first request of the run was let through.
+    pub fn first_request(&self) -> Option<std::time::Instant> {
+        self.first_request.get().copied()
     }
 
     pub fn requests(&self) -> u64 {

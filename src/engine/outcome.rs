@@ -65,4 +65,6 @@ pub struct RowResult {
     pub throttled: u32,
     /// The row's error stops the whole job (403, refused credentials).
     pub halts_job: bool,
+    /// From the row's first call to its end (waits for the pacer included).
+    pub elapsed: std::time::Duration,
 }

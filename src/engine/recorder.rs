@@ -19,6 +19,8 @@ use super::outcome::{RowResult, Verdict};
 
 /// Rows buffered before a flush to the OS even if more completions are waiting.
 const FLUSH_ROWS: usize = 256;
+/// Longest a finished row waits in memory before it is handed to the OS.
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
 
 pub struct Recorder {
     results: ResultsFile,
@@ -33,6 +35,8 @@ pub struct Recorder {
     pub retries: u64,
     pub throttled: u64,
     pending: usize,
+    latency: Option<hdrhistogram::Histogram<u64>>,
+    last_flush: Instant,
     last_sync: Instant,
     sync_every: Duration,
 }
@@ -59,6 +63,8 @@ impl Recorder {
             retries: 0,
             throttled: 0,
             pending: 0,
+            latency: hdrhistogram::Histogram::new_with_bounds(1, 24 * 3600 * 1_000_000, 2).ok(),
+            last_flush: Instant::now(),
             last_sync: Instant::now(),
             sync_every,
         }
@@ -87,6 +93,11 @@ impl Recorder {
                 .entry((r.http_status, r.error_code))
                 .or_insert_with(|| r.message.clone());
         }
+        if r.verdict != Verdict::Invalid
+            && let Some(h) = &mut self.latency
+        {
+            h.saturating_record((r.elapsed.as_micros() as u64).max(1));
+        }
         self.retries += u64::from(r.retries);
         self.throttled += u64::from(r.throttled);
         self.pending += 1;
@@ -96,12 +107,33 @@ impl Recorder {
         Ok(())
     }
 
+    /// Flushes if rows have waited long enough (keeps the redo window after a crash small
+    /// without a write per row).
+    pub fn flush_if_due(&mut self) -> std::io::Result<()> {
+        if self.pending > 0 && self.last_flush.elapsed() >= FLUSH_AFTER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Row latency: p50, p99 and max, in milliseconds.
+    pub fn latency_ms(&self) -> Option<(f64, f64, f64)> {
+        let h = self.latency.as_ref().filter(|h| !h.is_empty())?;
+        let ms = |v: u64| v as f64 / 1000.0;
+        Some((
+            ms(h.value_at_quantile(0.5)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.max()),
+        ))
+    }
+
     /// Hands buffered rows to the OS (results, failures, then journal) and syncs when due.
     pub fn flush(&mut self) -> std::io::Result<()> {
         self.results.file().flush()?;
         self.failures.file().flush()?;
         self.journal.flush()?;
         self.pending = 0;
+        self.last_flush = Instant::now();
         if self.last_sync.elapsed() >= self.sync_every {
             self.sync()?;
         }

@@ -18,7 +18,7 @@ use crate::api::{ApiError, Client, Endpoint, Pacer};
 use crate::checkpoint::{self, Header, JobIdentity, JobLock, Journal, Tally};
 use crate::durable::OpenMode;
 use crate::exit;
-use crate::input::{self, Defaults, FileError, Item};
+use crate::input::{self, Defaults};
 use crate::output::progress::Progress;
 use crate::output::summary::{Summary, resume_command};
 use crate::output::{FailuresFile, ResultsFile};
@@ -54,10 +54,14 @@ pub struct JobConfig {
     /// Wall-clock seconds until `--until`, computed at start.
     pub until: Option<Duration>,
     pub max_failures: Option<Threshold>,
+    /// Consecutive rows failing the same way that halt the job.
+    pub halt_after_same_error: Option<u32>,
     /// Longest time between two fsyncs of the outputs.
     pub sync_every: Duration,
     /// The command line, for the "to resume" hint.
     pub args: Vec<String>,
+    /// Benchmarks only: send results, failures and checkpoint to /dev/null (no lock, no resume).
+    pub discard_outputs: bool,
 }
 
 /// A job that could not run (or not to its end), with its exit code.
@@ -287,7 +291,7 @@ fn open_outputs(
 
 /// Runs a job against the API described by `endpoint`.
 pub async fn run(
-    cfg: JobConfig,
+    mut cfg: JobConfig,
     endpoint: Endpoint,
     drain: CancellationToken,
     abort: CancellationToken,
@@ -295,7 +299,12 @@ pub async fn run(
     let started = Instant::now();
     let (layout, rows) =
         input::reader::open(&cfg.input, &cfg.defaults).map_err(|e| usage(e.to_string()))?;
-    check_paths(&cfg)?;
+    if cfg.discard_outputs {
+        let null = PathBuf::from("/dev/null");
+        (cfg.results, cfg.failures, cfg.checkpoint) = (null.clone(), null.clone(), null);
+    } else {
+        check_paths(&cfg)?;
+    }
     let input_path = cfg.input.clone();
     let (sha, bytes, lines) =
         tokio::task::spawn_blocking(move || checkpoint::digest_file(&input_path))
@@ -314,8 +323,21 @@ pub async fn run(
         value: cfg.defaults.value.clone(),
         attribute: cfg.defaults.attribute.clone(),
     };
-    let _lock = JobLock::acquire(&cfg.checkpoint).map_err(usage)?;
-    let start = match bind_checkpoint(&cfg, &identity)? {
+    let _lock = if cfg.discard_outputs {
+        None
+    } else {
+        Some(JobLock::acquire(&cfg.checkpoint).map_err(usage)?)
+    };
+    let bound = if cfg.discard_outputs {
+        Ok(Start {
+            done: fixedbitset::FixedBitSet::new(),
+            tally: Tally::default(),
+            outputs: None,
+        })
+    } else {
+        bind_checkpoint(&cfg, &identity)?
+    };
+    let start = match bound {
         Ok(s) => s,
         Err((code, tally)) => {
             let mut s = summary(
@@ -365,15 +387,31 @@ pub async fn run(
         cfg.sync_every,
     );
 
-    let (tx, rx) = mpsc::channel::<Result<Item, FileError>>(1024);
+    let (tx, rx) = mpsc::channel::<scheduler::Batch>(8);
     let reader = std::thread::Builder::new()
         .name("simbulk-reader".into())
         .spawn(move || {
             let mut rows = rows;
+            let mut batch = Vec::with_capacity(scheduler::BATCH);
             for item in rows.by_ref() {
-                if tx.blocking_send(item).is_err() {
-                    break;
+                let stop = item.is_err();
+                batch.push(item);
+                if (batch.len() == scheduler::BATCH || stop)
+                    && tx
+                        .blocking_send(std::mem::replace(
+                            &mut batch,
+                            Vec::with_capacity(scheduler::BATCH),
+                        ))
+                        .is_err()
+                {
+                    return rows.blank;
                 }
+                if stop {
+                    return rows.blank;
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.blocking_send(batch);
             }
             rows.blank
         })
@@ -400,6 +438,7 @@ pub async fn run(
             abort,
             deadline,
             max_failures: cfg.max_failures,
+            halt_after_same_error: cfg.halt_after_same_error,
         },
     )
     .await;
@@ -456,6 +495,12 @@ pub async fn run(
     s.retries = rec.retries;
     s.throttled_429 = pacer.throttled_count();
     s.blank_rows_skipped = blank;
+    s.first_request_after = pacer
+        .first_request()
+        .map(|t| t.duration_since(started).as_secs_f64());
+    s.latency_ms = rec
+        .latency_ms()
+        .map(|(p50, p99, max)| crate::output::summary::Latency { p50, p99, max });
     s.job_rows_estimate = total;
     Ok(s)
 }
@@ -489,6 +534,8 @@ fn summary(
         retries: 0,
         throttled_429: 0,
         blank_rows_skipped: 0,
+        latency_ms: None,
+        first_request_after: None,
         resume_command: matches!(code, exit::STOPPED | exit::HALTED)
             .then(|| resume_command(&cfg.args)),
     }

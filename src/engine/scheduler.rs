@@ -50,6 +50,8 @@ pub struct Stops {
     pub deadline: Option<tokio::time::Instant>,
     /// Failed rows that halt the job (`--max-failures`), as a count or a share.
     pub max_failures: Option<super::Threshold>,
+    /// Consecutive rows failing the same way that halt the job (`--halt-after-same-error`).
+    pub halt_after_same_error: Option<u32>,
 }
 
 pub struct Dispatch {
@@ -62,10 +64,48 @@ pub struct Dispatch {
 
 type Done = (String, Option<RowResult>);
 
+/// Rows travel from the reader in batches, so the reader and the dispatcher wake each other
+/// once per batch rather than once per row.
+pub type Batch = Vec<Result<Item, FileError>>;
+
+/// Rows per batch from the reader.
+pub const BATCH: usize = 128;
+
+/// Consecutive failed rows with the same error: the streak that looks systemic.
+#[derive(Default)]
+struct Streak {
+    key: Option<(Option<u16>, Option<i64>)>,
+    len: u32,
+}
+
+impl Streak {
+    /// Counts a finished row; returns the streak's length when `r` extends it.
+    fn add(&mut self, r: &RowResult) -> u32 {
+        match r.verdict {
+            Verdict::Failed => {
+                let key = Some((r.http_status, r.error_code));
+                if self.key == key {
+                    self.len += 1;
+                } else {
+                    self.key = key;
+                    self.len = 1;
+                }
+                self.len
+            }
+            // Invalid rows say nothing about the API; they neither extend nor break a streak.
+            Verdict::Invalid => 0,
+            Verdict::Ok | Verdict::Skipped => {
+                self.len = 0;
+                0
+            }
+        }
+    }
+}
+
 /// Runs the job until the input is exhausted or a stop.
 pub async fn drive(
     d: Dispatch,
-    mut input: mpsc::Receiver<Result<Item, FileError>>,
+    mut input: mpsc::Receiver<Batch>,
     rec: &mut Recorder,
     stops: Stops,
 ) -> End {
@@ -74,11 +114,13 @@ pub async fn drive(
     // halt; workers watch it between attempts.
     let stop_rows = stops.drain.child_token();
     let mut busy: HashMap<String, VecDeque<(Item, Row)>> = HashMap::new();
+    let mut buffer: VecDeque<Result<Item, FileError>> = VecDeque::with_capacity(BATCH);
     let (mut running, mut parked) = (0usize, 0usize);
     let mut reading = true;
     let mut taking = true;
     let mut end: Option<End> = None;
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let mut streak = Streak::default();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = stops.deadline;
 
@@ -91,13 +133,55 @@ pub async fn drive(
             stop_rows.clone(),
         );
         tokio::spawn(async move {
-            let r = worker::execute(&client, &item, &row, &policy, &stop).await;
-            let _ = tx.send((row.iccid.as_str().to_owned(), r)).await;
+            let key = row.iccid.as_str().to_owned();
+            let r = worker::execute(&client, item, row, &policy, &stop).await;
+            let _ = tx.send((key, r)).await;
         });
     };
 
-    loop {
-        if running == 0 && (!taking || (!reading && parked == 0)) {
+    'outer: loop {
+        // Dispatch buffered rows while there is room.
+        while taking && running < d.concurrency && parked < MAX_PARKED {
+            let Some(next) = buffer.pop_front() else {
+                break;
+            };
+            let mut item = match next {
+                Ok(item) => item,
+                Err(e) => {
+                    reading = false;
+                    taking = false;
+                    buffer.clear();
+                    end = Some(End::ReadFailed(e.to_string()));
+                    break;
+                }
+            };
+            if d.done.contains(item.line as usize) {
+                continue;
+            }
+            match std::mem::replace(&mut item.parsed, Err(String::new())) {
+                Err(reason) => {
+                    let r = worker::invalid(item, reason, &d.layout);
+                    if let Err(e) = rec.record(&r) {
+                        end = Some(End::WriteFailed(e.to_string()));
+                        break 'outer;
+                    }
+                }
+                Ok(row) => {
+                    let key = row.iccid.as_str().to_owned();
+                    match busy.get_mut(&key) {
+                        Some(q) => {
+                            q.push_back((item, row));
+                            parked += 1;
+                        }
+                        None => {
+                            busy.insert(key, VecDeque::new());
+                            spawn(item, row, &mut running);
+                        }
+                    }
+                }
+            }
+        }
+        if running == 0 && (!taking || (!reading && parked == 0 && buffer.is_empty())) {
             break;
         }
         tokio::select! {
@@ -119,6 +203,15 @@ pub async fn drive(
                             end = Some(End::WriteFailed(e.to_string()));
                             break;
                         }
+                        let run = streak.add(&r);
+                        if end.is_none() && let Some(k) = stops.halt_after_same_error && run >= k {
+                            end = Some(End::Halted(format!(
+                                "the last {run} rows all failed the same way ({}); this looks like a mistake in the job (a wrong package or portfolio id?) rather than a problem of single SIMs. Fix the input and run again with --resume, or raise --halt-after-same-error",
+                                r.message
+                            )));
+                            taking = false;
+                            stop_rows.cancel();
+                        }
                         if end.is_none() && let Some(t) = &stops.max_failures && t.exceeded(rec.run.failed, rec.run.total()) {
                             end = Some(End::Halted(format!("{} rows failed, past --max-failures {}", rec.run.failed, t)));
                             taking = false;
@@ -138,7 +231,7 @@ pub async fn drive(
                         busy.remove(&icc);
                     }
                 }
-                if done_rx.is_empty() && let Err(e) = rec.flush() {
+                if done_rx.is_empty() && let Err(e) = rec.flush_if_due() {
                     end = Some(End::WriteFailed(e.to_string()));
                     break;
                 }
@@ -152,42 +245,10 @@ pub async fn drive(
                 stop_rows.cancel();
                 end.get_or_insert(End::Stopped("the run window closed (--until / --max-duration)".into()));
             }
-            item = input.recv(), if taking && reading && running < d.concurrency && parked < MAX_PARKED => {
-                match item {
+            batch = input.recv(), if taking && reading && buffer.is_empty() && running < d.concurrency && parked < MAX_PARKED => {
+                match batch {
                     None => reading = false,
-                    Some(Err(e)) => {
-                        reading = false;
-                        taking = false;
-                        end = Some(End::ReadFailed(e.to_string()));
-                    }
-                    Some(Ok(item)) => {
-                        if d.done.contains(item.line as usize) {
-                            continue;
-                        }
-                        match item.parsed.clone() {
-                            Err(reason) => {
-                                let r = worker::invalid(&item, &reason, &d.layout);
-                                debug_assert_eq!(r.verdict, Verdict::Invalid);
-                                if let Err(e) = rec.record(&r) {
-                                    end = Some(End::WriteFailed(e.to_string()));
-                                    break;
-                                }
-                            }
-                            Ok(row) => {
-                                let key = row.iccid.as_str().to_owned();
-                                match busy.get_mut(&key) {
-                                    Some(q) => {
-                                        q.push_back((item, row));
-                                        parked += 1;
-                                    }
-                                    None => {
-                                        busy.insert(key, VecDeque::new());
-                                        spawn(item, row, &mut running);
-                                    }
-                                }
-                            }
-                        }
-                    }
+                    Some(b) => buffer.extend(b),
                 }
             }
             _ = tick.tick() => {

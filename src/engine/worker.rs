@@ -225,11 +225,12 @@ async fn delete_attribute(
 /// done again on resume.
 pub async fn execute(
     client: &Client,
-    item: &Item,
-    row: &Row,
+    item: Item,
+    row: Row,
     policy: &RetryPolicy,
     stop: &CancellationToken,
 ) -> Option<RowResult> {
+    let started = std::time::Instant::now();
     let mut a = Attempts::new(policy, stop);
     let icc = row.iccid.as_str();
     let done = match &row.action {
@@ -255,10 +256,11 @@ pub async fn execute(
         attempts: a.tries,
         sim_status: None,
         finished_at: SystemTime::now(),
-        fields: item.fields.clone(),
+        fields: item.fields,
         retries: a.retries,
         throttled: a.throttled,
         halts_job: false,
+        elapsed: started.elapsed(),
     };
     match done {
         Ok(d) => {
@@ -293,7 +295,7 @@ pub async fn execute(
 }
 
 /// The result of a row that failed validation.
-pub fn invalid(item: &Item, reason: &str, layout: &crate::input::Layout) -> RowResult {
+pub fn invalid(item: Item, reason: String, layout: &crate::input::Layout) -> RowResult {
     RowResult {
         line: item.line,
         iccid: item.cell(Some(layout.iccid)).to_owned(),
@@ -303,14 +305,15 @@ pub fn invalid(item: &Item, reason: &str, layout: &crate::input::Layout) -> RowR
         verdict: Verdict::Invalid,
         http_status: None,
         error_code: None,
-        message: reason.to_owned(),
+        message: reason,
         attempts: 0,
         sim_status: None,
         finished_at: SystemTime::now(),
-        fields: item.fields.clone(),
+        fields: item.fields,
         retries: 0,
         throttled: 0,
         halts_job: false,
+        elapsed: std::time::Duration::ZERO,
     }
 }
 

@@ -41,7 +41,19 @@ pub struct Summary {
     pub retries: u64,
     pub throttled_429: u64,
     pub blank_rows_skipped: u64,
+    /// Row latency in milliseconds: p50, p99, max.
+    pub latency_ms: Option<Latency>,
+    /// Seconds from start to the first request of this run (start-up and resume cost).
+    pub first_request_after: Option<f64>,
     pub resume_command: Option<String>,
+}
+
+/// Row latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
 }
 
 impl Summary {
@@ -106,6 +118,13 @@ impl Summary {
             self.retries,
             self.throttled_429
         );
+        if let Some(l) = &self.latency_ms {
+            let _ = writeln!(
+                s,
+                "  latency:   p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                l.p50, l.p99, l.max
+            );
+        }
         if self.blank_rows_skipped > 0 {
             let _ = writeln!(s, "  blank rows skipped: {}", self.blank_rows_skipped);
         }

@@ -1,0 +1,374 @@
+//! `simbulk bench`: measures the engine against a simulator and prints rows/s, latency
+//! percentiles, retries, 429s, peak memory and CPU time per row.
+//!
+//! The simulator runs in its own process by default (`simbulk sim`, started here and
+//! stopped at the end), so the CPU time and memory reported are the engine's alone;
+//! `--in-process` runs it inside this process instead.
+
+use std::io::{BufRead, BufReader, Write};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{Endpoint, check_url};
+use crate::checkpoint::{self, Header, JobIdentity, Journal, Mark};
+use crate::engine::{self, JobConfig, ResumeMode, RetryPolicy};
+use crate::exit;
+use crate::input::Defaults;
+use crate::sim::seed::{self, Profile};
+use crate::sim::{FaultConfig, SimConfig, SimServer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mix {
+    /// `activate` on active SIMs: every call is the same no-op PATCH (compare with wrk/oha).
+    Noop,
+    /// Suspend, unsuspend and set-attribute rows cycling over active SIMs: real changes.
+    Mixed,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Rows in the generated job.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: u64,
+    /// The job's actions.
+    #[arg(long, value_enum, default_value_t = Mix::Noop)]
+    pub mix: Mix,
+    /// Engine concurrency.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Engine rate limit (requests per second); 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Engine burst.
+    #[arg(long, default_value_t = 1)]
+    pub burst: u32,
+    /// Seeded SIMs in the simulator.
+    #[arg(long, default_value_t = 50_000)]
+    pub sims: usize,
+    /// Latency the simulator adds to every call.
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    pub sim_latency: Duration,
+    /// The simulator's rate limit per second (0 = none) and burst.
+    #[arg(long, default_value_t = 0)]
+    pub sim_rate_limit: u32,
+    #[arg(long, default_value_t = 20)]
+    pub sim_burst: u32,
+    /// Run the simulator inside this process (CPU and memory then include it).
+    #[arg(long)]
+    pub in_process: bool,
+    /// Send results, failures and checkpoint to /dev/null (to measure what durability costs).
+    #[arg(long)]
+    pub discard_outputs: bool,
+    /// Write a checkpoint saying this many rows are done, then resume (measures resume start-up).
+    #[arg(long)]
+    pub resume_from: Option<u64>,
+    /// Where to write the job's files [default: a temporary directory].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+fn generate(path: &Path, a: &BenchArgs) -> std::io::Result<()> {
+    let active: Vec<String> = seed::iter(1, a.sims)
+        .filter(|(_, r, p)| *p == Profile::Active && r.sim.portfolio_id.starts_with("pf-acme"))
+        .map(|(_, r, _)| r.sim.icc_id)
+        .collect();
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(f, "iccid,action,attribute,value")?;
+    let n = active.len() as u64;
+    for i in 0..a.rows {
+        let icc = &active[(i % n) as usize];
+        match a.mix {
+            Mix::Noop => writeln!(f, "{icc},activate,,")?,
+            Mix::Mixed => match (i / n) % 3 {
+                0 => writeln!(f, "{icc},suspend,,")?,
+                1 => writeln!(f, "{icc},unsuspend,,")?,
+                _ => writeln!(f, "{icc},set-attribute,bench,v{}", i / n)?,
+            },
+        }
+    }
+    f.flush()
+}
+
+/// A checkpoint that says lines `2..=k+1` are done, consistent with header-only outputs.
+fn fake_checkpoint(input: &Path, dir: &Path, k: u64) -> anyhow::Result<()> {
+    let (sha, bytes, _) = checkpoint::digest_file(input)?;
+    let (results, failures, cp) = engine::default_paths(input);
+    let (r_head, f_head) = (b"line,iccid,action,value,attribute,outcome,http_status,error_code,message,attempts,sim_status,finished_at\n".len(), b"iccid,action,attribute,value\n".len());
+    std::fs::write(&results, &b"line,iccid,action,value,attribute,outcome,http_status,error_code,message,attempts,sim_status,finished_at\n"[..])?;
+    std::fs::write(&failures, b"iccid,action,attribute,value\n")?;
+    let header = Header {
+        job: JobIdentity {
+            input_sha256: sha,
+            input_bytes: bytes,
+            action: None,
+            value: None,
+            attribute: None,
+        },
+        results,
+        failures,
+        created: "bench".into(),
+    };
+    let mut j = Journal::create(&cp, &header)?;
+    j.start(r_head as u64, f_head as u64);
+    for line in 2..k + 2 {
+        j.row(line, Mark::Ok, r_head as u64, f_head as u64);
+        if j.pending() > 1 << 20 {
+            j.flush()?;
+        }
+    }
+    j.flush()?;
+    let _ = dir;
+    Ok(())
+}
+
+struct ExternalSim(Child);
+
+impl Drop for ExternalSim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sim_config(a: &BenchArgs) -> SimConfig {
+    SimConfig {
+        sims: a.sims,
+        rate_limit_per_second: a.sim_rate_limit,
+        rate_limit_burst: a.sim_burst,
+        faults: FaultConfig {
+            latency: a.sim_latency,
+            ..FaultConfig::default()
+        },
+        ..SimConfig::unlimited(a.sims)
+    }
+}
+
+fn start_external(a: &BenchArgs) -> anyhow::Result<(ExternalSim, String)> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args([
+            "sim",
+            "--addr",
+            "127.0.0.1:0",
+            "--token-per-minute",
+            "0",
+            "--token-ttl",
+            "24h",
+        ])
+        .args([
+            "--sims",
+            &a.sims.to_string(),
+            "--rate-limit",
+            &a.sim_rate_limit.to_string(),
+            "--rate-burst",
+            &a.sim_burst.to_string(),
+        ])
+        .args(["--latency", &format!("{}ms", a.sim_latency.as_millis())])
+        .arg("-q")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout from the simulator"))?;
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line)?;
+    Ok((ExternalSim(child), line.trim().to_owned()))
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we pass and reads nothing else.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// `simbulk bench`.
+pub async fn run(a: BenchArgs) -> u8 {
+    match bench(a).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::HALTED
+        }
+    }
+}
+
+async fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    let tmp = tempfile_dir(a.dir.as_deref())?;
+    let input = tmp.join("bench.csv");
+    let t = Instant::now();
+    generate(&input, &a)?;
+    eprintln!(
+        "generated {} rows ({:?} mix) in {:.1}s",
+        a.rows,
+        a.mix,
+        t.elapsed().as_secs_f64()
+    );
+    let (_external, in_process, url) = if a.in_process {
+        let s = SimServer::start(sim_config(&a)).await?;
+        let url = s.base_url();
+        (None, Some(s), url)
+    } else {
+        let (c, url) = start_external(&a)?;
+        (Some(c), None, url)
+    };
+    let resume = match a.resume_from {
+        Some(k) => {
+            fake_checkpoint(&input, &tmp, k)?;
+            ResumeMode::Resume
+        }
+        None => ResumeMode::Restart,
+    };
+    let (results, failures, cp) = engine::default_paths(&input);
+    let cfg = JobConfig {
+        input: input.clone(),
+        defaults: Defaults::default(),
+        results,
+        failures,
+        checkpoint: cp,
+        resume,
+        concurrency: a.concurrency.max(1),
+        rate: (a.rate > 0.0).then_some(a.rate),
+        burst: NonZeroU32::new(a.burst).unwrap_or(NonZeroU32::MIN),
+        retry: RetryPolicy::new(8),
+        max_duration: None,
+        until: None,
+        max_failures: None,
+        halt_after_same_error: None,
+        sync_every: Duration::from_millis(500),
+        args: vec!["simbulk".into(), "bench".into()],
+        discard_outputs: a.discard_outputs,
+    };
+    let endpoint = Endpoint {
+        base_url: check_url("simulator", &url).map_err(anyhow::Error::msg)?,
+        token_url: check_url("simulator", &format!("{url}/oauth2/token"))
+            .map_err(anyhow::Error::msg)?,
+        client_id: crate::sim::DEMO_CLIENT_ID.into(),
+        client_secret: SecretString::from(crate::sim::DEMO_CLIENT_SECRET),
+        timeout: Duration::from_secs(30),
+        ca_bundle: None,
+    };
+    let cpu0 = cpu_seconds();
+    let s = tokio::spawn(engine::run(
+        cfg,
+        endpoint,
+        CancellationToken::new(),
+        CancellationToken::new(),
+    ))
+    .await?
+    .map_err(|e| anyhow::anyhow!(e.message))?;
+    let cpu = cpu_seconds() - cpu0;
+    let rows = s.this_run.total().max(1);
+    let stats: Option<crate::sim::StatsReport> = match &in_process {
+        Some(srv) => Some(srv.stats()),
+        None => reqwest::Client::builder()
+            .no_proxy()
+            .build()?
+            .get(format!("{url}/__sim/stats"))
+            .send()
+            .await?
+            .json()
+            .await
+            .ok(),
+    };
+    println!(
+        "simbulk bench: {} rows, mix {:?}, concurrency {}, rate {}, simulator {} (latency {:?}, limit {}/s burst {})",
+        rows,
+        a.mix,
+        a.concurrency,
+        if a.rate > 0.0 {
+            a.rate.to_string()
+        } else {
+            "unlimited".into()
+        },
+        if a.in_process {
+            "in process"
+        } else {
+            "in its own process"
+        },
+        a.sim_latency,
+        a.sim_rate_limit,
+        a.sim_burst
+    );
+    println!(
+        "  outcomes:     ok {} skipped {} failed {} invalid {}",
+        s.this_run.ok, s.this_run.skipped, s.this_run.failed, s.this_run.invalid
+    );
+    println!(
+        "  throughput:   {:.0} rows/s over {:.2}s ({} requests)",
+        s.rows_per_second, s.elapsed_seconds, s.requests
+    );
+    if let Some(l) = s.latency_ms {
+        println!(
+            "  row latency:  p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            l.p50, l.p99, l.max
+        );
+    }
+    println!("  retries:      {}, 429s: {}", s.retries, s.throttled_429);
+    println!(
+        "  cpu:          {:.1} µs per row ({:.2}s{})",
+        cpu * 1e6 / rows as f64,
+        cpu,
+        if a.in_process {
+            ", simulator included"
+        } else {
+            ", engine only"
+        }
+    );
+    if let Some(m) = peak_rss_mib() {
+        println!("  peak rss:     {m:.1} MiB");
+    }
+    if let Some(f) = s.first_request_after {
+        println!("  first request after {:.3}s", f);
+    }
+    if let Some(st) = stats {
+        let window: Vec<u64> = st.per_second.iter().copied().filter(|&n| n > 0).collect();
+        let steady = if window.len() > 2 {
+            &window[1..window.len() - 1]
+        } else {
+            &window[..]
+        };
+        let mean = steady.iter().sum::<u64>() as f64 / steady.len().max(1) as f64;
+        println!(
+            "  server:       peak {} req/s in any second, steady mean {:.1} req/s, {} × 429 sent",
+            st.peak_per_second, mean, st.too_many_requests
+        );
+    }
+    if let Some(srv) = in_process {
+        srv.stop().await?;
+    }
+    if a.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(())
+}
+
+fn tempfile_dir(dir: Option<&Path>) -> std::io::Result<PathBuf> {
+    let d = match dir {
+        Some(d) => d.to_owned(),
+        None => std::env::temp_dir().join(format!("simbulk-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
