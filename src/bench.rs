@@ -45,9 +45,9 @@ pub struct BenchArgs {
     /// Engine rate limit (requests per second); 0 = none.
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
-    /// Engine burst.
-    #[arg(long, default_value_t = 1)]
-    pub burst: u32,
+    /// Engine burst [default: as `simbulk run`, 1 % of the rate].
+    #[arg(long)]
+    pub burst: Option<u32>,
     /// Seeded SIMs in the simulator.
     #[arg(long, default_value_t = 50_000)]
     pub sims: usize,
@@ -60,8 +60,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20)]
     pub sim_burst: u32,
     /// Run the simulator inside this process (CPU and memory then include it).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sim_url")]
     pub in_process: bool,
+    /// Use a simulator that is already running (e.g. `simbulk sim --rate-limit 0`), so a load
+    /// generator and simbulk can be measured against the same server back to back.
+    #[arg(long)]
+    pub sim_url: Option<String>,
     /// Send results, failures and checkpoint to /dev/null (to measure what durability costs).
     #[arg(long)]
     pub discard_outputs: bool,
@@ -225,7 +229,9 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         a.mix,
         t.elapsed().as_secs_f64()
     );
-    let (_external, in_process, url) = if a.in_process {
+    let (_external, in_process, url) = if let Some(u) = &a.sim_url {
+        (None, None, u.trim_end_matches('/').to_owned())
+    } else if a.in_process {
         let s = SimServer::start(sim_config(&a)).await?;
         let url = s.base_url();
         (None, Some(s), url)
@@ -250,7 +256,10 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         resume,
         concurrency: a.concurrency.max(1),
         rate: (a.rate > 0.0).then_some(a.rate),
-        burst: NonZeroU32::new(a.burst).unwrap_or(NonZeroU32::MIN),
+        burst: a
+            .burst
+            .and_then(NonZeroU32::new)
+            .unwrap_or_else(|| crate::api::pace::default_burst((a.rate > 0.0).then_some(a.rate))),
         retry: RetryPolicy::new(8),
         max_duration: None,
         until: None,

@@ -148,9 +148,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "10", value_parser = parse_rate, help_heading = "Pacing")]
     pub rate: Rate,
 
-    /// Requests that may go at once above the steady rate (1 = evenly spaced).
-    #[arg(long, default_value = "1", help_heading = "Pacing")]
-    pub burst: NonZeroU32,
+    /// Requests that may go at once above the steady rate [default: 1 % of --rate, at least 1].
+    /// The small default lets the pacer catch up on timer jitter, so the achieved rate sits on
+    /// --rate; no one-second window exceeds --rate + --burst.
+    #[arg(long, help_heading = "Pacing")]
+    pub burst: Option<NonZeroU32>,
 
     /// Retries per row after the first attempt, for 5xx, timeouts and connection errors.
     #[arg(long, default_value_t = 8, help_heading = "Pacing")]
@@ -311,6 +313,10 @@ pub struct SimArgs {
     /// Keep SIMs, attributes and the ledger in this file across restarts.
     #[arg(long)]
     pub state_file: Option<PathBuf>,
+
+    /// Ledger entries kept in memory (about 430 bytes each); older ones are dropped and counted.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub ledger_limit: usize,
 }
 
 impl SimArgs {
@@ -376,7 +382,7 @@ impl SimArgs {
                 revoke_every: self.revoke_every,
             },
             state_file: self.state_file.clone(),
-            ledger_limit: SimConfig::default().ledger_limit,
+            ledger_limit: self.ledger_limit,
         })
     }
 }

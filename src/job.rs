@@ -85,7 +85,9 @@ pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<En
         },
         concurrency: a.concurrency.get(),
         rate: a.rate.0,
-        burst: a.burst,
+        burst: a
+            .burst
+            .unwrap_or_else(|| crate::api::pace::default_burst(a.rate.0)),
         retry: RetryPolicy::new(a.max_retries),
         max_duration: a.max_duration,
         until,

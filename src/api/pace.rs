@@ -44,6 +44,9 @@ pub struct Pacer {
     pub(crate) requests: AtomicU64,
     pub(crate) throttled: AtomicU64,
     first_request: std::sync::OnceLock<std::time::Instant>,
+    /// Waiters for a cell queue here, first come first served: one sleeper at a time
+    /// instead of a herd that wakes together and re-checks.
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl Pacer {
@@ -65,6 +68,7 @@ impl Pacer {
             requests: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             first_request: std::sync::OnceLock::new(),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -86,7 +90,10 @@ impl Pacer {
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            if let Some(l) = l {
+            if let Some(l) = l
+                && l.check().is_err()
+            {
+                let _turn = self.turn.lock().await;
                 l.until_ready().await;
             }
             // A 429 may have closed the gate while this worker waited for its cell.
@@ -172,6 +179,12 @@ impl Pacer {
     pub fn throttled_count(&self) -> u64 {
         self.throttled.load(Ordering::Relaxed)
     }
+}
+
+/// The default burst: 1 % of the rate, at least 1.
+pub fn default_burst(rate: Option<f64>) -> NonZeroU32 {
+    let b = rate.map_or(1.0, |r| (r / 100.0).ceil());
+    NonZeroU32::new(b.clamp(1.0, 10_000.0) as u32).unwrap_or(NonZeroU32::MIN)
 }
 
 fn limiter(rate: f64, burst: NonZeroU32) -> Option<Arc<DefaultDirectRateLimiter>> {
