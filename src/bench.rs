@@ -66,6 +66,9 @@ pub struct BenchArgs {
     /// generator and simbulk can be measured against the same server back to back.
     #[arg(long)]
     pub sim_url: Option<String>,
+    /// Keep --rate fixed on 429s (no AIMD), to compare.
+    #[arg(long)]
+    pub fixed_rate: bool,
     /// Send results, failures and checkpoint to /dev/null (to measure what durability costs).
     #[arg(long)]
     pub discard_outputs: bool,
@@ -265,6 +268,7 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         until: None,
         max_failures: None,
         halt_after_same_error: None,
+        adaptive_rate: !a.fixed_rate,
         sync_every: Duration::from_millis(500),
         args: vec!["simbulk".into(), "bench".into()],
         discard_outputs: a.discard_outputs,

@@ -154,6 +154,11 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Pacing")]
     pub burst: Option<NonZeroU32>,
 
+    /// Keep --rate fixed when the provider answers 429, instead of lowering it and climbing
+    /// back (AIMD). Every 429 still pauses all workers until its Retry-After.
+    #[arg(long, help_heading = "Pacing")]
+    pub fixed_rate: bool,
+
     /// Retries per row after the first attempt, for 5xx, timeouts and connection errors.
     #[arg(long, default_value_t = 8, help_heading = "Pacing")]
     pub max_retries: u32,
@@ -228,6 +233,10 @@ pub struct SimArgs {
     /// Send 429s without a Retry-After header.
     #[arg(long, help_heading = "Limits")]
     pub no_retry_after: bool,
+
+    /// Send Retry-After as an HTTP date instead of whole seconds.
+    #[arg(long, help_heading = "Limits")]
+    pub retry_after_date: bool,
 
     /// Token lifetime.
     #[arg(long, default_value = "1h", value_parser = parse_duration, help_heading = "Limits")]
@@ -310,6 +319,10 @@ pub struct SimArgs {
     #[arg(long, value_parser = parse_duration, help_heading = "Faults")]
     pub revoke_every: Option<Duration>,
 
+    /// Share of token requests answered 503.
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub token_failure: f64,
+
     /// Keep SIMs, attributes and the ledger in this file across restarts.
     #[arg(long)]
     pub state_file: Option<PathBuf>,
@@ -332,6 +345,7 @@ impl SimArgs {
             self.apply_then_fail,
             self.slow,
             self.revoke,
+            self.token_failure,
         ];
         if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
             return Err("fault rates are shares between 0 and 1 (e.g. --http503 0.05)".into());
@@ -360,6 +374,7 @@ impl SimArgs {
             rate_limit_burst: self.rate_burst,
             token_endpoint_per_minute: self.token_per_minute,
             retry_after_header: !self.no_retry_after,
+            retry_after_http_date: self.retry_after_date,
             token_ttl: self.token_ttl,
             strict_no_op: !self.lenient_no_op,
             activation_delay: self.activation_delay,
@@ -380,6 +395,7 @@ impl SimArgs {
                 slow_duration: self.slow_duration,
                 revoke: self.revoke,
                 revoke_every: self.revoke_every,
+                token_failure: self.token_failure,
             },
             state_file: self.state_file.clone(),
             ledger_limit: self.ledger_limit,

@@ -204,6 +204,7 @@ async fn demo(out: &Path) -> anyhow::Result<u8> {
             until: None,
             max_failures: None,
             halt_after_same_error: Some(50),
+            adaptive_rate: true,
             sync_every: Duration::from_millis(500),
             args: vec!["simbulk".into(), "run".into(), input.display().to_string()],
             discard_outputs: false,

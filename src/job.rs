@@ -92,6 +92,7 @@ pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<En
         max_duration: a.max_duration,
         until,
         max_failures,
+        adaptive_rate: !a.fixed_rate,
         halt_after_same_error: (a.halt_after_same_error > 0).then_some(a.halt_after_same_error),
         sync_every: Duration::from_millis(500),
         args,

@@ -47,14 +47,34 @@ pub struct Pacer {
     /// Waiters for a cell queue here, first come first served: one sleeper at a time
     /// instead of a herd that wakes together and re-checks.
     turn: tokio::sync::Mutex<()>,
+    budget: Mutex<RetryBudget>,
+    pub(crate) budget_waits: AtomicU64,
 }
+
+/// Retries earn their place: each first attempt deposits [`BUDGET_RATIO`] of a retry, and a
+/// reserve of [`BUDGET_RESERVE`] retries per second is always there. During an outage the
+/// budget runs dry and retries wait for it, so they cannot multiply the load on a provider
+/// that is already failing.
+struct RetryBudget {
+    tokens: f64,
+    last: Instant,
+}
+
+const BUDGET_RATIO: f64 = 0.2;
+const BUDGET_RESERVE: f64 = 10.0;
+const BUDGET_MAX: f64 = 500.0;
 
 impl Pacer {
     /// `rate` requests per second (`None` = no limit), `burst` at once.
     pub fn new(rate: Option<f64>, burst: NonZeroU32) -> Self {
+        Self::with_adaptation(rate, burst, true)
+    }
+
+    /// `adaptive: false` keeps the rate fixed whatever the 429s (the gate still applies).
+    pub fn with_adaptation(rate: Option<f64>, burst: NonZeroU32, adaptive: bool) -> Self {
         Self {
             limiter: std::sync::RwLock::new(rate.and_then(|r| limiter(r, burst))),
-            adaptive: rate.map(|r| {
+            adaptive: rate.filter(|_| adaptive).map(|r| {
                 Mutex::new(Adaptive {
                     configured: r,
                     current: r,
@@ -69,6 +89,11 @@ impl Pacer {
             throttled: AtomicU64::new(0),
             first_request: std::sync::OnceLock::new(),
             turn: tokio::sync::Mutex::new(()),
+            budget: Mutex::new(RetryBudget {
+                tokens: 100.0,
+                last: Instant::now(),
+            }),
+            budget_waits: AtomicU64::new(0),
         }
     }
 
@@ -167,6 +192,35 @@ impl Pacer {
             .map(|a| a.lock().unwrap_or_else(|e| e.into_inner()).current)
     }
 
+    /// A row's first attempt: it earns a share of a retry.
+    pub fn deposit(&self) {
+        let mut b = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        b.tokens = (b.tokens + BUDGET_RATIO).min(BUDGET_MAX);
+    }
+
+    /// Waits until the retry budget allows one more retry, and takes it.
+    pub async fn retry_permit(&self) {
+        let mut waited = false;
+        loop {
+            {
+                let mut b = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                let earned = now.duration_since(b.last).as_secs_f64() * BUDGET_RESERVE;
+                b.tokens = (b.tokens + earned).min(BUDGET_MAX);
+                b.last = now;
+                if b.tokens >= 1.0 {
+                    b.tokens -= 1.0;
+                    return;
+                }
+            }
+            if !waited {
+                waited = true;
+                self.budget_waits.fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// When the first request of the run was let through.
     pub fn first_request(&self) -> Option<std::time::Instant> {
         self.first_request.get().copied()
@@ -257,6 +311,35 @@ mod tests {
         );
         p.succeeded();
         assert_eq!(p.consecutive_429.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_retry_budget_runs_dry_and_refills() {
+        let p = Pacer::new(None, NonZeroU32::MIN);
+        for _ in 0..100 {
+            p.retry_permit().await;
+        }
+        let t = Instant::now();
+        p.retry_permit().await;
+        assert!(
+            Instant::now() - t >= Duration::from_millis(50),
+            "the 101st retry waited"
+        );
+        for _ in 0..60 {
+            p.deposit();
+        }
+        let t = Instant::now();
+        for _ in 0..10 {
+            p.retry_permit().await;
+        }
+        assert!(
+            Instant::now() - t < Duration::from_millis(50),
+            "deposits pay for retries"
+        );
+        assert_eq!(p.budget_waits.load(Ordering::Relaxed), 1);
+        let fixed = Pacer::with_adaptation(Some(10.0), NonZeroU32::MIN, false);
+        fixed.throttled(None);
+        assert_eq!(fixed.current_rate(), None);
     }
 
     #[test]

@@ -39,10 +39,10 @@ impl RetryPolicy {
 }
 
 /// The attempt bookkeeping of one row.
-#[derive(Debug)]
 pub struct Attempts<'a> {
     policy: &'a RetryPolicy,
     stop: &'a CancellationToken,
+    pacer: Option<&'a crate::api::Pacer>,
     /// Tries of the row's operation.
     pub tries: u32,
     pub retries: u32,
@@ -71,11 +71,18 @@ impl<'a> Attempts<'a> {
         Self {
             policy,
             stop,
+            pacer: None,
             tries: 0,
             retries: 0,
             throttled: 0,
             ambiguous: false,
         }
+    }
+
+    /// Retries then also wait for the pacer's retry budget.
+    pub fn with_budget(mut self, pacer: &'a crate::api::Pacer) -> Self {
+        self.pacer = Some(pacer);
+        self
     }
 
     /// Starts a try, unless the job is stopping.
@@ -84,6 +91,11 @@ impl<'a> Attempts<'a> {
             return Err(GiveUp::Interrupted);
         }
         self.tries += 1;
+        if self.tries == 1
+            && let Some(p) = self.pacer
+        {
+            p.deposit();
+        }
         Ok(())
     }
 
@@ -108,6 +120,12 @@ impl<'a> Attempts<'a> {
                 return Err(GiveUp::Error(e));
             }
             tracing::debug!(error = %e, retry = self.retries, "retrying");
+            if let Some(p) = self.pacer {
+                tokio::select! {
+                    _ = p.retry_permit() => {}
+                    _ = self.stop.cancelled() => return Err(GiveUp::Interrupted),
+                }
+            }
             self.policy.delay(self.retries)
         };
         tokio::select! {

@@ -54,6 +54,8 @@ pub struct JobConfig {
     /// Wall-clock seconds until `--until`, computed at start.
     pub until: Option<Duration>,
     pub max_failures: Option<Threshold>,
+    /// Lower the rate on 429s and raise it again (AIMD); off keeps `rate` fixed.
+    pub adaptive_rate: bool,
     /// Consecutive rows failing the same way that halt the job.
     pub halt_after_same_error: Option<u32>,
     /// Longest time between two fsyncs of the outputs.
@@ -357,7 +359,11 @@ pub async fn run(
         }
     };
 
-    let pacer = Arc::new(Pacer::new(cfg.rate, cfg.burst));
+    let pacer = Arc::new(Pacer::with_adaptation(
+        cfg.rate,
+        cfg.burst,
+        cfg.adaptive_rate,
+    ));
     let base = endpoint.base_url.to_string();
     let client = Arc::new(Client::new(endpoint, pacer.clone(), cfg.concurrency).map_err(usage)?);
     if let Err(e) = client.preflight().await {

@@ -231,7 +231,7 @@ pub async fn execute(
     stop: &CancellationToken,
 ) -> Option<RowResult> {
     let started = std::time::Instant::now();
-    let mut a = Attempts::new(policy, stop);
+    let mut a = Attempts::new(policy, stop).with_budget(&client.pacer);
     let icc = row.iccid.as_str();
     let done = match &row.action {
         Action::SetAttribute { name, value } => {

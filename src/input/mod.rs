@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod iccid;
+pub mod limit;
 pub mod reader;
 
 pub use action::{Action, ActionKind};

@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::action::Action;
 use super::iccid::Iccid;
@@ -153,6 +154,7 @@ pub fn open(path: &Path, defaults: &Defaults) -> Result<(Layout, Rows), FileErro
         });
     }
     let delimiter = sniff_delimiter(first_line);
+    let shared = Arc::new(super::limit::Shared::default());
     let first_cell: Vec<u8> = first_line
         .split(|&b| b == delimiter)
         .next()
@@ -171,7 +173,9 @@ pub fn open(path: &Path, defaults: &Defaults) -> Result<(Layout, Rows), FileErro
         // Records end at `\n` only, so a record's position is its true starting line in CRLF
         // files too; the `\r` left at the end of the last cell is removed by the trim.
         .terminator(csv::Terminator::Any(b'\n'))
-        .from_reader(Box::new(buf) as Box<dyn Read + Send>);
+        .from_reader(
+            Box::new(super::limit::Limited::new(buf, shared.clone())) as Box<dyn Read + Send>
+        );
 
     let layout = if headerless {
         if defaults.action.is_none() {
@@ -219,6 +223,7 @@ pub fn open(path: &Path, defaults: &Defaults) -> Result<(Layout, Rows), FileErro
             path: path.to_owned(),
             rec: csv::ByteRecord::new(),
             blank: 0,
+            limits: shared,
         },
     ))
 }
@@ -315,6 +320,7 @@ pub struct Rows {
     rec: csv::ByteRecord,
     /// Records whose cells were all empty (skipped, as spreadsheets pad files with them).
     pub blank: u64,
+    limits: Arc<super::limit::Shared>,
 }
 
 /// Most cells a row may have before it is refused (bounds the work per row).
@@ -335,7 +341,20 @@ impl Rows {
             }
         }
         let l = &self.layout;
-        let parsed = if !utf8 {
+        let cut = {
+            let mut c = self.limits.cut.lock().unwrap_or_else(|e| e.into_inner());
+            // Lines before this record can no longer matter.
+            let keep = c.split_off(&line);
+            let here = keep.first().copied();
+            *c = keep;
+            here.is_some_and(|l| l == line)
+        };
+        let parsed = if cut {
+            Err(format!(
+                "the line is longer than {} MiB and was cut; a row is a few hundred bytes, check the file",
+                super::limit::MAX_LINE >> 20
+            ))
+        } else if !utf8 {
             Err("the row is not valid UTF-8; save the file as \"CSV UTF-8\"".to_owned())
         } else if l.headerless && fields.iter().skip(1).any(|f| !f.is_empty()) {
             Err("a list without a header has one ICCID per line; add a header line (e.g. iccid,action,value) to give other columns".to_owned())
@@ -385,6 +404,9 @@ impl Iterator for Rows {
             match self.rdr.read_byte_record(&mut self.rec) {
                 Ok(false) => return None,
                 Ok(true) => {
+                    self.limits
+                        .since_record
+                        .store(0, std::sync::atomic::Ordering::Relaxed);
                     let line = self.rec.position().map_or(0, |p| p.line());
                     if self.rec.iter().all(<[u8]>::is_empty) {
                         self.blank += 1;

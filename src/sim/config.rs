@@ -142,6 +142,8 @@ pub struct FaultConfig {
     /// Revoke every token of every client at this period.
     #[serde(with = "opt_ms")]
     pub revoke_every: Option<Duration>,
+    /// Share of token requests answered 503.
+    pub token_failure: f64,
 }
 
 impl Default for FaultConfig {
@@ -160,6 +162,7 @@ impl Default for FaultConfig {
             slow_duration: Duration::from_secs(30),
             revoke: 0.0,
             revoke_every: None,
+            token_failure: 0.0,
         }
     }
 }
@@ -175,6 +178,7 @@ impl FaultConfig {
             + self.slow
             + self.apply_then_fail
             + self.revoke
+            + self.token_failure
             > 0.0
             || !self.latency_spread.is_zero()
     }
@@ -192,6 +196,8 @@ pub struct SimConfig {
     /// Token requests per minute per client; 0 turns the limit off.
     pub token_endpoint_per_minute: u32,
     pub retry_after_header: bool,
+    /// Send `Retry-After` as an HTTP date instead of seconds (as some gateways do).
+    pub retry_after_http_date: bool,
     pub token_ttl: Duration,
     pub strict_no_op: bool,
     pub activation_delay: Duration,
@@ -214,6 +220,7 @@ impl Default for SimConfig {
             rate_limit_burst: 20,
             token_endpoint_per_minute: 30,
             retry_after_header: true,
+            retry_after_http_date: false,
             token_ttl: Duration::from_secs(3600),
             strict_no_op: true,
             activation_delay: Duration::ZERO,

@@ -59,6 +59,16 @@ impl Faults {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = c;
     }
 
+    /// Whether this token request fails with a 503.
+    pub fn token_failure(&self) -> bool {
+        let p = self
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .token_failure;
+        p > 0.0 && self.rng.lock().unwrap_or_else(|e| e.into_inner()).f64() < p
+    }
+
     pub fn draw(&self) -> Draw {
         let c = self.config.read().unwrap_or_else(|e| e.into_inner());
         let mut d = Draw {

@@ -218,7 +218,7 @@ impl App {
         };
         if let Err(wait) = self.api_limits[client].check() {
             self.stats.too_many_requests.fetch_add(1, Ordering::Relaxed);
-            let ra = self.cfg.retry_after_header.then(|| retry_after_secs(wait));
+            let ra = self.retry_after(wait);
             return self.finish(
                 route,
                 Some(second),
@@ -277,6 +277,16 @@ impl App {
         self.finish(route, Some(second), resp)
     }
 
+    fn retry_after(&self, wait: std::time::Duration) -> Option<RetryAfter> {
+        let secs = retry_after_secs(wait);
+        match (self.cfg.retry_after_header, self.cfg.retry_after_http_date) {
+            (false, _) => None,
+            // An HTTP date has whole-second precision: one more second keeps it from being early.
+            (true, true) => Some(RetryAfter::Date(secs + 1)),
+            (true, false) => Some(RetryAfter::Seconds(secs)),
+        }
+    }
+
     fn finish(&self, route: &'static str, second: Option<u64>, resp: Response) -> Response {
         self.stats.record(route, resp.status().as_u16(), second);
         resp
@@ -314,13 +324,29 @@ fn json_response(status: StatusCode, v: &impl serde::Serialize, rid: &str) -> Re
     with_request_id(r, rid)
 }
 
-fn gateway(status: StatusCode, msg: &str, rid: &str, retry_after: Option<u64>) -> Response {
+fn gateway(status: StatusCode, msg: &str, rid: &str, retry_after: Option<RetryAfter>) -> Response {
     let mut r = json_response(status, &json!({"message": msg}), rid);
-    if let Some(s) = retry_after {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+    match retry_after {
+        Some(RetryAfter::Seconds(s)) => {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        Some(RetryAfter::Date(s)) => {
+            let when = SystemTime::now() + std::time::Duration::from_secs(s);
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(when)) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        None => {}
     }
     r
+}
+
+/// How a 429 says when to come back.
+#[derive(Debug, Clone, Copy)]
+enum RetryAfter {
+    Seconds(u64),
+    Date(u64),
 }
 
 fn rule_error(e: &RuleError, rid: &str) -> Response {
@@ -864,12 +890,16 @@ async fn token(
     };
     if let Err(wait) = app.token_limits[client].check() {
         app.stats.too_many_requests.fetch_add(1, Ordering::Relaxed);
-        let ra = app.cfg.retry_after_header.then(|| retry_after_secs(wait));
+        let ra = app.retry_after(wait);
         return app.finish(
             ROUTE,
             None,
             gateway(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", &rid, ra),
         );
+    }
+    if app.faults.token_failure() {
+        app.stats.fault("tokenFailure");
+        return app.finish(ROUTE, None, server_error(503, &rid));
     }
     let access_token = app.auth.issue(client, Instant::now());
     let mut r = json_response(

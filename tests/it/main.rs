@@ -4,4 +4,6 @@ mod support;
 
 mod contract;
 mod engine;
+mod faults;
+mod hostile;
 mod resume;
