@@ -60,6 +60,28 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Sim(args) => run_sim(*args).await,
         Command::Bench(args) => crate::bench::run(*args).await,
+        Command::Report(args) => crate::report::run(&args),
+        Command::Export(args) => crate::export::run(*args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "simbulk",
+                &mut std::io::stdout(),
+            );
+            exit::OK
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::HALTED
+                }
+            }
+        }
     }
 }
 

@@ -269,6 +269,7 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         max_failures: None,
         halt_after_same_error: None,
         adaptive_rate: !a.fixed_rate,
+        wait_active: None,
         sync_every: Duration::from_millis(500),
         args: vec!["simbulk".into(), "bench".into()],
         discard_outputs: a.discard_outputs,

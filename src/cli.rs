@@ -54,13 +54,24 @@ pub enum Command {
     Sim(Box<SimArgs>),
     /// Measure the engine against a simulator (rows/s, latency, memory, CPU per row).
     Bench(Box<crate::bench::BenchArgs>),
+    /// Summarise a results file: outcomes, errors, throughput over time (text, or --html).
+    Report(crate::report::ReportArgs),
+    /// List SIMs (with filters) to a CSV that `simbulk run` can take as input.
+    Export(Box<crate::export::ExportArgs>),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
 }
 
 /// A requests-per-second limit, or no limit (`0` or `unlimited`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate(pub Option<f64>);
 
-fn parse_rate(s: &str) -> Result<Rate, String> {
+pub fn parse_rate(s: &str) -> Result<Rate, String> {
     if s.eq_ignore_ascii_case("unlimited") {
         return Ok(Rate(None));
     }
@@ -73,17 +84,14 @@ fn parse_rate(s: &str) -> Result<Rate, String> {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 30s, 500ms, 2m, 1h30m"))
 }
 
+/// How to reach the API; shared by the commands that call it.
 #[derive(Debug, Args)]
-pub struct RunArgs {
-    /// The job: a CSV with an iccid column and usually action, value, attribute columns
-    /// (other columns are carried to the results), or a plain list of ICCIDs with --action.
-    pub input: PathBuf,
-
+pub struct ConnectionArgs {
     /// Base URL of the SIM API, e.g. https://sim.api.example.com (http:// only for loopback).
     #[arg(long, env = "SIMBULK_BASE_URL", help_heading = "Connection")]
     pub base_url: Option<String>,
@@ -104,6 +112,16 @@ pub struct RunArgs {
     /// Extra CA certificate bundle (PEM) to trust, for providers behind a private CA.
     #[arg(long, help_heading = "Connection")]
     pub ca_bundle: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job: a CSV with an iccid column and usually action, value, attribute columns
+    /// (other columns are carried to the results), or a plain list of ICCIDs with --action.
+    pub input: PathBuf,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 
     /// Results CSV: one row per input row [default: <input stem>.results.csv beside the input].
     #[arg(long, help_heading = "Outputs")]
@@ -194,6 +212,16 @@ pub struct RunArgs {
     /// and send nothing. Exit 0 when every row is valid, 1 otherwise.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// With --dry-run: also read each SIM (read-only, paced) and predict each row's outcome
+    /// from its live state into <input stem>.preview.csv. No change is sent.
+    #[arg(long, requires = "dry_run")]
+    pub check: bool,
+
+    /// After an activation answers pendingProvision, poll the SIM (paced, backing off) until
+    /// it is active or this long has passed; the results show the final status.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub wait_active: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -205,6 +205,7 @@ async fn demo(out: &Path) -> anyhow::Result<u8> {
             max_failures: None,
             halt_after_same_error: Some(50),
             adaptive_rate: true,
+            wait_active: None,
             sync_every: Duration::from_millis(500),
             args: vec!["simbulk".into(), "run".into(), input.display().to_string()],
             discard_outputs: false,

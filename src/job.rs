@@ -57,6 +57,35 @@ fn read_secret(file: Option<&Path>) -> Result<SecretString, String> {
     }
 }
 
+/// The API endpoint the connection flags describe, with the secret read in.
+pub fn endpoint(c: &crate::cli::ConnectionArgs, timeout: Duration) -> Result<Endpoint, String> {
+    let base = c
+        .base_url
+        .as_deref()
+        .ok_or("no API address: pass --base-url or set SIMBULK_BASE_URL")?;
+    let base_url = check_url("--base-url", base)?;
+    let token_url = match &c.token_url {
+        Some(t) => check_url("--token-url", t)?,
+        None => check_url(
+            "--token-url",
+            &format!("{}/oauth2/token", base.trim_end_matches('/')),
+        )?,
+    };
+    let client_id = c
+        .client_id
+        .clone()
+        .ok_or("no client id: set SIMBULK_CLIENT_ID or pass --client-id")?;
+    let client_secret = read_secret(c.client_secret_file.as_deref())?;
+    Ok(Endpoint {
+        base_url,
+        token_url,
+        client_id,
+        client_secret,
+        timeout,
+        ca_bundle: c.ca_bundle.clone(),
+    })
+}
+
 /// Builds the job and the endpoint from the flags.
 pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<Endpoint>), String> {
     let (r, f, c) = engine::default_paths(&a.input);
@@ -93,42 +122,16 @@ pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<En
         until,
         max_failures,
         adaptive_rate: !a.fixed_rate,
+        wait_active: a.wait_active,
         halt_after_same_error: (a.halt_after_same_error > 0).then_some(a.halt_after_same_error),
         sync_every: Duration::from_millis(500),
         args,
         discard_outputs: false,
     };
-    if a.dry_run {
+    if a.dry_run && !a.check {
         return Ok((cfg, None));
     }
-    let base = a
-        .base_url
-        .as_deref()
-        .ok_or("no API address: pass --base-url or set SIMBULK_BASE_URL")?;
-    let base_url = check_url("--base-url", base)?;
-    let token_url = match &a.token_url {
-        Some(t) => check_url("--token-url", t)?,
-        None => check_url(
-            "--token-url",
-            &format!("{}/oauth2/token", base.trim_end_matches('/')),
-        )?,
-    };
-    let client_id = a
-        .client_id
-        .clone()
-        .ok_or("no client id: set SIMBULK_CLIENT_ID or pass --client-id")?;
-    let client_secret = read_secret(a.client_secret_file.as_deref())?;
-    Ok((
-        cfg,
-        Some(Endpoint {
-            base_url,
-            token_url,
-            client_id,
-            client_secret,
-            timeout: a.timeout,
-            ca_bundle: a.ca_bundle.clone(),
-        }),
-    ))
+    Ok((cfg, Some(endpoint(&a.connection, a.timeout)?)))
 }
 
 /// Prints a summary, writes `--summary-json`, and returns the exit code.
@@ -155,6 +158,39 @@ pub async fn run_command(a: RunArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    if a.check {
+        let Some(endpoint) = endpoint else {
+            return exit::USAGE;
+        };
+        let stem = a
+            .input
+            .file_stem()
+            .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
+        let out = a
+            .input
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(format!("{stem}.preview.csv"));
+        return match crate::preview::preview(
+            &a.input,
+            &cfg.defaults,
+            &out,
+            endpoint,
+            cfg.rate,
+            cfg.concurrency,
+        )
+        .await
+        {
+            Ok((text, code)) => {
+                print!("{text}");
+                code
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::USAGE
+            }
+        };
+    }
     let Some(endpoint) = endpoint else {
         return match engine::dry_run(&cfg.input, &cfg.defaults) {
             Ok((text, code)) => {

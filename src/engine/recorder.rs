@@ -34,6 +34,8 @@ pub struct Recorder {
     messages: BTreeMap<(Option<u16>, Option<i64>), String>,
     pub retries: u64,
     pub throttled: u64,
+    /// Activations that ended `active` and those still `pendingProvision`.
+    pub activations: (u64, u64),
     pending: usize,
     latency: Option<hdrhistogram::Histogram<u64>>,
     last_flush: Instant,
@@ -62,6 +64,7 @@ impl Recorder {
             messages: BTreeMap::new(),
             retries: 0,
             throttled: 0,
+            activations: (0, 0),
             pending: 0,
             latency: hdrhistogram::Histogram::new_with_bounds(1, 24 * 3600 * 1_000_000, 2).ok(),
             last_flush: Instant::now(),
@@ -97,6 +100,13 @@ impl Recorder {
             && let Some(h) = &mut self.latency
         {
             h.saturating_record((r.elapsed.as_micros() as u64).max(1));
+        }
+        if r.verdict == Verdict::Ok && r.action == "activate" {
+            match r.sim_status.as_deref() {
+                Some(s) if s.starts_with("pendingProvision") => self.activations.1 += 1,
+                Some(_) => self.activations.0 += 1,
+                None => {}
+            }
         }
         self.retries += u64::from(r.retries);
         self.throttled += u64::from(r.throttled);

@@ -135,6 +135,28 @@ impl<'a> Attempts<'a> {
     }
 }
 
+/// Calls `f` until it succeeds, its error is final, or retries run out (reads: no
+/// reconcile needed).
+pub async fn with_retries<T, F, Fut>(
+    policy: &RetryPolicy,
+    stop: &CancellationToken,
+    pacer: &crate::api::Pacer,
+    mut f: F,
+) -> Result<T, GiveUp>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let mut a = Attempts::new(policy, stop).with_budget(pacer);
+    loop {
+        a.begin()?;
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => a.after(e).await?,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,6 +54,8 @@ pub struct JobConfig {
     /// Wall-clock seconds until `--until`, computed at start.
     pub until: Option<Duration>,
     pub max_failures: Option<Threshold>,
+    /// Poll activations that answer `pendingProvision` until active, at most this long.
+    pub wait_active: Option<Duration>,
     /// Lower the rate on 429s and raise it again (AIMD); off keeps `rate` fixed.
     pub adaptive_rate: bool,
     /// Consecutive rows failing the same way that halt the job.
@@ -436,6 +438,12 @@ pub async fn run(
             layout,
             concurrency: cfg.concurrency,
             done: start.done,
+            wait: cfg.wait_active.map(|within| {
+                Arc::new(super::worker::WaitActive {
+                    within,
+                    ..Default::default()
+                })
+            }),
         },
         rx,
         &mut rec,
@@ -501,6 +509,7 @@ pub async fn run(
     s.retries = rec.retries;
     s.throttled_429 = pacer.throttled_count();
     s.blank_rows_skipped = blank;
+    s.activations = rec.activations;
     s.first_request_after = pacer
         .first_request()
         .map(|t| t.duration_since(started).as_secs_f64());
@@ -542,6 +551,7 @@ fn summary(
         blank_rows_skipped: 0,
         latency_ms: None,
         first_request_after: None,
+        activations: (0, 0),
         resume_command: matches!(code, exit::STOPPED | exit::HALTED)
             .then(|| resume_command(&cfg.args)),
     }

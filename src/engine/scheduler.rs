@@ -60,6 +60,8 @@ pub struct Dispatch {
     pub layout: Layout,
     pub concurrency: usize,
     pub done: FixedBitSet,
+    /// `--wait-active`.
+    pub wait: Option<Arc<worker::WaitActive>>,
 }
 
 type Done = (String, Option<RowResult>);
@@ -102,6 +104,13 @@ impl Streak {
     }
 }
 
+/// Rows in flight that are only waiting for an activation (they hold no slot).
+fn waiting(d: &Dispatch) -> usize {
+    d.wait
+        .as_ref()
+        .map_or(0, |w| w.waiting.load(std::sync::atomic::Ordering::SeqCst))
+}
+
 /// Runs the job until the input is exhausted or a stop.
 pub async fn drive(
     d: Dispatch,
@@ -126,22 +135,23 @@ pub async fn drive(
 
     let spawn = |item: Item, row: Row, running: &mut usize| {
         *running += 1;
-        let (client, policy, tx, stop) = (
+        let (client, policy, tx, stop, wait) = (
             d.client.clone(),
             d.policy.clone(),
             done_tx.clone(),
             stop_rows.clone(),
+            d.wait.clone(),
         );
         tokio::spawn(async move {
             let key = row.iccid.as_str().to_owned();
-            let r = worker::execute(&client, item, row, &policy, &stop).await;
+            let r = worker::execute(&client, item, row, &policy, &stop, wait.as_deref()).await;
             let _ = tx.send((key, r)).await;
         });
     };
 
     'outer: loop {
         // Dispatch buffered rows while there is room.
-        while taking && running < d.concurrency && parked < MAX_PARKED {
+        while taking && running - waiting(&d) < d.concurrency && parked < MAX_PARKED {
             let Some(next) = buffer.pop_front() else {
                 break;
             };
@@ -245,11 +255,14 @@ pub async fn drive(
                 stop_rows.cancel();
                 end.get_or_insert(End::Stopped("the run window closed (--until / --max-duration)".into()));
             }
-            batch = input.recv(), if taking && reading && buffer.is_empty() && running < d.concurrency && parked < MAX_PARKED => {
+            batch = input.recv(), if taking && reading && buffer.is_empty() && running - waiting(&d) < d.concurrency && parked < MAX_PARKED => {
                 match batch {
                     None => reading = false,
                     Some(b) => buffer.extend(b),
                 }
+            }
+            _ = async { match &d.wait { Some(w) => w.freed.notified().await, None => std::future::pending().await } } => {
+                // A row started waiting for its activation: its slot is free.
             }
             _ = tick.tick() => {
                 if let Err(e) = rec.tick(d.client.pacer.throttled_count()) {

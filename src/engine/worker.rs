@@ -229,6 +229,7 @@ pub async fn execute(
     row: Row,
     policy: &RetryPolicy,
     stop: &CancellationToken,
+    wait: Option<&WaitActive>,
 ) -> Option<RowResult> {
     let started = std::time::Instant::now();
     let mut a = Attempts::new(policy, stop).with_budget(&client.pacer);
@@ -240,7 +241,13 @@ pub async fn execute(
         Action::DeleteAttribute { name } => delete_attribute(client, icc, name, &mut a).await,
         action => {
             let patch = patch_for(action).unwrap_or_default();
-            sim_change(client, icc, action, &patch, &mut a).await
+            let done = sim_change(client, icc, action, &patch, &mut a).await;
+            match (done, wait) {
+                (Ok(d), Some(w)) if d.sim_status.as_deref() == Some("pendingProvision") => {
+                    Ok(wait_for_active(client, icc, d, w, policy, stop).await)
+                }
+                (other, _) => other,
+            }
         }
     };
     let mut r = RowResult {
@@ -292,6 +299,62 @@ pub async fn execute(
         }
     }
     Some(r)
+}
+
+/// `--wait-active`: how long to poll a `pendingProvision` SIM, and the counter that tells the
+/// dispatcher a waiting row no longer occupies a concurrency slot.
+#[derive(Debug, Default)]
+pub struct WaitActive {
+    pub within: std::time::Duration,
+    pub waiting: std::sync::atomic::AtomicUsize,
+    pub freed: tokio::sync::Notify,
+}
+
+/// Polls the SIM (paced, backing off from 1 s to 15 s) until it is active, the time is up,
+/// or the job stops. The row stays `ok`; its `sim_status` is the last status seen.
+async fn wait_for_active(
+    c: &Client,
+    icc: &str,
+    mut d: Done,
+    w: &WaitActive,
+    policy: &RetryPolicy,
+    stop: &CancellationToken,
+) -> Done {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    let started = std::time::Instant::now();
+    w.waiting.fetch_add(1, Ordering::SeqCst);
+    w.freed.notify_one();
+    let mut pause = Duration::from_secs(1);
+    let mut last = "pendingProvision".to_owned();
+    while started.elapsed() < w.within {
+        let left = w.within.saturating_sub(started.elapsed());
+        tokio::select! {
+            _ = tokio::time::sleep(pause.min(left)) => {}
+            _ = stop.cancelled() => break,
+        }
+        pause = (pause * 2).min(Duration::from_secs(15));
+        match crate::engine::retry::with_retries(policy, stop, &c.pacer, || c.get_sim(icc)).await {
+            Ok(r) => {
+                last = sim_status(&r.value);
+                if r.value.status != "pendingProvision" {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    w.waiting.fetch_sub(1, Ordering::SeqCst);
+    d.message = if last.starts_with("pendingProvision") {
+        format!(
+            "still pendingProvision after waiting {}s",
+            started.elapsed().as_secs()
+        )
+    } else {
+        format!("{last} after {}s", started.elapsed().as_secs())
+    };
+    d.sim_status = Some(last);
+    d
 }
 
 /// The result of a row that failed validation.

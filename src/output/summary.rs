@@ -43,6 +43,8 @@ pub struct Summary {
     pub blank_rows_skipped: u64,
     /// Row latency in milliseconds: p50, p99, max.
     pub latency_ms: Option<Latency>,
+    /// Activations of this run: (ended active, still pendingProvision).
+    pub activations: (u64, u64),
     /// Seconds from start to the first request of this run (start-up and resume cost).
     pub first_request_after: Option<f64>,
     pub resume_command: Option<String>,
@@ -118,6 +120,13 @@ impl Summary {
             self.retries,
             self.throttled_429
         );
+        if self.activations.1 > 0 {
+            let _ = writeln!(
+                s,
+                "  activations: {} active, {} still pendingProvision",
+                self.activations.0, self.activations.1
+            );
+        }
         if let Some(l) = &self.latency_ms {
             let _ = writeln!(
                 s,

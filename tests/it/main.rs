@@ -6,4 +6,5 @@ mod contract;
 mod engine;
 mod faults;
 mod hostile;
+mod operator;
 mod resume;

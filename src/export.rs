@@ -1,0 +1,339 @@
+//! `simbulk export`: lists SIMs through `GET /api/v2/sim` with every filter the API has,
+//! following every page, paced and retried like any call, into a CSV whose first column is
+//! `iccid` — so the file can be handed to `simbulk run --action …` as it is.
+//!
+//! Guarantees: pages are streamed to the output (memory does not grow with the SIM count;
+//! `--with-attributes` spools to a temporary file to learn the attribute names first);
+//! the API's keyset pagination means SIMs changing during the export are neither skipped nor
+//! repeated; cells are written as the API gave them (like the failures file, the export is
+//! input for simbulk, not spreadsheet-guarded).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{Client, Pacer};
+use crate::cli::{ConnectionArgs, Rate, parse_duration, parse_rate};
+use crate::engine::RetryPolicy;
+use crate::engine::retry::{GiveUp, with_retries};
+use crate::exit;
+use crate::model::{Attribute, Sim};
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Write the CSV here [default: stdout].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+
+    /// Only these ICCIDs (repeatable; sent 100 per request).
+    #[arg(long = "iccid", help_heading = "Filters")]
+    pub iccids: Vec<String>,
+    /// Only the ICCIDs listed in this file (one per line, or a CSV with an iccid column).
+    #[arg(long, help_heading = "Filters")]
+    pub iccid_file: Option<PathBuf>,
+    #[arg(long, help_heading = "Filters")]
+    pub sim_id: Option<String>,
+    #[arg(long, help_heading = "Filters")]
+    pub mno_id: Option<i64>,
+    #[arg(long, help_heading = "Filters")]
+    pub portfolio_id: Option<String>,
+    #[arg(long, help_heading = "Filters")]
+    pub package_id: Option<i64>,
+    /// available, pendingProvision, active, …
+    #[arg(long, help_heading = "Filters")]
+    pub status: Option<String>,
+    #[arg(long, help_heading = "Filters")]
+    pub admin_suspend: Option<bool>,
+    #[arg(long, help_heading = "Filters")]
+    pub system_suspend: Option<bool>,
+    #[arg(long, help_heading = "Filters")]
+    pub customer_suspend: Option<bool>,
+
+    /// Add one column per attribute name (`attr:NAME`); one more call per SIM.
+    #[arg(long)]
+    pub with_attributes: bool,
+
+    /// SIMs per page (1-1000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: u32,
+    /// Requests per second (0 or `unlimited`: no limit).
+    #[arg(long, default_value = "10", value_parser = parse_rate)]
+    pub rate: Rate,
+    /// Concurrent attribute reads with --with-attributes.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 8)]
+    pub max_retries: u32,
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// The export's columns, before any attribute columns.
+pub const COLUMNS: [&str; 13] = [
+    "iccid",
+    "simId",
+    "eid",
+    "status",
+    "customerSuspend",
+    "adminSuspend",
+    "systemSuspend",
+    "packageId",
+    "portfolioId",
+    "mnoId",
+    "imsi",
+    "msisdn",
+    "modifiedDate",
+];
+
+fn cells(s: &Sim) -> Vec<String> {
+    let o = |v: &Option<String>| v.clone().unwrap_or_default();
+    vec![
+        s.icc_id.clone(),
+        o(&s.sim_id),
+        o(&s.eid),
+        s.status.clone(),
+        s.customer_suspend.to_string(),
+        s.admin_suspend.to_string(),
+        s.system_suspend.to_string(),
+        s.package_id.to_string(),
+        s.portfolio_id.clone(),
+        s.mno_id.to_string(),
+        o(&s.imsi),
+        o(&s.msisdn),
+        o(&s.modified_date),
+    ]
+}
+
+fn filters(a: &ExportArgs) -> Vec<(&'static str, String)> {
+    let mut q = Vec::new();
+    let mut add = |k: &'static str, v: Option<String>| {
+        if let Some(v) = v {
+            q.push((k, v));
+        }
+    };
+    add("simId", a.sim_id.clone());
+    add("mnoId", a.mno_id.map(|v| v.to_string()));
+    add("portfolioId", a.portfolio_id.clone());
+    add("packageId", a.package_id.map(|v| v.to_string()));
+    add("status", a.status.clone());
+    add("adminSuspend", a.admin_suspend.map(|v| v.to_string()));
+    add("systemSuspend", a.system_suspend.map(|v| v.to_string()));
+    add("customerSuspend", a.customer_suspend.map(|v| v.to_string()));
+    q
+}
+
+fn iccid_list(a: &ExportArgs) -> Result<Vec<String>, String> {
+    let mut v = a.iccids.clone();
+    if let Some(p) = &a.iccid_file {
+        let (layout, rows) = crate::input::reader::open(
+            p,
+            &crate::input::Defaults {
+                action: Some("activate".into()),
+                ..Default::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        for item in rows {
+            let item = item.map_err(|e| e.to_string())?;
+            let cell = item.cell(Some(layout.iccid));
+            if !cell.is_empty() {
+                v.push(cell.to_owned());
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// One page of a query: its SIMs and the token of the next page.
+async fn page(
+    client: &Client,
+    base: &[(&'static str, String)],
+    page_size: u32,
+    token: Option<&str>,
+    policy: &RetryPolicy,
+    stop: &CancellationToken,
+) -> Result<(Vec<Sim>, Option<String>), String> {
+    let mut q: Vec<(&str, String)> = base.to_vec();
+    q.push(("pageSize", page_size.to_string()));
+    if let Some(t) = token {
+        q.push(("pageToken", t.to_owned()));
+    }
+    let r = with_retries(policy, stop, &client.pacer, || client.list_sims(&q))
+        .await
+        .map_err(|g| match g {
+            GiveUp::Error(e) => format!("listing SIMs failed: {e}"),
+            GiveUp::Interrupted => "interrupted".to_owned(),
+        })?;
+    Ok((
+        r.value.data,
+        r.value.next_page_token.filter(|t| !t.is_empty()),
+    ))
+}
+
+/// `simbulk export`.
+pub async fn run(a: ExportArgs) -> u8 {
+    match export(a).await {
+        Ok(n) => {
+            eprintln!("exported {n} SIMs");
+            exit::OK
+        }
+        Err((code, e)) => {
+            eprintln!("error: {e}");
+            code
+        }
+    }
+}
+
+async fn export(a: ExportArgs) -> Result<u64, (u8, String)> {
+    let usage = |e: String| (exit::USAGE, e);
+    let endpoint = crate::job::endpoint(&a.connection, a.timeout).map_err(usage)?;
+    let iccids = iccid_list(&a).map_err(usage)?;
+    if let Some(bad) = iccids
+        .iter()
+        .find(|i| crate::input::Iccid::parse(i).is_err())
+    {
+        return Err(usage(format!("{bad:?} is not a valid ICCID")));
+    }
+    let pacer = Arc::new(Pacer::new(
+        a.rate.0,
+        crate::api::pace::default_burst(a.rate.0),
+    ));
+    let client = Arc::new(Client::new(endpoint, pacer, a.concurrency.max(1)).map_err(usage)?);
+    client
+        .preflight()
+        .await
+        .map_err(|e| (exit::HALTED, e.to_string()))?;
+    let policy = RetryPolicy::new(a.max_retries);
+    let stop = CancellationToken::new();
+    let out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(
+            std::fs::File::create(p)
+                .map_err(|e| usage(format!("cannot create {}: {e}", p.display())))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(out));
+    let base = filters(&a);
+    let queries: Vec<Vec<(&'static str, String)>> = if iccids.is_empty() {
+        vec![base]
+    } else {
+        iccids
+            .chunks(100)
+            .map(|c| {
+                let mut q = base.clone();
+                q.extend(c.iter().map(|i| ("iccId", i.clone())));
+                q
+            })
+            .collect()
+    };
+    let halted = |e: String| (exit::HALTED, e);
+    // With attributes the names are known only at the end: spool, then write.
+    let mut spool = if a.with_attributes {
+        Some(tempfile_spool().map_err(|e| halted(e.to_string()))?)
+    } else {
+        None
+    };
+    if spool.is_none() {
+        w.write_record(COLUMNS).map_err(|e| halted(e.to_string()))?;
+    }
+    let mut names = BTreeSet::new();
+    let mut n = 0u64;
+    for q in &queries {
+        let mut token: Option<String> = None;
+        loop {
+            let (sims, next) = page(&client, q, a.page_size, token.as_deref(), &policy, &stop)
+                .await
+                .map_err(halted)?;
+            n += sims.len() as u64;
+            match &mut spool {
+                None => {
+                    for s in &sims {
+                        w.write_record(cells(s))
+                            .map_err(|e| halted(e.to_string()))?;
+                    }
+                }
+                Some(spool) => {
+                    for chunk in sims.chunks(a.concurrency.max(1)) {
+                        let reads = chunk.iter().map(|s| {
+                            let (client, stop) = (client.clone(), stop.clone());
+                            let icc = s.icc_id.clone();
+                            async move {
+                                with_retries(&policy, &stop, &client.pacer, || {
+                                    client.list_attributes(&icc)
+                                })
+                                .await
+                            }
+                        });
+                        let lists = futures::future::join_all(reads).await;
+                        for (sim, list) in chunk.iter().zip(lists) {
+                            let attrs: Vec<Attribute> = match list {
+                                Ok(r) => r.value.data,
+                                Err(GiveUp::Error(e)) => {
+                                    return Err(halted(format!(
+                                        "reading attributes of {} failed: {e}",
+                                        sim.icc_id
+                                    )));
+                                }
+                                Err(GiveUp::Interrupted) => {
+                                    return Err(halted("interrupted".into()));
+                                }
+                            };
+                            names.extend(attrs.iter().map(|x| x.name.clone()));
+                            serde_json::to_writer(&mut *spool, &(sim, attrs))
+                                .map_err(|e| halted(e.to_string()))?;
+                            spool.write_all(b"\n").map_err(|e| halted(e.to_string()))?;
+                        }
+                    }
+                }
+            }
+            match next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+    }
+    if let Some(mut spool) = spool {
+        spool.flush().map_err(|e| halted(e.to_string()))?;
+        let header: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| (*c).to_owned())
+            .chain(names.iter().map(|n| format!("attr:{n}")))
+            .collect();
+        w.write_record(&header).map_err(|e| halted(e.to_string()))?;
+        let file = spool.into_inner().map_err(|e| halted(e.to_string()))?;
+        let mut reader = std::io::BufReader::new(file.reopen().map_err(|e| halted(e.to_string()))?);
+        let mut line = String::new();
+        while reader
+            .read_line(&mut line)
+            .map_err(|e| halted(e.to_string()))?
+            > 0
+        {
+            let (sim, attrs): (Sim, Vec<Attribute>) =
+                serde_json::from_str(&line).map_err(|e| halted(e.to_string()))?;
+            let mut row = cells(&sim);
+            row.extend(names.iter().map(|n| {
+                attrs
+                    .iter()
+                    .find(|x| &x.name == n)
+                    .map(|x| x.value.clone())
+                    .unwrap_or_default()
+            }));
+            w.write_record(&row).map_err(|e| halted(e.to_string()))?;
+            line.clear();
+        }
+    }
+    w.flush().map_err(|e| halted(e.to_string()))?;
+    Ok(n)
+}
+
+fn tempfile_spool() -> std::io::Result<std::io::BufWriter<tempfile::NamedTempFile>> {
+    Ok(std::io::BufWriter::new(tempfile::NamedTempFile::new()?))
+}

@@ -1,0 +1,352 @@
+//! Operator features: export, preview against live state, waiting for activation, the
+//! morning-after report (text and HTML in a real headless browser), completions and man page.
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use simbulk::sim::seed::Profile;
+use simbulk::sim::{FaultConfig, SimConfig};
+
+use crate::support::*;
+
+#[test]
+fn export_follows_every_page_with_filters_while_sims_change_and_feeds_run() {
+    let s = TestSim::unlimited(3000);
+    let expected: HashSet<String> = s
+        .pick(usize::MAX, |r, p| {
+            p == Profile::Available && r.sim.portfolio_id == "pf-acme-eu"
+        })
+        .into_iter()
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export.csv");
+    let child = simbulk()
+        .args([
+            "export",
+            "--status",
+            "available",
+            "--portfolio-id",
+            "pf-acme-eu",
+            "--page-size",
+            "23",
+            "--rate",
+            "0",
+            "--base-url",
+        ])
+        .arg(s.url())
+        .arg("-o")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Changes underneath: new attributes on SIMs of the selection.
+    let api = s.api();
+    s.block(async {
+        for icc in expected.iter().take(150) {
+            api.post(
+                &format!("/api/v2/sim/{icc}/attribute"),
+                r#"{"name":"during","value":"export"}"#,
+            )
+            .await;
+        }
+    });
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let rows = read_csv(&out, b',');
+    let got: Vec<String> = rows.iter().map(|r| r["iccid"].clone()).collect();
+    assert_eq!(
+        got.iter().cloned().collect::<HashSet<_>>().len(),
+        got.len(),
+        "no repeats"
+    );
+    assert_eq!(
+        got.iter().cloned().collect::<HashSet<_>>(),
+        expected,
+        "no skips"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "available" && r["portfolioId"] == "pf-acme-eu")
+    );
+    assert!(
+        s.stats().by_route["GET /api/v2/sim"]["200"] > 10,
+        "many pages"
+    );
+    // The export is a job input as it is.
+    let job = Job::new("export.csv", &std::fs::read_to_string(&out).unwrap());
+    let o = job.run(
+        &s,
+        &[
+            "--action",
+            "set-attribute",
+            "--attribute",
+            "batch",
+            "--value",
+            "b1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(outcomes(&job.results())["ok"], expected.len());
+    assert!(
+        job.results()
+            .iter()
+            .all(|r| r["portfolioId"] == "pf-acme-eu"),
+        "columns carried through"
+    );
+}
+
+#[test]
+fn export_with_attributes_and_an_iccid_list() {
+    let s = TestSim::unlimited(500);
+    let ids = s.pick(150, |r, _| acme(r));
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, ids.join("\n") + "\n").unwrap();
+    let out = dir.path().join("e.csv");
+    let o = simbulk()
+        .args(["export", "--with-attributes", "--rate", "0", "--base-url"])
+        .arg(s.url())
+        .arg("--iccid-file")
+        .arg(&list)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let rows = read_csv(&out, b',');
+    assert_eq!(
+        rows.len(),
+        150,
+        "150 ICCIDs over two requests of at most 100"
+    );
+    let tagged: Vec<_> = rows
+        .iter()
+        .filter(|r| !r["attr:friendlyName"].is_empty())
+        .collect();
+    assert!(!tagged.is_empty());
+    for r in tagged {
+        assert_eq!(
+            s.sim(&r["iccid"])
+                .attributes
+                .iter()
+                .find(|a| a.name == "friendlyName")
+                .unwrap()
+                .value,
+            r["attr:friendlyName"]
+        );
+    }
+}
+
+#[test]
+fn preview_predicts_from_live_state_and_sends_no_write() {
+    let s = TestSim::unlimited(2000);
+    let avail = s
+        .pick(1, |r, p| p == Profile::Available && acme(r))
+        .remove(0);
+    let active = s.pick(2, |r, p| {
+        p == Profile::Active && r.sim.portfolio_id == "pf-acme-eu"
+    });
+    let susp = s
+        .pick(1, |r, p| p == Profile::CustomerSuspended && acme(r))
+        .remove(0);
+    let unknown = simbulk::input::iccid::with_check_digit("894450019999999999");
+    let body = format!(
+        "iccid,action,value\n{avail},activate,\n{},activate,\n{susp},deactivate,\n{},set-package,20533\n{unknown},activate,\n123,activate,\n",
+        active[0], active[1]
+    );
+    let job = Job::new("plan.csv", &body);
+    let o = job.run(&s, &["--dry-run", "--check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let p = read_csv(&job.path(".preview.csv"), b',');
+    let by_line = |l: &str| p.iter().find(|r| r["line"] == l).unwrap().clone();
+    assert_eq!(by_line("2")["prediction"], "ok");
+    assert_eq!(by_line("3")["prediction"], "skipped");
+    assert_eq!(
+        (
+            by_line("4")["prediction"].as_str(),
+            by_line("4")["error_code"].as_str()
+        ),
+        ("failed", "16000")
+    );
+    assert_eq!(by_line("5")["error_code"], "6046");
+    assert_eq!(by_line("6")["error_code"], "6002");
+    assert_eq!(by_line("7")["prediction"], "invalid");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no change sent"));
+    assert!(s.ledger().is_empty(), "no write was sent");
+    let st = s.stats();
+    assert!(
+        st.by_route
+            .keys()
+            .all(|k| k.starts_with("GET") || k.starts_with("POST /oauth2")),
+        "{:?}",
+        st.by_route.keys()
+    );
+}
+
+#[test]
+fn wait_active_polls_pending_activations_until_they_come_up() {
+    let s = TestSim::start(SimConfig {
+        activation_delay: Duration::from_secs(2),
+        ..SimConfig::unlimited(1000)
+    });
+    let ids = s.pick(20, |r, p| p == Profile::Available && acme(r));
+    let job = Job::new("ship.csv", &(ids.join("\n") + "\n"));
+    let o = job.run(
+        &s,
+        &[
+            "--action",
+            "activate",
+            "--wait-active",
+            "20s",
+            "--concurrency",
+            "2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = job.results();
+    assert!(r.iter().all(|x| x["sim_status"] == "active"), "{r:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ok 20"));
+    // Waiting rows free their slot: 20 rows, 2 slots, 2 s each would take 20 s otherwise.
+    let slow = TestSim::start(SimConfig {
+        activation_delay: Duration::from_secs(60),
+        ..SimConfig::unlimited(1000)
+    });
+    let job = Job::new("ship2.csv", &(ids[..5].join("\n") + "\n"));
+    let o = job.run(&slow, &["--action", "activate", "--wait-active", "1500ms"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        job.results()
+            .iter()
+            .all(|x| x["sim_status"] == "pendingProvision")
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("5 still pendingProvision"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn report_summarises_a_resumed_run_in_text_and_in_a_browser() {
+    let s = TestSim::start(SimConfig {
+        faults: FaultConfig {
+            latency: Duration::from_millis(15),
+            ..FaultConfig::default()
+        },
+        ..SimConfig::unlimited(2000)
+    });
+    let good = s.pick(120, |r, p| p == Profile::Available && acme(r));
+    let susp = s.pick(10, |r, p| p == Profile::CustomerSuspended && acme(r));
+    let mut body = String::from("iccid,action,note\n");
+    for id in &good {
+        body += &format!("{id},activate,<b>x</b>\n");
+    }
+    for id in &susp {
+        body += &format!("{id},deactivate,=1+1\n");
+    }
+    body += "42,activate,\n";
+    let job = Job::new("night.csv", &body);
+    let o = job.run(&s, &["--max-duration", "400ms", "--concurrency", "2"]);
+    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    let o = job.run(&s, &["--resume"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let html = job.dir.path().join("report.html");
+    let o = simbulk()
+        .arg("report")
+        .arg(job.path(".results.csv"))
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        t.contains("rows:       131 (ok 120, skipped 0, failed 10, invalid 1)"),
+        "{t}"
+    );
+    assert!(t.contains("error 16000"), "{t}");
+    assert!(!t.contains("appear more than once"));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        !page.contains("<script") && !page.contains("http://") && !page.contains("https://"),
+        "self-contained"
+    );
+    assert!(page.contains("<svg"));
+    // The page as a browser renders it.
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        std::process::Command::new("which")
+            .arg(c)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install chromium (see .ci/run)"
+        );
+        eprintln!("chromium not installed: skipping the browser check");
+        return;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let dom = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("id=\"ok\">120<")
+            && dom.contains("id=\"failed\">10<")
+            && dom.contains("id=\"invalid\">1<"),
+        "rendered numbers: {}",
+        &dom[..dom.len().min(2000)]
+    );
+    assert!(dom.contains("16000") && dom.contains("Throughput over time"));
+}
+
+#[test]
+fn completions_and_the_man_page_generate() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = simbulk().args(["completions", shell]).output().unwrap();
+        assert!(o.status.success());
+        let t = String::from_utf8_lossy(&o.stdout);
+        assert!(t.contains("simbulk") && t.contains("resume"), "{shell}");
+    }
+    let o = simbulk().arg("man").output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains(".TH simbulk"));
+}
+
+#[test]
+fn summary_json_is_written_for_monitoring() {
+    let s = TestSim::unlimited(300);
+    let ids = s.pick(5, |r, p| p == Profile::Available && acme(r));
+    let job = Job::new("mon.csv", &(ids.join("\n") + "\n"));
+    let j = job.dir.path().join("summary.json");
+    let o = job.run(
+        &s,
+        &[
+            "--action",
+            "activate",
+            "--summary-json",
+            j.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&j).unwrap()).unwrap();
+    assert_eq!(v["job"]["ok"], 5);
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["state"], "completed");
+}
