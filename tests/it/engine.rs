@@ -167,19 +167,7 @@ fn headerless_lists_semicolons_tabs_and_boms_all_read() {
 fn rows_of_one_sim_run_in_file_order() {
     let s = TestSim::unlimited(2000);
     let ids = s.pick(10, |r, p| p == Profile::Active && eu(r));
-    let mut body = String::from("iccid,action\n");
-    for round in 0..4 {
-        for id in &ids {
-            body += &format!(
-                "{id},{}\n",
-                if round % 2 == 0 {
-                    "suspend"
-                } else {
-                    "unsuspend"
-                }
-            );
-        }
-    }
+    let mut body = toggle_body(&ids, 4);
     for id in &ids[..5] {
         body += &format!("{id},suspend\n");
     }
@@ -523,13 +511,7 @@ fn a_bad_file_stops_before_any_call_with_file_line_and_fix() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(name);
         std::fs::write(&p, bytes).unwrap();
-        let o = simbulk()
-            .arg("run")
-            .arg(&p)
-            .arg("--base-url")
-            .arg(s.url())
-            .output()
-            .unwrap();
+        let o = run_file(&p, &s);
         assert_eq!(o.status.code(), Some(2), "{name}: {}", text(&o));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(want) && err.contains(name), "{name}: {err}");

@@ -65,44 +65,53 @@ fn faulty(f: FaultConfig) -> TestSim {
     })
 }
 
-#[test]
-fn a_storm_of_30_percent_503s_ends_clean() {
-    let s = faulty(FaultConfig {
-        http503: 0.3,
-        ..FaultConfig::default()
-    });
-    let (job, ids) = mixed_job(&s, 80);
-    let o = job.run(&s, &["--max-retries", "20"]);
+/// Runs a mixed job of `n` SIMs under `faults` and asserts it ends clean.
+fn matrix(faults: FaultConfig, n: usize, extra: &[&str]) {
+    let s = faulty(faults);
+    let (job, ids) = mixed_job(&s, n);
+    let o = job.run(&s, extra);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_clean(&s, &job, &ids);
+}
+
+#[test]
+fn a_storm_of_30_percent_503s_ends_clean() {
+    matrix(
+        FaultConfig {
+            http503: 0.3,
+            ..FaultConfig::default()
+        },
+        80,
+        &["--max-retries", "20"],
+    );
 }
 
 #[test]
 fn gateway_errors_with_html_bodies_and_dropped_connections_end_clean() {
-    let s = faulty(FaultConfig {
-        http502: 0.05,
-        http504: 0.05,
-        drop: 0.05,
-        apply_then_fail: 0.1,
-        ..FaultConfig::default()
-    });
-    let (job, ids) = mixed_job(&s, 80);
-    let o = job.run(&s, &["--max-retries", "20"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_clean(&s, &job, &ids);
+    matrix(
+        FaultConfig {
+            http502: 0.05,
+            http504: 0.05,
+            drop: 0.05,
+            apply_then_fail: 0.1,
+            ..FaultConfig::default()
+        },
+        80,
+        &["--max-retries", "20"],
+    );
 }
 
 #[test]
 fn latency_spikes_past_the_timeout_end_clean() {
-    let s = faulty(FaultConfig {
-        slow: 0.1,
-        slow_duration: Duration::from_millis(1500),
-        ..FaultConfig::default()
-    });
-    let (job, ids) = mixed_job(&s, 40);
-    let o = job.run(&s, &["--timeout", "300ms", "--max-retries", "20"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_clean(&s, &job, &ids);
+    matrix(
+        FaultConfig {
+            slow: 0.1,
+            slow_duration: Duration::from_millis(1500),
+            ..FaultConfig::default()
+        },
+        40,
+        &["--timeout", "300ms", "--max-retries", "20"],
+    );
 }
 
 #[test]
@@ -315,19 +324,7 @@ fn per_sim_order_holds_under_retries_and_many_workers() {
         ..FaultConfig::default()
     });
     let ids = s.pick(12, |r, p| p == Profile::Active && acme(r));
-    let mut body = String::from("iccid,action\n");
-    for round in 0..6 {
-        for id in &ids {
-            body += &format!(
-                "{id},{}\n",
-                if round % 2 == 0 {
-                    "suspend"
-                } else {
-                    "unsuspend"
-                }
-            );
-        }
-    }
+    let body = toggle_body(&ids, 6);
     let job = Job::new("order.csv", &body);
     let o = job.run(&s, &["--concurrency", "64", "--max-retries", "30"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

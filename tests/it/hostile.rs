@@ -110,13 +110,7 @@ fn an_unbalanced_quote_that_swallows_the_file_is_a_clear_error() {
 fn the_binary_on_a_utf16_file_exits_2_before_any_call() {
     let s = TestSim::unlimited(10);
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/utf16le.csv");
-    let o = simbulk()
-        .arg("run")
-        .arg(&p)
-        .arg("--base-url")
-        .arg(s.url())
-        .output()
-        .unwrap();
+    let o = run_file(&p, &s);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("CSV UTF-8"));
     assert_eq!(s.stats().requests, 0);

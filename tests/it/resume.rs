@@ -293,20 +293,32 @@ fn sigint_drains_and_exits_75_then_resume_finishes() {
 
 #[test]
 fn a_second_sigint_aborts_at_once_and_the_files_still_resume() {
-    let s = slow_sim(1000, 400);
+    let s = slow_sim(1000, 100);
     let (job, _) = activation_job(&s, 100);
-    let child = spawn(job.command(&s, &["--concurrency", "8"]));
-    std::thread::sleep(Duration::from_millis(900));
+    let mut child = spawn(job.command(&s, &["--concurrency", "8", "--timeout", "120s"]));
+    std::thread::sleep(Duration::from_millis(700));
+    // From now on every call hangs for a minute: only an abort ends the run soon.
+    s.server().set_faults(FaultConfig {
+        latency: Duration::from_secs(60),
+        ..FaultConfig::default()
+    });
+    std::thread::sleep(Duration::from_millis(300));
     signal(&child, libc::SIGINT);
-    std::thread::sleep(Duration::from_millis(50));
-    let t = Instant::now();
-    signal(&child, libc::SIGINT);
-    let o = child.wait_with_output().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
     assert!(
-        t.elapsed() < Duration::from_millis(350),
-        "aborted without waiting for in-flight calls"
+        child.try_wait().unwrap().is_none(),
+        "the first signal drains: calls in flight are awaited"
     );
+    signal(&child, libc::SIGINT);
+    // A liveness bound, far below the minute the in-flight calls would take.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the second signal did not abort");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    s.server().set_faults(FaultConfig::default());
     let o = job.run(&s, &["--resume", "--concurrency", "32"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_each_line_once(&job, 2, 101);

@@ -303,3 +303,30 @@ pub fn outcomes(rows: &[HashMap<String, String>]) -> HashMap<String, usize> {
     }
     m
 }
+
+/// A job body that suspends and unsuspends each SIM in turn, `rounds` times (suspend first).
+pub fn toggle_body(ids: &[String], rounds: usize) -> String {
+    let mut body = String::from("iccid,action\n");
+    for round in 0..rounds {
+        let action = if round % 2 == 0 {
+            "suspend"
+        } else {
+            "unsuspend"
+        };
+        for id in ids {
+            body += &format!("{id},{action}\n");
+        }
+    }
+    body
+}
+
+/// `simbulk run <path> --base-url <sim>` with nothing else.
+pub fn run_file(path: &Path, sim: &TestSim) -> Output {
+    simbulk()
+        .arg("run")
+        .arg(path)
+        .arg("--base-url")
+        .arg(sim.url())
+        .output()
+        .unwrap()
+}
