@@ -182,6 +182,7 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
         body: Option<&B>,
+        lenient: bool,
     ) -> Result<Reply<T>, ApiError> {
         // Only the path changes between calls: cloning the parsed base and setting the path
         // skips parsing (and IDNA-normalising) the host on every request.
@@ -217,8 +218,19 @@ impl Client {
                     .bytes()
                     .await
                     .map_err(|e| classify_transport(&e, self.endpoint.timeout))?;
-                let value = serde_json::from_slice(&bytes)
-                    .map_err(|e| ApiError::Decode(cut(&e.to_string())))?;
+                // Writes accept any 2xx, with any body or none (201, 204, plain text…): their
+                // callers ask for an `Option` and get `None` when the body is not the resource.
+                let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+                    b"null"
+                } else {
+                    &bytes
+                };
+                let value = match serde_json::from_slice(body) {
+                    Ok(v) => v,
+                    Err(_) if lenient => serde_json::from_slice(b"null")
+                        .map_err(|e| ApiError::Decode(cut(&e.to_string())))?,
+                    Err(e) => return Err(ApiError::Decode(cut(&e.to_string()))),
+                };
                 return Ok(Reply {
                     value,
                     status: status.as_u16(),
@@ -272,16 +284,22 @@ impl Client {
     }
 
     pub async fn get_sim(&self, icc: &str) -> Result<Reply<Sim>, ApiError> {
-        self.call::<(), _>(Method::GET, &format!("/api/v2/sim/{icc}"), &[], None)
+        self.call::<(), _>(Method::GET, &format!("/api/v2/sim/{icc}"), &[], None, false)
             .await
     }
 
-    pub async fn patch_sim(&self, icc: &str, patch: &SimPatch) -> Result<Reply<Sim>, ApiError> {
+    /// The SIM after the change, when the API sends it back.
+    pub async fn patch_sim(
+        &self,
+        icc: &str,
+        patch: &SimPatch,
+    ) -> Result<Reply<Option<Sim>>, ApiError> {
         self.call(
             Method::PATCH,
             &format!("/api/v2/sim/{icc}"),
             &[],
             Some(patch),
+            true,
         )
         .await
     }
@@ -292,6 +310,7 @@ impl Client {
             &format!("/api/v2/sim/{icc}/attribute"),
             &[],
             None,
+            false,
         )
         .await
     }
@@ -300,12 +319,13 @@ impl Client {
         &self,
         icc: &str,
         body: &AttributeCreate,
-    ) -> Result<Reply<Attribute>, ApiError> {
+    ) -> Result<Reply<Option<Attribute>>, ApiError> {
         self.call(
             Method::POST,
             &format!("/api/v2/sim/{icc}/attribute"),
             &[],
             Some(body),
+            true,
         )
         .await
     }
@@ -315,29 +335,35 @@ impl Client {
         icc: &str,
         id: i64,
         body: &AttributePatch,
-    ) -> Result<Reply<Attribute>, ApiError> {
+    ) -> Result<Reply<Option<Attribute>>, ApiError> {
         self.call(
             Method::PATCH,
             &format!("/api/v2/sim/{icc}/attribute/{id}"),
             &[],
             Some(body),
+            true,
         )
         .await
     }
 
-    pub async fn delete_attribute(&self, icc: &str, id: i64) -> Result<Reply<Attribute>, ApiError> {
+    pub async fn delete_attribute(
+        &self,
+        icc: &str,
+        id: i64,
+    ) -> Result<Reply<Option<Attribute>>, ApiError> {
         self.call::<(), _>(
             Method::DELETE,
             &format!("/api/v2/sim/{icc}/attribute/{id}"),
             &[],
             None,
+            true,
         )
         .await
     }
 
     /// One page of `GET /api/v2/sim` with the given query pairs.
     pub async fn list_sims(&self, query: &[(&str, String)]) -> Result<Reply<SimPage>, ApiError> {
-        self.call::<(), _>(Method::GET, "/api/v2/sim", query, None)
+        self.call::<(), _>(Method::GET, "/api/v2/sim", query, None, false)
             .await
     }
 }

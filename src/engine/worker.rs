@@ -107,7 +107,7 @@ async fn sim_change(
             }
         }
         match c.patch_sim(icc, patch).await {
-            Ok(r) => return Ok(Done::ok(r.status, "", Some(&r.value))),
+            Ok(r) => return Ok(Done::ok(r.status, "", r.value.as_ref())),
             Err(ApiError::Rejected {
                 code: Some(codes::ALREADY_DONE),
                 status,

@@ -8,3 +8,4 @@ mod faults;
 mod hostile;
 mod operator;
 mod resume;
+mod variant;
