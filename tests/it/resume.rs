@@ -337,3 +337,39 @@ fn an_unwritable_results_file_is_a_clear_error() {
     );
     assert!(s.ledger().is_empty());
 }
+
+#[cfg(unix)]
+#[test]
+fn a_disk_that_fills_up_mid_run_stops_the_job_and_the_files_still_resume() {
+    use std::os::unix::process::CommandExt;
+    let s = TestSim::unlimited(2000);
+    let (job, _) = activation_job(&s, 400);
+    let mut cmd = job.command(&s, &["--concurrency", "4"]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Every file this process writes may grow to 24 KiB: the results file fills first,
+            // mid-run, as a full disk would. EFBIG instead of the signal, like ENOSPC.
+            let lim = libc::rlimit {
+                rlim_cur: 24 * 1024,
+                rlim_max: 24 * 1024,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("cannot write the outputs")
+            || String::from_utf8_lossy(&o.stderr).contains("cannot write the outputs"),
+        "{}",
+        text(&o)
+    );
+    let partial = std::fs::read(job.path(".results.csv")).unwrap().len();
+    assert!(partial > 0 && partial <= 24 * 1024);
+    let o = job.run(&s, &["--resume"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_each_line_once(&job, 2, 401);
+}
