@@ -250,29 +250,14 @@ fn faults_end_with_every_row_ok_and_no_duplicate_attribute() {
     let results = job.results();
     assert_eq!(results.len(), 360);
     assert_eq!(outcomes(&results)["ok"], 360, "{:?}", outcomes(&results));
-    let mut creates: HashMap<(String, String), usize> = HashMap::new();
-    for e in s.ledger().iter().filter(|e| e.kind == "attribute.create") {
-        *creates
-            .entry((e.icc_id.clone(), e.field.clone()))
-            .or_default() += 1;
-    }
-    assert!(
-        creates.values().all(|&n| n == 1),
-        "an attribute was created twice"
-    );
-    assert_eq!(creates.len(), 120);
-    for (i, id) in ids.iter().enumerate() {
-        let rec = s.sim(id);
-        assert_eq!(rec.sim.status, "active");
-        assert_eq!(
-            rec.attributes
-                .iter()
-                .filter(|a| a.name == "tag")
-                .map(|a| a.value.clone())
-                .collect::<Vec<_>>(),
-            vec![format!("u{i}")]
-        );
-    }
+    assert_no_repeated_effect(&s);
+    let creates = s
+        .ledger()
+        .iter()
+        .filter(|e| e.kind == "attribute.create")
+        .count();
+    assert_eq!(creates, 120, "one create per SIM");
+    assert_active_and_tagged(&s, &ids, "tag", |i| format!("u{i}"));
     assert!(
         s.stats()
             .faults_injected

@@ -2,7 +2,6 @@
 //! (every row ends ok/skipped or failed with the true reason; no duplicate effect; no results
 //! row missing or doubled), plus halt rules and concurrency soundness.
 
-use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -33,29 +32,8 @@ fn assert_clean(s: &TestSim, job: &Job, ids: &[String]) {
     );
     let o = outcomes(&results);
     assert_eq!(o.get("ok").copied().unwrap_or(0), 2 * ids.len(), "{o:?}");
-    let mut effects: HashMap<(String, String, String), usize> = HashMap::new();
-    for e in s.ledger() {
-        *effects
-            .entry((e.icc_id.clone(), e.kind.clone(), e.field.clone()))
-            .or_default() += 1;
-    }
-    assert!(
-        effects.values().all(|&n| n == 1),
-        "a duplicate effect: {:?}",
-        effects.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
-    );
-    for (i, id) in ids.iter().enumerate() {
-        let r = s.sim(id);
-        assert_eq!(r.sim.status, "active");
-        assert_eq!(
-            r.attributes
-                .iter()
-                .filter(|a| a.name == "fm")
-                .map(|a| a.value.as_str())
-                .collect::<Vec<_>>(),
-            vec![format!("v{i}")]
-        );
-    }
+    assert_no_repeated_effect(s);
+    assert_active_and_tagged(s, ids, "fm", |i| format!("v{i}"));
 }
 
 fn faulty(f: FaultConfig) -> TestSim {

@@ -137,14 +137,7 @@ fn kill_9_at_random_moments_then_resume_loses_and_repeats_nothing() {
     assert_each_line_once(&job, 2, 701);
     assert_eq!(outcomes(&job.results()).get("failed"), None);
     // No duplicate effect: one mutation per SIM and field, whatever the kills.
-    let mut effects: HashMap<(String, String, String), usize> = HashMap::new();
-    for e in s.ledger() {
-        *effects
-            .entry((e.icc_id.clone(), e.kind.clone(), e.field.clone()))
-            .or_default() += 1;
-    }
-    let dup: Vec<_> = effects.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(dup.is_empty(), "repeated effects: {dup:?}");
+    assert_no_repeated_effect(&s);
     for (i, id) in ids.iter().enumerate() {
         let rec = s.sim(id);
         if i % 2 == 0 {

@@ -330,3 +330,35 @@ pub fn run_file(path: &Path, sim: &TestSim) -> Output {
         .output()
         .unwrap()
 }
+
+/// The ledger holds at most one change per SIM, kind and field: no effect was repeated.
+pub fn assert_no_repeated_effect(sim: &TestSim) {
+    let mut effects: HashMap<(String, String, String), usize> = HashMap::new();
+    for e in sim.ledger() {
+        *effects
+            .entry((e.icc_id.clone(), e.kind.clone(), e.field.clone()))
+            .or_default() += 1;
+    }
+    let dup: Vec<_> = effects.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dup.is_empty(), "repeated effects: {dup:?}");
+}
+
+/// Every SIM is active and has exactly one attribute `name`, valued `value(i)`.
+pub fn assert_active_and_tagged(
+    sim: &TestSim,
+    ids: &[String],
+    name: &str,
+    value: impl Fn(usize) -> String,
+) {
+    for (i, id) in ids.iter().enumerate() {
+        let rec = sim.sim(id);
+        assert_eq!(rec.sim.status, "active", "{id}");
+        let values: Vec<&str> = rec
+            .attributes
+            .iter()
+            .filter(|a| a.name == name)
+            .map(|a| a.value.as_str())
+            .collect();
+        assert_eq!(values, vec![value(i).as_str()], "{id}");
+    }
+}
