@@ -1021,8 +1021,19 @@ fn router(app: Arc<App>) -> Router {
         .route("/__sim/sims/{iccId}", get(admin_sim))
         .route("/__sim/save", post(admin_save))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
+}
+
+async fn method_not_allowed(State(app): AppState) -> Response {
+    let rid = app.request_id();
+    gateway(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method Not Allowed",
+        &rid,
+        None,
+    )
 }
 
 /// Accepts connections until `shutdown`, serving each on its own task. A connection whose

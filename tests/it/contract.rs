@@ -429,6 +429,12 @@ fn malformed_requests_get_the_contracts_4xx_and_never_break_the_server() {
         assert_eq!(r.status, 400);
         let r = api.get("/nope").await;
         assert_eq!(r.status, 404);
+        let r = api.delete(&sim_path(&icc)).await;
+        assert_eq!(r.status, 405);
+        assert!(
+            r.headers.contains_key("x-request-id"),
+            "every response has a request id"
+        );
         for body in ["", "{", "null", "\"x\"", "{\"status\":[1]}", "\u{0}\u{1}"] {
             let r = api.patch(&sim_path(&icc), body).await;
             assert_eq!(r.status, 400, "{body:?}");
