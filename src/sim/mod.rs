@@ -4,13 +4,16 @@
 //! It shares only `model` with the client, so it is a second, independent reading of the
 //! contract.
 
+mod admin;
 pub mod auth;
 pub mod config;
 pub mod faults;
 mod handle;
 pub mod ledger;
 pub mod limits;
+mod list;
 mod persist;
+mod routes;
 pub mod rules;
 pub mod seed;
 mod server;
