@@ -437,6 +437,7 @@ pub async fn run(
             policy: Arc::new(cfg.retry),
             layout,
             concurrency: cfg.concurrency,
+            in_doubt_below: start.done.ones().next_back().map_or(0, |l| l as u64),
             done: start.done,
             wait: cfg.wait_active.map(|within| {
                 Arc::new(super::worker::WaitActive {

@@ -62,6 +62,9 @@ pub struct Dispatch {
     pub done: FixedBitSet,
     /// `--wait-active`.
     pub wait: Option<Arc<worker::WaitActive>>,
+    /// On resume: rows above no done row, yet below the last one, were in flight when the
+    /// previous run stopped; they are reconciled before they are written.
+    pub in_doubt_below: u64,
 }
 
 type Done = (String, Option<RowResult>);
@@ -142,9 +145,19 @@ pub async fn drive(
             stop_rows.clone(),
             d.wait.clone(),
         );
+        let in_doubt = item.line < d.in_doubt_below;
         tokio::spawn(async move {
             let key = row.iccid.as_str().to_owned();
-            let r = worker::execute(&client, item, row, &policy, &stop, wait.as_deref()).await;
+            let r = worker::execute(
+                &client,
+                item,
+                row,
+                &policy,
+                &stop,
+                wait.as_deref(),
+                in_doubt,
+            )
+            .await;
             let _ = tx.send((key, r)).await;
         });
     };

@@ -230,9 +230,13 @@ pub async fn execute(
     policy: &RetryPolicy,
     stop: &CancellationToken,
     wait: Option<&WaitActive>,
+    in_doubt: bool,
 ) -> Option<RowResult> {
     let started = std::time::Instant::now();
     let mut a = Attempts::new(policy, stop).with_budget(&client.pacer);
+    // A row that was in flight when the previous run stopped may have been applied: look
+    // before writing, exactly as after a lost answer.
+    a.ambiguous = in_doubt;
     let icc = row.iccid.as_str();
     let done = match &row.action {
         Action::SetAttribute { name, value } => {
