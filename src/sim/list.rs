@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::model::{SimPage, codes};
 
 use super::config::Permission;
-use super::rules::{self, RuleError};
+use super::rules::RuleError;
 
 use super::server::*;
 
@@ -157,24 +157,12 @@ impl App {
             .map_or(Bound::Unbounded, |a| Bound::Excluded(a.clone()));
         let mut data = Vec::with_capacity(page_size.min(64));
         let mut more = false;
-        let mut visit = |icc: &String, m: &std::sync::Mutex<super::state::SimRecord>| -> bool {
+        let mut visit = |m: &std::sync::Mutex<super::state::SimRecord>| -> bool {
             let mut rec = self.world.lock(m);
             if !self.world.in_sphere(&sphere, &rec.sim.portfolio_id) {
                 return true;
             }
-            if let Some(c) = rules::settle(&mut rec, now, &now_text) {
-                self.log(
-                    usize::MAX,
-                    icc,
-                    "sim",
-                    c.field,
-                    c.old,
-                    c.new,
-                    None,
-                    rid,
-                    &now_text,
-                );
-            }
+            self.settle(&mut rec, now, &now_text, rid);
             if f.matches(&rec.sim) {
                 if data.len() == page_size {
                     more = true;
@@ -185,15 +173,20 @@ impl App {
             true
         };
         if f.icc_ids.is_empty() {
-            for (icc, m) in self.world.sims.range((lower, Bound::Unbounded)) {
-                if !visit(icc, m) {
+            for m in self
+                .world
+                .sims
+                .range((lower, Bound::Unbounded))
+                .map(|(_, m)| m)
+            {
+                if !visit(m) {
                     break;
                 }
             }
         } else {
             for icc in f.icc_ids.range((lower, Bound::Unbounded)) {
                 if let Some(m) = self.world.sims.get(icc)
-                    && !visit(icc, m)
+                    && !visit(m)
                 {
                     break;
                 }

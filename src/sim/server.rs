@@ -159,6 +159,30 @@ impl App {
         }
     }
 
+    /// Turns a due `pendingProvision` into `active`, in the ledger as the `system` client.
+    pub(super) fn settle(
+        &self,
+        rec: &mut super::state::SimRecord,
+        now: Instant,
+        now_text: &str,
+        rid: &str,
+    ) {
+        if let Some(c) = rules::settle(rec, now, now_text) {
+            let icc = rec.sim.icc_id.clone();
+            self.log(
+                usize::MAX,
+                &icc,
+                "sim",
+                c.field,
+                c.old,
+                c.new,
+                None,
+                rid,
+                now_text,
+            );
+        }
+    }
+
     /// Locks a SIM visible to `client` and settles a due activation; 6014/6002 otherwise.
     pub(super) fn with_sim<R>(
         &self,
@@ -183,19 +207,7 @@ impl App {
         if !self.world.in_sphere(ctx.sphere, &rec.sim.portfolio_id) {
             return Err(not_found());
         }
-        if let Some(c) = rules::settle(&mut rec, now, &now_text) {
-            self.log(
-                usize::MAX,
-                icc,
-                "sim",
-                c.field,
-                c.old,
-                c.new,
-                None,
-                rid,
-                &now_text,
-            );
-        }
+        self.settle(&mut rec, now, &now_text, rid);
         f(&mut rec, &ctx)
     }
 
