@@ -12,14 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{Endpoint, check_url};
 use crate::checkpoint::{self, Header, JobIdentity, Journal, Mark};
-use crate::engine::{self, JobConfig, ResumeMode, RetryPolicy};
+use crate::engine::{self, JobConfig, ResumeMode};
 use crate::exit;
-use crate::input::Defaults;
 use crate::sim::seed::{self, Profile};
 use crate::sim::{FaultConfig, SimConfig, SimServer};
 
@@ -80,13 +77,16 @@ pub struct BenchArgs {
     pub dir: Option<PathBuf>,
 }
 
+/// The generated job's header.
+const INPUT_HEADER: &str = "iccid,action,attribute,value";
+
 fn generate(path: &Path, a: &BenchArgs) -> std::io::Result<()> {
     let active: Vec<String> = seed::iter(1, a.sims)
         .filter(|(_, r, p)| *p == Profile::Active && r.sim.portfolio_id.starts_with("pf-acme"))
         .map(|(_, r, _)| r.sim.icc_id)
         .collect();
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    writeln!(f, "iccid,action,attribute,value")?;
+    writeln!(f, "{INPUT_HEADER}")?;
     let n = active.len() as u64;
     for i in 0..a.rows {
         let icc = &active[(i % n) as usize];
@@ -103,12 +103,15 @@ fn generate(path: &Path, a: &BenchArgs) -> std::io::Result<()> {
 }
 
 /// A checkpoint that says lines `2..=k+1` are done, consistent with header-only outputs.
-fn fake_checkpoint(input: &Path, dir: &Path, k: u64) -> anyhow::Result<()> {
+fn fake_checkpoint(input: &Path, k: u64) -> anyhow::Result<()> {
     let (sha, bytes, _) = checkpoint::digest_file(input)?;
     let (results, failures, cp) = engine::default_paths(input);
-    let (r_head, f_head) = (b"line,iccid,action,value,attribute,outcome,http_status,error_code,message,attempts,sim_status,finished_at\n".len(), b"iccid,action,attribute,value\n".len());
-    std::fs::write(&results, &b"line,iccid,action,value,attribute,outcome,http_status,error_code,message,attempts,sim_status,finished_at\n"[..])?;
-    std::fs::write(&failures, b"iccid,action,attribute,value\n")?;
+    // The header rows a fresh run writes: the results' columns, and the input's own header.
+    let results_head = format!("{}\n", crate::output::results::RESULT_COLUMNS.join(","));
+    let failures_head = format!("{INPUT_HEADER}\n");
+    std::fs::write(&results, &results_head)?;
+    std::fs::write(&failures, &failures_head)?;
+    let (r_head, f_head) = (results_head.len(), failures_head.len());
     let header = Header {
         job: JobIdentity {
             input_sha256: sha,
@@ -130,7 +133,6 @@ fn fake_checkpoint(input: &Path, dir: &Path, k: u64) -> anyhow::Result<()> {
         }
     }
     j.flush()?;
-    let _ = dir;
     Ok(())
 }
 
@@ -244,45 +246,28 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
     };
     let resume = match a.resume_from {
         Some(k) => {
-            fake_checkpoint(&input, &tmp, k)?;
+            fake_checkpoint(&input, k)?;
             ResumeMode::Resume
         }
         None => ResumeMode::Restart,
     };
-    let (results, failures, cp) = engine::default_paths(&input);
+    let rate = (a.rate > 0.0).then_some(a.rate);
     let cfg = JobConfig {
-        input: input.clone(),
-        defaults: Defaults::default(),
-        results,
-        failures,
-        checkpoint: cp,
         resume,
         concurrency: a.concurrency.max(1),
-        rate: (a.rate > 0.0).then_some(a.rate),
+        rate,
         burst: a
             .burst
             .and_then(NonZeroU32::new)
-            .unwrap_or_else(|| crate::api::pace::default_burst((a.rate > 0.0).then_some(a.rate))),
-        retry: RetryPolicy::new(8),
-        max_duration: None,
-        until: None,
-        max_failures: None,
+            .unwrap_or_else(|| crate::api::pace::default_burst(rate)),
         halt_after_same_error: None,
         adaptive_rate: !a.fixed_rate,
-        wait_active: None,
-        sync_every: Duration::from_millis(500),
         args: vec!["simbulk".into(), "bench".into()],
         discard_outputs: a.discard_outputs,
+        ..JobConfig::new(input.clone())
     };
-    let endpoint = Endpoint {
-        base_url: check_url("simulator", &url).map_err(anyhow::Error::msg)?,
-        token_url: check_url("simulator", &format!("{url}/oauth2/token"))
-            .map_err(anyhow::Error::msg)?,
-        client_id: crate::sim::DEMO_CLIENT_ID.into(),
-        client_secret: SecretString::from(crate::sim::DEMO_CLIENT_SECRET),
-        timeout: Duration::from_secs(30),
-        ca_bundle: None,
-    };
+    let endpoint = crate::demo::simulator_endpoint(&url, Duration::from_secs(30))
+        .map_err(anyhow::Error::msg)?;
     let cpu0 = cpu_seconds();
     let s = tokio::spawn(engine::run(
         cfg,

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{Endpoint, check_url};
 use crate::cli::DemoArgs;
-use crate::engine::{self, JobConfig, ResumeMode, RetryPolicy};
+use crate::engine::{self, JobConfig, ResumeMode};
 use crate::exit;
 use crate::input::Defaults;
 use crate::input::iccid::with_check_digit;
@@ -136,6 +136,21 @@ pub fn sample_files() -> Vec<Sample> {
     ]
 }
 
+/// The demo client's endpoint on a simulator at `base_url` (the demo and the benchmarks).
+pub fn simulator_endpoint(base_url: &str, timeout: Duration) -> Result<Endpoint, String> {
+    Ok(Endpoint {
+        base_url: check_url("the simulator", base_url)?,
+        token_url: check_url(
+            "the simulator",
+            &format!("{}/oauth2/token", base_url.trim_end_matches('/')),
+        )?,
+        client_id: crate::sim::DEMO_CLIENT_ID.into(),
+        client_secret: SecretString::from(crate::sim::DEMO_CLIENT_SECRET),
+        timeout,
+        ca_bundle: None,
+    })
+}
+
 /// The simulator the demo runs against.
 pub fn demo_sim_config() -> SimConfig {
     SimConfig {
@@ -183,42 +198,22 @@ async fn demo(out: &Path) -> anyhow::Result<u8> {
     for s in sample_files() {
         let input = out.join(s.name);
         std::fs::write(&input, &s.contents)?;
-        let (results, failures, checkpoint) = engine::default_paths(&input);
         println!("== {} ({})", s.title, s.name);
         let cfg = JobConfig {
-            input: input.clone(),
             defaults: Defaults {
                 action: s.action.map(str::to_owned),
-                value: None,
-                attribute: None,
+                ..Defaults::default()
             },
-            results,
-            failures,
-            checkpoint,
             resume: ResumeMode::Restart,
             concurrency: 16,
             rate: Some(200.0),
             burst: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
-            retry: RetryPolicy::new(8),
-            max_duration: None,
-            until: None,
-            max_failures: None,
             halt_after_same_error: Some(50),
-            adaptive_rate: true,
-            wait_active: None,
-            sync_every: Duration::from_millis(500),
             args: vec!["simbulk".into(), "run".into(), input.display().to_string()],
-            discard_outputs: false,
+            ..JobConfig::new(input.clone())
         };
-        let endpoint = Endpoint {
-            base_url: check_url("base", &server.base_url()).map_err(anyhow::Error::msg)?,
-            token_url: check_url("token", &format!("{}/oauth2/token", server.base_url()))
-                .map_err(anyhow::Error::msg)?,
-            client_id: crate::sim::DEMO_CLIENT_ID.into(),
-            client_secret: SecretString::from(crate::sim::DEMO_CLIENT_SECRET),
-            timeout: Duration::from_secs(5),
-            ca_bundle: None,
-        };
+        let endpoint = simulator_endpoint(&server.base_url(), Duration::from_secs(5))
+            .map_err(anyhow::Error::msg)?;
         match engine::run(cfg, endpoint, drain.clone(), abort.clone()).await {
             Ok(summary) => {
                 print!("{}", summary.to_text());

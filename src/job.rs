@@ -88,23 +88,22 @@ pub fn endpoint(c: &crate::cli::ConnectionArgs, timeout: Duration) -> Result<End
 
 /// Builds the job and the endpoint from the flags.
 pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<Endpoint>), String> {
-    let (r, f, c) = engine::default_paths(&a.input);
     let until = a.until.as_deref().map(until_next).transpose()?;
     let max_failures = a
         .max_failures
         .as_deref()
         .map(Threshold::parse)
         .transpose()?;
+    let base = JobConfig::new(a.input.clone());
     let cfg = JobConfig {
-        input: a.input.clone(),
         defaults: Defaults {
             action: a.action.clone(),
             value: a.value.clone(),
             attribute: a.attribute.clone(),
         },
-        results: a.results.clone().unwrap_or(r),
-        failures: a.failures.clone().unwrap_or(f),
-        checkpoint: a.checkpoint.clone().unwrap_or(c),
+        results: a.results.clone().unwrap_or(base.results.clone()),
+        failures: a.failures.clone().unwrap_or(base.failures.clone()),
+        checkpoint: a.checkpoint.clone().unwrap_or(base.checkpoint.clone()),
         resume: if a.resume {
             ResumeMode::Resume
         } else if a.restart {
@@ -124,9 +123,8 @@ pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<En
         adaptive_rate: !a.fixed_rate,
         wait_active: a.wait_active,
         halt_after_same_error: (a.halt_after_same_error > 0).then_some(a.halt_after_same_error),
-        sync_every: Duration::from_millis(500),
         args,
-        discard_outputs: false,
+        ..base
     };
     if a.dry_run && !a.check {
         return Ok((cfg, None));

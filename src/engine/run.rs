@@ -68,6 +68,36 @@ pub struct JobConfig {
     pub discard_outputs: bool,
 }
 
+impl JobConfig {
+    /// A job on `input` with the defaults of `simbulk run`: outputs beside the input, an
+    /// existing checkpoint refused, 8 rows in flight at 10 requests per second.
+    pub fn new(input: PathBuf) -> Self {
+        let (results, failures, checkpoint) = default_paths(&input);
+        let rate = Some(10.0);
+        Self {
+            input,
+            defaults: Defaults::default(),
+            results,
+            failures,
+            checkpoint,
+            resume: ResumeMode::Refuse,
+            concurrency: 8,
+            rate,
+            burst: crate::api::pace::default_burst(rate),
+            retry: RetryPolicy::new(8),
+            max_duration: None,
+            until: None,
+            max_failures: None,
+            halt_after_same_error: Some(25),
+            adaptive_rate: true,
+            wait_active: None,
+            sync_every: Duration::from_millis(500),
+            args: Vec::new(),
+            discard_outputs: false,
+        }
+    }
+}
+
 /// A job that could not run (or not to its end), with its exit code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
