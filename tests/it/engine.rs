@@ -381,11 +381,9 @@ fn re_running_the_failures_file_does_exactly_the_failed_rows() {
     });
     let fix = Job::new(
         "fix.csv",
-        &(String::from("iccid,action,value\n")
-            + &good
-                .iter()
-                .map(|i| format!("{i},set-package,20418\n"))
-                .collect::<String>()),
+        &rows_body("iccid,action,value", &good, |i| {
+            format!("{i},set-package,20418")
+        }),
     );
     let o = fix.run(&s, &[]);
     assert!(o.status.code().is_some(), "{}", text(&o));

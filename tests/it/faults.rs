@@ -2,7 +2,6 @@
 //! (every row ends ok/skipped or failed with the true reason; no duplicate effect; no results
 //! row missing or doubled), plus halt rules and concurrency soundness.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use simbulk::sim::seed::Profile;
@@ -173,12 +172,7 @@ fn the_simulator_restarted_mid_job_with_its_state_file_ends_clean() {
         ..SimConfig::unlimited(1500)
     });
     let (job, ids) = mixed_job(&s, 60);
-    let child = job
-        .command(&s, &["--concurrency", "4", "--max-retries", "30"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_piped(job.command(&s, &["--concurrency", "4", "--max-retries", "30"]));
     std::thread::sleep(Duration::from_millis(400));
     s.restart();
     let o = child.wait_with_output().unwrap();
@@ -192,11 +186,7 @@ fn max_failures_halts_with_3_and_the_job_resumes() {
     let ids = s.pick(40, |r, p| p == Profile::CustomerSuspended && acme(r));
     let job = Job::new(
         "fail.csv",
-        &(String::from("iccid,action\n")
-            + &ids
-                .iter()
-                .map(|i| format!("{i},deactivate\n"))
-                .collect::<String>()),
+        &rows_body("iccid,action", &ids, |i| format!("{i},deactivate")),
     );
     let o = job.run(
         &s,
@@ -229,11 +219,9 @@ fn the_same_error_on_many_rows_in_a_row_halts_but_scattered_errors_do_not() {
     });
     let wrong = Job::new(
         "wrong.csv",
-        &(String::from("iccid,action,value\n")
-            + &ids
-                .iter()
-                .map(|i| format!("{i},set-package,99999\n"))
-                .collect::<String>()),
+        &rows_body("iccid,action,value", &ids, |i| {
+            format!("{i},set-package,99999")
+        }),
     );
     let o = wrong.run(&s, &["--halt-after-same-error", "10", "--concurrency", "2"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
@@ -268,12 +256,7 @@ fn one_token_request_per_revocation_however_many_workers_see_the_401() {
     });
     let ids = s.pick(3000, |r, p| p == Profile::Available && acme(r));
     let job = Job::new("flight.csv", &(ids.join("\n") + "\n"));
-    let child = job
-        .command(&s, &["--action", "activate", "--concurrency", "48"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_piped(job.command(&s, &["--action", "activate", "--concurrency", "48"]));
     std::thread::sleep(Duration::from_millis(300));
     let mut revocations = 0;
     for _ in 0..3 {

@@ -2,7 +2,6 @@
 //! morning-after report (text and HTML in a real headless browser), completions and man page.
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::time::Duration;
 
 use simbulk::sim::seed::Profile;
@@ -21,7 +20,8 @@ fn export_follows_every_page_with_filters_while_sims_change_and_feeds_run() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("export.csv");
-    let child = simbulk()
+    let mut export = simbulk();
+    export
         .args([
             "export",
             "--status",
@@ -36,11 +36,8 @@ fn export_follows_every_page_with_filters_while_sims_change_and_feeds_run() {
         ])
         .arg(s.url())
         .arg("-o")
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .arg(&out);
+    let child = spawn_piped(export);
     // Changes underneath: new attributes on SIMs of the selection.
     let api = s.api();
     s.block(async {

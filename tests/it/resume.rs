@@ -1,7 +1,7 @@
 //! Checkpoint, resume, lock, signals and run windows, with the real binary.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use simbulk::sim::seed::Profile;
@@ -58,13 +58,6 @@ fn signal(child: &Child, sig: i32) {
     unsafe {
         libc::kill(child.id() as i32, sig);
     }
-}
-
-fn spawn(mut c: Command) -> Child {
-    c.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 #[test]
@@ -273,7 +266,7 @@ fn a_held_lock_names_its_holder_and_a_stale_one_is_taken_over() {
 fn sigint_drains_and_exits_75_then_resume_finishes() {
     let s = slow_sim(1000, 30);
     let (job, _) = activation_job(&s, 200);
-    let child = spawn(job.command(&s, &["--concurrency", "4"]));
+    let child = spawn_piped(job.command(&s, &["--concurrency", "4"]));
     std::thread::sleep(Duration::from_millis(600));
     signal(&child, libc::SIGINT);
     let o = child.wait_with_output().unwrap();
@@ -288,7 +281,7 @@ fn sigint_drains_and_exits_75_then_resume_finishes() {
 fn a_second_sigint_aborts_at_once_and_the_files_still_resume() {
     let s = slow_sim(1000, 100);
     let (job, _) = activation_job(&s, 100);
-    let mut child = spawn(job.command(&s, &["--concurrency", "8", "--timeout", "120s"]));
+    let mut child = spawn_piped(job.command(&s, &["--concurrency", "8", "--timeout", "120s"]));
     std::thread::sleep(Duration::from_millis(700));
     // From now on every call hangs for a minute: only an abort ends the run soon.
     s.server().set_faults(FaultConfig {

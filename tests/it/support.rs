@@ -362,3 +362,21 @@ pub fn assert_active_and_tagged(
         assert_eq!(values, vec![value(i).as_str()], "{id}");
     }
 }
+
+/// A CSV body: `header`, then one line per ICCID made by `row`.
+pub fn rows_body(header: &str, ids: &[String], row: impl Fn(&str) -> String) -> String {
+    let mut body = format!("{header}\n");
+    for id in ids {
+        body += &row(id);
+        body.push('\n');
+    }
+    body
+}
+
+/// Starts a command with stdout and stderr captured, for tests that act while it runs.
+pub fn spawn_piped(mut c: Command) -> std::process::Child {
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
