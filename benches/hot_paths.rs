@@ -64,9 +64,9 @@ fn row(i: u64) -> RowResult {
             "20533".into(),
             format!("PO-{i}"),
         ],
+        raw: format!("x,set-package,20533,PO-{i}\n").into_bytes(),
         retries: 0,
         throttled: 0,
-        halts_job: false,
         elapsed: std::time::Duration::from_millis(3),
     }
 }

@@ -149,7 +149,8 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Resume")]
     pub restart: bool,
 
-    /// Stop gracefully at this local time (HH:MM, next occurrence); exit 75, resumable.
+    /// Stop gracefully at this local time (HH:MM or HH:MM:SS, the next occurrence, in the
+    /// machine's time zone or TZ); no request starts after it; exit 75, resumable.
     #[arg(long, value_name = "HH:MM", help_heading = "Resume")]
     pub until: Option<String>,
 
@@ -184,6 +185,11 @@ pub struct RunArgs {
     /// Timeout of one HTTP request.
     #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Pacing")]
     pub timeout: Duration,
+
+    /// Halt (exit 3, resumable) when no row has finished for this long and every answer was a
+    /// 429, a 5xx or no answer at all: a provider that does not recover.
+    #[arg(long, default_value = "15m", value_parser = parse_duration, help_heading = "Pacing")]
+    pub stall_timeout: Duration,
 
     /// Stop the job (exit 3, resumable) once failed rows pass N, or P% of finished rows
     /// (e.g. 500 or 5%).
@@ -351,6 +357,18 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
     pub token_failure: f64,
 
+    /// Latency added to every token request (a slow identity provider).
+    #[arg(long, default_value = "0ms", value_parser = parse_duration, help_heading = "Faults")]
+    pub token_latency: Duration,
+
+    /// Share of /api/v2 requests answered 429 whatever the rate (a throttling provider).
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub http429: f64,
+
+    /// Retry-After, in seconds, of the 429s that --http429 injects.
+    #[arg(long, default_value_t = 1, help_heading = "Faults")]
+    pub throttle_retry_after: u64,
+
     /// Keep SIMs, attributes and the ledger in this file across restarts.
     #[arg(long)]
     pub state_file: Option<PathBuf>,
@@ -374,6 +392,7 @@ impl SimArgs {
             self.slow,
             self.revoke,
             self.token_failure,
+            self.http429,
         ];
         if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
             return Err("fault rates are shares between 0 and 1 (e.g. --http503 0.05)".into());
@@ -424,6 +443,9 @@ impl SimArgs {
                 revoke: self.revoke,
                 revoke_every: self.revoke_every,
                 token_failure: self.token_failure,
+                http429: self.http429,
+                throttle_retry_after: self.throttle_retry_after,
+                token_latency: self.token_latency,
             },
             state_file: self.state_file.clone(),
             ledger_limit: self.ledger_limit,

@@ -3,7 +3,9 @@
 //! Guarantees: bytes appended are held in memory until [`AppendFile::flush`], so one file
 //! never reaches the operating system ahead of another that must come first (results before
 //! the checkpoint record that counts them); [`AppendFile::len`] is the logical length
-//! including what is still buffered; files are opened without following a symlink.
+//! including what is still buffered; files are opened without following a symlink; a write
+//! that fails partway leaves the file at its last complete flush (the partial bytes are cut
+//! off), so a later flush writes the buffer again whole and nothing is doubled.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -15,6 +17,8 @@ pub struct AppendFile {
     buf: Vec<u8>,
     committed: u64,
     regular: bool,
+    /// A partial write could not be cut back: the file's end is unknown, nothing more goes in.
+    poisoned: bool,
 }
 
 /// How to open an output file.
@@ -59,6 +63,7 @@ impl AppendFile {
                 buf: Vec::with_capacity(64 * 1024),
                 committed: 0,
                 regular: false,
+                poisoned: false,
             });
         }
         let keep = match how {
@@ -84,6 +89,7 @@ impl AppendFile {
             buf: Vec::with_capacity(64 * 1024),
             committed: keep,
             regular: true,
+            poisoned: false,
         })
     }
 
@@ -109,12 +115,61 @@ impl AppendFile {
     /// Hands the buffered bytes to the operating system (they survive a crash of this
     /// process, not yet a power loss).
     pub fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.file.write_all(&self.buf)?;
-            self.committed += self.buf.len() as u64;
-            self.buf.clear();
+        if self.buf.is_empty() {
+            return Ok(());
         }
+        if self.poisoned {
+            return Err(io::Error::other(
+                "an earlier write failed partway and could not be cut back",
+            ));
+        }
+        let mut written = 0;
+        while written < self.buf.len() {
+            match self.write_some(written) {
+                Ok(0) => {
+                    let e =
+                        io::Error::new(io::ErrorKind::WriteZero, "the file accepts no more bytes");
+                    return Err(self.cut_back(written, e));
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.cut_back(written, e)),
+            }
+        }
+        self.committed += self.buf.len() as u64;
+        self.buf.clear();
         Ok(())
+    }
+
+    /// Writes from `buf[from..]` at its place in the file; returns the bytes taken.
+    fn write_some(&mut self, from: usize) -> io::Result<usize> {
+        #[cfg(unix)]
+        if self.regular {
+            use std::os::unix::fs::FileExt;
+            return self
+                .file
+                .write_at(&self.buf[from..], self.committed + from as u64);
+        }
+        self.file.write(&self.buf[from..])
+    }
+
+    /// After a failed write of which `written` bytes reached the file: cut them off again, so
+    /// the file ends at the last complete flush and the buffer can be written whole later.
+    fn cut_back(&mut self, written: usize, e: io::Error) -> io::Error {
+        if written == 0 {
+            return e;
+        }
+        let cut = if self.regular {
+            self.file
+                .set_len(self.committed)
+                .and_then(|()| self.file.seek(SeekFrom::Start(self.committed)).map(drop))
+        } else {
+            Err(io::Error::other("not a regular file"))
+        };
+        if cut.is_err() {
+            self.poisoned = true;
+        }
+        e
     }
 
     /// Makes what was flushed durable.
@@ -148,6 +203,75 @@ mod tests {
         g.flush().unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"hello there");
         assert!(AppendFile::open(&p, OpenMode::KeepPrefix(100), 0o644).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_write_that_fails_partway_is_cut_back_and_written_whole_later() {
+        use std::os::unix::process::CommandExt;
+        // RLIMIT_FSIZE makes a write past the limit stop short (EFBIG), as a full disk does;
+        // a child process keeps the limit away from the test runner.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args([
+            "--exact",
+            "durable::tests::child_writes_past_a_size_limit",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env("SIMBULK_DURABLE_CHILD", &p);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 100,
+                    rlim_max: libc::RLIM_INFINITY,
+                };
+                libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let body = std::fs::read(&p).unwrap();
+        let mut want = vec![b'a'; 60];
+        want.extend(std::iter::repeat_n(b'b', 80));
+        assert_eq!(
+            body, want,
+            "the partial write was cut back, then written once"
+        );
+    }
+
+    #[test]
+    #[ignore = "run by a_write_that_fails_partway_is_cut_back_and_written_whole_later"]
+    fn child_writes_past_a_size_limit() {
+        let Some(p) = std::env::var_os("SIMBULK_DURABLE_CHILD") else {
+            return;
+        };
+        let p = std::path::PathBuf::from(p);
+        let mut f = AppendFile::open(&p, OpenMode::Truncate, 0o644).unwrap();
+        f.buf().extend_from_slice(&[b'a'; 60]);
+        f.flush().unwrap();
+        f.buf().extend_from_slice(&[b'b'; 80]);
+        // 40 of the 80 bytes fit under the limit: the write stops short, then fails.
+        assert!(f.flush().is_err());
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 60, "cut back");
+        assert_eq!(f.len(), 140);
+        // Room again (the limit lifted, as a disk freed): the same buffer goes in once.
+        let lim = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) };
+        f.flush().unwrap();
     }
 
     #[cfg(unix)]

@@ -169,7 +169,7 @@ async fn page(
     let r = with_retries(policy, stop, &client.pacer, || client.list_sims(&q))
         .await
         .map_err(|g| match g {
-            GiveUp::Error(e) => format!("listing SIMs failed: {e}"),
+            GiveUp::Error(e) | GiveUp::Halting(e) => format!("listing SIMs failed: {e}"),
             GiveUp::Interrupted => "interrupted".to_owned(),
         })?;
     Ok((
@@ -276,7 +276,7 @@ async fn export(a: ExportArgs) -> Result<u64, (u8, String)> {
                         for (sim, list) in chunk.iter().zip(lists) {
                             let attrs: Vec<Attribute> = match list {
                                 Ok(r) => r.value.data,
-                                Err(GiveUp::Error(e)) => {
+                                Err(GiveUp::Error(e) | GiveUp::Halting(e)) => {
                                     return Err(halted(format!(
                                         "reading attributes of {} failed: {e}",
                                         sim.icc_id

@@ -17,12 +17,22 @@ use crate::exit;
 use crate::input::Defaults;
 use crate::output::Summary;
 
-/// Seconds from now until the next local `HH:MM`.
+/// Time from now until the next local `HH:MM` (or `HH:MM:SS`).
 pub fn until_next(hhmm: &str) -> Result<Duration, String> {
     let bad = || format!("--until {hhmm:?}: give a local time as HH:MM, e.g. 05:30");
-    let (h, m) = hhmm.trim().split_once(':').ok_or_else(bad)?;
-    let (h, m): (i8, i8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if !(0..24).contains(&h) || !(0..60).contains(&m) {
+    let parts: Vec<&str> = hhmm.trim().split(':').collect();
+    let num = |s: &str| -> Result<i8, String> {
+        if s.is_empty() || s.len() > 2 {
+            return Err(bad());
+        }
+        s.parse().map_err(|_| bad())
+    };
+    let (h, m, sec) = match parts.as_slice() {
+        [h, m] => (num(h)?, num(m)?, 0),
+        [h, m, s] => (num(h)?, num(m)?, num(s)?),
+        _ => return Err(bad()),
+    };
+    if !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..60).contains(&sec) {
         return Err(bad());
     }
     let now = jiff::Zoned::now();
@@ -30,7 +40,7 @@ pub fn until_next(hhmm: &str) -> Result<Duration, String> {
         .with()
         .hour(h)
         .minute(m)
-        .second(0)
+        .second(sec)
         .subsec_nanosecond(0)
         .build()
         .map_err(|e| format!("--until: {e}"))?;
@@ -123,6 +133,7 @@ pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<En
         adaptive_rate: !a.fixed_rate,
         wait_active: a.wait_active,
         halt_after_same_error: (a.halt_after_same_error > 0).then_some(a.halt_after_same_error),
+        stall_timeout: a.stall_timeout,
         args,
         ..base
     };
@@ -227,7 +238,10 @@ mod tests {
     fn until_is_within_a_day() {
         let d = until_next("00:00").unwrap();
         assert!(d <= Duration::from_secs(24 * 3600 + 3600));
+        assert!(until_next("23:59:59").is_ok());
         assert!(until_next("24:00").is_err());
+        assert!(until_next("12:00:60").is_err());
         assert!(until_next("5").is_err());
+        assert!(until_next("1:2:3:4").is_err());
     }
 }

@@ -136,7 +136,7 @@ async fn check_one(
                 None,
             );
         }
-        Err(GiveUp::Error(e)) => {
+        Err(GiveUp::Error(e) | GiveUp::Halting(e)) => {
             return (
                 (
                     Verdict::Failed,
@@ -154,7 +154,7 @@ async fn check_one(
     ) {
         match with_retries(policy, stop, &client.pacer, || client.list_attributes(icc)).await {
             Ok(r) => r.value.data,
-            Err(GiveUp::Error(e)) => {
+            Err(GiveUp::Error(e) | GiveUp::Halting(e)) => {
                 return (
                     (
                         Verdict::Failed,

@@ -1,25 +1,28 @@
-//! Signal escalation: the first SIGINT or SIGTERM asks for a graceful stop, the second for
-//! an immediate abort.
+//! Signal escalation: the first SIGINT, SIGTERM or SIGHUP asks for a graceful stop, the
+//! second for an immediate abort.
 //!
-//! Guarantees: once installed, SIGINT and SIGTERM never kill the process outright; the
-//! engine decides what each one means, and its files stay consistent either way.
+//! Guarantees: once installed, SIGINT, SIGTERM and SIGHUP (a closed terminal or ssh session)
+//! never kill the process outright; the engine decides what each one means, and its files stay
+//! consistent either way.
 
 use tokio_util::sync::CancellationToken;
 
-/// Waits for the first SIGINT or SIGTERM.
+/// Waits for the first SIGINT, SIGTERM or SIGHUP.
 pub async fn first() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
         ) else {
             return std::future::pending().await;
         };
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
     }
     #[cfg(not(unix))]

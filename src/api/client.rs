@@ -1,9 +1,13 @@
 //! The SIM API client: typed endpoints over one pooled HTTP client, with the token cache
 //! and the shared pacer in front of every call.
 //!
-//! Guarantees: every HTTP call (token requests included) waits for the pacer; a 401 leads
-//! to one token refresh and one repeat, never a loop; responses are classified into
-//! [`ApiError`] from the contract's `errorCode`; no token or secret is ever logged.
+//! Guarantees: every HTTP call (token requests included) waits for the pacer; the token is
+//! taken after that wait, so a token never expires while its request queues; a 401 leads to
+//! one token refresh and one repeat, never a loop; once the stop token is cancelled or the
+//! deadline passed, no request starts, every wait ends at once and reads in flight are
+//! abandoned (writes in flight run to their answer, bounded by the timeout); responses are
+//! classified into [`ApiError`] from the contract's `errorCode`; no token or secret is ever
+//! logged.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +17,7 @@ use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 
 use crate::model::{
     Attribute, AttributeCreate, AttributeList, AttributePatch, ErrorBody, OAuthError, Sim, SimPage,
@@ -20,7 +25,7 @@ use crate::model::{
 };
 
 use super::error::{ApiError, cut};
-use super::pace::{Pacer, parse_retry_after};
+use super::pace::{Pacer, parse_retry_after, unless_stopped};
 use super::token::{Token, TokenCache};
 
 /// How to reach and authenticate with the API.
@@ -78,6 +83,13 @@ pub struct Client {
     endpoint: Endpoint,
     tokens: TokenCache,
     pub pacer: Arc<Pacer>,
+    /// Cancelled when the job stops: no request starts after it, and every wait ends.
+    stop: CancellationToken,
+    /// No request starts at or after this instant (`--until`, `--max-duration`).
+    deadline: Option<tokio::time::Instant>,
+    born: std::time::Instant,
+    /// Milliseconds after `born` of the last answer that was neither 429 nor 5xx.
+    last_useful: std::sync::atomic::AtomicU64,
 }
 
 impl Client {
@@ -105,23 +117,82 @@ impl Client {
             endpoint,
             tokens: TokenCache::default(),
             pacer,
+            stop: CancellationToken::new(),
+            deadline: None,
+            born: std::time::Instant::now(),
+            last_useful: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Stops the client with `stop`, and at `deadline`.
+    pub fn with_stop(
+        mut self,
+        stop: CancellationToken,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Self {
+        self.stop = stop;
+        self.deadline = deadline;
+        self
+    }
+
+    /// The token that stops this client.
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    /// How long since the API last gave an answer that was neither a 429 nor a 5xx (or since
+    /// the client was made).
+    pub fn since_useful_answer(&self) -> Duration {
+        let ms = self.last_useful.load(std::sync::atomic::Ordering::Relaxed);
+        self.born
+            .elapsed()
+            .saturating_sub(Duration::from_millis(ms))
+    }
+
+    fn useful_answer(&self) {
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.last_useful
+            .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `Interrupted` once the job stops or the deadline has come.
+    fn may_start(&self) -> Result<(), ApiError> {
+        if self.stop.is_cancelled()
+            || self
+                .deadline
+                .is_some_and(|d| tokio::time::Instant::now() >= d)
+        {
+            return Err(ApiError::Interrupted);
+        }
+        Ok(())
+    }
+
+    async fn paced(&self) -> Result<(), ApiError> {
+        self.pacer
+            .ready(&self.stop)
+            .await
+            .map_err(|_| ApiError::Interrupted)?;
+        self.may_start()
     }
 
     async fn fetch_token(&self) -> Result<(SecretString, Duration), ApiError> {
         let mut last = String::new();
         for attempt in 0..TOKEN_ATTEMPTS {
-            self.pacer.ready().await;
-            let r = self
-                .http
-                .post(self.endpoint.token_url.clone())
-                .basic_auth(
-                    &self.endpoint.client_id,
-                    Some(self.endpoint.client_secret.expose_secret()),
-                )
-                .form(&[("grant_type", "client_credentials"), ("scope", "api/api")])
-                .send()
-                .await;
+            self.paced().await?;
+            // A token request changes nothing: it is abandoned at once when the job stops.
+            let r = unless_stopped(
+                &self.stop,
+                self.http
+                    .post(self.endpoint.token_url.clone())
+                    .basic_auth(
+                        &self.endpoint.client_id,
+                        Some(self.endpoint.client_secret.expose_secret()),
+                    )
+                    .form(&[("grant_type", "client_credentials"), ("scope", "api/api")])
+                    .send(),
+            )
+            .await
+            .map_err(|_| ApiError::Interrupted)?;
             let wait = match r {
                 Ok(resp) if resp.status().is_success() => {
                     let t: TokenResponse =
@@ -131,7 +202,7 @@ impl Client {
                     tracing::debug!(expires_in = t.expires_in, "got a token");
                     return Ok((
                         SecretString::from(t.access_token),
-                        Duration::from_secs(t.expires_in),
+                        Duration::from_secs(t.expires_in.min(super::token::MAX_TTL.as_secs())),
                     ));
                 }
                 Ok(resp) if resp.status() == StatusCode::TOO_MANY_REQUESTS => {
@@ -156,13 +227,18 @@ impl Client {
                 }
             };
             tracing::warn!(attempt = attempt + 1, "{last}; retrying in {wait:?}");
-            tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+            unless_stopped(
+                &self.stop,
+                tokio::time::sleep(wait.min(Duration::from_secs(60))),
+            )
+            .await
+            .map_err(|_| ApiError::Interrupted)?;
         }
         Err(ApiError::TokenUnavailable { message: last })
     }
 
     async fn token(&self) -> Result<Token, ApiError> {
-        self.tokens.get(|| self.fetch_token()).await
+        self.tokens.get(|| self.fetch_token(), &self.stop).await
     }
 
     /// Gets a token now: checks the credentials and the connection before a job starts.
@@ -184,8 +260,11 @@ impl Client {
         url.set_path(&format!("{}{path}", self.base));
         let mut refreshed = false;
         loop {
+            // Pacing first, the token after: a token taken before a long wait in the queue
+            // could expire before its request leaves.
+            self.paced().await?;
             let token = self.token().await?;
-            self.pacer.ready().await;
+            self.may_start()?;
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())
@@ -196,11 +275,21 @@ impl Client {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| classify_transport(&e, self.endpoint.timeout))?;
+            let sent = if method == Method::GET {
+                // A read changes nothing: abandon it when the job stops.
+                unless_stopped(&self.stop, req.send())
+                    .await
+                    .map_err(|_| ApiError::Interrupted)?
+            } else {
+                // A write in flight runs to its answer (bounded by the timeout), so the row
+                // knows what happened to it.
+                req.send().await
+            };
+            let resp = sent.map_err(|e| classify_transport(&e, self.endpoint.timeout))?;
             let status = resp.status();
+            if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
+                self.useful_answer();
+            }
             let request_id = resp
                 .headers()
                 .get("x-request-id")

@@ -79,6 +79,9 @@ pub enum ApiError {
     /// A 2xx whose body is not what the contract says.
     #[error("unexpected response body: {0}")]
     Decode(String),
+    /// The job is stopping (a signal, the deadline, a halt): the request was not sent.
+    #[error("not sent: the job is stopping")]
+    Interrupted,
 }
 
 impl ApiError {

@@ -4,7 +4,9 @@
 //!
 //! Guarantees: with a rate `r` and burst `b`, no window of `t` seconds sees more than
 //! `b + r·t` requests start; after a 429 no worker starts a request before the gate
-//! (`Retry-After`, or a shared exponential backoff when the header is absent).
+//! (`Retry-After`, or a shared exponential backoff when the header is absent); every wait here
+//! (the gate, the bucket, the retry budget) ends at once when the job's stop token is
+//! cancelled, with [`Stopped`].
 //!
 //! Adaptive pacing (AIMD): a 429 also cuts the rate to 70 % (once per second at most, so
 //! one burst of 429s counts once); each second's worth of successes adds back 5 % of the
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// First pause after a 429 without `Retry-After`; doubles on each further one.
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
@@ -25,6 +28,22 @@ const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Longest `Retry-After` honoured (a broken header must not park the job for a day).
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
+
+/// A wait was cut short because the job is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+/// Runs `f` unless `stop` is cancelled first.
+pub async fn unless_stopped<F: std::future::Future>(
+    stop: &CancellationToken,
+    f: F,
+) -> Result<F::Output, Stopped> {
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => Err(Stopped),
+        v = f => Ok(v),
+    }
+}
 
 /// The rate the pacer runs at now, and how it got there.
 struct Adaptive {
@@ -101,13 +120,16 @@ impl Pacer {
         *self.gate.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until a request may start.
-    pub async fn ready(&self) {
+    /// Waits until a request may start, or until `stop`.
+    pub async fn ready(&self, stop: &CancellationToken) -> Result<(), Stopped> {
         loop {
+            if stop.is_cancelled() {
+                return Err(Stopped);
+            }
             if let Some(t) = self.gate()
                 && t > Instant::now()
             {
-                tokio::time::sleep_until(t).await;
+                unless_stopped(stop, tokio::time::sleep_until(t)).await?;
                 continue;
             }
             let l = self
@@ -118,8 +140,11 @@ impl Pacer {
             if let Some(l) = l
                 && l.check().is_err()
             {
-                let _turn = self.turn.lock().await;
-                l.until_ready().await;
+                unless_stopped(stop, async {
+                    let _turn = self.turn.lock().await;
+                    l.until_ready().await;
+                })
+                .await?;
             }
             // A 429 may have closed the gate while this worker waited for its cell.
             if self.gate().is_some_and(|t| t > Instant::now()) {
@@ -128,7 +153,7 @@ impl Pacer {
             if self.requests.fetch_add(1, Ordering::Relaxed) == 0 {
                 let _ = self.first_request.set(std::time::Instant::now());
             }
-            return;
+            return Ok(());
         }
     }
 
@@ -198,8 +223,8 @@ impl Pacer {
         b.tokens = (b.tokens + BUDGET_RATIO).min(BUDGET_MAX);
     }
 
-    /// Waits until the retry budget allows one more retry, and takes it.
-    pub async fn retry_permit(&self) {
+    /// Waits until the retry budget allows one more retry, and takes it (or until `stop`).
+    pub async fn retry_permit(&self, stop: &CancellationToken) -> Result<(), Stopped> {
         let mut waited = false;
         loop {
             {
@@ -210,14 +235,14 @@ impl Pacer {
                 b.last = now;
                 if b.tokens >= 1.0 {
                     b.tokens -= 1.0;
-                    return;
+                    return Ok(());
                 }
             }
             if !waited {
                 waited = true;
                 self.budget_waits.fetch_add(1, Ordering::Relaxed);
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            unless_stopped(stop, tokio::time::sleep(Duration::from_millis(50))).await?;
         }
     }
 
@@ -284,16 +309,46 @@ mod tests {
         let p = std::sync::Arc::new(Pacer::new(None, NonZeroU32::MIN));
         p.throttled(Some(Duration::from_secs(2)));
         let start = Instant::now();
+        let stop = CancellationToken::new();
         let a = tokio::spawn({
-            let p = p.clone();
+            let (p, stop) = (p.clone(), stop.clone());
             async move {
-                p.ready().await;
+                p.ready(&stop).await.unwrap();
                 Instant::now()
             }
         });
-        p.ready().await;
+        p.ready(&stop).await.unwrap();
         assert!(Instant::now() - start >= Duration::from_secs(2));
         assert!(a.await.unwrap() - start >= Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_cuts_the_gate_the_bucket_and_the_retry_budget() {
+        let p = std::sync::Arc::new(Pacer::new(Some(0.01), NonZeroU32::MIN));
+        let stop = CancellationToken::new();
+        p.ready(&stop).await.unwrap();
+        // The next cell is 100 s away, and a 429 closes the gate for 300 s on top.
+        p.throttled(Some(Duration::from_secs(300)));
+        let waiting = tokio::spawn({
+            let (p, stop) = (p.clone(), stop.clone());
+            async move { p.ready(&stop).await }
+        });
+        let budget = tokio::spawn({
+            let (p, stop) = (p.clone(), stop.clone());
+            async move {
+                // The budget holds 100 and earns 10 a second: 1,000 outlast the test.
+                for _ in 0..1000 {
+                    p.retry_permit(&stop).await?;
+                }
+                Ok::<(), Stopped>(())
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let t = Instant::now();
+        stop.cancel();
+        assert_eq!(waiting.await.unwrap(), Err(Stopped));
+        assert_eq!(budget.await.unwrap(), Err(Stopped));
+        assert!(Instant::now() - t < Duration::from_millis(100));
     }
 
     #[tokio::test(start_paused = true)]
@@ -316,11 +371,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_retry_budget_runs_dry_and_refills() {
         let p = Pacer::new(None, NonZeroU32::MIN);
+        let stop = CancellationToken::new();
         for _ in 0..100 {
-            p.retry_permit().await;
+            p.retry_permit(&stop).await.unwrap();
         }
         let t = Instant::now();
-        p.retry_permit().await;
+        p.retry_permit(&stop).await.unwrap();
         assert!(
             Instant::now() - t >= Duration::from_millis(50),
             "the 101st retry waited"
@@ -330,7 +386,7 @@ mod tests {
         }
         let t = Instant::now();
         for _ in 0..10 {
-            p.retry_permit().await;
+            p.retry_permit(&stop).await.unwrap();
         }
         assert!(
             Instant::now() - t < Duration::from_millis(50),

@@ -2,8 +2,10 @@
 //! by generation so that many workers seeing one 401 cause one refresh.
 //!
 //! Guarantees: at most one token request is in flight at a time; a 401 seen with token
-//! generation `g` forces a refresh only if `g` is still the current generation; the token
-//! value lives in a `SecretString` and is never formatted.
+//! generation `g` forces a refresh only if `g` is still the current generation; waiting for
+//! another worker's refresh ends at once when the job stops; an expiry of any size is safe
+//! (clamped, never an overflow); the token value lives in a `SecretString` and is never
+//! formatted.
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -11,8 +13,13 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::error::ApiError;
+use super::pace::unless_stopped;
+
+/// Longest lifetime believed: a token reply claiming more is refreshed after a day anyway.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// A live token and its generation.
 #[derive(Clone)]
@@ -50,7 +57,7 @@ impl TokenCache {
 
     /// A live token, fetching one with `fetch` (single flight) when needed.
     /// `fetch` returns the token and its lifetime.
-    pub async fn get<F, Fut>(&self, fetch: F) -> Result<Token, ApiError>
+    pub async fn get<F, Fut>(&self, fetch: F, stop: &CancellationToken) -> Result<Token, ApiError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(SecretString, Duration), ApiError>>,
@@ -58,13 +65,16 @@ impl TokenCache {
         if let Some(t) = self.fresh() {
             return Ok(t);
         }
-        let mut generation = self.refresh.lock().await;
+        let mut generation = unless_stopped(stop, self.refresh.lock())
+            .await
+            .map_err(|_| ApiError::Interrupted)?;
         // Another worker may have refreshed while this one waited for the lock.
         if let Some(t) = self.fresh() {
             return Ok(t);
         }
         let (value, ttl) = fetch().await?;
         *generation += 1;
+        let ttl = ttl.min(MAX_TTL);
         let t = Token {
             value: Arc::new(value),
             generation: *generation,
@@ -93,16 +103,20 @@ mod tests {
     async fn many_workers_one_refresh() {
         let cache = Arc::new(TokenCache::default());
         let calls = Arc::new(AtomicU32::new(0));
+        let stop = CancellationToken::new();
         let mut tasks = Vec::new();
         for _ in 0..32 {
-            let (cache, calls) = (cache.clone(), calls.clone());
+            let (cache, calls, stop) = (cache.clone(), calls.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 cache
-                    .get(|| async {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        Ok((SecretString::from("t1"), Duration::from_secs(60)))
-                    })
+                    .get(
+                        || async {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            Ok((SecretString::from("t1"), Duration::from_secs(60)))
+                        },
+                        &stop,
+                    )
                     .await
                     .unwrap()
                     .generation
@@ -117,17 +131,66 @@ mod tests {
     #[tokio::test]
     async fn a_stale_401_does_not_drop_the_newer_token() {
         let cache = TokenCache::default();
+        let stop = CancellationToken::new();
         let f = |v: &'static str| {
             move || async move { Ok((SecretString::from(v), Duration::from_secs(60))) }
         };
-        let t1 = cache.get(f("a")).await.unwrap();
+        let t1 = cache.get(f("a"), &stop).await.unwrap();
         cache.invalidate(t1.generation);
-        let t2 = cache.get(f("b")).await.unwrap();
+        let t2 = cache.get(f("b"), &stop).await.unwrap();
         assert_eq!(t2.value.expose_secret(), "b");
         cache.invalidate(t1.generation);
-        let t3 = cache.get(f("c")).await.unwrap();
+        let t3 = cache.get(f("c"), &stop).await.unwrap();
         assert_eq!(t3.generation, t2.generation);
         assert!(!format!("{t3:?}").contains('b'));
+    }
+
+    #[tokio::test]
+    async fn a_huge_lifetime_is_clamped_and_waiting_for_a_refresh_ends_on_stop() {
+        let cache = Arc::new(TokenCache::default());
+        let stop = CancellationToken::new();
+        let t = cache
+            .get(
+                || async { Ok((SecretString::from("x"), Duration::from_secs(u64::MAX))) },
+                &stop,
+            )
+            .await
+            .unwrap();
+        assert!(t.expires > Instant::now());
+        cache.invalidate(t.generation);
+        // One worker fetches for ever; another waits for its result; the stop ends both waits.
+        let slow = tokio::spawn({
+            let (cache, stop) = (cache.clone(), stop.clone());
+            async move {
+                cache
+                    .get(
+                        || async {
+                            std::future::pending::<()>().await;
+                            Ok((SecretString::from("never"), Duration::from_secs(1)))
+                        },
+                        &stop,
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiter = tokio::spawn({
+            let (cache, stop) = (cache.clone(), stop.clone());
+            async move {
+                cache
+                    .get(
+                        || async { Ok((SecretString::from("y"), Duration::from_secs(1))) },
+                        &stop,
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stop.cancel();
+        assert_eq!(waiter.await.unwrap(), Err(ApiError::Interrupted));
+        slow.abort();
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The job's identity: a digest of the input file's bytes and the options that change what
 //! a row does.
 //!
-//! Guarantees: the input is read once, streaming, in fixed-size blocks; two inputs that
-//! differ in any byte have different fingerprints.
+//! Guarantees: the input is read streaming, in fixed-size blocks, at offsets (through the
+//! job's one handle, without moving its cursor), and a stop ends the read at the next block;
+//! two inputs that differ in any byte have different fingerprints.
 
-use std::io::Read;
+use std::fs::File;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -51,12 +52,21 @@ impl JobIdentity {
 
 /// Digest and size of the file, plus its line count (an estimate of its rows for progress).
 pub fn digest_file(path: &Path) -> std::io::Result<(String, u64, u64)> {
-    let mut f = std::fs::File::open(path)?;
+    let f = std::fs::File::open(path)?;
+    digest(&f, &|| false).map(|d| d.unwrap_or_default())
+}
+
+/// Digest, size and line count of an open file, read at offsets from the start; `None` when
+/// `stopped` says so between two blocks.
+pub fn digest(f: &File, stopped: &dyn Fn() -> bool) -> std::io::Result<Option<(String, u64, u64)>> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let (mut bytes, mut lines, mut last) = (0u64, 0u64, b'\n');
     loop {
-        let n = f.read(&mut buf)?;
+        if stopped() {
+            return Ok(None);
+        }
+        let n = read_at(f, &mut buf, bytes)?;
         if n == 0 {
             break;
         }
@@ -69,7 +79,25 @@ pub fn digest_file(path: &Path) -> std::io::Result<(String, u64, u64)> {
         lines += 1;
     }
     let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, bytes, lines))
+    Ok(Some((hex, bytes, lines)))
+}
+
+fn read_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    loop {
+        #[cfg(unix)]
+        let r = std::os::unix::fs::FileExt::read_at(f, buf, at);
+        #[cfg(not(unix))]
+        let r = {
+            use std::io::{Read, Seek};
+            let mut g = f;
+            g.seek(std::io::SeekFrom::Start(at))
+                .and_then(|_| g.read(buf))
+        };
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,19 +1,23 @@
-//! The checkpoint journal: an append-only, versioned record of every finished row.
+//! The checkpoint journal: an append-only, versioned record of every row that started a
+//! write and every row that finished.
 //!
-//! Format (version 1), one record per line, each ending in its own CRC-32:
+//! Format (version 2), one record per line, each ending in its own CRC-32:
 //!
 //! ```text
-//! SIMBULK-CHECKPOINT 1 {"job":{…},"results":"…","failures":"…","created":"…"}
+//! SIMBULK-CHECKPOINT 2 {"job":{…},"results":"…","failures":"…","created":"…"}
 //! S <results_len> <failures_len> <crc>        headers written
+//! B <line> <crc>                              a write for this row is about to be sent
 //! R <line> <k|s|f|i> <results_len> <failures_len> <crc>   one finished row
-//! E <exit_code> <crc>                         the job finished
+//! E <exit_code> <crc>                         every row of the job has a record
 //! ```
 //!
 //! Guarantees: a torn or corrupt tail is detected (no newline, or a CRC mismatch) and
-//! dropped with everything after it; each record carries the byte lengths of the results and
-//! failures files that include its row, and records are handed to the OS only after those
-//! bytes, so on resume the outputs are cut back to exactly the rows the journal vouches for.
-//! Details and the crash-point analysis: `docs/design/checkpoint.md`.
+//! dropped with everything after it; each `R` record carries the byte lengths of the results
+//! and failures files that include its row, and records are handed to the OS only after
+//! those bytes, so on resume the outputs are cut back to exactly the rows the journal vouches
+//! for; a row with a `B` record and no `R` record is exactly a row whose write may have been
+//! applied by a run that ended without recording it. Details and the crash-point analysis:
+//! `docs/design/checkpoint.md`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -26,7 +30,7 @@ use crate::durable::{AppendFile, OpenMode};
 use super::fingerprint::JobIdentity;
 
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const MAGIC: &str = "SIMBULK-CHECKPOINT";
 
 /// A finished row's outcome as the journal keeps it.
@@ -99,6 +103,8 @@ pub struct Replay {
     pub version: u32,
     /// Input lines recorded done.
     pub done: FixedBitSet,
+    /// Input lines whose row started a write (done or not).
+    pub started: FixedBitSet,
     pub tally: Tally,
     /// Lengths of the outputs the last good record vouches for (`None`: headers not written).
     pub results_len: Option<u64>,
@@ -183,6 +189,7 @@ pub fn replay_from(
         header,
         version: VERSION,
         done: FixedBitSet::new(),
+        started: FixedBitSet::new(),
         tally: Tally::default(),
         results_len: None,
         failures_len: 0,
@@ -219,17 +226,21 @@ pub fn replay_from(
                     break;
                 }
             },
+            ["B", l] => {
+                let Some(l) = line_number(l) else {
+                    rep.dropped_tail = true;
+                    break;
+                };
+                put(&mut rep.started, l);
+            }
             ["R", l, m, a, b] => {
-                let (Ok(l), Some(m), Some((x, y))) =
-                    (l.parse::<usize>(), Mark::from_letter(m), lens(a, b))
+                let (Some(l), Some(m), Some((x, y))) =
+                    (line_number(l), Mark::from_letter(m), lens(a, b))
                 else {
                     rep.dropped_tail = true;
                     break;
                 };
-                if l >= rep.done.len() {
-                    rep.done.grow((l + 1).max(rep.done.len() * 2));
-                }
-                if !rep.done.put(l) {
+                if !put(&mut rep.done, l) {
                     rep.tally.add(m);
                 }
                 rep.results_len = Some(x);
@@ -250,6 +261,31 @@ pub fn replay_from(
         rep.good_bytes += n as u64;
     }
     Ok(rep)
+}
+
+/// Longest line number a record may name: a bitset over a billion lines is 128 MiB, and no
+/// job has that many rows; a larger number is corruption, not a row.
+pub const MAX_LINE: usize = 1 << 30;
+
+fn line_number(s: &str) -> Option<usize> {
+    s.parse::<usize>().ok().filter(|l| *l <= MAX_LINE)
+}
+
+/// Sets bit `l`, growing the set; returns whether it was set before.
+fn put(set: &mut FixedBitSet, l: usize) -> bool {
+    if l >= set.len() {
+        set.grow((l + 1).max(set.len() * 2).min(MAX_LINE + 1));
+    }
+    set.put(l)
+}
+
+impl Replay {
+    /// Rows that started a write and have no record: their write may have been applied.
+    pub fn in_doubt(&self) -> FixedBitSet {
+        let mut s = self.started.clone();
+        s.difference_with(&self.done);
+        s
+    }
 }
 
 /// The journal being written.
@@ -276,6 +312,12 @@ impl Journal {
 
     pub fn start(&mut self, results_len: u64, failures_len: u64) {
         let l = crc_line(&format!("S {results_len} {failures_len}"));
+        self.file.buf().extend_from_slice(l.as_bytes());
+    }
+
+    /// A write for the row on `line` is about to be sent.
+    pub fn started(&mut self, line: u64) {
+        let l = crc_line(&format!("B {line}"));
         self.file.buf().extend_from_slice(l.as_bytes());
     }
 
@@ -329,8 +371,10 @@ mod tests {
         let p = dir.join("j.checkpoint");
         let mut j = Journal::create(&p, &header()).unwrap();
         j.start(10, 5);
+        j.started(2);
         j.row(2, Mark::Ok, 20, 5);
         j.row(3, Mark::Failed, 30, 9);
+        j.started(7);
         j.row(5, Mark::Skipped, 40, 9);
         j.flush().unwrap();
         p
@@ -354,6 +398,21 @@ mod tests {
             }
         );
         assert!(!r.dropped_tail);
+        assert_eq!(r.started.ones().collect::<Vec<_>>(), vec![2, 7]);
+        assert_eq!(r.in_doubt().ones().collect::<Vec<_>>(), vec![7]);
+    }
+
+    #[test]
+    fn a_line_number_past_the_bound_is_corruption_not_a_huge_bitset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = sample(dir.path());
+        let mut j = Journal::resume(&p, std::fs::metadata(&p).unwrap().len()).unwrap();
+        j.row(u64::MAX, Mark::Ok, 40, 9);
+        j.flush().unwrap();
+        let r = replay(&p, (u64::MAX, u64::MAX)).unwrap();
+        assert!(r.dropped_tail);
+        assert_eq!(r.done.ones().collect::<Vec<_>>(), vec![2, 3, 5]);
+        assert!(r.done.len() < 1024);
     }
 
     #[test]
@@ -386,7 +445,7 @@ mod tests {
     fn other_versions_and_other_files_are_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("old");
-        std::fs::write(&p, "SIMBULK-CHECKPOINT 0 {}\n").unwrap();
+        std::fs::write(&p, "SIMBULK-CHECKPOINT 1 {}\n").unwrap();
         let e = replay(&p, (0, 0)).unwrap_err();
         assert!(matches!(e, JournalError::Version { .. }), "{e}");
         assert!(e.to_string().contains("--restart"));

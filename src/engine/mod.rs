@@ -2,6 +2,7 @@
 //! row (pacing, retries, reconcile-before-repeat), halting and stopping, and recording
 //! every outcome through one owner. It writes no file itself except through the recorder.
 
+pub mod halt;
 pub mod outcome;
 pub mod recorder;
 pub mod retry;

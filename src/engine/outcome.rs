@@ -57,14 +57,14 @@ pub struct RowResult {
     pub attempts: u32,
     pub sim_status: Option<String>,
     pub finished_at: SystemTime,
-    /// The input record's cells, for the failures file and carried-through columns.
+    /// The input record's cells, for the carried-through columns.
     pub fields: Vec<String>,
+    /// The input record's exact bytes, for the failures file.
+    pub raw: Vec<u8>,
     /// Attempts repeated after a 5xx, timeout or connection error.
     pub retries: u32,
     /// 429s this row met.
     pub throttled: u32,
-    /// The row's error stops the whole job (403, refused credentials).
-    pub halts_job: bool,
     /// From the row's first call to its end (waits for the pacer included).
     pub elapsed: std::time::Duration,
 }

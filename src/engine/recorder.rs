@@ -1,14 +1,22 @@
 //! The single owner of every output of a run: results, failures, checkpoint journal,
-//! progress and counters. Workers never touch a file.
+//! progress and counters, on a thread of its own. Workers and the dispatcher send it events
+//! through a bounded channel; nobody else touches a file.
 //!
 //! Guarantees: for each finished row the results (and failures) bytes are handed to the
-//! operating system before the journal record that vouches for them; durability is batched
-//! (`fsync` of results, then failures, then journal, at most every `sync_every`, and at the
-//! end), so a crash at any instant leaves a journal whose records all point inside the
-//! output files.
+//! operating system before the journal record that vouches for them; events are written in
+//! the order they arrive and handed to the OS as soon as the inbox is empty, so a row's
+//! *started* record reaches the OS before its write is sent, and a finished row's record
+//! reaches the OS before the next row of the same SIM is dispatched (the [`Durable`] count
+//! says how far that has got); durability is batched (`fsync` of results, then failures,
+//! then journal, at most every `sync_every`, and at the end); after a write error nothing
+//! more is written (the journal never gets ahead of the files it counts), and the error is
+//! published for the dispatcher.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{Journal, Tally};
 use crate::output::progress::Progress;
@@ -16,17 +24,42 @@ use crate::output::summary::{ErrorCount, ErrorTally};
 use crate::output::{FailuresFile, ResultsFile};
 
 use super::outcome::{RowResult, Verdict};
+use super::retry::GiveUp;
 
-/// Rows buffered before a flush to the OS even if more completions are waiting.
-const FLUSH_ROWS: usize = 256;
-/// Longest a finished row waits in memory before it is handed to the OS.
-const FLUSH_AFTER: Duration = Duration::from_millis(20);
+/// Events handled before the outputs are handed to the OS even if more are waiting.
+const BATCH: usize = 1024;
+/// Capacity of the inbox (back-pressure on the dispatcher and workers).
+const INBOX: usize = 4096;
 
-pub struct Recorder {
-    results: ResultsFile,
-    failures: FailuresFile,
-    journal: Journal,
-    progress: Progress,
+/// What the recorder is told.
+enum Event {
+    /// A write for this row is about to be sent; `ack` once the record has reached the OS.
+    Started {
+        line: u64,
+        ack: oneshot::Sender<()>,
+    },
+    Finished(Box<RowResult>),
+    /// Time passes: refresh the progress line, sync if due.
+    Tick {
+        throttled: u64,
+    },
+    /// The run is over; `complete`: every row of the job has a record (write the end record).
+    Finish {
+        complete: bool,
+    },
+}
+
+/// How far the outputs have reached the OS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// `Finished` events whose records have reached the OS, counted in sending order.
+    pub finished: u64,
+    /// The first write error; nothing is written after it.
+    pub error: Option<String>,
+}
+
+/// What the recorder counted, handed back when the run is over.
+pub struct Counts {
     pub job: Tally,
     pub run: Tally,
     pub by_action: BTreeMap<String, Tally>,
@@ -36,51 +69,26 @@ pub struct Recorder {
     pub throttled: u64,
     /// Activations that ended `active` and those still `pendingProvision`.
     pub activations: (u64, u64),
-    pending: usize,
     latency: Option<hdrhistogram::Histogram<u64>>,
-    last_flush: Instant,
-    last_sync: Instant,
-    sync_every: Duration,
 }
 
-impl Recorder {
-    pub fn new(
-        results: ResultsFile,
-        failures: FailuresFile,
-        journal: Journal,
-        progress: Progress,
-        job: Tally,
-        sync_every: Duration,
-    ) -> Self {
-        Self {
-            results,
-            failures,
-            journal,
-            progress,
-            job,
-            run: Tally::default(),
-            by_action: BTreeMap::new(),
-            errors: ErrorTally::default(),
-            messages: BTreeMap::new(),
-            retries: 0,
-            throttled: 0,
-            activations: (0, 0),
-            pending: 0,
-            latency: hdrhistogram::Histogram::new_with_bounds(1, 24 * 3600 * 1_000_000, 2).ok(),
-            last_flush: Instant::now(),
-            last_sync: Instant::now(),
-            sync_every,
-        }
+impl Counts {
+    /// Row latency: p50, p99 and max, in milliseconds.
+    pub fn latency_ms(&self) -> Option<(f64, f64, f64)> {
+        let h = self.latency.as_ref().filter(|h| !h.is_empty())?;
+        let ms = |v: u64| v as f64 / 1000.0;
+        Some((
+            ms(h.value_at_quantile(0.5)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.max()),
+        ))
     }
 
-    /// Records one finished row.
-    pub fn record(&mut self, r: &RowResult) -> std::io::Result<()> {
-        self.results.write(r)?;
-        if r.verdict.is_failure() {
-            self.failures.write(r)?;
-        }
-        let (rl, fl) = (self.results.file().len(), self.failures.file().len());
-        self.journal.row(r.line, r.verdict.mark(), rl, fl);
+    pub fn top_errors(&self, n: usize) -> Vec<ErrorCount> {
+        self.errors.top(n, &self.messages)
+    }
+
+    fn add(&mut self, r: &RowResult) {
         let m = r.verdict.mark();
         self.job.add(m);
         self.run.add(m);
@@ -110,44 +118,187 @@ impl Recorder {
         }
         self.retries += u64::from(r.retries);
         self.throttled += u64::from(r.throttled);
-        self.pending += 1;
-        if self.pending >= FLUSH_ROWS {
-            self.flush()?;
+    }
+}
+
+/// The recorder's files and counters, before its thread starts.
+pub struct Recorder {
+    results: ResultsFile,
+    failures: FailuresFile,
+    journal: Journal,
+    progress: Progress,
+    counts: Counts,
+    last_sync: Instant,
+    sync_every: Duration,
+    /// `Finished` events handled, and those whose records have reached the OS.
+    finished: u64,
+    out: u64,
+    acks: Vec<oneshot::Sender<()>>,
+    failed: Option<String>,
+    durable: watch::Sender<Durable>,
+}
+
+impl Recorder {
+    pub fn new(
+        results: ResultsFile,
+        failures: FailuresFile,
+        journal: Journal,
+        progress: Progress,
+        job: Tally,
+        sync_every: Duration,
+    ) -> Self {
+        Self {
+            results,
+            failures,
+            journal,
+            progress,
+            counts: Counts {
+                job,
+                run: Tally::default(),
+                by_action: BTreeMap::new(),
+                errors: ErrorTally::default(),
+                messages: BTreeMap::new(),
+                retries: 0,
+                throttled: 0,
+                activations: (0, 0),
+                latency: hdrhistogram::Histogram::new_with_bounds(1, 24 * 3600 * 1_000_000, 2).ok(),
+            },
+            last_sync: Instant::now(),
+            sync_every,
+            finished: 0,
+            out: 0,
+            acks: Vec::new(),
+            failed: None,
+            durable: watch::Sender::new(Durable::default()),
         }
+    }
+
+    /// Starts the recorder's thread.
+    pub fn spawn(self) -> std::io::Result<RecorderHandle> {
+        let (tx, rx) = mpsc::channel(INBOX);
+        let durable = self.durable.subscribe();
+        let thread = std::thread::Builder::new()
+            .name("simbulk-recorder".into())
+            .spawn(move || self.run(rx))?;
+        Ok(RecorderHandle {
+            tx,
+            durable,
+            thread: Some(thread),
+            sent: 0,
+        })
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Event>) -> Counts {
+        // The recorder's files are written here only, never on an async worker thread.
+        debug_assert!(tokio::runtime::Handle::try_current().is_err());
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            let mut handled = 0;
+            while let Some(ev) = next.take() {
+                if let Event::Finish { complete } = ev {
+                    self.finish(complete);
+                    self.publish();
+                    return self.counts_out();
+                }
+                self.handle(ev);
+                handled += 1;
+                if handled < BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.flush();
+            self.publish();
+        }
+        // Every sender is gone without a `Finish`: hand over what was written.
+        self.finish(false);
+        self.counts_out()
+    }
+
+    /// Tells the dispatcher how far the outputs have reached the OS.
+    fn publish(&self) {
+        let now = Durable {
+            finished: self.out,
+            error: self.failed.clone(),
+        };
+        self.durable.send_if_modified(|d| {
+            let changed = *d != now;
+            *d = now;
+            changed
+        });
+    }
+
+    fn counts_out(self) -> Counts {
+        self.counts
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Started { line, ack } => {
+                if self.failed.is_none() {
+                    self.journal.started(line);
+                    self.acks.push(ack);
+                }
+            }
+            Event::Finished(r) => {
+                self.finished += 1;
+                if self.failed.is_none()
+                    && let Err(e) = self.record(&r)
+                {
+                    self.fail(e);
+                }
+            }
+            Event::Tick { throttled } => {
+                self.progress
+                    .update(&self.counts.job, self.counts.retries, throttled);
+            }
+            Event::Finish { .. } => {}
+        }
+    }
+
+    fn record(&mut self, r: &RowResult) -> std::io::Result<()> {
+        self.results.write(r)?;
+        if r.verdict.is_failure() {
+            self.failures.write(r)?;
+        }
+        let (rl, fl) = (self.results.file().len(), self.failures.file().len());
+        self.journal.row(r.line, r.verdict.mark(), rl, fl);
+        self.counts.add(r);
         Ok(())
     }
 
-    /// Flushes if rows have waited long enough (keeps the redo window after a crash small
-    /// without a write per row).
-    pub fn flush_if_due(&mut self) -> std::io::Result<()> {
-        if self.pending > 0 && self.last_flush.elapsed() >= FLUSH_AFTER {
-            self.flush()?;
-        }
-        Ok(())
+    fn fail(&mut self, e: std::io::Error) {
+        tracing::debug!(error = %e, "the outputs cannot be written");
+        self.failed = Some(e.to_string());
+        // Published before the rows waiting to write learn it from their dropped
+        // acknowledgement, so the dispatcher reads the cause when they report.
+        self.publish();
+        self.acks.clear();
     }
 
-    /// Row latency: p50, p99 and max, in milliseconds.
-    pub fn latency_ms(&self) -> Option<(f64, f64, f64)> {
-        let h = self.latency.as_ref().filter(|h| !h.is_empty())?;
-        let ms = |v: u64| v as f64 / 1000.0;
-        Some((
-            ms(h.value_at_quantile(0.5)),
-            ms(h.value_at_quantile(0.99)),
-            ms(h.max()),
-        ))
-    }
-
-    /// Hands buffered rows to the OS (results, failures, then journal) and syncs when due.
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        self.results.file().flush()?;
-        self.failures.file().flush()?;
-        self.journal.flush()?;
-        self.pending = 0;
-        self.last_flush = Instant::now();
-        if self.last_sync.elapsed() >= self.sync_every {
-            self.sync()?;
+    /// Hands buffered bytes to the OS (results, failures, then journal), syncs when due, and
+    /// acknowledges the *started* records that are now out.
+    fn flush(&mut self) {
+        if self.failed.is_some() {
+            return;
         }
-        Ok(())
+        let r = (|| {
+            self.results.file().flush()?;
+            self.failures.file().flush()?;
+            self.journal.flush()?;
+            if self.last_sync.elapsed() >= self.sync_every {
+                self.sync()?;
+            }
+            Ok(())
+        })();
+        match r {
+            Ok(()) => {
+                self.out = self.finished;
+                for ack in self.acks.drain(..) {
+                    let _ = ack.send(());
+                }
+            }
+            Err(e) => self.fail(e),
+        }
     }
 
     fn sync(&mut self) -> std::io::Result<()> {
@@ -158,25 +309,131 @@ impl Recorder {
         Ok(())
     }
 
-    pub fn tick(&mut self, throttled_now: u64) -> std::io::Result<()> {
-        self.flush()?;
-        self.progress.update(&self.job, self.retries, throttled_now);
-        Ok(())
-    }
-
-    /// Flushes and syncs everything; `end` marks the job finished with that exit code.
-    pub fn finish(&mut self, end: Option<u8>) -> std::io::Result<()> {
+    fn finish(&mut self, complete: bool) {
         self.progress.finish();
-        self.results.file().flush()?;
-        self.failures.file().flush()?;
-        if let Some(code) = end {
-            self.journal.end(code);
+        self.flush();
+        if self.failed.is_some() {
+            return;
         }
-        self.journal.flush()?;
-        self.sync()
+        if complete {
+            self.journal.end(completed_code(&self.counts.job));
+        }
+        let r = self.journal.flush().and_then(|()| self.sync());
+        if let Err(e) = r {
+            self.fail(e);
+        }
+    }
+}
+
+/// The dispatcher's side of the recorder.
+pub struct RecorderHandle {
+    tx: mpsc::Sender<Event>,
+    /// How far the outputs have reached the OS.
+    pub durable: watch::Receiver<Durable>,
+    thread: Option<std::thread::JoinHandle<Counts>>,
+    sent: u64,
+}
+
+/// The recorder stopped (its thread ended or panicked).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the recorder of the outputs stopped")]
+pub struct RecorderGone;
+
+impl RecorderHandle {
+    /// The handle workers use to record that they are about to write.
+    pub fn journaling(&self) -> Journaling {
+        Journaling {
+            tx: self.tx.clone(),
+        }
     }
 
-    pub fn top_errors(&self, n: usize) -> Vec<ErrorCount> {
-        self.errors.top(n, &self.messages)
+    /// Records a finished row; returns its sequence number (compare with [`Durable`]).
+    pub async fn finished(&mut self, r: RowResult) -> Result<u64, RecorderGone> {
+        self.tx
+            .send(Event::Finished(Box::new(r)))
+            .await
+            .map_err(|_| RecorderGone)?;
+        self.sent += 1;
+        Ok(self.sent)
+    }
+
+    /// Refreshes the progress line (dropped when the inbox is full: the next tick will do).
+    pub fn tick(&self, throttled: u64) {
+        let _ = self.tx.try_send(Event::Tick { throttled });
+    }
+
+    /// Ends the run: everything is handed to the OS and synced, the end record written when
+    /// the job is `complete`; returns the counts, and the write error that stopped the
+    /// outputs if one did.
+    pub async fn finish(mut self, complete: bool) -> (Counts, Option<String>) {
+        let _ = self.tx.send(Event::Finish { complete }).await;
+        let durable = self.durable.clone();
+        let thread = self.thread.take();
+        drop(self);
+        let joined = match thread {
+            Some(t) => tokio::task::spawn_blocking(move || t.join()).await.ok(),
+            None => None,
+        };
+        let error = durable.borrow().error.clone();
+        match joined {
+            Some(Ok(c)) => (c, error),
+            _ => (
+                Counts::empty(),
+                Some(error.unwrap_or_else(|| RecorderGone.to_string())),
+            ),
+        }
+    }
+}
+
+impl Counts {
+    fn empty() -> Self {
+        Self {
+            job: Tally::default(),
+            run: Tally::default(),
+            by_action: BTreeMap::new(),
+            errors: ErrorTally::default(),
+            messages: BTreeMap::new(),
+            retries: 0,
+            throttled: 0,
+            activations: (0, 0),
+            latency: None,
+        }
+    }
+}
+
+/// The exit code of a job whose every row has a record.
+pub fn completed_code(job: &Tally) -> u8 {
+    if job.failed + job.invalid > 0 {
+        crate::exit::ROWS_FAILED
+    } else {
+        crate::exit::OK
+    }
+}
+
+/// A worker's way to the journal.
+#[derive(Clone)]
+pub struct Journaling {
+    tx: mpsc::Sender<Event>,
+}
+
+impl Journaling {
+    /// Records that a write for the row on `line` is about to be sent, and waits until that
+    /// record has reached the OS. Ends with `Interrupted` if the job stops meanwhile or the
+    /// outputs cannot be written.
+    pub async fn started(&self, line: u64, stop: &CancellationToken) -> Result<(), GiveUp> {
+        let (ack, done) = oneshot::channel();
+        let sent = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Err(GiveUp::Interrupted),
+            r = self.tx.send(Event::Started { line, ack }) => r,
+        };
+        if sent.is_err() {
+            return Err(GiveUp::Interrupted);
+        }
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => Err(GiveUp::Interrupted),
+            r = done => r.map_err(|_| GiveUp::Interrupted),
+        }
     }
 }

@@ -2,13 +2,18 @@
 //!
 //! Guarantees: delays follow "full jitter" exponential backoff (uniform in
 //! `[0, min(cap, base·2^n)]`), so retries from many workers spread out; 429s are paced by
-//! the shared gate and have their own, larger budget; a drain request cuts every wait short.
+//! the shared gate and have their own, larger budget; a stop cuts every wait short; a row's
+//! first write is sent only after its *started* record has reached the OS; an error that is
+//! about the account rather than the row (403, refused credentials, 401 with fresh tokens to
+//! the end) ends the row without an outcome, so it is done again on resume.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiError;
+
+use super::recorder::Journaling;
 
 /// Retry settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +48,9 @@ pub struct Attempts<'a> {
     policy: &'a RetryPolicy,
     stop: &'a CancellationToken,
     pacer: Option<&'a crate::api::Pacer>,
+    /// Where the row's *started* record goes before its first write, and its line.
+    journal: Option<(&'a Journaling, u64)>,
+    started: bool,
     /// Tries of the row's operation.
     pub tries: u32,
     pub retries: u32,
@@ -54,15 +62,22 @@ pub struct Attempts<'a> {
 /// Why a row ended without an answer.
 #[derive(Debug)]
 pub enum GiveUp {
-    /// The error is final (or its retries ran out).
+    /// The error is final (or its retries ran out): the row failed.
     Error(ApiError),
     /// The job is stopping; the row will be done on resume.
     Interrupted,
+    /// An error about the account, not the row: the job halts and the row is done again on
+    /// resume, once the operator has fixed the cause.
+    Halting(ApiError),
 }
 
 impl From<ApiError> for GiveUp {
     fn from(e: ApiError) -> Self {
-        GiveUp::Error(e)
+        match e {
+            ApiError::Interrupted => GiveUp::Interrupted,
+            e if e.halts_job() => GiveUp::Halting(e),
+            e => GiveUp::Error(e),
+        }
     }
 }
 
@@ -72,6 +87,8 @@ impl<'a> Attempts<'a> {
             policy,
             stop,
             pacer: None,
+            journal: None,
+            started: false,
             tries: 0,
             retries: 0,
             throttled: 0,
@@ -83,6 +100,24 @@ impl<'a> Attempts<'a> {
     pub fn with_budget(mut self, pacer: &'a crate::api::Pacer) -> Self {
         self.pacer = Some(pacer);
         self
+    }
+
+    /// Writes record a *started* record for `line` through `journal` first.
+    pub fn with_journal(mut self, journal: &'a Journaling, line: u64) -> Self {
+        self.journal = Some((journal, line));
+        self
+    }
+
+    /// Call before sending a write: the first time, records the row as started and waits
+    /// until that record has reached the OS, so a crash after the write can be reconciled.
+    pub async fn before_write(&mut self) -> Result<(), GiveUp> {
+        if !self.started {
+            if let Some((j, line)) = self.journal {
+                j.started(line, self.stop).await?;
+            }
+            self.started = true;
+        }
+        Ok(())
     }
 
     /// Starts a try, unless the job is stopping.
@@ -102,7 +137,7 @@ impl<'a> Attempts<'a> {
     /// After a failed call: `Ok` once it is time to try again, `Err` when the row ends.
     pub async fn after(&mut self, e: ApiError) -> Result<(), GiveUp> {
         if e.halts_job() || !e.retryable() {
-            return Err(GiveUp::Error(e));
+            return Err(e.into());
         }
         if e.ambiguous() {
             self.ambiguous = true;
@@ -117,14 +152,18 @@ impl<'a> Attempts<'a> {
         } else {
             self.retries += 1;
             if self.retries > self.policy.max_retries {
-                return Err(GiveUp::Error(e));
+                // Fresh tokens refused to the end: the account, not this row.
+                return Err(if matches!(e, ApiError::Unauthorized { .. }) {
+                    GiveUp::Halting(e)
+                } else {
+                    GiveUp::Error(e)
+                });
             }
             tracing::debug!(error = %e, retry = self.retries, "retrying");
-            if let Some(p) = self.pacer {
-                tokio::select! {
-                    _ = p.retry_permit() => {}
-                    _ = self.stop.cancelled() => return Err(GiveUp::Interrupted),
-                }
+            if let Some(p) = self.pacer
+                && p.retry_permit(self.stop).await.is_err()
+            {
+                return Err(GiveUp::Interrupted);
             }
             self.policy.delay(self.retries)
         };

@@ -3,7 +3,9 @@
 //!
 //! Guarantees: every refusal that can be known before the first call (bad file, dangerous
 //! paths, checkpoint in the way or of another job, refused credentials, unreachable API)
-//! happens before any row is sent and before any output is touched.
+//! happens before any row is sent and before any output is touched; the input is opened once
+//! and fingerprinted through that handle; the journal's end record is written only when every
+//! row has a record and the input still has the size and digest it had at the start.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -11,19 +13,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, Client, Endpoint, Pacer};
 use crate::checkpoint::{self, Header, JobIdentity, JobLock, Journal, Tally};
 use crate::durable::OpenMode;
 use crate::exit;
+use crate::input::reader::InputFile;
 use crate::input::{self, Defaults};
 use crate::output::progress::Progress;
 use crate::output::summary::{Summary, resume_command};
 use crate::output::{FailuresFile, ResultsFile};
 
-use super::recorder::Recorder;
+use super::recorder::{Counts, Recorder, completed_code};
 use super::retry::RetryPolicy;
 use super::scheduler::{self, Dispatch, End, Stops};
 use super::threshold::Threshold;
@@ -62,6 +64,8 @@ pub struct JobConfig {
     pub halt_after_same_error: Option<u32>,
     /// Longest time between two fsyncs of the outputs.
     pub sync_every: Duration,
+    /// Halt when no row finished and the provider gave no useful answer for this long.
+    pub stall_timeout: Duration,
     /// The command line, for the "to resume" hint.
     pub args: Vec<String>,
     /// Benchmarks only: send results, failures and checkpoint to /dev/null (no lock, no resume).
@@ -92,6 +96,7 @@ impl JobConfig {
             adaptive_rate: true,
             wait_active: None,
             sync_every: Duration::from_millis(500),
+            stall_timeout: Duration::from_secs(15 * 60),
             args: Vec::new(),
             discard_outputs: false,
         }
@@ -223,21 +228,28 @@ pub fn dry_run(input: &Path, defaults: &Defaults) -> Result<(String, u8), Fatal>
 /// Where a resumed job starts.
 struct Start {
     done: fixedbitset::FixedBitSet,
+    in_doubt: fixedbitset::FixedBitSet,
     tally: Tally,
     outputs: Option<(u64, u64, u64)>,
+}
+
+impl Start {
+    fn fresh() -> Self {
+        Self {
+            done: fixedbitset::FixedBitSet::new(),
+            in_doubt: fixedbitset::FixedBitSet::new(),
+            tally: Tally::default(),
+            outputs: None,
+        }
+    }
 }
 
 fn bind_checkpoint(
     cfg: &JobConfig,
     identity: &JobIdentity,
 ) -> Result<Result<Start, (u8, Tally)>, Fatal> {
-    let fresh = Start {
-        done: fixedbitset::FixedBitSet::new(),
-        tally: Tally::default(),
-        outputs: None,
-    };
     if !cfg.checkpoint.exists() || cfg.resume == ResumeMode::Restart {
-        return Ok(Ok(fresh));
+        return Ok(Ok(Start::fresh()));
     }
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let peek = checkpoint::replay(&cfg.checkpoint, (u64::MAX, u64::MAX))
@@ -281,13 +293,22 @@ fn bind_checkpoint(
     if rep.dropped_tail {
         tracing::info!("checkpoint: dropped a torn last record; those rows will be done again");
     }
+    let in_doubt = rep.in_doubt();
+    if in_doubt.count_ones(..) > 0 {
+        tracing::info!(
+            "checkpoint: {} rows had started a write when the last run ended; they are checked against the live state before anything is sent",
+            in_doubt.count_ones(..)
+        );
+    }
     Ok(Ok(match rep.results_len {
         Some(r) => Start {
             done: rep.done,
+            in_doubt,
             tally: rep.tally,
             outputs: Some((r, rep.failures_len, rep.good_bytes)),
         },
-        None => fresh,
+        // The headers never reached the files: nothing else did either.
+        None => Start::fresh(),
     }))
 }
 
@@ -323,6 +344,62 @@ fn open_outputs(
     }
 }
 
+/// The job's deadline (`--max-duration`, `--until`), logged as a local time.
+fn deadline(cfg: &JobConfig) -> Option<tokio::time::Instant> {
+    let within = [cfg.max_duration, cfg.until].into_iter().flatten().min()?;
+    let at = std::time::SystemTime::now() + within;
+    let local = jiff::Timestamp::try_from(at)
+        .ok()
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z (%Z)")
+                .to_string()
+        })
+        .unwrap_or_default();
+    tracing::info!(
+        "stopping at {local} (in {}); no request starts after that",
+        humantime::format_duration(Duration::from_secs(within.as_secs()))
+    );
+    Some(tokio::time::Instant::now() + within)
+}
+
+/// The reader thread: rows in batches to the dispatcher; at the end, the blank rows it skipped
+/// and what it saw of the input (when it read to the end).
+type Reader = std::thread::JoinHandle<(u64, Option<input::limit::Seen>)>;
+
+fn start_reader(
+    rows: input::Rows,
+    tx: tokio::sync::mpsc::Sender<scheduler::Batch>,
+) -> std::io::Result<Reader> {
+    std::thread::Builder::new()
+        .name("simbulk-reader".into())
+        .spawn(move || {
+            let mut rows = rows;
+            let mut batch = Vec::with_capacity(scheduler::BATCH);
+            for item in rows.by_ref() {
+                let stop = item.is_err();
+                batch.push(item);
+                if (batch.len() == scheduler::BATCH || stop)
+                    && tx
+                        .blocking_send(std::mem::replace(
+                            &mut batch,
+                            Vec::with_capacity(scheduler::BATCH),
+                        ))
+                        .is_err()
+                {
+                    return (rows.blank, None);
+                }
+                if stop {
+                    return (rows.blank, None);
+                }
+            }
+            if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+                return (rows.blank, None);
+            }
+            (rows.blank, rows.seen())
+        })
+}
+
 /// Runs a job against the API described by `endpoint`.
 pub async fn run(
     mut cfg: JobConfig,
@@ -331,25 +408,36 @@ pub async fn run(
     abort: CancellationToken,
 ) -> Result<Summary, Fatal> {
     let started = Instant::now();
-    let (layout, rows) =
-        input::reader::open(&cfg.input, &cfg.defaults).map_err(|e| usage(e.to_string()))?;
+    let file = InputFile::open(&cfg.input).map_err(|e| usage(e.to_string()))?;
     if cfg.discard_outputs {
         let null = PathBuf::from("/dev/null");
         (cfg.results, cfg.failures, cfg.checkpoint) = (null.clone(), null.clone(), null);
     } else {
         check_paths(&cfg)?;
     }
-    let input_path = cfg.input.clone();
-    let (sha, bytes, lines) =
-        tokio::task::spawn_blocking(move || checkpoint::digest_file(&input_path))
-            .await
-            .map_err(|e| usage(e.to_string()))?
-            .map_err(|e| {
-                usage(format!(
-                    "cannot read input file {}: {e}",
-                    cfg.input.display()
-                ))
-            })?;
+    let (file, fingerprint) = {
+        let stop = drain.clone();
+        tokio::task::spawn_blocking(move || {
+            let d = checkpoint::fingerprint::digest(file.file(), &|| stop.is_cancelled());
+            (file, d)
+        })
+        .await
+        .map_err(|e| usage(e.to_string()))?
+    };
+    let Some((sha, bytes, lines)) = fingerprint.map_err(|e| {
+        usage(format!(
+            "cannot read input file {}: {e}",
+            cfg.input.display()
+        ))
+    })?
+    else {
+        return Err(Fatal {
+            code: exit::STOPPED,
+            message: "stopped before the first row; nothing was sent or written".into(),
+        });
+    };
+    let (layout, rows) =
+        input::reader::rows(file, &cfg.defaults, Some(bytes)).map_err(|e| usage(e.to_string()))?;
     let identity = JobIdentity {
         input_sha256: sha,
         input_bytes: bytes,
@@ -363,11 +451,7 @@ pub async fn run(
         Some(JobLock::acquire(&cfg.checkpoint).map_err(usage)?)
     };
     let bound = if cfg.discard_outputs {
-        Ok(Start {
-            done: fixedbitset::FixedBitSet::new(),
-            tally: Tally::default(),
-            outputs: None,
-        })
+        Ok(Start::fresh())
     } else {
         bind_checkpoint(&cfg, &identity)?
     };
@@ -397,13 +481,25 @@ pub async fn run(
         cfg.adaptive_rate,
     ));
     let base = endpoint.base_url.to_string();
-    let client = Arc::new(Client::new(endpoint, pacer.clone(), cfg.concurrency).map_err(usage)?);
+    let stop_rows = drain.child_token();
+    let deadline = deadline(&cfg);
+    let client = Arc::new(
+        Client::new(endpoint, pacer.clone(), cfg.concurrency)
+            .map_err(usage)?
+            .with_stop(stop_rows.clone(), deadline),
+    );
     if let Err(e) = client.preflight().await {
-        let code = exit::HALTED;
-        let message = match &e {
-            ApiError::Credentials { .. } => format!("{e}; nothing was sent"),
-            _ => format!(
-                "cannot reach the SIM API at {base}: {e}; nothing was sent and no file was changed. Check --base-url and the network, then run again"
+        let (code, message) = match &e {
+            ApiError::Interrupted => (
+                exit::STOPPED,
+                "stopped before the first row; nothing was sent or written".to_owned(),
+            ),
+            ApiError::Credentials { .. } => (exit::HALTED, format!("{e}; nothing was sent")),
+            _ => (
+                exit::HALTED,
+                format!(
+                    "cannot reach the SIM API at {base}: {e}; nothing was sent and no file was changed. Check --base-url and the network, then run again"
+                ),
             ),
         };
         return Err(Fatal { code, message });
@@ -423,52 +519,22 @@ pub async fn run(
         progress,
         start.tally,
         cfg.sync_every,
-    );
+    )
+    .spawn()
+    .map_err(|e| usage(format!("cannot start the recorder: {e}")))?;
 
-    let (tx, rx) = mpsc::channel::<scheduler::Batch>(8);
-    let reader = std::thread::Builder::new()
-        .name("simbulk-reader".into())
-        .spawn(move || {
-            let mut rows = rows;
-            let mut batch = Vec::with_capacity(scheduler::BATCH);
-            for item in rows.by_ref() {
-                let stop = item.is_err();
-                batch.push(item);
-                if (batch.len() == scheduler::BATCH || stop)
-                    && tx
-                        .blocking_send(std::mem::replace(
-                            &mut batch,
-                            Vec::with_capacity(scheduler::BATCH),
-                        ))
-                        .is_err()
-                {
-                    return rows.blank;
-                }
-                if stop {
-                    return rows.blank;
-                }
-            }
-            if !batch.is_empty() {
-                let _ = tx.blocking_send(batch);
-            }
-            rows.blank
-        })
-        .map_err(|e| usage(format!("cannot start the reader: {e}")))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<scheduler::Batch>(8);
+    let reader =
+        start_reader(rows, tx).map_err(|e| usage(format!("cannot start the reader: {e}")))?;
 
-    let now = tokio::time::Instant::now();
-    let deadline = [cfg.max_duration, cfg.until]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|d| now + d);
-    let end = scheduler::drive(
+    let drive = scheduler::drive(
         Dispatch {
             client: client.clone(),
             policy: Arc::new(cfg.retry),
             layout,
             concurrency: cfg.concurrency,
-            in_doubt_below: start.done.ones().next_back().map_or(0, |l| l as u64),
             done: start.done,
+            in_doubt: start.in_doubt,
             wait: cfg.wait_active.map(|within| {
                 Arc::new(super::worker::WaitActive {
                     within,
@@ -481,74 +547,107 @@ pub async fn run(
         Stops {
             drain,
             abort,
+            stop_rows,
             deadline,
             max_failures: cfg.max_failures,
             halt_after_same_error: cfg.halt_after_same_error,
+            stall_timeout: cfg.stall_timeout,
         },
     )
     .await;
-    let blank = if matches!(end, End::Complete) {
-        reader.join().unwrap_or(0)
-    } else {
-        0
-    };
-
-    let (state, reason, code) = match &end {
-        End::Complete => {
-            let t = &rec.job;
-            (
-                "completed",
-                None,
-                if t.failed + t.invalid > 0 {
-                    exit::ROWS_FAILED
-                } else {
-                    exit::OK
-                },
-            )
+    let mut blank = 0;
+    let mut changed = None;
+    let mut end = drive.end;
+    if end == End::Complete {
+        // The reader has read to the end: the input must be what was fingerprinted.
+        let (b, seen) = tokio::task::spawn_blocking(move || reader.join())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or((0, None));
+        blank = b;
+        match seen {
+            Some(s) if s.sha256 == identity.input_sha256 && s.bytes == identity.input_bytes => {}
+            other => {
+                changed = Some(match other {
+                    Some(s) if s.bytes != identity.input_bytes => format!(
+                        "{} bytes at the start, {} bytes now",
+                        identity.input_bytes, s.bytes
+                    ),
+                    _ => "same size, different content".to_owned(),
+                });
+                end = End::ReadFailed(String::new());
+            }
         }
-        End::Stopped(why) => ("stopped", Some(why.clone()), exit::STOPPED),
-        End::Aborted => (
+    }
+    let (state, reason, code) = match (&end, &changed) {
+        (_, Some(how)) => (
+            "halted",
+            Some(format!(
+                "the input file {} changed while the job ran ({how}); no row is lost, but the job is not finished: restore the file and run again with --resume, or run the changed file with --restart",
+                cfg.input.display()
+            )),
+            exit::HALTED,
+        ),
+        (End::Complete, None) => ("completed", None, exit::OK),
+        (End::Stopped(why), None) => ("stopped", Some(why.clone()), exit::STOPPED),
+        (End::Aborted, None) => (
             "aborted",
             Some("aborted by a second signal; rows in flight will be done again on resume".into()),
             exit::STOPPED,
         ),
-        End::Halted(why) => ("halted", Some(why.clone()), exit::HALTED),
-        End::WriteFailed(why) => (
+        (End::Halted(h), None) => (
+            "halted",
+            Some(h.message(&drive.failures, drive.unrecorded)),
+            exit::HALTED,
+        ),
+        (End::WriteFailed(why), None) => (
             "halted",
             Some(format!(
-                "cannot write the outputs: {why}; fix it and resume"
+                "cannot write the outputs: {why}; fix it and run again with --resume"
             )),
             exit::HALTED,
         ),
-        End::ReadFailed(why) => (
+        (End::ReadFailed(why), None) => (
             "halted",
             Some(format!("cannot read the input further: {why}")),
             exit::HALTED,
         ),
     };
-    let finished = matches!(end, End::Complete).then_some(code);
-    if let Err(e) = rec.finish(finished) {
-        return Err(Fatal {
-            code: exit::HALTED,
-            message: format!("cannot write the outputs: {e}; fix it and run again with --resume"),
-        });
-    }
-    let mut s = summary(&cfg, state, reason, code, rec.job, rec.run, started);
-    s.by_action = rec.by_action.clone();
-    s.top_errors = rec.top_errors(10);
+    let complete = state == "completed";
+    let (counts, write_error) = rec.finish(complete).await;
+    let (state, reason, code) = match write_error {
+        // The end record may be missing: the job is not known to be finished.
+        Some(e) if complete => (
+            "halted",
+            Some(format!(
+                "cannot write the outputs: {e}; fix it and run again with --resume"
+            )),
+            exit::HALTED,
+        ),
+        _ if complete => (state, reason, completed_code(&counts.job)),
+        _ => (state, reason, code),
+    };
+    let mut s = summary(&cfg, state, reason, code, counts.job, counts.run, started);
+    fill(&mut s, &counts);
     s.requests = pacer.requests();
-    s.retries = rec.retries;
     s.throttled_429 = pacer.throttled_count();
     s.blank_rows_skipped = blank;
-    s.activations = rec.activations;
     s.first_request_after = pacer
         .first_request()
         .map(|t| t.duration_since(started).as_secs_f64());
-    s.latency_ms = rec
-        .latency_ms()
-        .map(|(p50, p99, max)| crate::output::summary::Latency { p50, p99, max });
     s.job_rows_estimate = total;
     Ok(s)
+}
+
+fn fill(s: &mut Summary, c: &Counts) {
+    s.by_action = c.by_action.clone();
+    s.top_errors = c.top_errors(10);
+    s.retries = c.retries;
+    s.activations = c.activations;
+    s.latency_ms = c
+        .latency_ms()
+        .map(|(p50, p99, max)| crate::output::summary::Latency { p50, p99, max });
 }
 
 fn summary(

@@ -1,40 +1,48 @@
 //! The dispatcher: takes rows from the reader, skips those the checkpoint says are done,
 //! keeps the rows of one ICCID in file order with never two in flight, runs up to
-//! `concurrency` rows at once, and hands every finished row to the [`Recorder`].
+//! `concurrency` rows at once, hands every finished row to the recorder, and decides when the
+//! job stops.
 //!
-//! Guarantees: a row is dispatched only after every earlier row of its ICCID has been
-//! recorded; rows waiting behind a busy ICCID are bounded (reading pauses past
-//! [`MAX_PARKED`]), so memory does not grow with the file; on drain (signal, deadline,
-//! halt) no new row starts and rows in flight finish their current call; on abort nothing
+//! Guarantees: a row is dispatched only after the record of every earlier row of its ICCID
+//! has reached the OS (no crash can make a resume redo an earlier row over a later one's
+//! effect); rows waiting behind a busy ICCID are bounded (reading pauses past
+//! [`MAX_PARKED`]), so memory does not grow with the file; on a stop (signal, deadline,
+//! halt, stall) no new row starts and every wait in the workers is cut; a row that reaches no
+//! outcome is counted, never recorded, so the job is not "complete" unless every row has a
+//! record; a panicking worker ends the job (exit 3) instead of hanging it; on abort nothing
 //! more is awaited.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use fixedbitset::FixedBitSet;
+use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Client;
 use crate::input::{FileError, Item, Layout, Row};
 
+use super::halt::{self, Failures, Halt};
 use super::outcome::{RowResult, Verdict};
-use super::recorder::Recorder;
+use super::recorder::RecorderHandle;
 use super::retry::RetryPolicy;
-use super::worker;
+use super::worker::{self, RowEnd, Unfinished};
 
 /// Rows held back behind a busy ICCID before reading pauses.
 pub const MAX_PARKED: usize = 4096;
 
 /// Why the loop ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum End {
-    /// Every row was read and finished.
+    /// Every row was read and has a record.
     Complete,
-    /// Stopped taking rows (signal or deadline), in-flight rows finished.
+    /// Stopped taking rows (signal or deadline); rows in flight finished their call.
     Stopped(String),
-    /// The job was halted by an error every row would share.
-    Halted(String),
+    /// The job was halted.
+    Halted(Halt),
     /// Aborted at once.
     Aborted,
     /// The outputs could not be written.
@@ -47,11 +55,15 @@ pub enum End {
 pub struct Stops {
     pub drain: CancellationToken,
     pub abort: CancellationToken,
+    /// Cancelled to stop the rows: by the drain, a deadline, a halt. The client's stop token.
+    pub stop_rows: CancellationToken,
     pub deadline: Option<tokio::time::Instant>,
     /// Failed rows that halt the job (`--max-failures`), as a count or a share.
     pub max_failures: Option<super::Threshold>,
     /// Consecutive rows failing the same way that halt the job (`--halt-after-same-error`).
     pub halt_after_same_error: Option<u32>,
+    /// No row finished and no useful answer for this long: the provider is not recovering.
+    pub stall_timeout: Duration,
 }
 
 pub struct Dispatch {
@@ -60,14 +72,21 @@ pub struct Dispatch {
     pub layout: Layout,
     pub concurrency: usize,
     pub done: FixedBitSet,
+    /// Rows a run that ended without recording them had started to write: they are read
+    /// (reconciled) before they are written.
+    pub in_doubt: FixedBitSet,
     /// `--wait-active`.
     pub wait: Option<Arc<worker::WaitActive>>,
-    /// On resume: rows above no done row, yet below the last one, were in flight when the
-    /// previous run stopped; they are reconciled before they are written.
-    pub in_doubt_below: u64,
 }
 
-type Done = (String, Option<RowResult>);
+/// What the loop leaves behind.
+pub struct Drive {
+    pub end: End,
+    /// Rows read (or waiting) that have no record: they are done on resume.
+    pub unrecorded: u64,
+    /// This run's failed rows by status and code.
+    pub failures: Failures,
+}
 
 /// Rows travel from the reader in batches, so the reader and the dispatcher wake each other
 /// once per batch rather than once per row.
@@ -75,6 +94,11 @@ pub type Batch = Vec<Result<Item, FileError>>;
 
 /// Rows per batch from the reader.
 pub const BATCH: usize = 128;
+
+/// Between two progress refreshes and stall checks.
+const TICK: Duration = Duration::from_millis(100);
+
+type Finished = (String, RowEnd);
 
 /// Consecutive failed rows with the same error: the streak that looks systemic.
 #[derive(Default)]
@@ -107,183 +131,372 @@ impl Streak {
     }
 }
 
-/// Rows in flight that are only waiting for an activation (they hold no slot).
-fn waiting(d: &Dispatch) -> usize {
-    d.wait
-        .as_ref()
-        .map_or(0, |w| w.waiting.load(std::sync::atomic::Ordering::SeqCst))
+/// The state of one run of the loop.
+struct Loop<'a> {
+    d: &'a Dispatch,
+    stops: &'a Stops,
+    rec: &'a mut RecorderHandle,
+    done_tx: mpsc::Sender<Finished>,
+    /// ICCIDs with a row running or a record not yet out, and the rows waiting behind them.
+    busy: HashMap<String, VecDeque<(Item, Row)>>,
+    /// Finished rows whose record must reach the OS before their ICCID takes its next row.
+    flushing: VecDeque<(u64, String)>,
+    buffer: VecDeque<Result<Item, FileError>>,
+    running: usize,
+    parked: usize,
+    reading: bool,
+    taking: bool,
+    end: Option<End>,
+    unrecorded: u64,
+    streak: Streak,
+    /// Failures of this run by (status, code), for the halt message.
+    failures: Failures,
+    finished: u64,
+    failed: u64,
+    last_finish: Instant,
+}
+
+impl Loop<'_> {
+    /// Rows in flight that are only waiting for an activation (they hold no slot).
+    fn waiting(&self) -> usize {
+        self.d
+            .wait
+            .as_ref()
+            .map_or(0, |w| w.waiting.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn room(&self) -> bool {
+        self.running - self.waiting() < self.d.concurrency && self.parked < MAX_PARKED
+    }
+
+    /// Stops taking rows and cuts every wait of the rows in flight.
+    fn stop(&mut self, end: End) {
+        self.taking = false;
+        self.stops.stop_rows.cancel();
+        self.end.get_or_insert(end);
+    }
+
+    fn spawn(&mut self, item: Item, row: Row) {
+        self.running += 1;
+        let (client, policy, tx, stop, wait) = (
+            self.d.client.clone(),
+            self.d.policy.clone(),
+            self.done_tx.clone(),
+            self.stops.stop_rows.clone(),
+            self.d.wait.clone(),
+        );
+        let journal = self.rec.journaling();
+        let in_doubt = self.d.in_doubt.contains(item.line as usize);
+        tokio::spawn(async move {
+            let key = row.iccid.as_str().to_owned();
+            let cx = worker::Ctx {
+                client: &client,
+                policy: &policy,
+                stop: &stop,
+                journal: &journal,
+                wait: wait.as_deref(),
+            };
+            // A panic in a worker is a bug; it must end the job, never hang it.
+            let end = AssertUnwindSafe(worker::execute(&cx, item, row, in_doubt))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|p| RowEnd::Unfinished(Unfinished::Panicked(panic_text(&p))));
+            let _ = tx.send((key, end)).await;
+        });
+    }
+
+    /// Dispatches buffered rows while there is room. `Err` when the outputs failed.
+    async fn dispatch(&mut self) -> Result<(), ()> {
+        while self.taking && self.room() {
+            let Some(next) = self.buffer.pop_front() else {
+                break;
+            };
+            let mut item = match next {
+                Ok(item) => item,
+                Err(e) => {
+                    self.reading = false;
+                    self.buffer.clear();
+                    self.stop(End::ReadFailed(e.to_string()));
+                    break;
+                }
+            };
+            if self.d.done.contains(item.line as usize) {
+                continue;
+            }
+            match std::mem::replace(&mut item.parsed, Err(String::new())) {
+                Err(reason) => {
+                    let r = worker::invalid(item, reason, &self.d.layout);
+                    self.record(r).await?;
+                }
+                Ok(row) => {
+                    let key = row.iccid.as_str().to_owned();
+                    match self.busy.get_mut(&key) {
+                        Some(q) => {
+                            q.push_back((item, row));
+                            self.parked += 1;
+                        }
+                        None => {
+                            self.busy.insert(key, VecDeque::new());
+                            self.spawn(item, row);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a finished row to the recorder; returns its sequence number.
+    async fn record(&mut self, r: RowResult) -> Result<u64, ()> {
+        self.finished += 1;
+        self.last_finish = Instant::now();
+        if r.verdict == Verdict::Failed {
+            self.failed += 1;
+            self.failures
+                .entry((r.http_status, r.error_code))
+                .or_insert_with(|| (0, r.message.clone()))
+                .0 += 1;
+        }
+        let run = self.streak.add(&r);
+        let checks = self.end.is_none();
+        let action = r.action.clone();
+        let (status, code, message) = (r.http_status, r.error_code, r.message.clone());
+        let seq = match self.rec.finished(r).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.stop(End::WriteFailed(e.to_string()));
+                return Err(());
+            }
+        };
+        if checks {
+            if let Some(k) = self.stops.halt_after_same_error
+                && run >= k
+            {
+                self.stop(End::Halted(Halt::SameError {
+                    run,
+                    action,
+                    status,
+                    code,
+                    message,
+                }));
+            } else if let Some(t) = self.stops.max_failures
+                && t.exceeded(self.failed, self.finished)
+            {
+                self.stop(End::Halted(Halt::MaxFailures {
+                    failed: self.failed,
+                    threshold: t,
+                }));
+            }
+        }
+        Ok(seq)
+    }
+
+    /// A worker ended.
+    async fn finished(&mut self, icc: String, end: RowEnd) -> Result<(), ()> {
+        self.running -= 1;
+        match end {
+            RowEnd::Recorded(r) => {
+                let seq = self.record(*r).await?;
+                self.flushing.push_back((seq, icc));
+            }
+            RowEnd::Unfinished(why) => {
+                self.unrecorded += 1;
+                // The ICCID's later rows wait for this one: they are not done either.
+                if let Some(q) = self.busy.remove(&icc) {
+                    self.parked -= q.len();
+                    self.unrecorded += q.len() as u64;
+                }
+                match why {
+                    Unfinished::Stopped if self.taking => {
+                        // Stopped while the loop still takes rows: the journal refused the
+                        // row's started record, or the deadline refused a request before
+                        // the timer here fired.
+                        let error = self.rec.durable.borrow().error.clone();
+                        self.stop(match error {
+                            Some(e) => End::WriteFailed(e),
+                            None if self.stops.drain.is_cancelled() => {
+                                End::Stopped(halt::SIGNALLED.into())
+                            }
+                            None => End::Stopped(halt::WINDOW_CLOSED.into()),
+                        });
+                    }
+                    Unfinished::Stopped => {}
+                    Unfinished::Halting { error, action } => {
+                        self.stop(End::Halted(Halt::Account { error, action }));
+                    }
+                    Unfinished::Panicked(m) => self.stop(End::Halted(Halt::Panic(m))),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records have reached the OS up to `durable`: their ICCIDs may take their next rows.
+    fn released(&mut self, durable: u64) {
+        while self.flushing.front().is_some_and(|(s, _)| *s <= durable) {
+            let Some((_, icc)) = self.flushing.pop_front() else {
+                break;
+            };
+            let next = if self.taking {
+                self.busy.get_mut(&icc).and_then(VecDeque::pop_front)
+            } else {
+                None
+            };
+            match next {
+                Some((item, row)) => {
+                    self.parked -= 1;
+                    self.spawn(item, row);
+                }
+                None => {
+                    if let Some(q) = self.busy.remove(&icc) {
+                        self.parked -= q.len();
+                        self.unrecorded += q.len() as u64;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether rows are left after a halt: a halt on the job's last row is a completed job.
+    async fn rows_left(&mut self, input: &mut mpsc::Receiver<Batch>) -> bool {
+        if self.unrecorded > 0 || self.parked > 0 {
+            return true;
+        }
+        let not_done = |b: &Result<Item, FileError>| match b {
+            Ok(item) => !self.d.done.contains(item.line as usize),
+            Err(_) => true,
+        };
+        if self.buffer.iter().any(not_done) {
+            return true;
+        }
+        while self.reading {
+            match input.recv().await {
+                None => self.reading = false,
+                Some(b) => {
+                    if b.iter().any(not_done) {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    fn stalled(&self) -> bool {
+        self.running > 0
+            && self.last_finish.elapsed() >= self.stops.stall_timeout
+            && self.d.client.since_useful_answer() >= self.stops.stall_timeout
+    }
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a worker panicked".into())
 }
 
 /// Runs the job until the input is exhausted or a stop.
 pub async fn drive(
     d: Dispatch,
     mut input: mpsc::Receiver<Batch>,
-    rec: &mut Recorder,
+    rec: &mut RecorderHandle,
     stops: Stops,
-) -> End {
-    let (done_tx, mut done_rx) = mpsc::channel::<Done>(d.concurrency * 2 + 16);
-    // Rows only stop when this token is cancelled: the signal's drain token, or our own
-    // halt; workers watch it between attempts.
-    let stop_rows = stops.drain.child_token();
-    let mut busy: HashMap<String, VecDeque<(Item, Row)>> = HashMap::new();
-    let mut buffer: VecDeque<Result<Item, FileError>> = VecDeque::with_capacity(BATCH);
-    let (mut running, mut parked) = (0usize, 0usize);
-    let mut reading = true;
-    let mut taking = true;
-    let mut end: Option<End> = None;
-    let mut streak = Streak::default();
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+) -> Drive {
+    let (done_tx, mut done_rx) = mpsc::channel::<Finished>(d.concurrency * 2 + 16);
+    let mut durable = rec.durable.clone();
+    let mut l = Loop {
+        d: &d,
+        stops: &stops,
+        rec,
+        done_tx,
+        busy: HashMap::new(),
+        flushing: VecDeque::new(),
+        buffer: VecDeque::with_capacity(BATCH),
+        running: 0,
+        parked: 0,
+        reading: true,
+        taking: true,
+        end: None,
+        unrecorded: 0,
+        streak: Streak::default(),
+        failures: Failures::new(),
+        finished: 0,
+        failed: 0,
+        last_finish: Instant::now(),
+    };
+    let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = stops.deadline;
 
-    let spawn = |item: Item, row: Row, running: &mut usize| {
-        *running += 1;
-        let (client, policy, tx, stop, wait) = (
-            d.client.clone(),
-            d.policy.clone(),
-            done_tx.clone(),
-            stop_rows.clone(),
-            d.wait.clone(),
-        );
-        let in_doubt = item.line < d.in_doubt_below;
-        tokio::spawn(async move {
-            let key = row.iccid.as_str().to_owned();
-            let r = worker::execute(
-                &client,
-                item,
-                row,
-                &policy,
-                &stop,
-                wait.as_deref(),
-                in_doubt,
-            )
-            .await;
-            let _ = tx.send((key, r)).await;
-        });
-    };
-
-    'outer: loop {
-        // Dispatch buffered rows while there is room.
-        while taking && running - waiting(&d) < d.concurrency && parked < MAX_PARKED {
-            let Some(next) = buffer.pop_front() else {
-                break;
-            };
-            let mut item = match next {
-                Ok(item) => item,
-                Err(e) => {
-                    reading = false;
-                    taking = false;
-                    buffer.clear();
-                    end = Some(End::ReadFailed(e.to_string()));
-                    break;
-                }
-            };
-            if d.done.contains(item.line as usize) {
-                continue;
-            }
-            match std::mem::replace(&mut item.parsed, Err(String::new())) {
-                Err(reason) => {
-                    let r = worker::invalid(item, reason, &d.layout);
-                    if let Err(e) = rec.record(&r) {
-                        end = Some(End::WriteFailed(e.to_string()));
-                        break 'outer;
-                    }
-                }
-                Ok(row) => {
-                    let key = row.iccid.as_str().to_owned();
-                    match busy.get_mut(&key) {
-                        Some(q) => {
-                            q.push_back((item, row));
-                            parked += 1;
-                        }
-                        None => {
-                            busy.insert(key, VecDeque::new());
-                            spawn(item, row, &mut running);
-                        }
-                    }
-                }
-            }
+    loop {
+        if l.dispatch().await.is_err() {
+            break;
         }
-        if running == 0 && (!taking || (!reading && parked == 0 && buffer.is_empty())) {
+        if l.running == 0 && (!l.taking || (!l.reading && l.parked == 0 && l.buffer.is_empty())) {
             break;
         }
         tokio::select! {
             biased;
             _ = stops.abort.cancelled() => {
-                end = Some(End::Aborted);
+                l.end = Some(End::Aborted);
                 break;
             }
-            Some((icc, result)) = done_rx.recv() => {
-                running -= 1;
-                match result {
-                    Some(r) => {
-                        if r.halts_job && end.is_none() {
-                            end = Some(End::Halted(r.message.clone()));
-                            taking = false;
-                            stop_rows.cancel();
-                        }
-                        if let Err(e) = rec.record(&r) {
-                            end = Some(End::WriteFailed(e.to_string()));
-                            break;
-                        }
-                        let run = streak.add(&r);
-                        if end.is_none() && let Some(k) = stops.halt_after_same_error && run >= k {
-                            end = Some(End::Halted(format!(
-                                "the last {run} rows all failed the same way ({}); this looks like a mistake in the job (a wrong package or portfolio id?) rather than a problem of single SIMs. Fix the input and run again with --resume, or raise --halt-after-same-error",
-                                r.message
-                            )));
-                            taking = false;
-                            stop_rows.cancel();
-                        }
-                        if end.is_none() && let Some(t) = &stops.max_failures && t.exceeded(rec.run.failed, rec.run.total()) {
-                            end = Some(End::Halted(format!("{} rows failed, past --max-failures {}", rec.run.failed, t)));
-                            taking = false;
-                            stop_rows.cancel();
-                        }
-                    }
-                    None => taking = false,
-                }
-                // The next row of this ICCID may go now that this one is recorded.
-                let next = busy.get_mut(&icc).and_then(VecDeque::pop_front);
-                match next {
-                    Some((item, row)) if taking => {
-                        parked -= 1;
-                        spawn(item, row, &mut running);
-                    }
-                    _ => {
-                        busy.remove(&icc);
-                    }
-                }
-                if done_rx.is_empty() && let Err(e) = rec.flush_if_due() {
-                    end = Some(End::WriteFailed(e.to_string()));
+            Some((icc, end)) = done_rx.recv() => {
+                if l.finished(icc, end).await.is_err() {
                     break;
                 }
             }
-            _ = stops.drain.cancelled(), if taking => {
-                taking = false;
-                end.get_or_insert(End::Stopped("interrupted by a signal".into()));
+            changed = durable.changed() => {
+                let now = durable.borrow_and_update().clone();
+                if changed.is_err() || now.error.is_some() {
+                    let why = now.error.unwrap_or_else(|| super::recorder::RecorderGone.to_string());
+                    l.stop(End::WriteFailed(why));
+                    // Rows still in flight end without an outcome; nothing more is written.
+                    break;
+                }
+                l.released(now.finished);
             }
-            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if taking && deadline.is_some() => {
-                taking = false;
-                stop_rows.cancel();
-                end.get_or_insert(End::Stopped("the run window closed (--until / --max-duration)".into()));
+            _ = stops.drain.cancelled(), if l.taking => {
+                l.stop(End::Stopped(halt::SIGNALLED.into()));
             }
-            batch = input.recv(), if taking && reading && buffer.is_empty() && running - waiting(&d) < d.concurrency && parked < MAX_PARKED => {
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if l.taking && deadline.is_some() => {
+                l.stop(End::Stopped(halt::WINDOW_CLOSED.into()));
+            }
+            batch = input.recv(), if l.taking && l.reading && l.buffer.is_empty() && l.room() => {
                 match batch {
-                    None => reading = false,
-                    Some(b) => buffer.extend(b),
+                    None => l.reading = false,
+                    Some(b) => l.buffer.extend(b),
                 }
             }
             _ = async { match &d.wait { Some(w) => w.freed.notified().await, None => std::future::pending().await } } => {
                 // A row started waiting for its activation: its slot is free.
             }
             _ = tick.tick() => {
-                if let Err(e) = rec.tick(d.client.pacer.throttled_count()) {
-                    end = Some(End::WriteFailed(e.to_string()));
-                    break;
+                l.rec.tick(d.client.pacer.throttled_count());
+                if l.end.is_none() && l.stalled() {
+                    l.stop(End::Halted(Halt::Stall(stops.stall_timeout)));
                 }
             }
         }
     }
-    end.unwrap_or(End::Complete)
+    // Rows still running (an abort, a write failure) or never taken have no record.
+    l.unrecorded += (l.running + l.parked) as u64;
+    let end = match l.end.take() {
+        None => End::Complete,
+        // A stop or a halt that leaves no row undone is the end of the job.
+        Some(e @ (End::Halted(_) | End::Stopped(_))) => {
+            if l.rows_left(&mut input).await {
+                e
+            } else {
+                End::Complete
+            }
+        }
+        Some(other) => other,
+    };
+    Drive {
+        end,
+        unrecorded: l.unrecorded,
+        failures: l.failures,
+    }
 }

@@ -1,10 +1,13 @@
 //! Doing one row: the API calls an action needs, the retries, and reconcile-before-repeat.
 //!
-//! Guarantees: after an ambiguous outcome of a write (5xx, timeout, lost connection) the
-//! SIM or its attributes are read before the write is sent again, and a change found in
-//! place is recorded `ok`; an attribute is created only after a fresh list shows it absent,
-//! so `set-attribute` never creates a duplicate; `6047` (already in the requested state)
-//! is `skipped`, not `failed`.
+//! Guarantees: a row's first write is sent only after its *started* record reached the OS;
+//! after an ambiguous outcome of a write (5xx, timeout, lost connection), and for a row that
+//! a crashed run had started, the SIM or its attributes are read before the write is sent
+//! again, and a change found in place is recorded `ok`; an attribute is created only after a
+//! fresh list shows it absent, so `set-attribute` never creates a duplicate; `6047` (already
+//! in the requested state) is `skipped`, not `failed`; a row that reaches no outcome (the
+//! job stops, or an error about the account halts it) ends [`RowEnd::Unfinished`] and is
+//! done again on resume.
 
 use std::time::SystemTime;
 
@@ -15,7 +18,28 @@ use crate::input::{Action, Item, Row};
 use crate::model::{AttributeCreate, AttributePatch, Sim, SimPatch, codes};
 
 use super::outcome::{RowResult, Verdict};
+use super::recorder::Journaling;
 use super::retry::{Attempts, GiveUp, RetryPolicy};
+
+/// How a row's worker ended.
+#[derive(Debug)]
+pub enum RowEnd {
+    /// The row reached an outcome; it goes to the results.
+    Recorded(Box<RowResult>),
+    /// The row reached no outcome and has no record: it is done again on resume.
+    Unfinished(Unfinished),
+}
+
+/// Why a row reached no outcome.
+#[derive(Debug)]
+pub enum Unfinished {
+    /// The job is stopping (signal, deadline, halt).
+    Stopped,
+    /// An error about the account, not the row: the job halts.
+    Halting { error: ApiError, action: String },
+    /// The worker panicked (a bug): the job halts.
+    Panicked(String),
+}
 
 /// How a row's calls ended.
 struct Done {
@@ -106,6 +130,7 @@ async fn sim_change(
                 }
             }
         }
+        a.before_write().await?;
         match c.patch_sim(icc, patch).await {
             Ok(r) => return Ok(Done::ok(r.status, "", r.value.as_ref())),
             Err(ApiError::Rejected {
@@ -149,8 +174,9 @@ async fn set_attribute(
                     Done::skipped(None, "the attribute already has this value")
                 });
             }
-            Some(x) => c
-                .update_attribute(
+            Some(x) => {
+                a.before_write().await?;
+                c.update_attribute(
                     icc,
                     x.icc_attribute_id,
                     &AttributePatch {
@@ -159,9 +185,11 @@ async fn set_attribute(
                     },
                 )
                 .await
-                .map(|r| Done::ok(r.status, "updated", None)),
-            None => c
-                .create_attribute(
+                .map(|r| Done::ok(r.status, "updated", None))
+            }
+            None => {
+                a.before_write().await?;
+                c.create_attribute(
                     icc,
                     &AttributeCreate {
                         name: name.into(),
@@ -169,7 +197,8 @@ async fn set_attribute(
                     },
                 )
                 .await
-                .map(|r| Done::ok(r.status, "created", None)),
+                .map(|r| Done::ok(r.status, "created", None))
+            }
         };
         match result {
             Ok(d) => return Ok(d),
@@ -208,6 +237,7 @@ async fn delete_attribute(
                 Done::skipped(None, "the SIM has no attribute with this name")
             });
         };
+        a.before_write().await?;
         match c.delete_attribute(icc, x.icc_attribute_id).await {
             Ok(r) => return Ok(Done::ok(r.status, "deleted", None)),
             Err(ApiError::Rejected {
@@ -221,19 +251,25 @@ async fn delete_attribute(
     }
 }
 
-/// Runs one valid row to its end. `None` when the job is stopping and the row must be
-/// done again on resume.
-pub async fn execute(
-    client: &Client,
-    item: Item,
-    row: Row,
-    policy: &RetryPolicy,
-    stop: &CancellationToken,
-    wait: Option<&WaitActive>,
-    in_doubt: bool,
-) -> Option<RowResult> {
+/// What a worker needs besides its row.
+pub struct Ctx<'a> {
+    pub client: &'a Client,
+    pub policy: &'a RetryPolicy,
+    pub stop: &'a CancellationToken,
+    pub journal: &'a Journaling,
+    pub wait: Option<&'a WaitActive>,
+}
+
+/// Runs one valid row to its end. `in_doubt`: a run that ended without recording the row had
+/// started a write for it.
+pub async fn execute(cx: &Ctx<'_>, item: Item, row: Row, in_doubt: bool) -> RowEnd {
+    let (client, policy, stop, wait) = (cx.client, cx.policy, cx.stop, cx.wait);
+    #[cfg(debug_assertions)]
+    test_fault::maybe_panic(item.line);
     let started = std::time::Instant::now();
-    let mut a = Attempts::new(policy, stop).with_budget(&client.pacer);
+    let mut a = Attempts::new(policy, stop)
+        .with_budget(&client.pacer)
+        .with_journal(cx.journal, item.line);
     // A row that was in flight when the previous run stopped may have been applied: look
     // before writing, exactly as after a lost answer.
     a.ambiguous = in_doubt;
@@ -248,7 +284,7 @@ pub async fn execute(
             let done = sim_change(client, icc, action, &patch, &mut a).await;
             match (done, wait) {
                 (Ok(d), Some(w)) if d.sim_status.as_deref() == Some("pendingProvision") => {
-                    Ok(wait_for_active(client, icc, d, w, policy, stop).await)
+                    wait_for_active(client, icc, d, w, policy, stop).await
                 }
                 (other, _) => other,
             }
@@ -268,9 +304,9 @@ pub async fn execute(
         sim_status: None,
         finished_at: SystemTime::now(),
         fields: item.fields,
+        raw: item.raw,
         retries: a.retries,
         throttled: a.throttled,
-        halts_job: false,
         elapsed: started.elapsed(),
     };
     match done {
@@ -280,12 +316,17 @@ pub async fn execute(
             r.message = d.message;
             r.sim_status = d.sim_status;
         }
-        Err(GiveUp::Interrupted) => return None,
+        Err(GiveUp::Interrupted) => return RowEnd::Unfinished(Unfinished::Stopped),
+        Err(GiveUp::Halting(error)) => {
+            return RowEnd::Unfinished(Unfinished::Halting {
+                error,
+                action: r.action,
+            });
+        }
         Err(GiveUp::Error(e)) => {
             r.verdict = Verdict::Failed;
             r.http_status = e.status();
             r.error_code = e.code();
-            r.halts_job = e.halts_job();
             let gave_up = if e.retryable() {
                 format!("gave up after {} attempts: ", a.tries)
             } else {
@@ -302,7 +343,25 @@ pub async fn execute(
             };
         }
     }
-    Some(r)
+    RowEnd::Recorded(Box::new(r))
+}
+
+/// A panic injected on one line, for the tests of the worker supervision (debug builds only).
+#[cfg(debug_assertions)]
+mod test_fault {
+    use std::sync::OnceLock;
+
+    pub fn maybe_panic(line: u64) {
+        static AT: OnceLock<Option<u64>> = OnceLock::new();
+        let at = AT.get_or_init(|| {
+            std::env::var("SIMBULK_TEST_PANIC_AT_LINE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        });
+        if *at == Some(line) {
+            panic!("injected test panic on line {line}");
+        }
+    }
 }
 
 /// `--wait-active`: how long to poll a `pendingProvision` SIM, and the counter that tells the
@@ -314,8 +373,9 @@ pub struct WaitActive {
     pub freed: tokio::sync::Notify,
 }
 
-/// Polls the SIM (paced, backing off from 1 s to 15 s) until it is active, the time is up,
-/// or the job stops. The row stays `ok`; its `sim_status` is the last status seen.
+/// Polls the SIM (paced, backing off from 1 s to 15 s) until it is active or the time is up.
+/// The row stays `ok`; its `sim_status` is the last status seen. A stop while polling leaves
+/// the row without an outcome (it is reconciled and polled again on resume).
 async fn wait_for_active(
     c: &Client,
     icc: &str,
@@ -323,7 +383,7 @@ async fn wait_for_active(
     w: &WaitActive,
     policy: &RetryPolicy,
     stop: &CancellationToken,
-) -> Done {
+) -> Result<Done, GiveUp> {
     use std::sync::atomic::Ordering;
     use std::time::Duration;
     let started = std::time::Instant::now();
@@ -331,11 +391,12 @@ async fn wait_for_active(
     w.freed.notify_one();
     let mut pause = Duration::from_secs(1);
     let mut last = "pendingProvision".to_owned();
+    let mut stopped = false;
     while started.elapsed() < w.within {
         let left = w.within.saturating_sub(started.elapsed());
         tokio::select! {
             _ = tokio::time::sleep(pause.min(left)) => {}
-            _ = stop.cancelled() => break,
+            _ = stop.cancelled() => { stopped = true; break }
         }
         pause = (pause * 2).min(Duration::from_secs(15));
         match crate::engine::retry::with_retries(policy, stop, &c.pacer, || c.get_sim(icc)).await {
@@ -345,10 +406,17 @@ async fn wait_for_active(
                     break;
                 }
             }
+            Err(GiveUp::Interrupted) => {
+                stopped = true;
+                break;
+            }
             Err(_) => break,
         }
     }
     w.waiting.fetch_sub(1, Ordering::SeqCst);
+    if stopped {
+        return Err(GiveUp::Interrupted);
+    }
     d.message = if last.starts_with("pendingProvision") {
         format!(
             "still pendingProvision after waiting {}s",
@@ -358,7 +426,7 @@ async fn wait_for_active(
         format!("{last} after {}s", started.elapsed().as_secs())
     };
     d.sim_status = Some(last);
-    d
+    Ok(d)
 }
 
 /// The result of a row that failed validation.
@@ -377,9 +445,9 @@ pub fn invalid(item: Item, reason: String, layout: &crate::input::Layout) -> Row
         sim_status: None,
         finished_at: SystemTime::now(),
         fields: item.fields,
+        raw: item.raw,
         retries: 0,
         throttled: 0,
-        halts_job: false,
         elapsed: std::time::Duration::ZERO,
     }
 }

@@ -1,9 +1,11 @@
 //! Streaming the input CSV: dialect sniffing, header mapping, and per-row validation.
 //!
-//! Guarantees: the file is read record by record (never whole); a problem with the file
-//! itself (missing, empty, UTF-16, no `iccid` column, …) is a [`FileError`] raised before
-//! the first row is handed out, naming the file, the line and the fix; a problem with one
-//! row becomes an [`Item`] whose `parsed` is `Err(message)`, and reading goes on.
+//! Guarantees: the file is read record by record (never whole); only a regular file is read
+//! (a pipe or FIFO is refused at once, never waited on); a problem with the file itself
+//! (missing, empty, UTF-16, no `iccid` column, …) is a [`FileError`] raised before the first
+//! row is handed out, naming the file, the line and the fix; a problem with one row becomes an
+//! [`Item`] whose `parsed` is `Err(message)`, and reading goes on; each item carries the
+//! physical line its record starts on and the record's exact bytes.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -30,6 +32,10 @@ pub enum FileError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "input {path} is {kind}, not a regular file; simbulk reads its input twice (a fingerprint for --resume, then row by row) and must be able to read it again on resume, so save it to a file first (e.g. `cat … > job.csv`) and run that"
+    )]
+    NotRegular { path: PathBuf, kind: &'static str },
     #[error(
         "input file {path} is empty; it needs a header line (e.g. iccid,action,value) and one row per SIM"
     )]
@@ -81,6 +87,8 @@ pub struct Layout {
     pub attribute: Option<usize>,
     /// Indices of the columns carried through to the results, in file order.
     pub carried: Vec<usize>,
+    /// The header line's exact bytes, line ending included (empty for a bare list).
+    pub header_raw: Vec<u8>,
 }
 
 impl Layout {
@@ -105,8 +113,10 @@ pub struct Row {
 pub struct Item {
     /// The line the record starts on (1-based, the header is line 1).
     pub line: u64,
-    /// The record's cells as read (trimmed), for the failures CSV and carried columns.
+    /// The record's cells as read (trimmed), for the results' carried columns.
     pub fields: Vec<String>,
+    /// The record's exact bytes in the input, line ending included, for the failures file.
+    pub raw: Vec<u8>,
     pub parsed: Result<Row, String>,
 }
 
@@ -120,16 +130,94 @@ impl Item {
 /// Bytes looked at to sniff the dialect.
 const SNIFF: usize = 64 * 1024;
 
+/// An input file, opened once: the fingerprint and the rows are read through this one handle,
+/// so a file renamed or replaced after the start is not what the job reads.
+#[derive(Debug)]
+pub struct InputFile {
+    path: PathBuf,
+    file: File,
+}
+
+/// What kind of file a non-regular one is, for the message.
+fn kind(t: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a pipe or FIFO";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    }
+}
+
+impl InputFile {
+    /// Opens `path` for reading; refuses anything but a regular file. Opening never waits
+    /// (a FIFO without a writer would block an ordinary open, beyond the reach of signals).
+    pub fn open(path: &Path) -> Result<Self, FileError> {
+        let unreadable = |source| FileError::Unreadable {
+            path: path.to_owned(),
+            source,
+        };
+        let mut o = std::fs::OpenOptions::new();
+        o.read(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.custom_flags(libc::O_NONBLOCK);
+        }
+        let file = o.open(path).map_err(unreadable)?;
+        let meta = file.metadata().map_err(unreadable)?;
+        if !meta.is_file() {
+            return Err(FileError::NotRegular {
+                path: path.to_owned(),
+                kind: kind(meta.file_type()),
+            });
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open file, for reading at offsets (the fingerprint) without moving its cursor.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
 /// Opens `path`, sniffs its dialect and maps its header.
 pub fn open(path: &Path, defaults: &Defaults) -> Result<(Layout, Rows), FileError> {
+    rows(InputFile::open(path)?, defaults, None)
+}
+
+/// Sniffs the dialect of an opened input and maps its header; the rows follow. With
+/// `expect_len` (the fingerprinted length) exactly that many bytes are read, and an input
+/// that ends short is an error.
+pub fn rows(
+    input: InputFile,
+    defaults: &Defaults,
+    expect_len: Option<u64>,
+) -> Result<(Layout, Rows), FileError> {
+    let InputFile { path, file } = input;
+    let path = path.as_path();
     let unreadable = |source| FileError::Unreadable {
         path: path.to_owned(),
         source,
     };
-    let file = File::open(path).map_err(unreadable)?;
-    if file.metadata().map_err(unreadable)?.is_dir() {
-        return Err(unreadable(std::io::Error::other("it is a directory")));
-    }
     let mut buf = BufReader::with_capacity(256 * 1024, file);
     let head = buf.fill_buf().map_err(unreadable)?.to_vec();
     let head = &head[..head.len().min(SNIFF)];
@@ -173,9 +261,14 @@ pub fn open(path: &Path, defaults: &Defaults) -> Result<(Layout, Rows), FileErro
         // Records end at `\n` only, so a record's position is its true starting line in CRLF
         // files too; the `\r` left at the end of the last cell is removed by the trim.
         .terminator(csv::Terminator::Any(b'\n'))
-        .from_reader(
-            Box::new(super::limit::Limited::new(buf, shared.clone())) as Box<dyn Read + Send>
-        );
+        .from_reader({
+            let tap = super::limit::Limited::new(buf, shared.clone());
+            let tap = match expect_len {
+                Some(n) => tap.expect_len(n),
+                None => tap,
+            };
+            Box::new(tap) as Box<dyn Read + Send>
+        });
 
     let layout = if headerless {
         if defaults.action.is_none() {
@@ -192,6 +285,7 @@ pub fn open(path: &Path, defaults: &Defaults) -> Result<(Layout, Rows), FileErro
             value: None,
             attribute: None,
             carried: Vec::new(),
+            header_raw: Vec::new(),
         }
     } else {
         let mut rec = csv::ByteRecord::new();
@@ -205,6 +299,14 @@ pub fn open(path: &Path, defaults: &Defaults) -> Result<(Layout, Rows), FileErro
                 path: path.to_owned(),
             });
         }
+        shared.record_done();
+        let (from, to) = (
+            rec.position().map_or(0, csv::Position::byte),
+            rdr.position().byte(),
+        );
+        let mut header_raw = shared.take(from, to);
+        let lead = header_raw.iter().take_while(|&&b| b == b'\n').count();
+        header_raw.drain(..lead);
         let mut header = Vec::with_capacity(rec.len());
         for f in rec.iter() {
             let s = std::str::from_utf8(f).map_err(|_| FileError::HeaderNotUtf8 {
@@ -212,7 +314,10 @@ pub fn open(path: &Path, defaults: &Defaults) -> Result<(Layout, Rows), FileErro
             })?;
             header.push(s.trim_start_matches('\u{feff}').trim().to_owned());
         }
-        map_header(path, delimiter, header, defaults)?
+        Layout {
+            header_raw,
+            ..map_header(path, delimiter, header, defaults)?
+        }
     };
     Ok((
         layout.clone(),
@@ -308,6 +413,7 @@ fn map_header(
         value: found[2],
         attribute: found[3],
         carried,
+        header_raw: Vec::new(),
     })
 }
 
@@ -327,7 +433,13 @@ pub struct Rows {
 const MAX_CELLS: usize = 10_000;
 
 impl Rows {
-    fn item(&self, line: u64) -> Item {
+    /// The SHA-256 and length of every byte read, once the whole input has been read (to
+    /// compare with the fingerprint taken at the start: a file changed while the job ran).
+    pub fn seen(&self) -> Option<super::limit::Seen> {
+        self.limits.seen()
+    }
+
+    fn item(&self, line: u64, raw: Vec<u8>) -> Item {
         let rec = &self.rec;
         let mut fields = Vec::with_capacity(rec.len().min(MAX_CELLS));
         let mut utf8 = true;
@@ -341,14 +453,14 @@ impl Rows {
             }
         }
         let l = &self.layout;
-        let cut = {
-            let mut c = self.limits.cut.lock().unwrap_or_else(|e| e.into_inner());
-            // Lines before this record can no longer matter.
-            let keep = c.split_off(&line);
-            let here = keep.first().copied();
-            *c = keep;
-            here.is_some_and(|l| l == line)
-        };
+        // The record's own line breaks (quoted cells), not its terminator.
+        let breaks = raw
+            .strip_suffix(b"\n")
+            .unwrap_or(&raw)
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        let cut = self.limits.was_cut(line, line + breaks);
         let parsed = if cut {
             Err(format!(
                 "the line is longer than {} MiB and was cut; a row is a few hundred bytes, check the file",
@@ -371,6 +483,7 @@ impl Rows {
         Item {
             line,
             fields,
+            raw,
             parsed,
         }
     }
@@ -404,15 +517,19 @@ impl Iterator for Rows {
             match self.rdr.read_byte_record(&mut self.rec) {
                 Ok(false) => return None,
                 Ok(true) => {
-                    self.limits
-                        .since_record
-                        .store(0, std::sync::atomic::Ordering::Relaxed);
-                    let line = self.rec.position().map_or(0, |p| p.line());
+                    self.limits.record_done();
+                    // The parser reports a record from the end of the one before, blank lines
+                    // included: the record's own first line is after those line breaks.
+                    let (from, reported) =
+                        self.rec.position().map_or((0, 0), |p| (p.byte(), p.line()));
+                    let mut raw = self.limits.take(from, self.rdr.position().byte());
+                    let lead = raw.iter().take_while(|&&b| b == b'\n').count();
+                    raw.drain(..lead);
                     if self.rec.iter().all(<[u8]>::is_empty) {
                         self.blank += 1;
                         continue;
                     }
-                    return Some(Ok(self.item(line)));
+                    return Some(Ok(self.item(reported + lead as u64, raw)));
                 }
                 Err(e) => {
                     let line = e.position().map_or(0, |p| p.line());
@@ -539,6 +656,108 @@ mod tests {
         let (_, items) = read(body.as_bytes(), &Defaults::default()).unwrap();
         assert_eq!(items[0].fields[2], "a, b\nc");
         assert_eq!(items[1].line, 4);
+    }
+
+    fn lines_and_raw(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let (_, items) = read(bytes, &Defaults::default()).unwrap();
+        items.into_iter().map(|i| (i.line, i.raw)).collect()
+    }
+
+    #[test]
+    fn line_is_the_physical_line_after_blank_lines_in_lf_files() {
+        let body = format!("iccid,action\n{A},activate\n\n{A},suspend\n\n\n\n{A},unsuspend\n");
+        let got = lines_and_raw(body.as_bytes());
+        assert_eq!(
+            got.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+            vec![2, 4, 8]
+        );
+        assert_eq!(got[1].1, format!("{A},suspend\n").into_bytes());
+    }
+
+    #[test]
+    fn line_is_the_physical_line_in_crlf_files_with_blank_lines() {
+        let body = format!("iccid,action\r\n{A},activate\r\n\r\n\r\n{A},suspend\r\n");
+        let got = lines_and_raw(body.as_bytes());
+        assert_eq!(got.iter().map(|(l, _)| *l).collect::<Vec<_>>(), vec![2, 5]);
+        assert_eq!(got[1].1, format!("{A},suspend\r\n").into_bytes());
+    }
+
+    #[test]
+    fn line_is_where_a_record_with_multi_line_cells_starts() {
+        let body = format!(
+            "iccid,action,note\n{A},activate,\"one\n\ntwo\"\n\n{A},suspend,\"a\r\nb\"\r\n{A},unsuspend,x"
+        );
+        let got = lines_and_raw(body.as_bytes());
+        assert_eq!(
+            got.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+            vec![2, 6, 8]
+        );
+        assert_eq!(
+            got[0].1,
+            format!("{A},activate,\"one\n\ntwo\"\n").into_bytes()
+        );
+        assert_eq!(
+            got[2].1,
+            format!("{A},unsuspend,x").into_bytes(),
+            "no final newline"
+        );
+    }
+
+    #[test]
+    fn blank_lines_before_the_header_and_in_a_bare_list() {
+        let body = format!("\n\niccid,action\n{A},activate\n");
+        let (l, items) = read(body.as_bytes(), &Defaults::default()).unwrap();
+        assert_eq!(l.header_raw, b"iccid,action\n");
+        assert_eq!(items[0].line, 4);
+        let d = Defaults {
+            action: Some("activate".into()),
+            ..Defaults::default()
+        };
+        let (_, items) = read(format!("{A}\n\n{A}\n").as_bytes(), &d).unwrap();
+        assert_eq!(items.iter().map(|i| i.line).collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn raw_bytes_keep_nuls_and_invalid_utf8_exactly() {
+        let mut body = b"iccid,action,note\r\n".to_vec();
+        let row = [A.as_bytes(), b",activate,caf\xe9\0x\r\n"].concat();
+        body.extend_from_slice(&row);
+        let (l, items) = read(&body, &Defaults::default()).unwrap();
+        assert_eq!(l.header_raw, b"iccid,action,note\r\n");
+        assert_eq!(items[0].raw, row);
+        assert!(items[0].parsed.is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_at_once_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pipe.csv");
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo reads the C string we pass.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = InputFile::open(&p).unwrap_err();
+        assert!(matches!(e, FileError::NotRegular { .. }), "{e}");
+        assert!(e.to_string().contains("save it to a file first"), "{e}");
+        let e = InputFile::open(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("a directory"), "{e}");
+    }
+
+    #[test]
+    fn the_digest_of_what_was_read_is_known_at_the_end() {
+        let body = format!("iccid,action\n{A},activate\n");
+        let f = file(body.as_bytes());
+        let (_, mut rows) = open(f.path(), &Defaults::default()).unwrap();
+        assert!(rows.seen().is_none());
+        while rows.next().is_some() {}
+        let seen = rows.seen().unwrap();
+        assert_eq!(seen.bytes, body.len() as u64);
+        use sha2::Digest;
+        let want: String = sha2::Sha256::digest(body.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(seen.sha256, want);
     }
 
     proptest! {

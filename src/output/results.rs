@@ -3,8 +3,9 @@
 //!
 //! Guarantees: every text cell that came from the input or the API and starts with `=`,
 //! `+`, `-`, `@`, TAB or CR is prefixed with `'` in the results file, so a spreadsheet
-//! shows it as text; the failures file keeps the input's cells exactly, so it can be run
-//! again as it is.
+//! shows it as text; the failures file holds the input's own header line and records,
+//! byte for byte (delimiter, quoting, line endings, any byte that is not UTF-8), so it can be
+//! run again as it is.
 
 use std::path::Path;
 
@@ -63,6 +64,11 @@ impl CsvFile {
         w.write_record(cells)?;
         w.flush()?;
         Ok(())
+    }
+
+    /// Appends bytes as they are.
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.file.buf().extend_from_slice(bytes);
     }
 
     pub fn len(&self) -> u64 {
@@ -138,22 +144,36 @@ impl ResultsFile {
     }
 }
 
-/// The failures file: failed and invalid rows in the input's own columns.
+/// The failures file: failed and invalid rows, exactly as the input has them.
 pub struct FailuresFile {
     csv: CsvFile,
+    /// The input's line ending, for a last record that had none.
+    eol: &'static [u8],
 }
 
 impl FailuresFile {
     pub fn open(path: &Path, how: OpenMode, layout: &Layout) -> std::io::Result<Self> {
         let mut csv = CsvFile::open(path, how, layout.delimiter)?;
+        let eol: &'static [u8] = if layout.header_raw.ends_with(b"\r\n") {
+            b"\r\n"
+        } else {
+            b"\n"
+        };
         if how == OpenMode::Truncate && !layout.headerless {
-            csv.write(&layout.header)?;
+            csv.write_raw(&layout.header_raw);
+            if !layout.header_raw.ends_with(b"\n") {
+                csv.write_raw(eol);
+            }
         }
-        Ok(Self { csv })
+        Ok(Self { csv, eol })
     }
 
     pub fn write(&mut self, r: &RowResult) -> std::io::Result<()> {
-        self.csv.write(&r.fields)
+        self.csv.write_raw(&r.raw);
+        if !r.raw.ends_with(b"\n") {
+            self.csv.write_raw(self.eol);
+        }
+        Ok(())
     }
 
     pub fn file(&mut self) -> &mut CsvFile {

@@ -144,6 +144,13 @@ pub struct FaultConfig {
     pub revoke_every: Option<Duration>,
     /// Share of token requests answered 503.
     pub token_failure: f64,
+    /// Share of `/api/v2` requests answered 429 whatever the rate (a provider that is
+    /// throttling), with `Retry-After: throttle_retry_after` seconds.
+    pub http429: f64,
+    pub throttle_retry_after: u64,
+    /// Added to every token request (a slow identity provider).
+    #[serde(with = "humantime_serde_ms")]
+    pub token_latency: Duration,
 }
 
 impl Default for FaultConfig {
@@ -163,6 +170,9 @@ impl Default for FaultConfig {
             revoke: 0.0,
             revoke_every: None,
             token_failure: 0.0,
+            http429: 0.0,
+            throttle_retry_after: 1,
+            token_latency: Duration::ZERO,
         }
     }
 }
@@ -179,6 +189,7 @@ impl FaultConfig {
             + self.apply_then_fail
             + self.revoke
             + self.token_failure
+            + self.http429
             > 0.0
             || !self.latency_spread.is_zero()
     }

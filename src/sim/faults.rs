@@ -15,6 +15,8 @@ pub enum Before {
     Proceed,
     Status(u16),
     Drop,
+    /// A 429 with this `Retry-After` in seconds.
+    Throttle(u64),
 }
 
 /// What happens after a write was applied.
@@ -93,6 +95,7 @@ impl Faults {
             (c.http503, Before::Status(503)),
             (c.http504, Before::Status(504)),
             (c.drop, Before::Drop),
+            (c.http429, Before::Throttle(c.throttle_retry_after)),
         ] {
             edge += p;
             if x < edge {

@@ -97,6 +97,7 @@ pub struct Stats {
 struct StatsInner {
     by_route: BTreeMap<(&'static str, u16), u64>,
     per_second: BTreeMap<u64, u64>,
+    last_arrival: Option<std::time::SystemTime>,
 }
 
 /// The JSON shape of `GET /__sim/stats`.
@@ -116,6 +117,9 @@ pub struct StatsReport {
     pub peak_per_second: u64,
     pub ledger_entries: usize,
     pub ledger_dropped: u64,
+    /// When the last `/api/v2` request arrived (RFC 3339, microseconds), if any did.
+    #[serde(default)]
+    pub last_api_request_at: Option<String>,
 }
 
 impl Stats {
@@ -126,6 +130,12 @@ impl Stats {
         if let Some(s) = api_second {
             *g.per_second.entry(s).or_default() += 1;
         }
+    }
+
+    /// An `/api/v2` request arrived (before any latency or fault).
+    pub fn arrived(&self, at: std::time::SystemTime) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.last_arrival = Some(g.last_arrival.map_or(at, |t| t.max(at)));
     }
 
     pub fn fault(&self, kind: &'static str) {
@@ -175,6 +185,9 @@ impl Stats {
             per_second,
             ledger_entries: ledger.len(),
             ledger_dropped: ledger.dropped(),
+            last_api_request_at: g
+                .last_arrival
+                .map(|t| humantime::format_rfc3339_micros(t).to_string()),
         }
     }
 }

@@ -267,6 +267,10 @@ pub(super) async fn token(
     const ROUTE: &str = "POST /oauth2/token";
     let rid = app.request_id();
     app.stats.token_requests.fetch_add(1, Ordering::Relaxed);
+    let latency = app.faults.config().token_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let refuse =
         |status: StatusCode, error: &str| json_response(status, &json!({"error": error}), &rid);
     let Ok(body) = body else {

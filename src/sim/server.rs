@@ -222,6 +222,7 @@ impl App {
     ) -> Response {
         let rid = self.request_id();
         let second = self.started.elapsed().as_secs();
+        self.stats.arrived(SystemTime::now());
         let draw = self.faults.draw();
         if !draw.latency.is_zero() {
             tokio::time::sleep(draw.latency).await;
@@ -254,6 +255,19 @@ impl App {
             Before::Status(s) => {
                 self.stats.fault(fault_name(s));
                 return self.finish(route, Some(second), server_error(s, &rid));
+            }
+            Before::Throttle(secs) => {
+                self.stats.fault("http429");
+                self.stats.too_many_requests.fetch_add(1, Ordering::Relaxed);
+                let ra = self
+                    .cfg
+                    .retry_after_header
+                    .then_some(RetryAfter::Seconds(secs));
+                return self.finish(
+                    route,
+                    Some(second),
+                    gateway(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", &rid, ra),
+                );
             }
             Before::Drop => {
                 self.stats.fault("drop");

@@ -3,6 +3,7 @@
 mod support;
 
 mod contract;
+mod endings;
 mod engine;
 mod faults;
 mod hostile;

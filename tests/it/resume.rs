@@ -1,30 +1,12 @@
 //! Checkpoint, resume, lock, signals and run windows, with the real binary.
 
-use std::collections::HashMap;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use simbulk::sim::seed::Profile;
 use simbulk::sim::{FaultConfig, SimConfig};
 
 use crate::support::*;
-
-/// Every input line from `first` to `last` appears exactly once in the results.
-fn assert_each_line_once(job: &Job, first: u64, last: u64) {
-    let mut seen: HashMap<u64, usize> = HashMap::new();
-    for r in job.results() {
-        *seen.entry(r["line"].parse().unwrap()).or_default() += 1;
-    }
-    for l in first..=last {
-        assert_eq!(
-            seen.get(&l).copied().unwrap_or(0),
-            1,
-            "line {l} appears {:?} times",
-            seen.get(&l)
-        );
-    }
-    assert_eq!(seen.len() as u64, last - first + 1, "no extra lines");
-}
 
 fn slow_sim(n: usize, latency_ms: u64) -> TestSim {
     TestSim::start(SimConfig {
@@ -51,13 +33,6 @@ fn activation_job(s: &TestSim, n: usize) -> (Job, Vec<String>) {
         ),
         ids,
     )
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: sending a signal to our own child process.
-    unsafe {
-        libc::kill(child.id() as i32, sig);
-    }
 }
 
 #[test]
@@ -227,12 +202,12 @@ fn max_duration_stops_with_75_and_a_torn_record_is_dropped_on_resume() {
 fn an_older_checkpoint_format_is_refused_clearly() {
     let s = TestSim::unlimited(100);
     let (job, _) = activation_job(&s, 3);
-    std::fs::write(job.path(".checkpoint"), "SIMBULK-CHECKPOINT 0 {}\n").unwrap();
+    std::fs::write(job.path(".checkpoint"), "SIMBULK-CHECKPOINT 1 {}\n").unwrap();
     let o = job.run(&s, &["--resume"]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("format version 0") && err.contains("--restart"),
+        err.contains("format version 1") && err.contains("--restart"),
         "{err}"
     );
     std::fs::write(job.path(".checkpoint"), "something else\n").unwrap();
@@ -358,4 +333,11 @@ fn a_disk_that_fills_up_mid_run_stops_the_job_and_the_files_still_resume() {
     let o = job.run(&s, &["--resume"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_each_line_once(&job, 2, 401);
+    // The same lines and outcomes as the job run in one go on an identical simulator.
+    let calm = TestSim::unlimited(2000);
+    let (straight, _) = activation_job(&calm, 400);
+    let o = straight.run(&calm, &["--concurrency", "4"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(outcomes_by_line(&job), outcomes_by_line(&straight));
+    assert_no_repeated_effect(&s);
 }

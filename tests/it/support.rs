@@ -380,3 +380,83 @@ pub fn spawn_piped(mut c: Command) -> std::process::Child {
         .spawn()
         .unwrap()
 }
+
+/// Every input line from `first` to `last` appears exactly once in the results.
+pub fn assert_each_line_once(job: &Job, first: u64, last: u64) {
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for r in job.results() {
+        *seen.entry(r["line"].parse().unwrap()).or_default() += 1;
+    }
+    for l in first..=last {
+        assert_eq!(
+            seen.get(&l).copied().unwrap_or(0),
+            1,
+            "line {l} appears {:?} times",
+            seen.get(&l)
+        );
+    }
+    assert_eq!(seen.len() as u64, last - first + 1, "no extra lines");
+}
+
+/// Sends `sig` to a child process.
+pub fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+/// Polls `cond` (every 10 ms) until it holds; panics with `what` after `within`.
+pub fn wait_for(what: &str, within: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Waits for a child to exit, at most `within` (a liveness bound); returns its output and
+/// how long it took.
+pub fn exit_within(
+    child: std::process::Child,
+    within: std::time::Duration,
+) -> (Output, std::time::Duration) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let t = std::time::Instant::now();
+    let pid = child.id();
+    let exited = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = exited.clone();
+    std::thread::spawn(move || {
+        let end = std::time::Instant::now() + within;
+        while std::time::Instant::now() < end {
+            if flag.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if !flag.load(Ordering::SeqCst) {
+            // SAFETY: a kill of our own child, which has not been reaped yet.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    let o = child.wait_with_output().unwrap();
+    exited.store(true, Ordering::SeqCst);
+    let took = t.elapsed();
+    assert!(
+        took < within,
+        "the process did not exit within {within:?}: {}",
+        text(&o)
+    );
+    (o, took)
+}
+
+/// Outcome by input line.
+pub fn outcomes_by_line(job: &Job) -> std::collections::BTreeMap<u64, String> {
+    job.results()
+        .into_iter()
+        .map(|r| (r["line"].parse().unwrap(), r["outcome"].clone()))
+        .collect()
+}

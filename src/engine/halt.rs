@@ -1,0 +1,223 @@
+//! Why a job halts, and the words that tell the operator the way out.
+//!
+//! Guarantees: every halt message names the way out that works — `--resume` when only the
+//! environment had to be fixed (a permission, the provider's health), `--restart` (or the
+//! failures file) when the input or `--value` must change, since `--resume` refuses a changed
+//! input — and quotes the error code and the API's message, never one request's id.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::api::ApiError;
+use crate::model::codes;
+
+use super::Threshold;
+
+/// The reason of a stop by signal.
+pub const SIGNALLED: &str = "interrupted by a signal";
+/// The reason of a stop at `--until` / `--max-duration`.
+pub const WINDOW_CLOSED: &str = "the run window closed (--until / --max-duration)";
+
+/// Failures of a run by (HTTP status, error code): count and first message.
+pub type Failures = BTreeMap<(Option<u16>, Option<i64>), (u64, String)>;
+
+/// Why the job halted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Halt {
+    /// `--halt-after-same-error`: the last `run` rows failed the same way.
+    SameError {
+        run: u32,
+        action: String,
+        status: Option<u16>,
+        code: Option<i64>,
+        message: String,
+    },
+    /// `--max-failures`.
+    MaxFailures { failed: u64, threshold: Threshold },
+    /// The provider refused the account (403, credentials, 401 with fresh tokens); the rows
+    /// that met it have no record.
+    Account { error: ApiError, action: String },
+    /// No row finished and no useful answer came for this long.
+    Stall(Duration),
+    /// A worker panicked.
+    Panic(String),
+}
+
+fn code_text(status: Option<u16>, code: Option<i64>) -> String {
+    match (status, code) {
+        (Some(s), Some(c)) => format!("HTTP {s} error {c}"),
+        (Some(s), None) => format!("HTTP {s}"),
+        (None, Some(c)) => format!("error {c}"),
+        (None, None) => "no answer from the API".into(),
+    }
+}
+
+/// The API's message without the request id it may carry.
+fn plain(message: &str) -> &str {
+    message.split(" (request ").next().unwrap_or(message)
+}
+
+/// What a code usually means for an action, in the operator's words.
+pub fn likely_cause(action: &str, code: Option<i64>) -> &'static str {
+    match code {
+        Some(codes::PACKAGE_NOT_LINKED) => {
+            "the package id is probably wrong, or the package is not linked to the SIMs' portfolio"
+        }
+        Some(codes::PACKAGE_NOT_ACTIVE) => "the package is not active at the provider",
+        Some(codes::MNO_MISMATCH) => "the package belongs to another operator than the SIMs",
+        Some(codes::PACKAGE_UNLINKED_AFTER_MOVE) => {
+            "the move leaves the SIMs' package unlinked: give a package of the new portfolio too"
+        }
+        Some(codes::PORTFOLIO_OUT_OF_SPHERE) => {
+            "the portfolio id is probably wrong, or outside this account"
+        }
+        Some(codes::PORTFOLIO_DELETED | codes::PORTFOLIO_NOT_ACTIVE) => {
+            "the target portfolio is closed or not active"
+        }
+        Some(codes::SUSPENDED) => "the SIMs are suspended: a suspended SIM takes no other change",
+        Some(codes::WRONG_STATUS) => match action {
+            "set-package" => "the SIMs are active, and an active SIM's package cannot change",
+            "suspend" => "only active SIMs can be suspended",
+            "activate" | "deactivate" => "the SIMs are still pending provisioning",
+            _ => "the SIMs are not in a state that allows this change",
+        },
+        Some(codes::NOT_FOUND) => {
+            "the SIMs are not in this account (another environment or client id?)"
+        }
+        Some(codes::FIELD_REJECTED) => "the value is not one the API accepts",
+        _ => "",
+    }
+}
+
+/// The permission an action needs, in the contract's names.
+fn permission(action: &str) -> &'static str {
+    match action {
+        "set-attribute" => "iccAttributeCreate and iccAttributeUpdate",
+        "delete-attribute" => "iccAttributeDelete",
+        _ => "iccUpdate",
+    }
+}
+
+impl Halt {
+    /// The halt's message. `failures` are this run's failed rows (also those that finished
+    /// after the halt); `unrecorded` the rows that reached no outcome.
+    pub fn message(&self, failures: &Failures, unrecorded: u64) -> String {
+        match self {
+            Halt::SameError {
+                run,
+                action,
+                status,
+                code,
+                message,
+            } => {
+                let total = failures.get(&(*status, *code)).map_or(0, |f| f.0);
+                let what = code_text(*status, *code);
+                let provider = status.is_none_or(|s| s >= 500);
+                if provider {
+                    return format!(
+                        "the last {run} rows all failed the same way ({what}: {}); {total} rows failed so in this run. The provider kept failing: run again with --resume once it works again",
+                        plain(message)
+                    );
+                }
+                let cause = likely_cause(action, *code);
+                let cause = if cause.is_empty() {
+                    String::new()
+                } else {
+                    format!(" For {action}, {what} usually means {cause}.")
+                };
+                format!(
+                    "the last {run} rows all failed the same way ({what}: {}); {total} rows failed so in this run. This looks like a mistake in the job rather than a problem of single SIMs.{cause} Fix the input (or --value) and run it again with --restart (rows already done answer skipped), or fix and run the failures file; to go on as it is, raise --halt-after-same-error and run again with --resume",
+                    plain(message)
+                )
+            }
+            Halt::MaxFailures { failed, threshold } => {
+                let top = failures
+                    .iter()
+                    .max_by_key(|(_, (n, _))| *n)
+                    .map(|((s, c), (n, m))| {
+                        format!("; most were {} ({}) × {n}", code_text(*s, *c), plain(m))
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "{failed} rows failed, past --max-failures {threshold}{top}. If the input is wrong, fix it and run again with --restart; if the provider or the SIMs were the cause, fix that and run again with --resume (raise --max-failures to go on)"
+                )
+            }
+            Halt::Account { error, action } => {
+                let rows =
+                    format!("{unrecorded} rows have no result yet and will be done on resume");
+                match error {
+                    ApiError::Forbidden { .. } => format!(
+                        "{error}. The client lacks the permission {action} needs ({}); grant it (or use a client that has it), then run again with --resume: {rows}",
+                        permission(action)
+                    ),
+                    ApiError::Credentials { .. } => format!(
+                        "{error}; fix the credentials, then run again with --resume: {rows}"
+                    ),
+                    _ => format!(
+                        "{error}; the API refuses this client's tokens: check its access with the provider, then run again with --resume: {rows}"
+                    ),
+                }
+            }
+            Halt::Stall(d) => format!(
+                "no row finished for {} and the provider answered only with 429s, 5xx errors or not at all; run again with --resume once it has recovered (--stall-timeout sets how long to wait)",
+                humantime::format_duration(*d)
+            ),
+            Halt::Panic(m) => format!(
+                "internal error: a worker panicked ({m}); the files are consistent: run again with --resume, and please report this"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_package_names_the_cause_and_restart() {
+        let mut f = Failures::new();
+        f.insert((Some(400), Some(16005)), (31, "Package not linked".into()));
+        let h = Halt::SameError {
+            run: 25,
+            action: "set-package".into(),
+            status: Some(400),
+            code: Some(16005),
+            message: "Package not linked (request req-1)".into(),
+        };
+        let m = h.message(&f, 0);
+        assert!(
+            m.contains("HTTP 400 error 16005: Package not linked)"),
+            "{m}"
+        );
+        assert!(m.contains("31 rows failed"), "{m}");
+        assert!(m.contains("package id is probably wrong"), "{m}");
+        assert!(m.contains("--restart") && !m.contains("req-1"), "{m}");
+    }
+
+    #[test]
+    fn a_provider_outage_and_a_permission_say_resume() {
+        let h = Halt::SameError {
+            run: 25,
+            action: "activate".into(),
+            status: None,
+            code: None,
+            message: "gave up after 9 attempts: connection lost".into(),
+        };
+        let m = h.message(&Failures::new(), 0);
+        assert!(m.contains("--resume") && !m.contains("--restart"), "{m}");
+        let h = Halt::Account {
+            error: ApiError::Forbidden {
+                code: Some(6024),
+                message: "not permitted".into(),
+                request_id: None,
+            },
+            action: "delete-attribute".into(),
+        };
+        let m = h.message(&Failures::new(), 7);
+        assert!(
+            m.contains("iccAttributeDelete") && m.contains("--resume"),
+            "{m}"
+        );
+        assert!(m.contains("7 rows have no result yet"), "{m}");
+    }
+}
