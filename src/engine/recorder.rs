@@ -6,8 +6,8 @@
 //! operating system before the journal record that vouches for them; events are written in
 //! the order they arrive and handed to the OS as soon as the inbox is empty, so a row's
 //! *started* record reaches the OS before its write is sent, and a finished row's record
-//! reaches the OS before the next row of the same SIM is dispatched (the [`Durable`] count
-//! says how far that has got); durability is batched (`fsync` of results, then failures,
+//! reaches the OS before the next row of the same SIM is dispatched (the [`Durable`] counts
+//! say how far that has got); durability is batched (`fsync` of results, then failures,
 //! then journal, at most every `sync_every`, and at the end); after a write error nothing
 //! more is written (the journal never gets ahead of the files it counts), and the error is
 //! published for the dispatcher.
@@ -33,8 +33,13 @@ const INBOX: usize = 4096;
 
 /// What the recorder is told.
 enum Event {
-    /// A write for this row is about to be sent; `ack` once the record has reached the OS.
+    /// From the dispatcher: the row will write first thing; counted in [`Durable::started`].
     Started {
+        line: u64,
+    },
+    /// From a worker: a write for this row is about to be sent; `ack` once the record has
+    /// reached the OS.
+    StartedAck {
         line: u64,
         ack: oneshot::Sender<()>,
     },
@@ -47,6 +52,8 @@ enum Event {
     Finish {
         complete: bool,
     },
+    /// Several events of one turn of the dispatcher, in order (one wake of the recorder).
+    Batch(Vec<Event>),
 }
 
 /// How far the outputs have reached the OS.
@@ -54,6 +61,8 @@ enum Event {
 pub struct Durable {
     /// `Finished` events whose records have reached the OS, counted in sending order.
     pub finished: u64,
+    /// The dispatcher's `Started` events whose records have reached the OS, in sending order.
+    pub started: u64,
     /// The first write error; nothing is written after it.
     pub error: Option<String>,
 }
@@ -133,6 +142,9 @@ pub struct Recorder {
     /// `Finished` events handled, and those whose records have reached the OS.
     finished: u64,
     out: u64,
+    /// The same for the dispatcher's `Started` events.
+    started: u64,
+    started_out: u64,
     acks: Vec<oneshot::Sender<()>>,
     failed: Option<String>,
     durable: watch::Sender<Durable>,
@@ -167,6 +179,8 @@ impl Recorder {
             sync_every,
             finished: 0,
             out: 0,
+            started: 0,
+            started_out: 0,
             acks: Vec::new(),
             failed: None,
             durable: watch::Sender::new(Durable::default()),
@@ -185,6 +199,8 @@ impl Recorder {
             durable,
             thread: Some(thread),
             sent: 0,
+            started_sent: 0,
+            outbox: Vec::new(),
         })
     }
 
@@ -200,8 +216,7 @@ impl Recorder {
                     self.publish();
                     return self.counts_out();
                 }
-                self.handle(ev);
-                handled += 1;
+                handled += self.handle(ev);
                 if handled < BATCH {
                     next = rx.try_recv().ok();
                 }
@@ -218,6 +233,7 @@ impl Recorder {
     fn publish(&self) {
         let now = Durable {
             finished: self.out,
+            started: self.started_out,
             error: self.failed.clone(),
         };
         self.durable.send_if_modified(|d| {
@@ -231,9 +247,23 @@ impl Recorder {
         self.counts
     }
 
-    fn handle(&mut self, ev: Event) {
+    /// Handles an event; returns how many it was.
+    fn handle(&mut self, ev: Event) -> usize {
         match ev {
-            Event::Started { line, ack } => {
+            Event::Batch(events) => {
+                let n = events.len();
+                for e in events {
+                    self.handle(e);
+                }
+                return n;
+            }
+            Event::Started { line } => {
+                self.started += 1;
+                if self.failed.is_none() {
+                    self.journal.started(line);
+                }
+            }
+            Event::StartedAck { line, ack } => {
                 if self.failed.is_none() {
                     self.journal.started(line);
                     self.acks.push(ack);
@@ -253,6 +283,7 @@ impl Recorder {
             }
             Event::Finish { .. } => {}
         }
+        1
     }
 
     fn record(&mut self, r: &RowResult) -> std::io::Result<()> {
@@ -293,6 +324,7 @@ impl Recorder {
         match r {
             Ok(()) => {
                 self.out = self.finished;
+                self.started_out = self.started;
                 for ack in self.acks.drain(..) {
                     let _ = ack.send(());
                 }
@@ -332,6 +364,9 @@ pub struct RecorderHandle {
     pub durable: watch::Receiver<Durable>,
     thread: Option<std::thread::JoinHandle<Counts>>,
     sent: u64,
+    started_sent: u64,
+    /// Events of the dispatcher's current turn.
+    outbox: Vec<Event>,
 }
 
 /// The recorder stopped (its thread ended or panicked).
@@ -347,14 +382,31 @@ impl RecorderHandle {
         }
     }
 
-    /// Records a finished row; returns its sequence number (compare with [`Durable`]).
-    pub async fn finished(&mut self, r: RowResult) -> Result<u64, RecorderGone> {
-        self.tx
-            .send(Event::Finished(Box::new(r)))
-            .await
-            .map_err(|_| RecorderGone)?;
+    /// Records a finished row; returns its sequence number (compare with
+    /// [`Durable::finished`]). Goes out with [`RecorderHandle::send`].
+    pub fn finished(&mut self, r: RowResult) -> u64 {
+        self.outbox.push(Event::Finished(Box::new(r)));
         self.sent += 1;
-        Ok(self.sent)
+        self.sent
+    }
+
+    /// Records that the row on `line` is about to write; returns its sequence number
+    /// (compare with [`Durable::started`]). The row may send its write once that is out.
+    /// Goes out with [`RecorderHandle::send`].
+    pub fn started(&mut self, line: u64) -> u64 {
+        self.outbox.push(Event::Started { line });
+        self.started_sent += 1;
+        self.started_sent
+    }
+
+    /// Sends the events of this turn, in order, as one message.
+    pub async fn send(&mut self) -> Result<(), RecorderGone> {
+        let ev = match self.outbox.len() {
+            0 => return Ok(()),
+            1 => self.outbox.pop().map_or(Event::Batch(Vec::new()), |e| e),
+            _ => Event::Batch(std::mem::take(&mut self.outbox)),
+        };
+        self.tx.send(ev).await.map_err(|_| RecorderGone)
     }
 
     /// Refreshes the progress line (dropped when the inbox is full: the next tick will do).
@@ -366,6 +418,7 @@ impl RecorderHandle {
     /// the job is `complete`; returns the counts, and the write error that stopped the
     /// outputs if one did.
     pub async fn finish(mut self, complete: bool) -> (Counts, Option<String>) {
+        let _ = self.send().await;
         let _ = self.tx.send(Event::Finish { complete }).await;
         let durable = self.durable.clone();
         let thread = self.thread.take();
@@ -425,7 +478,7 @@ impl Journaling {
         let sent = tokio::select! {
             biased;
             _ = stop.cancelled() => return Err(GiveUp::Interrupted),
-            r = self.tx.send(Event::Started { line, ack }) => r,
+            r = self.tx.send(Event::StartedAck { line, ack }) => r,
         };
         if sent.is_err() {
             return Err(GiveUp::Interrupted);

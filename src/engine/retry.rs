@@ -102,9 +102,11 @@ impl<'a> Attempts<'a> {
         self
     }
 
-    /// Writes record a *started* record for `line` through `journal` first.
-    pub fn with_journal(mut self, journal: &'a Journaling, line: u64) -> Self {
+    /// Writes record a *started* record for `line` through `journal` first, unless it is
+    /// already out (`started`).
+    pub fn with_journal(mut self, journal: &'a Journaling, line: u64, started: bool) -> Self {
         self.journal = Some((journal, line));
+        self.started = started;
         self
     }
 

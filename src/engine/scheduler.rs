@@ -141,6 +141,9 @@ struct Loop<'a> {
     busy: HashMap<String, VecDeque<(Item, Row)>>,
     /// Finished rows whose record must reach the OS before their ICCID takes its next row.
     flushing: VecDeque<(u64, String)>,
+    /// Rows whose *started* record must reach the OS before they are spawned (they write
+    /// first thing), with its sequence number.
+    starting: VecDeque<(u64, Item, Row)>,
     buffer: VecDeque<Result<Item, FileError>>,
     running: usize,
     parked: usize,
@@ -174,10 +177,39 @@ impl Loop<'_> {
         self.taking = false;
         self.stops.stop_rows.cancel();
         self.end.get_or_insert(end);
+        // Rows not yet spawned never will be.
+        let n = self.starting.len();
+        self.starting.clear();
+        self.running -= n;
+        self.unrecorded += n as u64;
     }
 
-    fn spawn(&mut self, item: Item, row: Row) {
+    /// Starts a row: at once when its first call reads; once its *started* record has reached
+    /// the OS when its first call is a write (the record is sent here, with the others of
+    /// this turn, rather than asked for by the worker: one round trip per flush, not per row).
+    fn start(&mut self, item: Item, row: Row) {
         self.running += 1;
+        let in_doubt = self.d.in_doubt.contains(item.line as usize);
+        if in_doubt || !row.action.writes_first() {
+            self.spawn(item, row, false);
+            return;
+        }
+        let seq = self.rec.started(item.line);
+        self.starting.push_back((seq, item, row));
+    }
+
+    /// Spawns the rows whose *started* records are out (`durable` of them).
+    fn launch(&mut self, durable: u64) {
+        while self.starting.front().is_some_and(|(s, _, _)| *s <= durable) {
+            if let Some((_, item, row)) = self.starting.pop_front() {
+                self.spawn(item, row, true);
+            }
+        }
+    }
+
+    /// Spawns the worker of a row counted in `running`; `started`: its *started* record is
+    /// already out.
+    fn spawn(&mut self, item: Item, row: Row, started: bool) {
         let (client, policy, tx, stop, wait) = (
             self.d.client.clone(),
             self.d.policy.clone(),
@@ -194,6 +226,7 @@ impl Loop<'_> {
                 policy: &policy,
                 stop: &stop,
                 journal: &journal,
+                started,
                 wait: wait.as_deref(),
             };
             // A panic in a worker is a bug; it must end the job, never hang it.
@@ -205,8 +238,8 @@ impl Loop<'_> {
         });
     }
 
-    /// Dispatches buffered rows while there is room. `Err` when the outputs failed.
-    async fn dispatch(&mut self) -> Result<(), ()> {
+    /// Dispatches buffered rows while there is room.
+    fn dispatch(&mut self) {
         while self.taking && self.room() {
             let Some(next) = self.buffer.pop_front() else {
                 break;
@@ -226,7 +259,7 @@ impl Loop<'_> {
             match std::mem::replace(&mut item.parsed, Err(String::new())) {
                 Err(reason) => {
                     let r = worker::invalid(item, reason, &self.d.layout);
-                    self.record(r).await?;
+                    self.record(r);
                 }
                 Ok(row) => {
                     let key = row.iccid.as_str().to_owned();
@@ -237,17 +270,16 @@ impl Loop<'_> {
                         }
                         None => {
                             self.busy.insert(key, VecDeque::new());
-                            self.spawn(item, row);
+                            self.start(item, row);
                         }
                     }
                 }
             }
         }
-        Ok(())
     }
 
     /// Sends a finished row to the recorder; returns its sequence number.
-    async fn record(&mut self, r: RowResult) -> Result<u64, ()> {
+    fn record(&mut self, r: RowResult) -> u64 {
         self.finished += 1;
         self.last_finish = Instant::now();
         if r.verdict == Verdict::Failed {
@@ -261,13 +293,7 @@ impl Loop<'_> {
         let checks = self.end.is_none();
         let action = r.action.clone();
         let (status, code, message) = (r.http_status, r.error_code, r.message.clone());
-        let seq = match self.rec.finished(r).await {
-            Ok(s) => s,
-            Err(e) => {
-                self.stop(End::WriteFailed(e.to_string()));
-                return Err(());
-            }
-        };
+        let seq = self.rec.finished(r);
         if checks {
             if let Some(k) = self.stops.halt_after_same_error
                 && run >= k
@@ -288,15 +314,15 @@ impl Loop<'_> {
                 }));
             }
         }
-        Ok(seq)
+        seq
     }
 
     /// A worker ended.
-    async fn finished(&mut self, icc: String, end: RowEnd) -> Result<(), ()> {
+    fn finished(&mut self, icc: String, end: RowEnd) {
         self.running -= 1;
         match end {
             RowEnd::Recorded(r) => {
-                let seq = self.record(*r).await?;
+                let seq = self.record(*r);
                 self.flushing.push_back((seq, icc));
             }
             RowEnd::Unfinished(why) => {
@@ -328,7 +354,6 @@ impl Loop<'_> {
                 }
             }
         }
-        Ok(())
     }
 
     /// Records have reached the OS up to `durable`: their ICCIDs may take their next rows.
@@ -345,7 +370,7 @@ impl Loop<'_> {
             match next {
                 Some((item, row)) => {
                     self.parked -= 1;
-                    self.spawn(item, row);
+                    self.start(item, row);
                 }
                 None => {
                     if let Some(q) = self.busy.remove(&icc) {
@@ -412,6 +437,7 @@ pub async fn drive(
         done_tx,
         busy: HashMap::new(),
         flushing: VecDeque::new(),
+        starting: VecDeque::new(),
         buffer: VecDeque::with_capacity(BATCH),
         running: 0,
         parked: 0,
@@ -430,7 +456,10 @@ pub async fn drive(
     let deadline = stops.deadline;
 
     loop {
-        if l.dispatch().await.is_err() {
+        l.dispatch();
+        // This turn's records go to the recorder as one message.
+        if let Err(e) = l.rec.send().await {
+            l.stop(End::WriteFailed(e.to_string()));
             break;
         }
         if l.running == 0 && (!l.taking || (!l.reading && l.parked == 0 && l.buffer.is_empty())) {
@@ -443,8 +472,10 @@ pub async fn drive(
                 break;
             }
             Some((icc, end)) = done_rx.recv() => {
-                if l.finished(icc, end).await.is_err() {
-                    break;
+                l.finished(icc, end);
+                // Every worker that ended meanwhile, in this same turn.
+                while let Ok((icc, end)) = done_rx.try_recv() {
+                    l.finished(icc, end);
                 }
             }
             changed = durable.changed() => {
@@ -455,6 +486,7 @@ pub async fn drive(
                     // Rows still in flight end without an outcome; nothing more is written.
                     break;
                 }
+                l.launch(now.started);
                 l.released(now.finished);
             }
             _ = stops.drain.cancelled(), if l.taking => {

@@ -257,6 +257,8 @@ pub struct Ctx<'a> {
     pub policy: &'a RetryPolicy,
     pub stop: &'a CancellationToken,
     pub journal: &'a Journaling,
+    /// The row's *started* record is already out (the dispatcher sent it).
+    pub started: bool,
     pub wait: Option<&'a WaitActive>,
 }
 
@@ -269,7 +271,7 @@ pub async fn execute(cx: &Ctx<'_>, item: Item, row: Row, in_doubt: bool) -> RowE
     let started = std::time::Instant::now();
     let mut a = Attempts::new(policy, stop)
         .with_budget(&client.pacer)
-        .with_journal(cx.journal, item.line);
+        .with_journal(cx.journal, item.line, cx.started);
     // A row that was in flight when the previous run stopped may have been applied: look
     // before writing, exactly as after a lost answer.
     a.ambiguous = in_doubt;

@@ -177,6 +177,15 @@ impl Action {
         })
     }
 
+    /// Whether the action's first call is a write (a SIM PATCH); attribute actions read the
+    /// SIM's attributes first.
+    pub fn writes_first(&self) -> bool {
+        !matches!(
+            self,
+            Action::SetAttribute { .. } | Action::DeleteAttribute { .. }
+        )
+    }
+
     /// The `value` cell this action stands for, as written back to the results.
     pub fn value_text(&self) -> String {
         match self {
