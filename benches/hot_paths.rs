@@ -55,6 +55,7 @@ fn row(i: u64) -> RowResult {
         http_status: Some(200),
         error_code: None,
         message: String::new(),
+        reason: None,
         attempts: 1,
         sim_status: Some("available".into()),
         finished_at: SystemTime::now(),
@@ -126,7 +127,13 @@ fn write_results_and_checkpoint(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(1_000_000));
     g.bench_function("replay_1m_records", |b| {
-        b.iter(|| black_box(replay(&big, (u64::MAX, u64::MAX)).unwrap().tally))
+        b.iter(|| {
+            black_box(
+                replay(&big, simbulk::checkpoint::Bounds::unlimited())
+                    .unwrap()
+                    .tally,
+            )
+        })
     });
     g.finish();
 }

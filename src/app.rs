@@ -26,6 +26,14 @@ pub fn main() -> ExitCode {
     let code = rt.block_on(dispatch(cli));
     // In-flight work abandoned by an abort must not hold the process open.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    // Tests of bounded memory read the program's own peak here (debug builds only).
+    #[cfg(debug_assertions)]
+    if std::env::var_os("SIMBULK_TEST_PEAK_RSS").is_some() {
+        eprintln!(
+            "simbulk-test-peak-rss-kib {}",
+            crate::bench::peak_rss_kib().unwrap_or(0)
+        );
+    }
     ExitCode::from(code)
 }
 
@@ -64,18 +72,20 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Export(args) => crate::export::run(*args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "simbulk",
-                &mut std::io::stdout(),
-            );
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "simbulk", &mut out);
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            crate::output::stdout::write_bytes(&out);
             exit::OK
         }
         Command::Man => {
             use clap::CommandFactory;
-            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
-                Ok(()) => exit::OK,
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                Ok(()) => {
+                    crate::output::stdout::write_bytes(&out);
+                    exit::OK
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     exit::HALTED
@@ -102,16 +112,14 @@ async fn run_sim(args: crate::cli::SimArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    println!("{}", server.base_url());
-    println!("client id:     {}", client.id);
-    println!("client secret: {}", client.secret);
-    println!(
-        "sims: {sims} (seed {seed}); stats at {}/__sim/stats, ledger at {}/__sim/ledger",
+    crate::output::stdout::print(&format!(
+        "{}\nclient id:     {}\nclient secret: {}\nsims: {sims} (seed {seed}); stats at {}/__sim/stats, ledger at {}/__sim/ledger\n",
+        server.base_url(),
+        client.id,
+        client.secret,
         server.base_url(),
         server.base_url()
-    );
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    ));
     crate::signal::first().await;
     tracing::info!("stopping the simulator");
     match server.stop().await {

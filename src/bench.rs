@@ -192,16 +192,20 @@ fn start_external(a: &BenchArgs) -> anyhow::Result<(ExternalSim, String)> {
     Ok((ExternalSim(child), line.trim().to_owned()))
 }
 
-fn peak_rss_mib() -> Option<f64> {
+/// This process's peak resident memory (`VmHWM`: the program's own, not what a fork
+/// inherited), in KiB.
+pub fn peak_rss_kib() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = s
-        .lines()
+    s.lines()
         .find(|l| l.starts_with("VmHWM:"))?
         .split_whitespace()
         .nth(1)?
         .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+        .ok()
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    peak_rss_kib().map(|k| k as f64 / 1024.0)
 }
 
 fn cpu_seconds() -> f64 {
@@ -210,6 +214,13 @@ fn cpu_seconds() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
     t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// A line to standard output, quiet if it is closed.
+macro_rules! say {
+    ($($t:tt)*) => {
+        crate::output::stdout::print(&format!("{}\n", format_args!($($t)*)))
+    };
 }
 
 /// `simbulk bench`.
@@ -291,7 +302,7 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
             .await
             .ok(),
     };
-    println!(
+    say!(
         "simbulk bench: {} rows, mix {:?}, concurrency {}, rate {}, simulator {} (latency {:?}, limit {}/s burst {})",
         rows,
         a.mix,
@@ -310,22 +321,29 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         a.sim_rate_limit,
         a.sim_burst
     );
-    println!(
+    say!(
         "  outcomes:     ok {} skipped {} failed {} invalid {}",
-        s.this_run.ok, s.this_run.skipped, s.this_run.failed, s.this_run.invalid
+        s.this_run.ok,
+        s.this_run.skipped,
+        s.this_run.failed,
+        s.this_run.invalid
     );
-    println!(
+    say!(
         "  throughput:   {:.0} rows/s over {:.2}s ({} requests)",
-        s.rows_per_second, s.elapsed_seconds, s.requests
+        s.rows_per_second,
+        s.elapsed_seconds,
+        s.requests
     );
     if let Some(l) = s.latency_ms {
-        println!(
+        say!(
             "  row latency:  p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            l.p50, l.p99, l.max
+            l.p50,
+            l.p99,
+            l.max
         );
     }
-    println!("  retries:      {}, 429s: {}", s.retries, s.throttled_429);
-    println!(
+    say!("  retries:      {}, 429s: {}", s.retries, s.throttled_429);
+    say!(
         "  cpu:          {:.1} µs per row ({:.2}s{})",
         cpu * 1e6 / rows as f64,
         cpu,
@@ -336,10 +354,10 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         }
     );
     if let Some(m) = peak_rss_mib() {
-        println!("  peak rss:     {m:.1} MiB");
+        say!("  peak rss:     {m:.1} MiB");
     }
     if let Some(f) = s.first_request_after {
-        println!("  first request after {:.3}s", f);
+        say!("  first request after {:.3}s", f);
     }
     if let Some(st) = stats {
         let window: Vec<u64> = st.per_second.iter().copied().filter(|&n| n > 0).collect();
@@ -349,9 +367,11 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
             &window[..]
         };
         let mean = steady.iter().sum::<u64>() as f64 / steady.len().max(1) as f64;
-        println!(
+        say!(
             "  server:       peak {} req/s in any second, steady mean {:.1} req/s, {} × 429 sent",
-            st.peak_per_second, mean, st.too_many_requests
+            st.peak_per_second,
+            mean,
+            st.too_many_requests
         );
     }
     if let Some(srv) = in_process {

@@ -5,7 +5,7 @@
 //! engine typed (durations, non-zero limits, URLs).
 
 use std::net::SocketAddr;
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -71,22 +71,62 @@ pub enum Command {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate(pub Option<f64>);
 
+/// Slowest rate accepted: one request an hour.
+pub const MIN_RATE: f64 = 1.0 / 3600.0;
+/// Fastest rate accepted (requests per second).
+pub const MAX_RATE: f64 = 1_000_000.0;
+
 pub fn parse_rate(s: &str) -> Result<Rate, String> {
     if s.eq_ignore_ascii_case("unlimited") {
         return Ok(Rate(None));
     }
     match s.parse::<f64>() {
         Ok(0.0) => Ok(Rate(None)),
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(Rate(Some(r))),
+        Ok(r) if (MIN_RATE..=MAX_RATE).contains(&r) => Ok(Rate(Some(r))),
+        Ok(r) if r.is_finite() && r > 0.0 => Err(format!(
+            "{s:?} is outside the rates simbulk takes: from one request an hour (0.0003) to {MAX_RATE} a second; 0 or unlimited for no limit"
+        )),
         _ => Err(format!(
             "{s:?} is not a rate; give requests per second (e.g. 10 or 0.5), or 0 / unlimited for no limit"
         )),
     }
 }
 
+/// Longest duration accepted (a hundred years: past it, instants overflow).
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 30s, 500ms, 2m, 1h30m"))
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 30s, 500ms, 2m, 1h30m"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is longer than a hundred years"));
+    }
+    Ok(d)
+}
+
+/// `--timeout`: from 100 ms to an hour.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err(format!(
+            "{s:?}: a request timeout is from 100ms to 1h (e.g. 30s)"
+        ));
+    }
+    Ok(d)
+}
+
+/// Most rows in flight.
+pub const MAX_CONCURRENCY: usize = 10_000;
+
+/// `--concurrency`: from 1 to [`MAX_CONCURRENCY`].
+pub fn parse_concurrency(s: &str) -> Result<NonZeroUsize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_CONCURRENCY).contains(n))
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| {
+            format!("{s:?}: --concurrency is a whole number from 1 to {MAX_CONCURRENCY}")
+        })
 }
 
 /// How to reach the API; shared by the commands that call it.
@@ -158,8 +198,8 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_duration, help_heading = "Resume")]
     pub max_duration: Option<Duration>,
 
-    /// Rows in flight at once.
-    #[arg(long, default_value = "8", help_heading = "Pacing")]
+    /// Rows in flight at once (1 to 10000).
+    #[arg(long, default_value = "8", value_parser = parse_concurrency, help_heading = "Pacing")]
     pub concurrency: NonZeroUsize,
 
     /// Requests per second across all workers, retries and token requests included; set it
@@ -170,24 +210,25 @@ pub struct RunArgs {
     /// Requests that may go at once above the steady rate [default: 1 % of --rate, at least 1].
     /// The small default lets the pacer catch up on timer jitter, so the achieved rate sits on
     /// --rate; no one-second window exceeds --rate + --burst.
-    #[arg(long, help_heading = "Pacing")]
-    pub burst: Option<NonZeroU32>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "Pacing")]
+    pub burst: Option<u32>,
 
     /// Keep --rate fixed when the provider answers 429, instead of lowering it and climbing
     /// back (AIMD). Every 429 still pauses all workers until its Retry-After.
     #[arg(long, help_heading = "Pacing")]
     pub fixed_rate: bool,
 
-    /// Retries per row after the first attempt, for 5xx, timeouts and connection errors.
-    #[arg(long, default_value_t = 8, help_heading = "Pacing")]
+    /// Retries per row after the first attempt, for 5xx, timeouts and connection errors
+    /// (0 to 1000).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=1000), help_heading = "Pacing")]
     pub max_retries: u32,
 
-    /// Timeout of one HTTP request.
-    #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Pacing")]
+    /// Timeout of one HTTP request (100ms to 1h).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout, help_heading = "Pacing")]
     pub timeout: Duration,
 
     /// Halt (exit 3, resumable) when no row has finished for this long and every answer was a
-    /// 429, a 5xx or no answer at all: a provider that does not recover.
+    /// 429, a 5xx or no answer at all: a provider that does not recover. 0s: never.
     #[arg(long, default_value = "15m", value_parser = parse_duration, help_heading = "Pacing")]
     pub stall_timeout: Duration,
 
@@ -248,9 +289,9 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
-    /// Number of seeded SIMs.
-    #[arg(long, default_value_t = 10_000)]
-    pub sims: usize,
+    /// Number of seeded SIMs (at most ten million).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub sims: u64,
 
     /// Requests per second per client over /api/v2 (0 = no limit).
     #[arg(long, default_value_t = 10, help_heading = "Limits")]
@@ -416,7 +457,7 @@ impl SimArgs {
         Ok(SimConfig {
             addr: self.addr,
             seed: self.seed,
-            sims: self.sims,
+            sims: self.sims as usize,
             rate_limit_per_second: self.rate_limit,
             rate_limit_burst: self.rate_burst,
             token_endpoint_per_minute: self.token_per_minute,
@@ -470,6 +511,29 @@ mod tests {
         assert_eq!(parse_rate("unlimited"), Ok(Rate(None)));
         assert!(parse_rate("-1").is_err());
         assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn numeric_flags_are_range_checked_with_a_message() {
+        assert!(
+            parse_rate("1e-20")
+                .unwrap_err()
+                .contains("one request an hour")
+        );
+        assert!(parse_rate("1e-9").is_err());
+        assert!(parse_rate("nan").is_err() && parse_rate("inf").is_err());
+        assert!(parse_concurrency("0").unwrap_err().contains("from 1 to"));
+        assert!(parse_concurrency("99999999999999999999").is_err());
+        assert!(parse_timeout("0s").is_err() && parse_timeout("2h").is_err());
+        assert!(parse_duration("1000000y").is_err());
+        for bad in [
+            ["--max-retries", "4294967295"],
+            ["--burst", "0"],
+            ["--concurrency", "0"],
+        ] {
+            let r = Cli::try_parse_from(["simbulk", "run", "x.csv", bad[0], bad[1]]);
+            assert!(r.is_err(), "{bad:?}");
+        }
     }
 
     #[test]

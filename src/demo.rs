@@ -20,6 +20,7 @@ use crate::engine::{self, JobConfig, ResumeMode};
 use crate::exit;
 use crate::input::Defaults;
 use crate::input::iccid::with_check_digit;
+use crate::output::stdout;
 use crate::sim::seed::{self, Profile};
 use crate::sim::{FaultConfig, SimConfig, SimServer};
 
@@ -173,6 +174,10 @@ pub fn demo_sim_config() -> SimConfig {
     }
 }
 
+fn say(s: &str) {
+    stdout::print(s);
+}
+
 /// `simbulk demo`.
 pub async fn run(a: DemoArgs) -> u8 {
     match demo(&a.out).await {
@@ -187,18 +192,23 @@ pub async fn run(a: DemoArgs) -> u8 {
 async fn demo(out: &Path) -> anyhow::Result<u8> {
     std::fs::create_dir_all(out)?;
     let server = SimServer::start(demo_sim_config()).await?;
-    println!(
-        "simbulk demo: simulator on {} ({DEMO_SIMS} SIMs; 15-25 ms latency, 2% 503s, dropped and apply-then-fail responses, 180 req/s limit, 8 s tokens)\n",
-        server.base_url()
-    );
     let drain = CancellationToken::new();
     let abort = CancellationToken::new();
     crate::signal::escalate(drain.clone(), abort.clone());
+    // `simbulk demo | head`: once the reader is gone the demo has no one to show, and stops.
+    stdout::stop_when_reader_gone(drain.clone());
+    say(&format!(
+        "simbulk demo: simulator on {} ({DEMO_SIMS} SIMs; 15-25 ms latency, 2% 503s, dropped and apply-then-fail responses, 180 req/s limit, 8 s tokens)\n\n",
+        server.base_url()
+    ));
     let mut worst = exit::OK;
     for s in sample_files() {
         let input = out.join(s.name);
         std::fs::write(&input, &s.contents)?;
-        println!("== {} ({})", s.title, s.name);
+        if drain.is_cancelled() {
+            break;
+        }
+        say(&format!("== {} ({})\n", s.title, s.name));
         let cfg = JobConfig {
             defaults: Defaults {
                 action: s.action.map(str::to_owned),
@@ -216,7 +226,7 @@ async fn demo(out: &Path) -> anyhow::Result<u8> {
             .map_err(anyhow::Error::msg)?;
         match engine::run(cfg, endpoint, drain.clone(), abort.clone()).await {
             Ok(summary) => {
-                print!("{}", summary.to_text());
+                say(&summary.to_text());
                 worst = worst.max(summary.exit_code);
                 if summary.exit_code == exit::STOPPED {
                     break;
@@ -227,18 +237,22 @@ async fn demo(out: &Path) -> anyhow::Result<u8> {
                 return Ok(e.code);
             }
         }
-        println!();
+        say("\n");
     }
     let stats = server.stats();
-    println!(
-        "simulator: {} requests, {} changes applied, {} × 429, faults injected: {:?}",
+    say(&format!(
+        "simulator: {} requests, {} changes applied, {} × 429, faults injected: {:?}\n",
         stats.requests, stats.mutations_applied, stats.too_many_requests, stats.faults_injected
-    );
-    println!(
-        "open the results in {} (the failures files re-run with `simbulk run <file>`)",
+    ));
+    say(&format!(
+        "open the results in {} (the failures files re-run with `simbulk run <file>`)\n",
         out.display()
-    );
+    ));
     server.stop().await?;
+    if stdout::closed() {
+        // The reader went away (`| head`): a quiet end, like any filter's.
+        return Ok(exit::OK);
+    }
     // Failed and invalid rows are part of the story the demo tells; the demo itself succeeded.
     Ok(if worst == exit::ROWS_FAILED {
         exit::OK

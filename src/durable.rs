@@ -11,6 +11,22 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 
+/// Takes an exclusive lock on the file, so that two runs never write it at once (the OS
+/// releases it when the process ends, however it ends).
+fn lock_file(file: &File, path: &Path, what: &str) -> io::Result<()> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!(
+                "{what} {} is being written by another simbulk run; give this run its own {what}",
+                path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// An append-only file with an explicit flush.
 pub struct AppendFile {
     file: File,
@@ -33,6 +49,17 @@ pub enum OpenMode {
 impl AppendFile {
     /// Opens `path` (never through a symlink), with permissions `mode` when it is created.
     pub fn open(path: &Path, how: OpenMode, mode: u32) -> io::Result<Self> {
+        Self::open_as(path, how, mode, None)
+    }
+
+    /// As [`AppendFile::open`], and locks the file before anything in it is cut, so that a
+    /// second run on the same file is refused before it touches the first run's bytes;
+    /// `what` names the file (a flag) in the refusal.
+    pub fn open_locked(path: &Path, how: OpenMode, mode: u32, what: &str) -> io::Result<Self> {
+        Self::open_as(path, how, mode, Some(what))
+    }
+
+    fn open_as(path: &Path, how: OpenMode, mode: u32, lock: Option<&str>) -> io::Result<Self> {
         let mut o = OpenOptions::new();
         o.read(true).write(true).create(true);
         #[cfg(unix)]
@@ -56,6 +83,11 @@ impl AppendFile {
             }
         })?;
         let meta = file.metadata()?;
+        if let Some(what) = lock
+            && meta.is_file()
+        {
+            lock_file(&file, path, what)?;
+        }
         if !meta.is_file() {
             // A device such as /dev/null: nothing to cut or seek.
             return Ok(Self {
@@ -91,6 +123,19 @@ impl AppendFile {
             regular: true,
             poisoned: false,
         })
+    }
+
+    /// Sets the file's permissions (a file that existed keeps its old ones otherwise).
+    pub fn set_mode(&self, mode: u32) -> io::Result<()> {
+        #[cfg(unix)]
+        if self.regular {
+            use std::os::unix::fs::PermissionsExt;
+            self.file
+                .set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        Ok(())
     }
 
     /// The buffer to append to.

@@ -152,6 +152,38 @@ fn iccid_list(a: &ExportArgs) -> Result<Vec<String>, String> {
     Ok(v)
 }
 
+/// Why an export ended early.
+enum Failure {
+    /// An error, with its exit code.
+    Code(u8, String),
+    /// The reader of standard output went away (`| head`): a quiet end.
+    ReaderGone,
+}
+
+fn usage(e: String) -> Failure {
+    Failure::Code(exit::USAGE, e)
+}
+
+fn halted(e: impl std::fmt::Display) -> Failure {
+    Failure::Code(exit::HALTED, e.to_string())
+}
+
+/// A write to the export's output failed.
+fn write_failed(e: std::io::Error) -> Failure {
+    if crate::output::stdout::is_closed_pipe(&e) {
+        Failure::ReaderGone
+    } else {
+        halted(format!("cannot write the export: {e}"))
+    }
+}
+
+fn csv_failed(e: csv::Error) -> Failure {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => write_failed(e),
+        other => halted(format!("cannot write the export: {other:?}")),
+    }
+}
+
 /// One page of a query: its SIMs and the token of the next page.
 async fn page(
     client: &Client,
@@ -159,19 +191,20 @@ async fn page(
     page_size: u32,
     token: Option<&str>,
     policy: &RetryPolicy,
-    stop: &CancellationToken,
-) -> Result<(Vec<Sim>, Option<String>), String> {
+) -> Result<(Vec<Sim>, Option<String>), Failure> {
     let mut q: Vec<(&str, String)> = base.to_vec();
     q.push(("pageSize", page_size.to_string()));
     if let Some(t) = token {
         q.push(("pageToken", t.to_owned()));
     }
-    let r = with_retries(policy, stop, &client.pacer, || client.list_sims(&q))
-        .await
-        .map_err(|g| match g {
-            GiveUp::Error(e) | GiveUp::Halting(e) => format!("listing SIMs failed: {e}"),
-            GiveUp::Interrupted => "interrupted".to_owned(),
-        })?;
+    let r = with_retries(policy, client.stop_token(), &client.pacer, || {
+        client.list_sims(&q)
+    })
+    .await
+    .map_err(|g| match g {
+        GiveUp::Error(e) | GiveUp::Halting(e) => halted(format!("listing SIMs failed: {e}")),
+        GiveUp::Interrupted => halted("interrupted; nothing was written"),
+    })?;
     Ok((
         r.value.data,
         r.value.next_page_token.filter(|t| !t.is_empty()),
@@ -180,20 +213,60 @@ async fn page(
 
 /// `simbulk export`.
 pub async fn run(a: ExportArgs) -> u8 {
+    let to_stdout = a.output.is_none();
     match export(a).await {
         Ok(n) => {
             eprintln!("exported {n} SIMs");
             exit::OK
         }
-        Err((code, e)) => {
+        Err(Failure::ReaderGone) => exit::OK,
+        // Stopped because the reader of the CSV went away (`| head`): a quiet end.
+        Err(_) if to_stdout && crate::output::stdout::closed() => exit::OK,
+        Err(Failure::Code(code, e)) => {
             eprintln!("error: {e}");
             code
         }
     }
 }
 
-async fn export(a: ExportArgs) -> Result<u64, (u8, String)> {
-    let usage = |e: String| (exit::USAGE, e);
+/// Where the export goes: standard output, or a file that appears whole when the export is
+/// complete (a failed export leaves no file that looks complete).
+enum Sink {
+    Stdout,
+    File(crate::files::Replace),
+}
+
+impl Sink {
+    fn open(a: &ExportArgs) -> Result<Self, Failure> {
+        let Some(p) = &a.output else {
+            return Ok(Sink::Stdout);
+        };
+        let spare: Vec<crate::files::Place> = a
+            .iccid_file
+            .iter()
+            .filter_map(|f| crate::files::output_place(f, "--iccid-file", true).ok())
+            .collect();
+        crate::files::Replace::prepare(p, "--output", &spare)
+            .map(Sink::File)
+            .map_err(usage)
+    }
+
+    fn writer(&mut self) -> Box<dyn Write + '_> {
+        match self {
+            Sink::Stdout => Box::new(crate::output::stdout::writer()),
+            Sink::File(r) => Box::new(r.file()),
+        }
+    }
+
+    fn commit(self) -> Result<(), Failure> {
+        match self {
+            Sink::Stdout => Ok(()),
+            Sink::File(r) => r.commit().map_err(write_failed),
+        }
+    }
+}
+
+async fn export(a: ExportArgs) -> Result<u64, Failure> {
     let endpoint = crate::job::endpoint(&a.connection, a.timeout).map_err(usage)?;
     let iccids = iccid_list(&a).map_err(usage)?;
     if let Some(bad) = iccids
@@ -202,25 +275,22 @@ async fn export(a: ExportArgs) -> Result<u64, (u8, String)> {
     {
         return Err(usage(format!("{bad:?} is not a valid ICCID")));
     }
+    let mut sink = Sink::open(&a)?;
     let pacer = Arc::new(Pacer::new(
         a.rate.0,
         crate::api::pace::default_burst(a.rate.0),
     ));
-    let client = Arc::new(Client::new(endpoint, pacer, a.concurrency.max(1)).map_err(usage)?);
-    client
-        .preflight()
-        .await
-        .map_err(|e| (exit::HALTED, e.to_string()))?;
+    let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
+    crate::signal::escalate(drain.clone(), abort);
+    if a.output.is_none() {
+        crate::output::stdout::stop_when_reader_gone(drain.clone());
+    }
+    let client = Client::new(endpoint, pacer, a.concurrency.max(1))
+        .map_err(usage)?
+        .with_stop(drain, None);
+    let client = Arc::new(client);
+    client.preflight().await.map_err(halted)?;
     let policy = RetryPolicy::new(a.max_retries);
-    let stop = CancellationToken::new();
-    let out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(
-            std::fs::File::create(p)
-                .map_err(|e| usage(format!("cannot create {}: {e}", p.display())))?,
-        ),
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(out));
     let base = filters(&a);
     let queries: Vec<Vec<(&'static str, String)>> = if iccids.is_empty() {
         vec![base]
@@ -234,64 +304,100 @@ async fn export(a: ExportArgs) -> Result<u64, (u8, String)> {
             })
             .collect()
     };
-    let halted = |e: String| (exit::HALTED, e);
-    // With attributes the names are known only at the end: spool, then write.
-    let mut spool = if a.with_attributes {
-        Some(tempfile_spool().map_err(|e| halted(e.to_string()))?)
-    } else {
-        None
+    let n = {
+        let mut w = csv::Writer::from_writer(std::io::BufWriter::new(sink.writer()));
+        let n = if a.with_attributes {
+            with_attributes(&a, &client, &policy, &queries, &mut w).await?
+        } else {
+            plain(&a, &client, &policy, &queries, &mut w).await?
+        };
+        w.flush().map_err(write_failed)?;
+        n
     };
-    if spool.is_none() {
-        w.write_record(COLUMNS).map_err(|e| halted(e.to_string()))?;
+    if crate::output::stdout::closed() {
+        return Err(Failure::ReaderGone);
     }
-    let mut names = BTreeSet::new();
+    sink.commit()?;
+    Ok(n)
+}
+
+type Writer<'a> = csv::Writer<std::io::BufWriter<Box<dyn Write + 'a>>>;
+
+/// Every page of every query, each SIM a row.
+async fn plain(
+    a: &ExportArgs,
+    client: &Client,
+    policy: &RetryPolicy,
+    queries: &[Vec<(&'static str, String)>],
+    w: &mut Writer<'_>,
+) -> Result<u64, Failure> {
+    w.write_record(COLUMNS).map_err(csv_failed)?;
     let mut n = 0u64;
-    for q in &queries {
+    for q in queries {
         let mut token: Option<String> = None;
         loop {
-            let (sims, next) = page(&client, q, a.page_size, token.as_deref(), &policy, &stop)
-                .await
-                .map_err(halted)?;
+            let (sims, next) = page(client, q, a.page_size, token.as_deref(), policy).await?;
             n += sims.len() as u64;
-            match &mut spool {
-                None => {
-                    for s in &sims {
-                        w.write_record(cells(s))
-                            .map_err(|e| halted(e.to_string()))?;
-                    }
-                }
-                Some(spool) => {
-                    for chunk in sims.chunks(a.concurrency.max(1)) {
-                        let reads = chunk.iter().map(|s| {
-                            let (client, stop) = (client.clone(), stop.clone());
-                            let icc = s.icc_id.clone();
-                            async move {
-                                with_retries(&policy, &stop, &client.pacer, || {
-                                    client.list_attributes(&icc)
-                                })
-                                .await
-                            }
-                        });
-                        let lists = futures::future::join_all(reads).await;
-                        for (sim, list) in chunk.iter().zip(lists) {
-                            let attrs: Vec<Attribute> = match list {
-                                Ok(r) => r.value.data,
-                                Err(GiveUp::Error(e) | GiveUp::Halting(e)) => {
-                                    return Err(halted(format!(
-                                        "reading attributes of {} failed: {e}",
-                                        sim.icc_id
-                                    )));
-                                }
-                                Err(GiveUp::Interrupted) => {
-                                    return Err(halted("interrupted".into()));
-                                }
-                            };
-                            names.extend(attrs.iter().map(|x| x.name.clone()));
-                            serde_json::to_writer(&mut *spool, &(sim, attrs))
-                                .map_err(|e| halted(e.to_string()))?;
-                            spool.write_all(b"\n").map_err(|e| halted(e.to_string()))?;
+            for s in &sims {
+                w.write_record(cells(s)).map_err(csv_failed)?;
+            }
+            match next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Most attribute names (columns) an export takes.
+const MAX_ATTRIBUTE_COLUMNS: usize = 1024;
+
+/// Every SIM with its attributes: the attribute names are known only at the end, so the
+/// SIMs are spooled to a temporary file first, then written with one column per name.
+async fn with_attributes(
+    a: &ExportArgs,
+    client: &Arc<Client>,
+    policy: &RetryPolicy,
+    queries: &[Vec<(&'static str, String)>],
+    w: &mut Writer<'_>,
+) -> Result<u64, Failure> {
+    let mut spool = std::io::BufWriter::new(tempfile::NamedTempFile::new().map_err(halted)?);
+    let mut names = BTreeSet::new();
+    let mut n = 0u64;
+    for q in queries {
+        let mut token: Option<String> = None;
+        loop {
+            let (sims, next) = page(client, q, a.page_size, token.as_deref(), policy).await?;
+            n += sims.len() as u64;
+            for chunk in sims.chunks(a.concurrency.max(1)) {
+                let lists = futures::future::join_all(chunk.iter().map(|s| {
+                    with_retries(policy, client.stop_token(), &client.pacer, move || {
+                        client.list_attributes(&s.icc_id)
+                    })
+                }))
+                .await;
+                for (sim, list) in chunk.iter().zip(lists) {
+                    let attrs: Vec<Attribute> = match list {
+                        Ok(r) => r.value.data,
+                        Err(GiveUp::Error(e) | GiveUp::Halting(e)) => {
+                            return Err(halted(format!(
+                                "reading attributes of {} failed: {e}",
+                                sim.icc_id
+                            )));
                         }
+                        Err(GiveUp::Interrupted) => {
+                            return Err(halted("interrupted; nothing was written"));
+                        }
+                    };
+                    names.extend(attrs.iter().map(|x| x.name.clone()));
+                    if names.len() > MAX_ATTRIBUTE_COLUMNS {
+                        return Err(halted(format!(
+                            "the SIMs have more than {MAX_ATTRIBUTE_COLUMNS} attribute names; export without --with-attributes"
+                        )));
                     }
+                    serde_json::to_writer(&mut spool, &(sim, attrs)).map_err(halted)?;
+                    spool.write_all(b"\n").map_err(halted)?;
                 }
             }
             match next {
@@ -300,40 +406,28 @@ async fn export(a: ExportArgs) -> Result<u64, (u8, String)> {
             }
         }
     }
-    if let Some(mut spool) = spool {
-        spool.flush().map_err(|e| halted(e.to_string()))?;
-        let header: Vec<String> = COLUMNS
-            .iter()
-            .map(|c| (*c).to_owned())
-            .chain(names.iter().map(|n| format!("attr:{n}")))
-            .collect();
-        w.write_record(&header).map_err(|e| halted(e.to_string()))?;
-        let file = spool.into_inner().map_err(|e| halted(e.to_string()))?;
-        let mut reader = std::io::BufReader::new(file.reopen().map_err(|e| halted(e.to_string()))?);
-        let mut line = String::new();
-        while reader
-            .read_line(&mut line)
-            .map_err(|e| halted(e.to_string()))?
-            > 0
-        {
-            let (sim, attrs): (Sim, Vec<Attribute>) =
-                serde_json::from_str(&line).map_err(|e| halted(e.to_string()))?;
-            let mut row = cells(&sim);
-            row.extend(names.iter().map(|n| {
-                attrs
-                    .iter()
-                    .find(|x| &x.name == n)
-                    .map(|x| x.value.clone())
-                    .unwrap_or_default()
-            }));
-            w.write_record(&row).map_err(|e| halted(e.to_string()))?;
-            line.clear();
-        }
+    spool.flush().map_err(halted)?;
+    let header: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| (*c).to_owned())
+        .chain(names.iter().map(|n| format!("attr:{n}")))
+        .collect();
+    w.write_record(&header).map_err(csv_failed)?;
+    let file = spool.into_inner().map_err(|e| halted(e.error()))?;
+    let mut reader = std::io::BufReader::new(file.reopen().map_err(halted)?);
+    let mut line = String::new();
+    while reader.read_line(&mut line).map_err(halted)? > 0 {
+        let (sim, attrs): (Sim, Vec<Attribute>) = serde_json::from_str(&line).map_err(halted)?;
+        let mut row = cells(&sim);
+        row.extend(names.iter().map(|n| {
+            attrs
+                .iter()
+                .find(|x| &x.name == n)
+                .map(|x| x.value.clone())
+                .unwrap_or_default()
+        }));
+        w.write_record(&row).map_err(csv_failed)?;
+        line.clear();
     }
-    w.flush().map_err(|e| halted(e.to_string()))?;
     Ok(n)
-}
-
-fn tempfile_spool() -> std::io::Result<std::io::BufWriter<tempfile::NamedTempFile>> {
-    Ok(std::io::BufWriter::new(tempfile::NamedTempFile::new()?))
 }

@@ -51,10 +51,20 @@ pub fn until_next(hhmm: &str) -> Result<Duration, String> {
     Ok(Duration::try_from(d).unwrap_or(Duration::ZERO))
 }
 
+/// Longest secret file read.
+const MAX_SECRET_FILE: u64 = 64 << 10;
+
 fn read_secret(file: Option<&Path>) -> Result<SecretString, String> {
     if let Some(p) = file {
-        let text = std::fs::read_to_string(p)
-            .map_err(|e| format!("cannot read --client-secret-file {}: {e}", p.display()))?;
+        let bytes = crate::files::read_regular(p, "--client-secret-file", MAX_SECRET_FILE)?;
+        if crate::files::readable_by_others(p) {
+            tracing::warn!(
+                "--client-secret-file {} can be read by other users; `chmod 600` it",
+                p.display()
+            );
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("--client-secret-file {} is not UTF-8 text", p.display()))?;
         let first = text.lines().next().unwrap_or("").trim().to_owned();
         if first.is_empty() {
             return Err(format!("--client-secret-file {} is empty", p.display()));
@@ -125,6 +135,7 @@ pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<En
         rate: a.rate.0,
         burst: a
             .burst
+            .and_then(std::num::NonZeroU32::new)
             .unwrap_or_else(|| crate::api::pace::default_burst(a.rate.0)),
         retry: RetryPolicy::new(a.max_retries),
         max_duration: a.max_duration,
@@ -133,7 +144,12 @@ pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<En
         adaptive_rate: !a.fixed_rate,
         wait_active: a.wait_active,
         halt_after_same_error: (a.halt_after_same_error > 0).then_some(a.halt_after_same_error),
-        stall_timeout: a.stall_timeout,
+        stall_timeout: if a.stall_timeout.is_zero() {
+            Duration::MAX
+        } else {
+            a.stall_timeout
+        },
+        summary_json: a.summary_json.clone(),
         args,
         ..base
     };
@@ -143,23 +159,25 @@ pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<En
     Ok((cfg, Some(endpoint(&a.connection, a.timeout)?)))
 }
 
-/// Prints a summary, writes `--summary-json`, and returns the exit code.
+/// Prints a summary (the engine wrote `--summary-json` already) and returns the exit code.
+/// With `--summary-json -` the JSON goes to standard output and the text to standard error.
 pub fn report(s: &Summary, json: Option<&Path>) -> u8 {
-    print!("{}", s.to_text());
-    if let Some(p) = json {
-        let write = serde_json::to_vec_pretty(s)
-            .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(p, b));
-        if let Err(e) = write {
-            eprintln!("error: cannot write --summary-json {}: {e}", p.display());
-        }
+    if json.is_some_and(crate::engine::setup::is_stdout) {
+        eprint!("{}", s.to_text());
+        let json = serde_json::to_string_pretty(s).unwrap_or_default();
+        crate::output::stdout::print(&format!("{json}\n"));
+    } else {
+        crate::output::stdout::print(&s.to_text());
     }
     s.exit_code
 }
 
 /// `simbulk run`.
 pub async fn run_command(a: RunArgs) -> u8 {
-    let args: Vec<String> = std::env::args().collect();
+    // An argument need not be UTF-8 (a file name); the resume line shows it as best it can.
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let (cfg, endpoint) = match configure(&a, args) {
         Ok(x) => x,
         Err(e) => {
@@ -191,7 +209,7 @@ pub async fn run_command(a: RunArgs) -> u8 {
         .await
         {
             Ok((text, code)) => {
-                print!("{text}");
+                crate::output::stdout::print(&text);
                 code
             }
             Err(e) => {
@@ -203,7 +221,7 @@ pub async fn run_command(a: RunArgs) -> u8 {
     let Some(endpoint) = endpoint else {
         return match engine::dry_run(&cfg.input, &cfg.defaults) {
             Ok((text, code)) => {
-                print!("{text}");
+                crate::output::stdout::print(&text);
                 code
             }
             Err(Fatal { code, message }) => {

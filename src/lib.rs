@@ -15,6 +15,7 @@ pub mod durable;
 pub mod engine;
 pub mod exit;
 pub mod export;
+pub mod files;
 pub mod input;
 pub mod job;
 pub mod model;

@@ -118,7 +118,7 @@ async fn check_one(
 ) -> (Prediction, Option<String>) {
     let row = match &item.parsed {
         Ok(r) => r,
-        Err(reason) => return ((Verdict::Invalid, None, reason.clone()), None),
+        Err(reason) => return ((Verdict::Invalid, None, reason.message.clone()), None),
     };
     let icc = row.iccid.as_str();
     let sim = match with_retries(policy, stop, &client.pacer, || client.get_sim(icc)).await {
@@ -186,12 +186,27 @@ pub async fn preview(
     rate: Option<f64>,
     concurrency: usize,
 ) -> Result<(String, u8), String> {
-    let (layout, rows) = crate::input::reader::open(input, defaults).map_err(|e| e.to_string())?;
+    let file = crate::input::reader::InputFile::open(input).map_err(|e| e.to_string())?;
+    let place = crate::files::output_place(out, "the preview file", false)?;
+    let meta = file.file().metadata().map_err(|e| e.to_string())?;
+    if place == crate::files::Place::File(crate::files::FileId::of(&meta)) {
+        return Err(format!(
+            "the preview file {} is the input; rename the input",
+            out.display()
+        ));
+    }
+    let (layout, rows) =
+        crate::input::reader::rows(file, defaults, None).map_err(|e| e.to_string())?;
     let pacer = Arc::new(Pacer::new(rate, crate::api::pace::default_burst(rate)));
     let client = Arc::new(Client::new(endpoint, pacer.clone(), concurrency)?);
     client.preflight().await.map_err(|e| e.to_string())?;
-    let mut csv = CsvFile::open(out, crate::durable::OpenMode::Truncate, b',')
-        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let mut csv = CsvFile::open(
+        out,
+        crate::durable::OpenMode::Truncate,
+        b',',
+        "the preview file",
+    )
+    .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     let header: Vec<String> = COLUMNS
         .iter()
         .map(|c| (*c).to_owned())

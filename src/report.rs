@@ -65,8 +65,28 @@ pub struct Report {
     pub per_minute: BTreeMap<u64, u64>,
     pub attempts: BTreeMap<u32, u64>,
     pub duplicate_lines: u64,
+    /// Rows whose `line` is not a line number simbulk writes.
+    pub bad_lines: u64,
     pub first: Option<u64>,
     pub last: Option<u64>,
+}
+
+/// Highest line number followed for duplicates (a bitset of 128 MiB at most).
+const MAX_LINE: usize = 1 << 30;
+/// Attempts counted one by one; more are counted together.
+const MAX_ATTEMPTS: u32 = 1000;
+/// Minutes of activity charted (about 139 days).
+const MAX_MINUTES: usize = 200_000;
+
+/// The entry for `key`, or for `other` once `map` has `cap` keys: tallies stay bounded
+/// whatever the file holds.
+fn bump<K: Ord, V: Default>(map: &mut BTreeMap<K, V>, key: K, other: K, cap: usize) -> &mut V {
+    let key = if map.len() < cap || map.contains_key(&key) {
+        key
+    } else {
+        other
+    };
+    map.entry(key).or_default()
 }
 
 /// Undoes the results file's spreadsheet guard.
@@ -79,10 +99,13 @@ fn unguard(s: &str) -> &str {
 
 /// Reads a results file.
 pub fn read(path: &Path) -> Result<Report, String> {
-    let mut r = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(path)
-        .map_err(|e| format!("cannot read results file {}: {e}", path.display()))?;
+    let file = crate::files::open_regular(path, "results file", u64::MAX, true)?;
+    // The same bounds as the input's: long lines are cut, a runaway record is an error.
+    let tap = crate::input::limit::Limited::new(
+        std::io::BufReader::with_capacity(256 * 1024, file),
+        std::sync::Arc::new(crate::input::limit::Shared::without_capture()),
+    );
+    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(tap);
     let headers = r
         .headers()
         .map_err(|e| format!("results file {}: {e}", path.display()))?
@@ -116,13 +139,18 @@ pub fn read(path: &Path) -> Result<Report, String> {
         }
         let get = |c: Option<usize>| c.and_then(|i| rec.get(i)).unwrap_or("");
         rep.rows += 1;
-        if let Ok(l) = get(Some(c_line)).parse::<usize>() {
-            if l >= seen.len() {
-                seen.grow((l + 1).max(seen.len() * 2));
+        // A line past the bound (no job has a billion rows) is not a row of a job: it is
+        // counted, not remembered.
+        match get(Some(c_line)).parse::<usize>() {
+            Ok(l) if l <= MAX_LINE => {
+                if l >= seen.len() {
+                    seen.grow((l + 1).max(seen.len() * 2).min(MAX_LINE + 1));
+                }
+                if seen.put(l) {
+                    rep.duplicate_lines += 1;
+                }
             }
-            if seen.put(l) {
-                rep.duplicate_lines += 1;
-            }
+            _ => rep.bad_lines += 1,
         }
         let outcome = get(Some(c_outcome));
         rep.outcomes.add(outcome);
@@ -132,10 +160,13 @@ pub fn read(path: &Path) -> Result<Report, String> {
         } else {
             action
         };
-        rep.by_action
-            .entry(action.chars().take(40).collect())
-            .or_default()
-            .add(outcome);
+        bump(
+            &mut rep.by_action,
+            action.chars().take(40).collect(),
+            "(other)".into(),
+            64,
+        )
+        .add(outcome);
         if outcome == "failed" || outcome == "invalid" {
             let msg = unguard(get(c_msg));
             let msg = msg.split(" (request ").next().unwrap_or("");
@@ -152,20 +183,28 @@ pub fn read(path: &Path) -> Result<Report, String> {
             } else {
                 code
             };
-            let e = rep
-                .errors
-                .entry((status, key_code))
-                .or_insert((0, msg.chars().take(200).collect()));
+            let e = bump(
+                &mut rep.errors,
+                (status, key_code),
+                (String::new(), "(other)".into()),
+                256,
+            );
+            if e.1.is_empty() {
+                e.1 = msg.chars().take(200).collect();
+            }
             e.0 += 1;
         }
         if let Ok(a) = get(c_attempts).parse::<u32>() {
-            *rep.attempts.entry(a).or_default() += 1;
+            *rep.attempts.entry(a.min(MAX_ATTEMPTS)).or_default() += 1;
         }
         if let Ok(t) = humantime::parse_rfc3339_weak(get(c_at))
             && let Ok(d) = t.duration_since(std::time::UNIX_EPOCH)
         {
             let s = d.as_secs();
-            *rep.per_minute.entry(s / 60).or_default() += 1;
+            let slots = rep.per_minute.len();
+            if slots < MAX_MINUTES || rep.per_minute.contains_key(&(s / 60)) {
+                *rep.per_minute.entry(s / 60).or_default() += 1;
+            }
             rep.first = Some(rep.first.map_or(s, |f| f.min(s)));
             rep.last = Some(rep.last.map_or(s, |l| l.max(s)));
         }
@@ -419,13 +458,21 @@ pub fn run(a: &ReportArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    print!("{}", rep.to_text());
+    crate::output::stdout::print(&rep.to_text());
     if let Some(p) = &a.html {
-        if let Err(e) = std::fs::write(p, rep.to_html()) {
-            eprintln!("error: cannot write {}: {e}", p.display());
-            return exit::HALTED;
+        let spare: Vec<_> = crate::files::output_place(&a.results, "the results file", true)
+            .into_iter()
+            .collect();
+        let written = crate::files::Replace::prepare(p, "--html", &spare).and_then(|mut r| {
+            std::io::Write::write_all(r.file(), rep.to_html().as_bytes())
+                .and_then(|()| r.commit())
+                .map_err(|e| format!("cannot write --html {}: {e}", p.display()))
+        });
+        if let Err(e) = written {
+            eprintln!("error: {e}");
+            return exit::USAGE;
         }
-        println!("  html:       {}", p.display());
+        crate::output::stdout::print(&format!("  html:       {}\n", p.display()));
     }
     exit::OK
 }

@@ -21,9 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{
     Attribute, AttributeCreate, AttributeList, AttributePatch, ErrorBody, OAuthError, Sim, SimPage,
-    SimPatch, TokenResponse,
+    SimPatch,
 };
 
+use super::body::{self, BodyError};
 use super::error::{ApiError, cut};
 use super::pace::{Pacer, parse_retry_after, unless_stopped};
 use super::token::{Token, TokenCache};
@@ -101,9 +102,16 @@ impl Client {
             .pool_max_idle_per_host(pool)
             .tcp_nodelay(true)
             .user_agent(concat!("simbulk/", env!("CARGO_PKG_VERSION")));
-        if is_loopback(&endpoint.base_url) {
-            // A proxy from the environment must not capture traffic to a local simulator.
-            b = b.no_proxy();
+        // The environment's proxies are applied by this rule, not reqwest's: plain http (a
+        // loopback simulator, the only place it is allowed) and loopback never go through a
+        // proxy, so no credential travels in clear to a proxy host; an https target goes
+        // through HTTPS_PROXY or ALL_PROXY, in a CONNECT tunnel the proxy cannot read.
+        b = b.no_proxy();
+        if let Some(proxy) = https_proxy() {
+            let rule = reqwest::Proxy::custom(move |u: &Url| {
+                (u.scheme() == "https" && !is_loopback(u)).then(|| proxy.clone())
+            });
+            b = b.proxy(rule.no_proxy(reqwest::NoProxy::from_env()));
         }
         if let Some(p) = &endpoint.ca_bundle {
             for c in load_certs(p)? {
@@ -133,6 +141,11 @@ impl Client {
         self.stop = stop;
         self.deadline = deadline;
         self
+    }
+
+    /// The API's base URL.
+    pub fn base_url(&self) -> &Url {
+        &self.endpoint.base_url
     }
 
     /// The token that stops this client.
@@ -193,17 +206,30 @@ impl Client {
             )
             .await
             .map_err(|_| ApiError::Interrupted)?;
+            let backoff = Duration::from_millis(250 << attempt);
             let wait = match r {
                 Ok(resp) if resp.status().is_success() => {
-                    let t: TokenResponse =
-                        resp.json().await.map_err(|e| ApiError::TokenUnavailable {
-                            message: format!("token reply is not JSON: {}", cut(&e.to_string())),
-                        })?;
-                    tracing::debug!(expires_in = t.expires_in, "got a token");
-                    return Ok((
-                        SecretString::from(t.access_token),
-                        Duration::from_secs(t.expires_in.min(super::token::MAX_TTL.as_secs())),
-                    ));
+                    let read = unless_stopped(&self.stop, body::read(resp, body::TOKEN_CAP))
+                        .await
+                        .map_err(|_| ApiError::Interrupted)?;
+                    // A reply that cannot be read or understood may be a passing gateway
+                    // problem: it is retried like one.
+                    last = match read {
+                        Ok(bytes) => match body::token_reply(&bytes) {
+                            Ok(t) => {
+                                tracing::debug!(ttl = ?t.ttl, "got a token");
+                                return Ok((SecretString::from(t.access_token), t.ttl));
+                            }
+                            Err(why) => why,
+                        },
+                        Err(BodyError::TooLarge(cap)) => {
+                            format!("the token reply is larger than {} KiB", cap >> 10)
+                        }
+                        Err(BodyError::Transport(e)) => {
+                            format!("token endpoint: {}", transport(&e, self.endpoint.timeout))
+                        }
+                    };
+                    backoff
                 }
                 Ok(resp) if resp.status() == StatusCode::TOO_MANY_REQUESTS => {
                     let ra = retry_after(&resp);
@@ -212,18 +238,21 @@ impl Client {
                 }
                 Ok(resp) if resp.status().is_client_error() => {
                     let status = resp.status().as_u16();
-                    let body: Option<OAuthError> = resp.json().await.ok();
+                    let bytes = unless_stopped(&self.stop, body::read_lossy(resp, body::ERROR_CAP))
+                        .await
+                        .map_err(|_| ApiError::Interrupted)?;
+                    let body: Option<OAuthError> = serde_json::from_slice(&bytes).ok();
                     return Err(ApiError::Credentials {
                         error: body.map_or_else(|| format!("HTTP {status}"), |b| cut(&b.error)),
                     });
                 }
                 Ok(resp) => {
                     last = format!("token endpoint answered HTTP {}", resp.status().as_u16());
-                    Duration::from_millis(250 << attempt)
+                    backoff
                 }
                 Err(e) => {
                     last = format!("token endpoint: {}", transport(&e, self.endpoint.timeout));
-                    Duration::from_millis(250 << attempt)
+                    backoff
                 }
             };
             tracing::warn!(attempt = attempt + 1, "{last}; retrying in {wait:?}");
@@ -252,12 +281,15 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
         body: Option<&B>,
-        lenient: bool,
+        cap: usize,
     ) -> Result<Reply<T>, ApiError> {
         // Only the path changes between calls: cloning the parsed base and setting the path
         // skips parsing (and IDNA-normalising) the host on every request.
         let mut url = self.endpoint.base_url.clone();
         url.set_path(&format!("{}{path}", self.base));
+        // Writes accept any 2xx, with any body or none (201, 204, plain text…): their callers
+        // ask for an `Option` and get `None` when the body is not the resource.
+        let lenient = method != Method::GET;
         let mut refreshed = false;
         loop {
             // Pacing first, the token after: a token taken before a long wait in the queue
@@ -275,17 +307,7 @@ impl Client {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let sent = if method == Method::GET {
-                // A read changes nothing: abandon it when the job stops.
-                unless_stopped(&self.stop, req.send())
-                    .await
-                    .map_err(|_| ApiError::Interrupted)?
-            } else {
-                // A write in flight runs to its answer (bounded by the timeout), so the row
-                // knows what happened to it.
-                req.send().await
-            };
-            let resp = sent.map_err(|e| classify_transport(&e, self.endpoint.timeout))?;
+            let resp = self.send(req, lenient).await?;
             let status = resp.status();
             if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
                 self.useful_answer();
@@ -297,23 +319,7 @@ impl Client {
                 .map(cut);
             if status.is_success() {
                 self.pacer.succeeded();
-                let bytes = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| classify_transport(&e, self.endpoint.timeout))?;
-                // Writes accept any 2xx, with any body or none (201, 204, plain text…): their
-                // callers ask for an `Option` and get `None` when the body is not the resource.
-                let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-                    b"null"
-                } else {
-                    &bytes
-                };
-                let value = match serde_json::from_slice(body) {
-                    Ok(v) => v,
-                    Err(_) if lenient => serde_json::from_slice(b"null")
-                        .map_err(|e| ApiError::Decode(cut(&e.to_string())))?,
-                    Err(e) => return Err(ApiError::Decode(cut(&e.to_string()))),
-                };
+                let value = self.success_body(resp, cap, lenient).await?;
                 return Ok(Reply {
                     value,
                     status: status.as_u16(),
@@ -335,40 +341,103 @@ impl Client {
                         request_id,
                     });
                 }
-                _ => {}
+                _ => return Err(self.refusal(resp, request_id).await),
             }
-            let text = resp.text().await.unwrap_or_default();
-            let body: ErrorBody = serde_json::from_str(&text).unwrap_or_default();
-            let message = cut(body
-                .message
-                .as_deref()
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("no message")));
-            return Err(if status == StatusCode::FORBIDDEN {
-                ApiError::Forbidden {
-                    code: body.error_code,
-                    message,
-                    request_id,
-                }
-            } else if status.is_server_error() {
-                ApiError::Server {
-                    status: status.as_u16(),
-                    message,
-                    request_id,
-                }
-            } else {
-                ApiError::Rejected {
-                    status: status.as_u16(),
-                    code: body.error_code,
-                    message,
-                    request_id,
-                }
-            });
+        }
+    }
+
+    /// Sends a request. A read is abandoned when the job stops (it changes nothing); a write
+    /// in flight runs to its answer, bounded by the timeout, so its row knows what happened.
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        write: bool,
+    ) -> Result<reqwest::Response, ApiError> {
+        let sent = if write {
+            req.send().await
+        } else {
+            unless_stopped(&self.stop, req.send())
+                .await
+                .map_err(|_| ApiError::Interrupted)?
+        };
+        sent.map_err(|e| classify_transport(&e, self.endpoint.timeout))
+    }
+
+    /// The body of a 2xx, read within `cap` and decoded; for a write (`lenient`) a body that
+    /// is not the resource, or too large, is `null`.
+    async fn success_body<T: DeserializeOwned>(
+        &self,
+        resp: reqwest::Response,
+        cap: usize,
+        lenient: bool,
+    ) -> Result<T, ApiError> {
+        let null =
+            || serde_json::from_slice(b"null").map_err(|e| ApiError::Decode(cut(&e.to_string())));
+        let read = if lenient {
+            body::read(resp, cap).await
+        } else {
+            unless_stopped(&self.stop, body::read(resp, cap))
+                .await
+                .map_err(|_| ApiError::Interrupted)?
+        };
+        let bytes = match read {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(_)) if lenient => return null(),
+            Err(BodyError::TooLarge(cap)) => return Err(ApiError::TooLarge { cap }),
+            Err(BodyError::Transport(e)) => {
+                return Err(classify_transport(&e, self.endpoint.timeout));
+            }
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return null();
+        }
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => Ok(v),
+            Err(_) if lenient => null(),
+            Err(e) => Err(ApiError::Decode(cut(&e.to_string()))),
+        }
+    }
+
+    /// Classifies a 4xx or 5xx from its status and the contract's `errorCode`.
+    async fn refusal(&self, resp: reqwest::Response, request_id: Option<String>) -> ApiError {
+        let status = resp.status();
+        let bytes = body::read_lossy(resp, body::ERROR_CAP).await;
+        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+        let message = cut(body
+            .message
+            .as_deref()
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("no message")));
+        if status == StatusCode::FORBIDDEN {
+            ApiError::Forbidden {
+                code: body.error_code,
+                message,
+                request_id,
+            }
+        } else if status.is_server_error() {
+            ApiError::Server {
+                status: status.as_u16(),
+                message,
+                request_id,
+            }
+        } else {
+            ApiError::Rejected {
+                status: status.as_u16(),
+                code: body.error_code,
+                message,
+                request_id,
+            }
         }
     }
 
     pub async fn get_sim(&self, icc: &str) -> Result<Reply<Sim>, ApiError> {
-        self.call::<(), _>(Method::GET, &format!("/api/v2/sim/{icc}"), &[], None, false)
-            .await
+        self.call::<(), _>(
+            Method::GET,
+            &format!("/api/v2/sim/{icc}"),
+            &[],
+            None,
+            body::ANSWER_CAP,
+        )
+        .await
     }
 
     /// The SIM after the change, when the API sends it back.
@@ -382,7 +451,7 @@ impl Client {
             &format!("/api/v2/sim/{icc}"),
             &[],
             Some(patch),
-            true,
+            body::ANSWER_CAP,
         )
         .await
     }
@@ -393,7 +462,7 @@ impl Client {
             &format!("/api/v2/sim/{icc}/attribute"),
             &[],
             None,
-            false,
+            body::ANSWER_CAP,
         )
         .await
     }
@@ -408,7 +477,7 @@ impl Client {
             &format!("/api/v2/sim/{icc}/attribute"),
             &[],
             Some(body),
-            true,
+            body::ANSWER_CAP,
         )
         .await
     }
@@ -424,7 +493,7 @@ impl Client {
             &format!("/api/v2/sim/{icc}/attribute/{id}"),
             &[],
             Some(body),
-            true,
+            body::ANSWER_CAP,
         )
         .await
     }
@@ -439,14 +508,14 @@ impl Client {
             &format!("/api/v2/sim/{icc}/attribute/{id}"),
             &[],
             None,
-            true,
+            body::ANSWER_CAP,
         )
         .await
     }
 
     /// One page of `GET /api/v2/sim` with the given query pairs.
     pub async fn list_sims(&self, query: &[(&str, String)]) -> Result<Reply<SimPage>, ApiError> {
-        self.call::<(), _>(Method::GET, "/api/v2/sim", query, None, false)
+        self.call::<(), _>(Method::GET, "/api/v2/sim", query, None, body::PAGE_CAP)
             .await
     }
 }
@@ -480,6 +549,21 @@ fn classify_transport(e: &reqwest::Error, timeout: Duration) -> ApiError {
     } else {
         ApiError::Transport(cut(&msg))
     }
+}
+
+/// The proxy for https targets, from `HTTPS_PROXY` or `ALL_PROXY` (either case); never
+/// `HTTP_PROXY`, since plain-http targets are loopback only.
+fn https_proxy() -> Option<Url> {
+    ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|v| !v.trim().is_empty())
+        .and_then(|v| {
+            let v = v.trim();
+            Url::parse(v)
+                .or_else(|_| Url::parse(&format!("http://{v}")))
+                .ok()
+        })
 }
 
 fn is_loopback(u: &Url) -> bool {

@@ -79,6 +79,9 @@ pub enum ApiError {
     /// A 2xx whose body is not what the contract says.
     #[error("unexpected response body: {0}")]
     Decode(String),
+    /// A 2xx whose body is larger than simbulk reads for that kind of answer.
+    #[error("the API's answer is larger than {} KiB, the most simbulk reads for it", cap >> 10)]
+    TooLarge { cap: usize },
     /// The job is stopping (a signal, the deadline, a halt): the request was not sent.
     #[error("not sent: the job is stopping")]
     Interrupted,
@@ -96,6 +99,7 @@ impl ApiError {
                 | ApiError::Transport(_)
                 | ApiError::TokenUnavailable { .. }
                 | ApiError::Unauthorized { .. }
+                | ApiError::TooLarge { .. }
         )
     }
 
@@ -129,6 +133,25 @@ impl ApiError {
         match self {
             ApiError::Rejected { code, .. } | ApiError::Forbidden { code, .. } => *code,
             _ => None,
+        }
+    }
+
+    /// The kind of error, as a group's name (no detail of the call in it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Rejected { .. } => "refused by the API",
+            ApiError::RateLimited { .. } => "rate limited",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Forbidden { .. } => "permission denied",
+            ApiError::Credentials { .. } => "credentials refused",
+            ApiError::TokenUnavailable { .. } => "no token from the token endpoint",
+            ApiError::Server { .. } => "server error",
+            ApiError::Timeout(_) => "no answer within the timeout",
+            ApiError::Connect(_) => "cannot connect",
+            ApiError::Transport(_) => "connection lost",
+            ApiError::Decode(_) => "unexpected answer",
+            ApiError::TooLarge { .. } => "answer too large",
+            ApiError::Interrupted => "interrupted",
         }
     }
 

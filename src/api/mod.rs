@@ -1,6 +1,7 @@
 //! The SIM API client: token cache, pacing, typed endpoints and error classification.
 //! It knows nothing about rows or files.
 
+pub mod body;
 pub mod client;
 pub mod error;
 pub mod pace;

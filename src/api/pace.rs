@@ -267,7 +267,9 @@ pub fn default_burst(rate: Option<f64>) -> NonZeroU32 {
 }
 
 fn limiter(rate: f64, burst: NonZeroU32) -> Option<Arc<DefaultDirectRateLimiter>> {
-    let period = Duration::from_secs_f64(1.0 / rate);
+    // Whatever the caller passes, the period stays between a nanosecond and an hour.
+    let period = Duration::try_from_secs_f64(1.0 / rate.clamp(1.0 / 3600.0, 1e9))
+        .unwrap_or(Duration::from_secs(3600));
     Quota::with_period(period).map(|q| Arc::new(RateLimiter::direct(q.allow_burst(burst))))
 }
 

@@ -19,7 +19,7 @@
 //! applied by a run that ended without recording it. Details and the crash-point analysis:
 //! `docs/design/checkpoint.md`.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use fixedbitset::FixedBitSet;
@@ -131,7 +131,63 @@ pub enum JournalError {
         "checkpoint {path} has format version {found}; this simbulk reads version {VERSION}. Finish the job with the simbulk that started it, or start again with --restart"
     )]
     Version { path: PathBuf, found: String },
+    /// Not a regular file, or larger than a checkpoint of this job can be.
+    #[error("{0}; it is not this job's checkpoint: point --checkpoint elsewhere, or use --restart")]
+    Unusable(String),
 }
+
+/// What a journal may hold: the current sizes of the results and failures files (a record
+/// claiming more than is there ends the good prefix), the highest line a record may name,
+/// and the largest journal believed.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub results: u64,
+    pub failures: u64,
+    pub max_line: usize,
+    pub max_bytes: u64,
+}
+
+impl Bounds {
+    /// For a job whose input has `lines` lines: room for a finished record and several
+    /// started records per line.
+    pub fn for_input(lines: u64) -> Self {
+        Self {
+            results: u64::MAX,
+            failures: u64::MAX,
+            max_line: usize::try_from(lines.saturating_add(1))
+                .unwrap_or(MAX_LINE)
+                .min(MAX_LINE),
+            max_bytes: lines
+                .saturating_add(1)
+                .saturating_mul(256)
+                .saturating_add(1 << 20),
+        }
+    }
+
+    /// With the current sizes of the output files.
+    pub fn with_outputs(self, results: u64, failures: u64) -> Self {
+        Self {
+            results,
+            failures,
+            ..self
+        }
+    }
+
+    /// No bound but [`MAX_LINE`] (tests and tools).
+    pub fn unlimited() -> Self {
+        Self {
+            results: u64::MAX,
+            failures: u64::MAX,
+            max_line: MAX_LINE,
+            max_bytes: u64::MAX,
+        }
+    }
+}
+
+/// Longest header line read (its JSON holds two paths and a digest).
+const MAX_HEADER: u64 = 64 << 10;
+/// Longest record line read.
+const MAX_RECORD: u64 = 128;
 
 fn crc_line(body: &str) -> String {
     format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()))
@@ -143,29 +199,34 @@ fn check_crc(line: &str) -> Option<&str> {
     (crc.len() == 8 && crc32fast::hash(body.as_bytes()) == want).then_some(body)
 }
 
-/// Reads a journal. Stops at the first torn or corrupt record.
-pub fn replay(path: &Path, limits: (u64, u64)) -> Result<Replay, JournalError> {
-    let io = |source| JournalError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let f = std::fs::File::open(path).map_err(io)?;
-    replay_from(BufReader::with_capacity(256 * 1024, f), path, limits)
+/// Reads a journal, which must be a regular file (never a link) within `bounds`. Stops at the
+/// first torn or corrupt record.
+pub fn replay(path: &Path, bounds: Bounds) -> Result<Replay, JournalError> {
+    let f = crate::files::open_regular(path, "--checkpoint", bounds.max_bytes, false)
+        .map_err(JournalError::Unusable)?;
+    replay_from(BufReader::with_capacity(256 * 1024, f), path, bounds)
 }
 
-/// Reads a journal from any reader; `limits` are the current sizes of the results and
-/// failures files: a record claiming more than is there ends the good prefix.
+/// Reads one line of at most `max` bytes into `line`; a longer one is cut there (and then
+/// lacks its newline, as a torn record does).
+fn read_line(r: &mut impl BufRead, line: &mut Vec<u8>, max: u64) -> std::io::Result<usize> {
+    line.clear();
+    r.take(max).read_until(b'\n', line)
+}
+
+/// Reads a journal from any reader, within `bounds`.
 pub fn replay_from(
     mut r: impl BufRead,
     path: &Path,
-    limits: (u64, u64),
+    bounds: Bounds,
 ) -> Result<Replay, JournalError> {
     let io = |source| JournalError::Io {
         path: path.to_owned(),
         source,
     };
+    let limits = (bounds.results, bounds.failures);
     let mut line = Vec::new();
-    let n = r.read_until(b'\n', &mut line).map_err(io)?;
+    let n = read_line(&mut r, &mut line, MAX_HEADER).map_err(io)?;
     let first = std::str::from_utf8(&line[..n]).unwrap_or("");
     let not_cp = || JournalError::NotACheckpoint {
         path: path.to_owned(),
@@ -198,8 +259,7 @@ pub fn replay_from(
         dropped_tail: false,
     };
     loop {
-        line.clear();
-        let n = r.read_until(b'\n', &mut line).map_err(io)?;
+        let n = read_line(&mut r, &mut line, MAX_RECORD).map_err(io)?;
         if n == 0 {
             break;
         }
@@ -227,16 +287,18 @@ pub fn replay_from(
                 }
             },
             ["B", l] => {
-                let Some(l) = line_number(l) else {
+                let Some(l) = line_number(l, bounds.max_line) else {
                     rep.dropped_tail = true;
                     break;
                 };
                 put(&mut rep.started, l);
             }
             ["R", l, m, a, b] => {
-                let (Some(l), Some(m), Some((x, y))) =
-                    (line_number(l), Mark::from_letter(m), lens(a, b))
-                else {
+                let (Some(l), Some(m), Some((x, y))) = (
+                    line_number(l, bounds.max_line),
+                    Mark::from_letter(m),
+                    lens(a, b),
+                ) else {
                     rep.dropped_tail = true;
                     break;
                 };
@@ -267,8 +329,8 @@ pub fn replay_from(
 /// job has that many rows; a larger number is corruption, not a row.
 pub const MAX_LINE: usize = 1 << 30;
 
-fn line_number(s: &str) -> Option<usize> {
-    s.parse::<usize>().ok().filter(|l| *l <= MAX_LINE)
+fn line_number(s: &str, max: usize) -> Option<usize> {
+    s.parse::<usize>().ok().filter(|l| *l <= max.min(MAX_LINE))
 }
 
 /// Sets bit `l`, growing the set; returns whether it was set before.
@@ -297,6 +359,8 @@ impl Journal {
     /// Starts a new journal (mode 0600) with its header line.
     pub fn create(path: &Path, header: &Header) -> std::io::Result<Self> {
         let mut file = AppendFile::open(path, OpenMode::Truncate, 0o600)?;
+        // A checkpoint that existed (a --restart) keeps its old mode unless told.
+        file.set_mode(0o600)?;
         let json = serde_json::to_string(header).map_err(std::io::Error::other)?;
         file.buf()
             .extend_from_slice(format!("{MAGIC} {VERSION} {json}\n").as_bytes());
@@ -384,7 +448,7 @@ mod tests {
     fn replay_reads_back_what_was_written() {
         let dir = tempfile::tempdir().unwrap();
         let p = sample(dir.path());
-        let r = replay(&p, (u64::MAX, u64::MAX)).unwrap();
+        let r = replay(&p, Bounds::unlimited()).unwrap();
         assert_eq!(r.header, header());
         assert_eq!(r.done.ones().collect::<Vec<_>>(), vec![2, 3, 5]);
         assert_eq!((r.results_len, r.failures_len), (Some(40), 9));
@@ -409,10 +473,37 @@ mod tests {
         let mut j = Journal::resume(&p, std::fs::metadata(&p).unwrap().len()).unwrap();
         j.row(u64::MAX, Mark::Ok, 40, 9);
         j.flush().unwrap();
-        let r = replay(&p, (u64::MAX, u64::MAX)).unwrap();
+        let r = replay(&p, Bounds::unlimited()).unwrap();
         assert!(r.dropped_tail);
         assert_eq!(r.done.ones().collect::<Vec<_>>(), vec![2, 3, 5]);
         assert!(r.done.len() < 1024);
+    }
+
+    #[test]
+    fn a_checkpoint_too_large_for_its_input_or_not_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("zeros");
+        std::fs::File::create(&p)
+            .unwrap()
+            .set_len((1 << 20) + 256 * 4 + 1)
+            .unwrap();
+        let e = replay(&p, Bounds::for_input(3)).unwrap_err();
+        assert!(matches!(e, JournalError::Unusable(_)), "{e}");
+        assert!(e.to_string().contains("--restart"), "{e}");
+        let e = replay(Path::new("/dev/zero"), Bounds::for_input(3)).unwrap_err();
+        assert!(e.to_string().contains("a device"), "{e}");
+        // A long line without a newline is read only up to its bound.
+        std::fs::write(&p, vec![b'S'; 10 << 20]).unwrap();
+        let e = replay(&p, Bounds::unlimited()).unwrap_err();
+        assert!(matches!(e, JournalError::NotACheckpoint { .. }), "{e}");
+        // A record naming a line past the input is corruption.
+        let q = sample(dir.path());
+        let r = replay(&q, Bounds::for_input(4)).unwrap();
+        assert_eq!(
+            r.done.ones().collect::<Vec<_>>(),
+            vec![2, 3],
+            "line 5 > 4 + 1"
+        );
     }
 
     #[test]
@@ -421,14 +512,14 @@ mod tests {
         let p = sample(dir.path());
         let full = std::fs::read(&p).unwrap();
         std::fs::write(&p, &full[..full.len() - 4]).unwrap();
-        let r = replay(&p, (u64::MAX, u64::MAX)).unwrap();
+        let r = replay(&p, Bounds::unlimited()).unwrap();
         assert!(r.dropped_tail);
         assert_eq!(r.done.ones().collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(r.results_len, Some(30));
         let mut j = Journal::resume(&p, r.good_bytes).unwrap();
         j.row(5, Mark::Ok, 41, 9);
         j.flush().unwrap();
-        let r2 = replay(&p, (u64::MAX, u64::MAX)).unwrap();
+        let r2 = replay(&p, Bounds::unlimited()).unwrap();
         assert!(!r2.dropped_tail);
         assert_eq!(r2.done.ones().collect::<Vec<_>>(), vec![2, 3, 5]);
     }
@@ -437,7 +528,7 @@ mod tests {
     fn a_record_claiming_more_output_than_exists_ends_the_good_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let p = sample(dir.path());
-        let r = replay(&p, (35, 100)).unwrap();
+        let r = replay(&p, Bounds::unlimited().with_outputs(35, 100)).unwrap();
         assert_eq!(r.done.ones().collect::<Vec<_>>(), vec![2, 3]);
     }
 
@@ -446,12 +537,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("old");
         std::fs::write(&p, "SIMBULK-CHECKPOINT 1 {}\n").unwrap();
-        let e = replay(&p, (0, 0)).unwrap_err();
+        let e = replay(&p, Bounds::unlimited()).unwrap_err();
         assert!(matches!(e, JournalError::Version { .. }), "{e}");
         assert!(e.to_string().contains("--restart"));
         std::fs::write(&p, "iccid,action\n").unwrap();
         assert!(matches!(
-            replay(&p, (0, 0)).unwrap_err(),
+            replay(&p, Bounds::unlimited()).unwrap_err(),
             JournalError::NotACheckpoint { .. }
         ));
     }
@@ -465,7 +556,7 @@ mod tests {
             let mut bytes = full[..cut.min(full.len())].to_vec();
             bytes.extend_from_slice(&garbage);
             std::fs::write(&p, &bytes).unwrap();
-            if let Ok(r) = replay(&p, (u64::MAX, u64::MAX)) {
+            if let Ok(r) = replay(&p, Bounds::unlimited()) {
                 let done: Vec<usize> = r.done.ones().collect();
                 prop_assert!([vec![], vec![2], vec![2, 3], vec![2, 3, 5]].contains(&done));
             }

@@ -2,7 +2,9 @@
 //! host and start time written inside for the error message.
 //!
 //! Guarantees: the lock is released by the operating system when the holder dies, however
-//! it dies, so a stale lock file from a dead process is simply taken over.
+//! it dies, so a stale lock file from a dead process is simply taken over; the holder
+//! removes the file when its run ends, and a newcomer checks after locking that the file it
+//! locked is still the one at the path, so two runs never both believe they hold the job.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -25,6 +27,29 @@ pub fn lock_path(checkpoint: &Path) -> PathBuf {
 impl JobLock {
     /// Takes the lock, or says who holds it.
     pub fn acquire(checkpoint: &Path) -> Result<Self, String> {
+        // The previous holder may remove the file between our open and our lock: then we hold
+        // a lock on a file no newcomer will see, and try again.
+        let path = lock_path(checkpoint);
+        for _ in 0..16 {
+            let file = Self::try_acquire(checkpoint)?;
+            let here = std::fs::symlink_metadata(&path).ok();
+            let locked = file.metadata().ok();
+            if let (Some(h), Some(l)) = (here, locked)
+                && crate::files::FileId::of(&h) == crate::files::FileId::of(&l)
+            {
+                return Ok(Self { file, path });
+            }
+            // The path names another file now (or none): drop this one, unremoved.
+            let _ = file.unlock();
+        }
+        Err(format!(
+            "cannot lock {}: it keeps being replaced; is another simbulk run starting and stopping?",
+            lock_path(checkpoint).display()
+        ))
+    }
+
+    /// Opens the lock file and locks it (writing the holder's name), or says who holds it.
+    fn try_acquire(checkpoint: &Path) -> Result<File, String> {
         let path = lock_path(checkpoint);
         let mut o = OpenOptions::new();
         o.read(true).write(true).create(true).truncate(false);
@@ -66,16 +91,16 @@ impl JobLock {
         let _ = file.seek(SeekFrom::Start(0));
         let _ = file.write_all(info.as_bytes());
         let _ = file.flush();
-        Ok(Self { file, path })
+        Ok(file)
     }
 }
 
 impl Drop for JobLock {
     fn drop(&mut self) {
-        // The file stays: removing it would let a waiter lock an unlinked inode while a
-        // newcomer locks a fresh file, and both would think they hold the job.
+        // Removed while still locked: a newcomer that opened the old file sees, after it
+        // locks it, that the path no longer names it (see `acquire`).
+        let _ = std::fs::remove_file(&self.path);
         let _ = self.file.unlock();
-        let _ = &self.path;
     }
 }
 
@@ -92,6 +117,9 @@ mod tests {
         let e = JobLock::acquire(&cp).unwrap_err();
         assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
         drop(held);
-        assert!(JobLock::acquire(&cp).is_ok());
+        assert!(!lock_path(&cp).exists(), "the holder removes its lock file");
+        let again = JobLock::acquire(&cp).unwrap();
+        assert!(lock_path(&cp).exists());
+        drop(again);
     }
 }

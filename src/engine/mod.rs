@@ -8,10 +8,12 @@ pub mod recorder;
 pub mod retry;
 pub mod run;
 pub mod scheduler;
+pub mod setup;
 pub mod threshold;
 pub mod worker;
 
 pub use outcome::{RowResult, Verdict};
 pub use retry::RetryPolicy;
-pub use run::{Fatal, JobConfig, ResumeMode, check_paths, default_paths, dry_run, run};
+pub use run::{Fatal, JobConfig, ResumeMode, dry_run, run};
+pub use setup::default_paths;
 pub use threshold::Threshold;

@@ -54,6 +54,9 @@ pub struct RowResult {
     pub http_status: Option<u16>,
     pub error_code: Option<i64>,
     pub message: String,
+    /// The group of a row that failed without an HTTP status or code, or was invalid: a
+    /// reason that holds nothing of the row (for bounded tallies and reports).
+    pub reason: Option<&'static str>,
     pub attempts: u32,
     pub sim_status: Option<String>,
     pub finished_at: SystemTime,

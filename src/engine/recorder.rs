@@ -73,7 +73,6 @@ pub struct Counts {
     pub run: Tally,
     pub by_action: BTreeMap<String, Tally>,
     errors: ErrorTally,
-    messages: BTreeMap<(Option<u16>, Option<i64>), String>,
     pub retries: u64,
     pub throttled: u64,
     /// Activations that ended `active` and those still `pendingProvision`.
@@ -94,7 +93,7 @@ impl Counts {
     }
 
     pub fn top_errors(&self, n: usize) -> Vec<ErrorCount> {
-        self.errors.top(n, &self.messages)
+        self.errors.top(n)
     }
 
     fn add(&mut self, r: &RowResult) {
@@ -108,10 +107,8 @@ impl Counts {
         };
         self.by_action.entry(action).or_default().add(m);
         if r.verdict.is_failure() {
-            self.errors.add(r.http_status, r.error_code, &r.message);
-            self.messages
-                .entry((r.http_status, r.error_code))
-                .or_insert_with(|| r.message.clone());
+            self.errors
+                .add(r.http_status, r.error_code, r.reason, &r.message);
         }
         if r.verdict != Verdict::Invalid
             && let Some(h) = &mut self.latency
@@ -169,7 +166,6 @@ impl Recorder {
                 run: Tally::default(),
                 by_action: BTreeMap::new(),
                 errors: ErrorTally::default(),
-                messages: BTreeMap::new(),
                 retries: 0,
                 throttled: 0,
                 activations: (0, 0),
@@ -445,7 +441,6 @@ impl Counts {
             run: Tally::default(),
             by_action: BTreeMap::new(),
             errors: ErrorTally::default(),
-            messages: BTreeMap::new(),
             retries: 0,
             throttled: 0,
             activations: (0, 0),

@@ -32,7 +32,7 @@ impl RetryPolicy {
             max_retries,
             base: Duration::from_millis(200),
             cap: Duration::from_secs(20),
-            max_throttled: 100.max(max_retries * 10),
+            max_throttled: 100.max(max_retries.saturating_mul(10)),
         }
     }
 

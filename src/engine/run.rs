@@ -16,18 +16,18 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, Client, Endpoint, Pacer};
-use crate::checkpoint::{self, Header, JobIdentity, JobLock, Journal, Tally};
-use crate::durable::OpenMode;
+use crate::checkpoint::{self, JobIdentity, JobLock, Tally};
 use crate::exit;
+use crate::files::Replace;
 use crate::input::reader::InputFile;
 use crate::input::{self, Defaults};
 use crate::output::progress::Progress;
 use crate::output::summary::{Summary, resume_command};
-use crate::output::{FailuresFile, ResultsFile};
 
 use super::recorder::{Counts, Recorder, completed_code};
 use super::retry::RetryPolicy;
-use super::scheduler::{self, Dispatch, End, Stops};
+use super::scheduler::{self, Dispatch, Drive, End, Stops};
+use super::setup::{self, Bound, Start};
 use super::threshold::Threshold;
 
 /// What to do with an existing checkpoint.
@@ -66,6 +66,8 @@ pub struct JobConfig {
     pub sync_every: Duration,
     /// Halt when no row finished and the provider gave no useful answer for this long.
     pub stall_timeout: Duration,
+    /// Where the final summary goes as JSON (`-`: standard output, printed by the caller).
+    pub summary_json: Option<PathBuf>,
     /// The command line, for the "to resume" hint.
     pub args: Vec<String>,
     /// Benchmarks only: send results, failures and checkpoint to /dev/null (no lock, no resume).
@@ -76,7 +78,7 @@ impl JobConfig {
     /// A job on `input` with the defaults of `simbulk run`: outputs beside the input, an
     /// existing checkpoint refused, 8 rows in flight at 10 requests per second.
     pub fn new(input: PathBuf) -> Self {
-        let (results, failures, checkpoint) = default_paths(&input);
+        let (results, failures, checkpoint) = setup::default_paths(&input);
         let rate = Some(10.0);
         Self {
             input,
@@ -97,6 +99,7 @@ impl JobConfig {
             wait_active: None,
             sync_every: Duration::from_millis(500),
             stall_timeout: Duration::from_secs(15 * 60),
+            summary_json: None,
             args: Vec::new(),
             discard_outputs: false,
         }
@@ -111,67 +114,11 @@ pub struct Fatal {
     pub message: String,
 }
 
-fn usage(message: impl Into<String>) -> Fatal {
+pub(crate) fn usage(message: impl Into<String>) -> Fatal {
     Fatal {
         code: exit::USAGE,
         message: message.into(),
     }
-}
-
-/// Default output paths beside the input: `<stem>.results.csv`, `<stem>.failures.csv`, `<stem>.checkpoint`.
-pub fn default_paths(input: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let stem = input
-        .file_stem()
-        .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
-    let dir = input.parent().unwrap_or(Path::new(""));
-    (
-        dir.join(format!("{stem}.results.csv")),
-        dir.join(format!("{stem}.failures.csv")),
-        dir.join(format!("{stem}.checkpoint")),
-    )
-}
-
-/// The absolute form of a path that may not exist yet.
-fn resolve(p: &Path) -> PathBuf {
-    if let Ok(c) = std::fs::canonicalize(p) {
-        return c;
-    }
-    let name = p.file_name().map(PathBuf::from).unwrap_or_default();
-    let parent = p
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::canonicalize(parent)
-        .unwrap_or_else(|_| parent.to_owned())
-        .join(name)
-}
-
-/// Refuses outputs that point at the input or at each other.
-pub fn check_paths(cfg: &JobConfig) -> Result<(), Fatal> {
-    let named = [
-        ("the input", &cfg.input),
-        ("--results", &cfg.results),
-        ("--failures", &cfg.failures),
-        ("--checkpoint", &cfg.checkpoint),
-        (
-            "the checkpoint lock",
-            &checkpoint::lock::lock_path(&cfg.checkpoint),
-        ),
-    ];
-    let resolved: Vec<PathBuf> = named.iter().map(|(_, p)| resolve(p)).collect();
-    for i in 0..named.len() {
-        for j in (i + 1)..named.len() {
-            if resolved[i] == resolved[j] {
-                return Err(usage(format!(
-                    "{} and {} are the same file ({}); give each output its own path",
-                    named[i].0,
-                    named[j].0,
-                    resolved[i].display()
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// `--dry-run`: validates every row and reports; sends nothing, writes nothing.
@@ -225,144 +172,6 @@ pub fn dry_run(input: &Path, defaults: &Defaults) -> Result<(String, u8), Fatal>
     ))
 }
 
-/// Where a resumed job starts.
-struct Start {
-    done: fixedbitset::FixedBitSet,
-    in_doubt: fixedbitset::FixedBitSet,
-    tally: Tally,
-    outputs: Option<(u64, u64, u64)>,
-}
-
-impl Start {
-    fn fresh() -> Self {
-        Self {
-            done: fixedbitset::FixedBitSet::new(),
-            in_doubt: fixedbitset::FixedBitSet::new(),
-            tally: Tally::default(),
-            outputs: None,
-        }
-    }
-}
-
-fn bind_checkpoint(
-    cfg: &JobConfig,
-    identity: &JobIdentity,
-) -> Result<Result<Start, (u8, Tally)>, Fatal> {
-    if !cfg.checkpoint.exists() || cfg.resume == ResumeMode::Restart {
-        return Ok(Ok(Start::fresh()));
-    }
-    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let peek = checkpoint::replay(&cfg.checkpoint, (u64::MAX, u64::MAX))
-        .map_err(|e| usage(e.to_string()))?;
-    if cfg.resume == ResumeMode::Refuse {
-        return Err(usage(format!(
-            "checkpoint {} exists from an earlier run of this job ({} rows done); add --resume to continue it, or --restart to discard it and start again",
-            cfg.checkpoint.display(),
-            peek.tally.total()
-        )));
-    }
-    let diffs = peek.header.job.differences(identity);
-    if !diffs.is_empty() {
-        return Err(usage(format!(
-            "cannot resume: checkpoint {} belongs to a different job: {}. Restore the original input and options, or use --restart to start this job afresh",
-            cfg.checkpoint.display(),
-            diffs.join("; ")
-        )));
-    }
-    if resolve(&peek.header.results) != resolve(&cfg.results)
-        || resolve(&peek.header.failures) != resolve(&cfg.failures)
-    {
-        return Err(usage(format!(
-            "cannot resume: the checkpoint wrote its results to {} and failures to {}; give the same --results and --failures (or none)",
-            peek.header.results.display(),
-            peek.header.failures.display()
-        )));
-    }
-    if peek.results_len.is_some() && !cfg.results.exists() {
-        return Err(usage(format!(
-            "cannot resume: results file {} is missing but the checkpoint says {} rows are done; restore it, or use --restart",
-            cfg.results.display(),
-            peek.tally.total()
-        )));
-    }
-    let rep = checkpoint::replay(&cfg.checkpoint, (size(&cfg.results), size(&cfg.failures)))
-        .map_err(|e| usage(e.to_string()))?;
-    if let Some(code) = rep.finished {
-        return Ok(Err((code, rep.tally)));
-    }
-    if rep.dropped_tail {
-        tracing::info!("checkpoint: dropped a torn last record; those rows will be done again");
-    }
-    let in_doubt = rep.in_doubt();
-    if in_doubt.count_ones(..) > 0 {
-        tracing::info!(
-            "checkpoint: {} rows had started a write when the last run ended; they are checked against the live state before anything is sent",
-            in_doubt.count_ones(..)
-        );
-    }
-    Ok(Ok(match rep.results_len {
-        Some(r) => Start {
-            done: rep.done,
-            in_doubt,
-            tally: rep.tally,
-            outputs: Some((r, rep.failures_len, rep.good_bytes)),
-        },
-        // The headers never reached the files: nothing else did either.
-        None => Start::fresh(),
-    }))
-}
-
-fn open_outputs(
-    cfg: &JobConfig,
-    layout: &input::Layout,
-    identity: &JobIdentity,
-    start: &Start,
-) -> std::io::Result<(ResultsFile, FailuresFile, Journal)> {
-    match start.outputs {
-        Some((r, f, j)) => Ok((
-            ResultsFile::open(&cfg.results, OpenMode::KeepPrefix(r), layout)?,
-            FailuresFile::open(&cfg.failures, OpenMode::KeepPrefix(f), layout)?,
-            Journal::resume(&cfg.checkpoint, j)?,
-        )),
-        None => {
-            let mut results = ResultsFile::open(&cfg.results, OpenMode::Truncate, layout)?;
-            let mut failures = FailuresFile::open(&cfg.failures, OpenMode::Truncate, layout)?;
-            results.file().flush()?;
-            failures.file().flush()?;
-            let header = Header {
-                job: identity.clone(),
-                results: cfg.results.clone(),
-                failures: cfg.failures.clone(),
-                created: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                    .to_string(),
-            };
-            let mut journal = Journal::create(&cfg.checkpoint, &header)?;
-            journal.start(results.file().len(), failures.file().len());
-            journal.flush()?;
-            Ok((results, failures, journal))
-        }
-    }
-}
-
-/// The job's deadline (`--max-duration`, `--until`), logged as a local time.
-fn deadline(cfg: &JobConfig) -> Option<tokio::time::Instant> {
-    let within = [cfg.max_duration, cfg.until].into_iter().flatten().min()?;
-    let at = std::time::SystemTime::now() + within;
-    let local = jiff::Timestamp::try_from(at)
-        .ok()
-        .map(|t| {
-            t.to_zoned(jiff::tz::TimeZone::system())
-                .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z (%Z)")
-                .to_string()
-        })
-        .unwrap_or_default();
-    tracing::info!(
-        "stopping at {local} (in {}); no request starts after that",
-        humantime::format_duration(Duration::from_secs(within.as_secs()))
-    );
-    Some(tokio::time::Instant::now() + within)
-}
-
 /// The reader thread: rows in batches to the dispatcher; at the end, the blank rows it skipped
 /// and what it saw of the input (when it read to the end).
 type Reader = std::thread::JoinHandle<(u64, Option<input::limit::Seen>)>;
@@ -409,11 +218,19 @@ pub async fn run(
 ) -> Result<Summary, Fatal> {
     let started = Instant::now();
     let file = InputFile::open(&cfg.input).map_err(|e| usage(e.to_string()))?;
+    let mut summary_file = None;
     if cfg.discard_outputs {
         let null = PathBuf::from("/dev/null");
         (cfg.results, cfg.failures, cfg.checkpoint) = (null.clone(), null.clone(), null);
     } else {
-        check_paths(&cfg)?;
+        let places = setup::check_paths(&cfg, &file)?;
+        if let Some(p) = cfg.summary_json.as_ref().filter(|p| !setup::is_stdout(p)) {
+            // Proves the summary can be written before anything is sent.
+            summary_file = Some(
+                Replace::prepare(p, "--summary-json", &places.except("--summary-json"))
+                    .map_err(usage)?,
+            );
+        }
     }
     let (file, fingerprint) = {
         let stop = drain.clone();
@@ -431,10 +248,7 @@ pub async fn run(
         ))
     })?
     else {
-        return Err(Fatal {
-            code: exit::STOPPED,
-            message: "stopped before the first row; nothing was sent or written".into(),
-        });
+        return Err(stopped_early());
     };
     let (layout, rows) =
         input::reader::rows(file, &cfg.defaults, Some(bytes)).map_err(|e| usage(e.to_string()))?;
@@ -450,14 +264,10 @@ pub async fn run(
     } else {
         Some(JobLock::acquire(&cfg.checkpoint).map_err(usage)?)
     };
-    let bound = if cfg.discard_outputs {
-        Ok(Start::fresh())
-    } else {
-        bind_checkpoint(&cfg, &identity)?
-    };
-    let start = match bound {
-        Ok(s) => s,
-        Err((code, tally)) => {
+    let start = match setup::bind_checkpoint(&cfg, &identity, lines)? {
+        _ if cfg.discard_outputs => Start::fresh(),
+        Bound::Run(s) => s,
+        Bound::Finished(code, tally) => {
             let mut s = summary(
                 &cfg,
                 "completed",
@@ -471,6 +281,7 @@ pub async fn run(
                 started,
             );
             s.job_rows_estimate = tally.total();
+            write_summary(&s, summary_file);
             return Ok(s);
         }
     };
@@ -480,35 +291,19 @@ pub async fn run(
         cfg.burst,
         cfg.adaptive_rate,
     ));
-    let base = endpoint.base_url.to_string();
     let stop_rows = drain.child_token();
-    let deadline = deadline(&cfg);
+    let deadline = setup::deadline(&cfg);
     let client = Arc::new(
         Client::new(endpoint, pacer.clone(), cfg.concurrency)
             .map_err(usage)?
             .with_stop(stop_rows.clone(), deadline),
     );
-    if let Err(e) = client.preflight().await {
-        let (code, message) = match &e {
-            ApiError::Interrupted => (
-                exit::STOPPED,
-                "stopped before the first row; nothing was sent or written".to_owned(),
-            ),
-            ApiError::Credentials { .. } => (exit::HALTED, format!("{e}; nothing was sent")),
-            _ => (
-                exit::HALTED,
-                format!(
-                    "cannot reach the SIM API at {base}: {e}; nothing was sent and no file was changed. Check --base-url and the network, then run again"
-                ),
-            ),
-        };
-        return Err(Fatal { code, message });
-    }
+    preflight(&client).await?;
 
-    let (results, failures, journal) =
-        open_outputs(&cfg, &layout, &identity, &start).map_err(|e| Fatal {
+    let (results, failures, journal) = setup::open_outputs(&cfg, &layout, &identity, &start)
+        .map_err(|e| Fatal {
             code: exit::HALTED,
-            message: format!("cannot write the outputs: {e}; fix it and run again with --resume"),
+            message: format!("{e}; fix it and run again with --resume"),
         })?;
     let total = lines.saturating_sub(u64::from(!layout.headerless));
     let progress = Progress::new(total, start.tally.total());
@@ -522,11 +317,9 @@ pub async fn run(
     )
     .spawn()
     .map_err(|e| usage(format!("cannot start the recorder: {e}")))?;
-
     let (tx, rx) = tokio::sync::mpsc::channel::<scheduler::Batch>(8);
     let reader =
         start_reader(rows, tx).map_err(|e| usage(format!("cannot start the reader: {e}")))?;
-
     let drive = scheduler::drive(
         Dispatch {
             client: client.clone(),
@@ -555,65 +348,12 @@ pub async fn run(
         },
     )
     .await;
-    let mut blank = 0;
-    let mut changed = None;
-    let mut end = drive.end;
-    if end == End::Complete {
-        // The reader has read to the end: the input must be what was fingerprinted.
-        let (b, seen) = tokio::task::spawn_blocking(move || reader.join())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or((0, None));
-        blank = b;
-        match seen {
-            Some(s) if s.sha256 == identity.input_sha256 && s.bytes == identity.input_bytes => {}
-            other => {
-                changed = Some(match other {
-                    Some(s) if s.bytes != identity.input_bytes => format!(
-                        "{} bytes at the start, {} bytes now",
-                        identity.input_bytes, s.bytes
-                    ),
-                    _ => "same size, different content".to_owned(),
-                });
-                end = End::ReadFailed(String::new());
-            }
-        }
-    }
-    let (state, reason, code) = match (&end, &changed) {
-        (_, Some(how)) => (
-            "halted",
-            Some(format!(
-                "the input file {} changed while the job ran ({how}); no row is lost, but the job is not finished: restore the file and run again with --resume, or run the changed file with --restart",
-                cfg.input.display()
-            )),
-            exit::HALTED,
-        ),
-        (End::Complete, None) => ("completed", None, exit::OK),
-        (End::Stopped(why), None) => ("stopped", Some(why.clone()), exit::STOPPED),
-        (End::Aborted, None) => (
-            "aborted",
-            Some("aborted by a second signal; rows in flight will be done again on resume".into()),
-            exit::STOPPED,
-        ),
-        (End::Halted(h), None) => (
-            "halted",
-            Some(h.message(&drive.failures, drive.unrecorded)),
-            exit::HALTED,
-        ),
-        (End::WriteFailed(why), None) => (
-            "halted",
-            Some(format!(
-                "cannot write the outputs: {why}; fix it and run again with --resume"
-            )),
-            exit::HALTED,
-        ),
-        (End::ReadFailed(why), None) => (
-            "halted",
-            Some(format!("cannot read the input further: {why}")),
-            exit::HALTED,
-        ),
+    let (blank, changed) = if drive.end == End::Complete {
+        check_input(reader, &identity).await
+    } else {
+        (0, None)
     };
+    let (state, reason, code) = ending(&cfg, &drive, changed);
     let complete = state == "completed";
     let (counts, write_error) = rec.finish(complete).await;
     let (state, reason, code) = match write_error {
@@ -637,7 +377,114 @@ pub async fn run(
         .first_request()
         .map(|t| t.duration_since(started).as_secs_f64());
     s.job_rows_estimate = total;
+    write_summary(&s, summary_file);
     Ok(s)
+}
+
+fn stopped_early() -> Fatal {
+    Fatal {
+        code: exit::STOPPED,
+        message: "stopped before the first row; nothing was sent or written".into(),
+    }
+}
+
+/// Gets the first token: refused credentials or an unreachable API end the run before any
+/// output is touched.
+async fn preflight(client: &Client) -> Result<(), Fatal> {
+    let Err(e) = client.preflight().await else {
+        return Ok(());
+    };
+    Err(match &e {
+        ApiError::Interrupted => stopped_early(),
+        ApiError::Credentials { .. } => Fatal {
+            code: exit::HALTED,
+            message: format!("{e}; nothing was sent"),
+        },
+        _ => Fatal {
+            code: exit::HALTED,
+            message: format!(
+                "cannot reach the SIM API at {}: {e}; nothing was sent and no file was changed. Check --base-url and the network, then run again",
+                client.base_url()
+            ),
+        },
+    })
+}
+
+/// Joins the reader, which read to the end: the blank rows it skipped, and how the input
+/// differs from its fingerprint if it changed during the run.
+async fn check_input(reader: Reader, identity: &JobIdentity) -> (u64, Option<String>) {
+    let (blank, seen) = tokio::task::spawn_blocking(move || reader.join())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or((0, None));
+    let changed = match seen {
+        Some(s) if s.sha256 == identity.input_sha256 && s.bytes == identity.input_bytes => None,
+        Some(s) if s.bytes != identity.input_bytes => Some(format!(
+            "{} bytes at the start, {} bytes now",
+            identity.input_bytes, s.bytes
+        )),
+        _ => Some("same size, different content".to_owned()),
+    };
+    (blank, changed)
+}
+
+/// The state, reason and exit code of a run that ended as `drive` says.
+fn ending(
+    cfg: &JobConfig,
+    drive: &Drive,
+    changed: Option<String>,
+) -> (&'static str, Option<String>, u8) {
+    if let Some(how) = changed {
+        return (
+            "halted",
+            Some(format!(
+                "the input file {} changed while the job ran ({how}); no row is lost, but the job is not finished: restore the file and run again with --resume, or run the changed file with --restart",
+                cfg.input.display()
+            )),
+            exit::HALTED,
+        );
+    }
+    match &drive.end {
+        End::Complete => ("completed", None, exit::OK),
+        End::Stopped(why) => ("stopped", Some(why.clone()), exit::STOPPED),
+        End::Aborted => (
+            "aborted",
+            Some("aborted by a second signal; rows in flight will be done again on resume".into()),
+            exit::STOPPED,
+        ),
+        End::Halted(h) => (
+            "halted",
+            Some(h.message(&drive.failures, drive.unrecorded)),
+            exit::HALTED,
+        ),
+        End::WriteFailed(why) => (
+            "halted",
+            Some(format!(
+                "cannot write the outputs: {why}; fix it and run again with --resume"
+            )),
+            exit::HALTED,
+        ),
+        End::ReadFailed(why) => (
+            "halted",
+            Some(format!("cannot read the input further: {why}")),
+            exit::HALTED,
+        ),
+    }
+}
+
+/// Writes `--summary-json` (prepared at the start, so it cannot fail for want of a folder).
+fn write_summary(s: &Summary, file: Option<Replace>) {
+    let Some(mut f) = file else {
+        return;
+    };
+    let written = serde_json::to_vec_pretty(s)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::io::Write::write_all(f.file(), &b))
+        .and_then(|()| f.commit());
+    if let Err(e) = written {
+        tracing::error!("cannot write --summary-json: {e}");
+    }
 }
 
 fn fill(s: &mut Summary, c: &Counts) {

@@ -256,7 +256,11 @@ impl Loop<'_> {
             if self.d.done.contains(item.line as usize) {
                 continue;
             }
-            match std::mem::replace(&mut item.parsed, Err(String::new())) {
+            let placeholder = Err(crate::input::Invalid::new(
+                crate::input::Reason::NoAction,
+                String::new(),
+            ));
+            match std::mem::replace(&mut item.parsed, placeholder) {
                 Err(reason) => {
                     let r = worker::invalid(item, reason, &self.d.layout);
                     self.record(r);

@@ -302,6 +302,7 @@ pub async fn execute(cx: &Ctx<'_>, item: Item, row: Row, in_doubt: bool) -> RowE
         http_status: None,
         error_code: None,
         message: String::new(),
+        reason: None,
         attempts: a.tries,
         sim_status: None,
         finished_at: SystemTime::now(),
@@ -329,6 +330,7 @@ pub async fn execute(cx: &Ctx<'_>, item: Item, row: Row, in_doubt: bool) -> RowE
             r.verdict = Verdict::Failed;
             r.http_status = e.status();
             r.error_code = e.code();
+            r.reason = (r.http_status.is_none() && r.error_code.is_none()).then(|| e.kind());
             let gave_up = if e.retryable() {
                 format!("gave up after {} attempts: ", a.tries)
             } else {
@@ -432,7 +434,7 @@ async fn wait_for_active(
 }
 
 /// The result of a row that failed validation.
-pub fn invalid(item: Item, reason: String, layout: &crate::input::Layout) -> RowResult {
+pub fn invalid(item: Item, why: crate::input::Invalid, layout: &crate::input::Layout) -> RowResult {
     RowResult {
         line: item.line,
         iccid: item.cell(Some(layout.iccid)).to_owned(),
@@ -442,7 +444,8 @@ pub fn invalid(item: Item, reason: String, layout: &crate::input::Layout) -> Row
         verdict: Verdict::Invalid,
         http_status: None,
         error_code: None,
-        message: reason,
+        message: why.message,
+        reason: Some(why.reason.label()),
         attempts: 0,
         sim_status: None,
         finished_at: SystemTime::now(),

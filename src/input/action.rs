@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use super::invalid::{Invalid, Reason};
+
 /// One change to one SIM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -105,15 +107,19 @@ impl Action {
 
     /// Builds an action from a row's (already defaulted and trimmed) cells.
     /// The error says what is wrong and how to fix it.
-    pub fn build(action: &str, value: &str, attribute: &str) -> Result<Self, String> {
+    pub fn build(action: &str, value: &str, attribute: &str) -> Result<Self, Invalid> {
         if action.is_empty() {
-            return Err(format!(
-                "no action; fill the action column or pass --action (one of {KNOWN})"
+            return Err(Invalid::new(
+                Reason::NoAction,
+                format!("no action; fill the action column or pass --action (one of {KNOWN})"),
             ));
         }
         let Some(kind) = ActionKind::parse(action) else {
             let shown: String = action.chars().take(40).collect();
-            return Err(format!("unknown action {shown:?}; use one of {KNOWN}"));
+            return Err(Invalid::new(
+                Reason::UnknownAction,
+                format!("unknown action {shown:?}; use one of {KNOWN}"),
+            ));
         };
         if kind.needs_value() && value.is_empty() {
             let what = match kind {
@@ -121,19 +127,26 @@ impl Action {
                 ActionKind::SetPortfolio => "the portfolio id",
                 _ => "the attribute's value",
             };
-            return Err(format!(
-                "{kind} needs a value; put {what} in the value column or pass --value"
+            return Err(Invalid::new(
+                Reason::NoValue,
+                format!("{kind} needs a value; put {what} in the value column or pass --value"),
             ));
         }
         if kind.needs_attribute() && attribute.is_empty() {
-            return Err(format!(
-                "{kind} needs an attribute name; put it in the attribute column or pass --attribute"
+            return Err(Invalid::new(
+                Reason::NoAttribute,
+                format!(
+                    "{kind} needs an attribute name; put it in the attribute column or pass --attribute"
+                ),
             ));
         }
         if kind.needs_attribute() && attribute.chars().count() > 64 {
-            return Err(format!(
-                "attribute name is {} characters; the API allows at most 64",
-                attribute.chars().count()
+            return Err(Invalid::new(
+                Reason::NameTooLong,
+                format!(
+                    "attribute name is {} characters; the API allows at most 64",
+                    attribute.chars().count()
+                ),
             ));
         }
         Ok(match kind {
@@ -145,25 +158,31 @@ impl Action {
                 Ok(p) if p > 0 => Action::SetPackage(p),
                 _ => {
                     let shown: String = value.chars().take(40).collect();
-                    return Err(format!(
-                        "package id {shown:?} is not a positive whole number; put the numeric package id in the value column"
+                    return Err(Invalid::new(
+                        Reason::BadPackage,
+                        format!(
+                            "package id {shown:?} is not a positive whole number; put the numeric package id in the value column"
+                        ),
                     ));
                 }
             },
             ActionKind::SetPortfolio => {
                 if value.chars().count() > 128 || value.chars().any(char::is_control) {
-                    return Err(
-                        "portfolio id is longer than 128 characters or has control characters; check the value column"
-                            .into(),
-                    );
+                    return Err(Invalid::new(
+                        Reason::BadPortfolio,
+                        "portfolio id is longer than 128 characters or has control characters; check the value column",
+                    ));
                 }
                 Action::SetPortfolio(value.to_owned())
             }
             ActionKind::SetAttribute => {
                 if value.chars().count() > 255 {
-                    return Err(format!(
-                        "attribute value is {} characters; the API allows at most 255",
-                        value.chars().count()
+                    return Err(Invalid::new(
+                        Reason::ValueTooLong,
+                        format!(
+                            "attribute value is {} characters; the API allows at most 255",
+                            value.chars().count()
+                        ),
                     ));
                 }
                 Action::SetAttribute {
@@ -236,23 +255,32 @@ mod tests {
         assert!(
             Action::build("set-package", "", "")
                 .unwrap_err()
+                .message
                 .contains("--value")
         );
         assert!(
             Action::build("set-package", "abc", "")
                 .unwrap_err()
+                .message
                 .contains("positive whole number")
         );
         assert!(
             Action::build("set-attribute", "v", "")
                 .unwrap_err()
+                .message
                 .contains("--attribute")
         );
         assert!(Action::build("delete-attribute", "", "x".repeat(65).as_str()).is_err());
-        assert!(Action::build("", "", "").unwrap_err().contains("--action"));
+        assert!(
+            Action::build("", "", "")
+                .unwrap_err()
+                .message
+                .contains("--action")
+        );
         assert!(
             Action::build("nuke", "", "")
                 .unwrap_err()
+                .message
                 .contains("unknown action")
         );
     }

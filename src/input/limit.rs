@@ -31,9 +31,20 @@ pub struct Seen {
 }
 
 /// What the tap shares with the row iterator.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shared {
     state: Mutex<TapState>,
+    /// Whether records' bytes are kept for [`Shared::take`].
+    capture: bool,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            capture: true,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +63,14 @@ struct TapState {
 }
 
 impl Shared {
+    /// A tap that keeps no record bytes (for a reader that never takes them).
+    pub fn without_capture() -> Self {
+        Self {
+            state: Mutex::default(),
+            capture: false,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, TapState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -229,8 +248,11 @@ impl<R: BufRead> Read for Limited<R> {
             }
             out[..n].copy_from_slice(&avail[..n]);
             let since = {
+                let capture = self.shared.capture;
                 let mut g = self.shared.lock();
-                g.buf.extend_from_slice(&out[..n]);
+                if capture {
+                    g.buf.extend_from_slice(&out[..n]);
+                }
                 g.since_record += n as u64;
                 g.since_record
             };

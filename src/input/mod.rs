@@ -3,9 +3,11 @@
 
 pub mod action;
 pub mod iccid;
+pub mod invalid;
 pub mod limit;
 pub mod reader;
 
 pub use action::{Action, ActionKind};
 pub use iccid::Iccid;
+pub use invalid::{Invalid, Reason};
 pub use reader::{Defaults, FileError, Item, Layout, Row, Rows};

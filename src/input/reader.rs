@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::action::Action;
 use super::iccid::Iccid;
+use super::invalid::{Invalid, Reason};
 
 /// Options that fill cells a row leaves empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,7 +118,7 @@ pub struct Item {
     pub fields: Vec<String>,
     /// The record's exact bytes in the input, line ending included, for the failures file.
     pub raw: Vec<u8>,
-    pub parsed: Result<Row, String>,
+    pub parsed: Result<Row, Invalid>,
 }
 
 impl Item {
@@ -429,6 +430,19 @@ pub struct Rows {
     limits: Arc<super::limit::Shared>,
 }
 
+/// The bytes as text, with each byte that is not UTF-8 shown as `\xNN`.
+fn escape_invalid(b: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(b.len() + 8);
+    for chunk in b.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for x in chunk.invalid() {
+            let _ = write!(out, "\\x{x:02X}");
+        }
+    }
+    out
+}
+
 /// Most cells a row may have before it is refused (bounds the work per row).
 const MAX_CELLS: usize = 10_000;
 
@@ -448,7 +462,7 @@ impl Rows {
                 Ok(s) => fields.push(s.to_owned()),
                 Err(_) => {
                     utf8 = false;
-                    fields.push(String::from_utf8_lossy(f).into_owned());
+                    fields.push(escape_invalid(f));
                 }
             }
         }
@@ -462,20 +476,32 @@ impl Rows {
             .count() as u64;
         let cut = self.limits.was_cut(line, line + breaks);
         let parsed = if cut {
-            Err(format!(
-                "the line is longer than {} MiB and was cut; a row is a few hundred bytes, check the file",
-                super::limit::MAX_LINE >> 20
+            Err(Invalid::new(
+                Reason::LineTooLong,
+                format!(
+                    "the line is longer than {} MiB and was cut; a row is a few hundred bytes, check the file",
+                    super::limit::MAX_LINE >> 20
+                ),
             ))
         } else if !utf8 {
-            Err("the row is not valid UTF-8; save the file as \"CSV UTF-8\"".to_owned())
+            Err(Invalid::new(
+                Reason::NotUtf8,
+                "the row is not valid UTF-8; save the file as \"CSV UTF-8\"",
+            ))
         } else if l.headerless && fields.iter().skip(1).any(|f| !f.is_empty()) {
-            Err("a list without a header has one ICCID per line; add a header line (e.g. iccid,action,value) to give other columns".to_owned())
+            Err(Invalid::new(
+                Reason::CellsInList,
+                "a list without a header has one ICCID per line; add a header line (e.g. iccid,action,value) to give other columns",
+            ))
         } else if rec.len() > l.header.len() && !l.headerless {
-            Err(format!(
-                "the row has {} cells but the header has {}; quote cells that contain the delimiter {:?}",
-                rec.len(),
-                l.header.len(),
-                l.delimiter as char
+            Err(Invalid::new(
+                Reason::TooManyCells,
+                format!(
+                    "the row has {} cells but the header has {}; quote cells that contain the delimiter {:?}",
+                    rec.len(),
+                    l.header.len(),
+                    l.delimiter as char
+                ),
             ))
         } else {
             self.validate(&fields)
@@ -488,7 +514,7 @@ impl Rows {
         }
     }
 
-    fn validate(&self, fields: &[String]) -> Result<Row, String> {
+    fn validate(&self, fields: &[String]) -> Result<Row, Invalid> {
         let l = &self.layout;
         let cell = |idx: Option<usize>, default: &Option<String>| -> String {
             let v = idx.and_then(|i| fields.get(i)).map_or("", String::as_str);
@@ -498,8 +524,7 @@ impl Rows {
                 v.to_owned()
             }
         };
-        let iccid = Iccid::parse(fields.get(l.iccid).map_or("", String::as_str))
-            .map_err(|e| e.to_string())?;
+        let iccid = Iccid::parse(fields.get(l.iccid).map_or("", String::as_str))?;
         let action = Action::build(
             &cell(l.action, &self.defaults.action),
             &cell(l.value, &self.defaults.value),
@@ -611,15 +636,14 @@ mod tests {
         );
         let (_, items) = read(body.as_bytes(), &Defaults::default()).unwrap();
         assert_eq!(items.len(), 4);
-        assert!(items[0].parsed.as_ref().unwrap_err().contains("19 or 20"));
-        assert!(
-            items[1]
-                .parsed
-                .as_ref()
-                .unwrap_err()
-                .contains("unknown action")
+        let why = |i: usize| items[i].parsed.as_ref().unwrap_err().message.clone();
+        assert!(why(0).contains("19 or 20"));
+        assert!(why(1).contains("unknown action"));
+        assert!(why(2).contains("3 cells"));
+        assert_eq!(
+            items[0].parsed.as_ref().unwrap_err().reason,
+            Reason::IccidLength
         );
-        assert!(items[2].parsed.as_ref().unwrap_err().contains("3 cells"));
         assert!(items[3].parsed.is_ok());
         assert_eq!(items[3].line, 6);
     }

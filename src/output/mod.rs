@@ -3,6 +3,7 @@
 
 pub mod progress;
 pub mod results;
+pub mod stdout;
 pub mod summary;
 
 pub use results::{FailuresFile, ResultsFile, formula_safe};

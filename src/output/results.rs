@@ -29,12 +29,32 @@ pub const RESULT_COLUMNS: [&str; 12] = [
     "finished_at",
 ];
 
-/// Neutralises a cell a spreadsheet would read as a formula.
+/// Neutralises a cell a spreadsheet would read as a formula, and shows control characters
+/// other than TAB, CR and LF (a NUL, say) as `\xNN`.
 pub fn formula_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    let s: std::borrow::Cow<'_, str> = if s.chars().any(hidden) {
+        s.chars()
+            .map(|c| {
+                if hidden(c) {
+                    format!("\\x{:02X}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        s.into()
+    };
     match s.as_bytes().first() {
         Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{s}").into(),
-        _ => s.into(),
+        _ => s,
     }
+}
+
+/// A control character a reader of the results would not see.
+fn hidden(c: char) -> bool {
+    (c.is_ascii_control() && !matches!(c, '\t' | '\r' | '\n')) || c == '\u{7f}'
 }
 
 /// A CSV file appended through an [`AppendFile`].
@@ -44,9 +64,11 @@ pub struct CsvFile {
 }
 
 impl CsvFile {
-    pub fn open(path: &Path, how: OpenMode, delimiter: u8) -> std::io::Result<Self> {
+    /// Opens (and locks: one writer at a time) the file `what` names.
+    pub fn open(path: &Path, how: OpenMode, delimiter: u8, what: &str) -> std::io::Result<Self> {
+        let file = AppendFile::open_locked(path, how, 0o644, what)?;
         Ok(Self {
-            file: AppendFile::open(path, how, 0o644)?,
+            file,
             builder: {
                 let mut b = csv::WriterBuilder::new();
                 b.delimiter(delimiter).flexible(true).buffer_capacity(1024);
@@ -97,7 +119,7 @@ pub struct ResultsFile {
 impl ResultsFile {
     /// Opens the file; with `Truncate` the header row is written.
     pub fn open(path: &Path, how: OpenMode, layout: &Layout) -> std::io::Result<Self> {
-        let mut csv = CsvFile::open(path, how, b',')?;
+        let mut csv = CsvFile::open(path, how, b',', "--results")?;
         if how == OpenMode::Truncate {
             let fixed: Vec<String> = RESULT_COLUMNS.iter().map(|s| (*s).to_owned()).collect();
             let carried = layout.carried_names().into_iter().map(|n| {
@@ -153,7 +175,7 @@ pub struct FailuresFile {
 
 impl FailuresFile {
     pub fn open(path: &Path, how: OpenMode, layout: &Layout) -> std::io::Result<Self> {
-        let mut csv = CsvFile::open(path, how, layout.delimiter)?;
+        let mut csv = CsvFile::open(path, how, layout.delimiter, "--failures")?;
         let eol: &'static [u8] = if layout.header_raw.ends_with(b"\r\n") {
             b"\r\n"
         } else {
@@ -193,5 +215,7 @@ mod tests {
         assert_eq!(formula_safe("-2"), "'-2");
         assert_eq!(formula_safe("pump-17"), "pump-17");
         assert_eq!(formula_safe(""), "");
+        assert_eq!(formula_safe("a\0b\x7f"), "a\\x00b\\x7F");
+        assert_eq!(formula_safe("\0=1"), "\\x00=1");
     }
 }

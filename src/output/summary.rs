@@ -14,6 +14,9 @@ use crate::checkpoint::Tally;
 pub struct ErrorCount {
     pub http_status: Option<u16>,
     pub error_code: Option<i64>,
+    /// The group of errors without a status or code (invalid rows, transport failures).
+    pub reason: Option<String>,
+    /// The first message seen in the group.
     pub message: String,
     pub count: u64,
 }
@@ -103,10 +106,11 @@ impl Summary {
         if !self.top_errors.is_empty() {
             let _ = writeln!(s, "  top errors:");
             for e in &self.top_errors {
-                let code = match (e.http_status, e.error_code) {
-                    (_, Some(c)) => format!("error {c}"),
-                    (Some(h), None) => format!("HTTP {h}"),
-                    (None, None) => "invalid row".into(),
+                let code = match (e.http_status, e.error_code, &e.reason) {
+                    (_, Some(c), _) => format!("error {c}"),
+                    (Some(h), None, _) => format!("HTTP {h}"),
+                    (None, None, Some(r)) => r.clone(),
+                    (None, None, None) => "other".into(),
                 };
                 let _ = writeln!(s, "    {:>7} × {code}: {}", e.count, e.message);
             }
@@ -147,51 +151,57 @@ impl Summary {
     }
 }
 
-/// Collects error counts keyed by (status, code) with the first message seen.
+/// Distinct error groups kept; further ones are counted together.
+const MAX_GROUPS: usize = 256;
+
+type GroupKey = (Option<u16>, Option<i64>, Option<&'static str>);
+
+/// Error counts by group — HTTP status and API error code, or a reason for errors that have
+/// neither — with the first message of each. Bounded: past [`MAX_GROUPS`] groups, new ones
+/// are counted as "other errors".
 #[derive(Debug, Default)]
 pub struct ErrorTally {
-    map: BTreeMap<(Option<u16>, Option<i64>, String), u64>,
+    map: BTreeMap<GroupKey, (u64, String)>,
 }
 
 impl ErrorTally {
-    pub fn add(&mut self, status: Option<u16>, code: Option<i64>, message: &str) {
-        // Invalid rows and unclassified failures are grouped by their message's first words.
-        let key_msg = if code.is_some() {
-            String::new()
-        } else {
-            message
-                .split(['(', ';'])
-                .next()
-                .unwrap_or("")
-                .trim()
-                .chars()
-                .take(80)
-                .collect()
-        };
-        let e = self.map.entry((status, code, key_msg)).or_default();
-        *e += 1;
+    pub fn add(
+        &mut self,
+        status: Option<u16>,
+        code: Option<i64>,
+        reason: Option<&'static str>,
+        message: &str,
+    ) {
+        let mut key = (status, code, reason);
+        if self.map.len() >= MAX_GROUPS && !self.map.contains_key(&key) {
+            key = (None, None, Some("other errors"));
+        }
+        let e = self.map.entry(key).or_insert_with(|| {
+            (
+                0,
+                message
+                    .split(" (request ")
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(200)
+                    .collect(),
+            )
+        });
+        e.0 += 1;
     }
 
-    pub fn top(
-        &self,
-        n: usize,
-        messages: &BTreeMap<(Option<u16>, Option<i64>), String>,
-    ) -> Vec<ErrorCount> {
+    /// The `n` largest groups.
+    pub fn top(&self, n: usize) -> Vec<ErrorCount> {
         let mut v: Vec<ErrorCount> = self
             .map
             .iter()
-            .map(|((s, c, m), n)| ErrorCount {
+            .map(|((s, c, r), (count, m))| ErrorCount {
                 http_status: *s,
                 error_code: *c,
-                message: if m.is_empty() {
-                    messages
-                        .get(&(*s, *c))
-                        .map(|m| m.split(" (request ").next().unwrap_or("").to_owned())
-                        .unwrap_or_default()
-                } else {
-                    m.clone()
-                },
-                count: *n,
+                reason: r.map(str::to_owned),
+                message: m.clone(),
+                count: *count,
             })
             .collect();
         v.sort_by_key(|e| std::cmp::Reverse(e.count));
@@ -226,6 +236,27 @@ pub fn resume_command(args: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_groups_hold_no_row_detail_and_stay_bounded() {
+        let mut t = ErrorTally::default();
+        for i in 0..100_000u64 {
+            let msg = format!("ICCID \"{i:019}\" fails the Luhn check");
+            t.add(None, None, Some("ICCID fails the Luhn check"), &msg);
+        }
+        for code in 0..10_000 {
+            t.add(Some(400), Some(code), None, "refused (request req-1)");
+        }
+        assert!(t.map.len() <= MAX_GROUPS + 1);
+        let top = t.top(3);
+        assert_eq!(top[0].count, 100_000);
+        assert_eq!(top[0].reason.as_deref(), Some("ICCID fails the Luhn check"));
+        assert!(
+            top.iter()
+                .any(|e| e.reason.as_deref() == Some("other errors"))
+        );
+        assert!(top.iter().all(|e| !e.message.contains("req-1")));
+    }
 
     #[test]
     fn resume_command_adds_resume_and_quotes() {

@@ -7,6 +7,7 @@ mod endings;
 mod engine;
 mod faults;
 mod hostile;
+mod hostile_provider;
 mod operator;
 mod resume;
 mod variant;

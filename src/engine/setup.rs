@@ -1,0 +1,272 @@
+//! Before a job's first row: where its files go and whether they may be written, the
+//! checkpoint it resumes (or refuses), the outputs opened, the deadline.
+//!
+//! Guarantees: no output may be the input or another output — compared by device and inode,
+//! so a hard link or a path through a symlinked folder does not slip through — nor a symbolic
+//! link, a folder or a FIFO; every output's folder is checked before the first request, and
+//! every refusal names the path and the flag to change; the checkpoint read is a regular
+//! file of a size the input can justify; the checkpoint header holds absolute paths, so a job
+//! resumes from any working directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fixedbitset::FixedBitSet;
+
+use crate::checkpoint::{self, Bounds, Header, JobIdentity, Journal, Tally};
+use crate::durable::OpenMode;
+use crate::files::{self, FileId, Place};
+use crate::input::{self, reader::InputFile};
+use crate::output::{FailuresFile, ResultsFile};
+
+use super::run::{Fatal, JobConfig, ResumeMode, usage};
+
+/// Default output paths beside the input: `<stem>.results.csv`, `<stem>.failures.csv`,
+/// `<stem>.checkpoint`.
+pub fn default_paths(input: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let stem = input
+        .file_stem()
+        .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
+    let dir = input.parent().unwrap_or(Path::new(""));
+    (
+        dir.join(format!("{stem}.results.csv")),
+        dir.join(format!("{stem}.failures.csv")),
+        dir.join(format!("{stem}.checkpoint")),
+    )
+}
+
+/// Where the job's files are: the input and each output, for comparisons.
+pub struct Places(Vec<(&'static str, PathBuf, Place)>);
+
+impl Places {
+    /// The places but those of `what`, to spare when `what` is prepared.
+    pub fn except(&self, what: &str) -> Vec<Place> {
+        self.0
+            .iter()
+            .filter(|(w, _, _)| *w != what)
+            .map(|(_, _, p)| p.clone())
+            .collect()
+    }
+}
+
+/// Checks every output of the job (see the module's guarantees) against the opened input.
+pub fn check_paths(cfg: &JobConfig, input: &InputFile) -> Result<Places, Fatal> {
+    let meta = input.file().metadata().map_err(|e| {
+        usage(format!(
+            "cannot read input file {}: {e}",
+            cfg.input.display()
+        ))
+    })?;
+    let mut named = vec![(
+        "the input",
+        cfg.input.clone(),
+        Place::File(FileId::of(&meta)),
+    )];
+    let lock = checkpoint::lock::lock_path(&cfg.checkpoint);
+    let mut outputs = vec![
+        ("--results", &cfg.results, true),
+        ("--failures", &cfg.failures, true),
+        ("--checkpoint", &cfg.checkpoint, false),
+        // The lock file lives beside the checkpoint: --checkpoint moves it.
+        ("--checkpoint", &lock, false),
+    ];
+    if let Some(p) = cfg.summary_json.as_ref().filter(|p| !is_stdout(p)) {
+        outputs.push(("--summary-json", p, false));
+    }
+    for (what, path, devices) in outputs {
+        let place = files::output_place(path, what, devices).map_err(usage)?;
+        named.push((what, path.clone(), place));
+    }
+    for (i, (a, pa, x)) in named.iter().enumerate() {
+        for (b, _, y) in &named[i + 1..] {
+            if *x != Place::Device && x == y {
+                return Err(usage(format!(
+                    "{a} and {b} are the same file ({}); give each output its own path",
+                    pa.display()
+                )));
+            }
+        }
+    }
+    Ok(Places(named))
+}
+
+/// `-` for a file flag: standard output.
+pub fn is_stdout(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+/// Where a run starts.
+pub struct Start {
+    pub done: FixedBitSet,
+    pub in_doubt: FixedBitSet,
+    pub tally: Tally,
+    /// Lengths of the results, failures and journal to keep (`None`: a fresh job).
+    pub outputs: Option<(u64, u64, u64)>,
+}
+
+impl Start {
+    pub fn fresh() -> Self {
+        Self {
+            done: FixedBitSet::new(),
+            in_doubt: FixedBitSet::new(),
+            tally: Tally::default(),
+            outputs: None,
+        }
+    }
+}
+
+/// How the checkpoint binds this run.
+pub enum Bound {
+    Run(Start),
+    /// The job had finished with this exit code.
+    Finished(u8, Tally),
+}
+
+/// Reads the checkpoint (if any, and unless `--restart`), refusing one of another job.
+/// `lines`: the input's line count, which bounds what the checkpoint may hold.
+pub fn bind_checkpoint(
+    cfg: &JobConfig,
+    identity: &JobIdentity,
+    lines: u64,
+) -> Result<Bound, Fatal> {
+    let exists = std::fs::symlink_metadata(&cfg.checkpoint).is_ok();
+    if !exists || cfg.resume == ResumeMode::Restart {
+        return Ok(Bound::Run(Start::fresh()));
+    }
+    let bounds = Bounds::for_input(lines);
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let peek = checkpoint::replay(&cfg.checkpoint, bounds).map_err(|e| usage(e.to_string()))?;
+    if cfg.resume == ResumeMode::Refuse {
+        return Err(usage(format!(
+            "checkpoint {} exists from an earlier run of this job ({} rows done); add --resume to continue it, or --restart to discard it and start again",
+            cfg.checkpoint.display(),
+            peek.tally.total()
+        )));
+    }
+    let diffs = peek.header.job.differences(identity);
+    if !diffs.is_empty() {
+        return Err(usage(format!(
+            "cannot resume: checkpoint {} belongs to a different job: {}. Restore the original input and options, or use --restart to start this job afresh",
+            cfg.checkpoint.display(),
+            diffs.join("; ")
+        )));
+    }
+    if files::resolve(&peek.header.results) != files::resolve(&cfg.results)
+        || files::resolve(&peek.header.failures) != files::resolve(&cfg.failures)
+    {
+        return Err(usage(format!(
+            "cannot resume: the checkpoint wrote its results to {} and failures to {}; give the same --results and --failures (or none)",
+            peek.header.results.display(),
+            peek.header.failures.display()
+        )));
+    }
+    if peek.results_len.is_some() && !cfg.results.exists() {
+        return Err(usage(format!(
+            "cannot resume: results file {} is missing but the checkpoint says {} rows are done; restore it, or use --restart",
+            cfg.results.display(),
+            peek.tally.total()
+        )));
+    }
+    let rep = checkpoint::replay(
+        &cfg.checkpoint,
+        bounds.with_outputs(size(&cfg.results), size(&cfg.failures)),
+    )
+    .map_err(|e| usage(e.to_string()))?;
+    if let Some(code) = rep.finished {
+        return Ok(Bound::Finished(code, rep.tally));
+    }
+    if rep.dropped_tail {
+        tracing::info!("checkpoint: dropped a torn last record; those rows will be done again");
+    }
+    let in_doubt = rep.in_doubt();
+    if in_doubt.count_ones(..) > 0 {
+        tracing::info!(
+            "checkpoint: {} rows had started a write when the last run ended; they are checked against the live state before anything is sent",
+            in_doubt.count_ones(..)
+        );
+    }
+    Ok(Bound::Run(match rep.results_len {
+        Some(r) => Start {
+            done: rep.done,
+            in_doubt,
+            tally: rep.tally,
+            outputs: Some((r, rep.failures_len, rep.good_bytes)),
+        },
+        // The headers never reached the files: nothing else did either.
+        None => Start::fresh(),
+    }))
+}
+
+/// Opens the results, failures and journal: kept to what the checkpoint vouches for on a
+/// resume, new otherwise. Errors name the file.
+pub fn open_outputs(
+    cfg: &JobConfig,
+    layout: &input::Layout,
+    identity: &JobIdentity,
+    start: &Start,
+) -> Result<(ResultsFile, FailuresFile, Journal), String> {
+    let named = |what: &str, p: &Path| {
+        let p = p.display().to_string();
+        let what = what.to_owned();
+        move |e: std::io::Error| format!("cannot write {what} {p}: {e}")
+    };
+    match start.outputs {
+        Some((r, f, j)) => Ok((
+            ResultsFile::open(&cfg.results, OpenMode::KeepPrefix(r), layout)
+                .map_err(named("--results", &cfg.results))?,
+            FailuresFile::open(&cfg.failures, OpenMode::KeepPrefix(f), layout)
+                .map_err(named("--failures", &cfg.failures))?,
+            Journal::resume(&cfg.checkpoint, j).map_err(named("--checkpoint", &cfg.checkpoint))?,
+        )),
+        None => {
+            let mut results = ResultsFile::open(&cfg.results, OpenMode::Truncate, layout)
+                .map_err(named("--results", &cfg.results))?;
+            let mut failures = FailuresFile::open(&cfg.failures, OpenMode::Truncate, layout)
+                .map_err(named("--failures", &cfg.failures))?;
+            let flushed = results
+                .file()
+                .flush()
+                .map_err(named("--results", &cfg.results))
+                .and_then(|()| {
+                    failures
+                        .file()
+                        .flush()
+                        .map_err(named("--failures", &cfg.failures))
+                });
+            flushed?;
+            let header = Header {
+                job: identity.clone(),
+                results: files::resolve(&cfg.results),
+                failures: files::resolve(&cfg.failures),
+                created: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string(),
+            };
+            let cp = named("--checkpoint", &cfg.checkpoint);
+            let mut journal = Journal::create(&cfg.checkpoint, &header).map_err(&cp)?;
+            journal.start(results.file().len(), failures.file().len());
+            journal.flush().map_err(cp)?;
+            Ok((results, failures, journal))
+        }
+    }
+}
+
+/// The job's deadline (`--max-duration`, `--until`), logged as a local time; none when it
+/// is too far away to matter.
+pub fn deadline(cfg: &JobConfig) -> Option<tokio::time::Instant> {
+    let within = [cfg.max_duration, cfg.until].into_iter().flatten().min()?;
+    let at = tokio::time::Instant::now().checked_add(within)?;
+    let local = std::time::SystemTime::now()
+        .checked_add(within)
+        .and_then(|t| jiff::Timestamp::try_from(t).ok())
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z (%Z)")
+                .to_string()
+        })
+        .unwrap_or_default();
+    tracing::info!(
+        "stopping at {local} (in {}); no request starts after that",
+        humantime::format_duration(Duration::from_secs(within.as_secs()))
+    );
+    Some(at)
+}
