@@ -26,6 +26,9 @@ pub enum Mix {
     Noop,
     /// Suspend, unsuspend and set-attribute rows cycling over active SIMs: real changes.
     Mixed,
+    /// Rows whose ICCIDs fail validation, each a different one: no call, every row invalid
+    /// (measures that memory does not grow with the invalid rows).
+    Invalid,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +100,12 @@ fn generate(path: &Path, a: &BenchArgs) -> std::io::Result<()> {
                 1 => writeln!(f, "{icc},unsuspend,,")?,
                 _ => writeln!(f, "{icc},set-attribute,bench,v{}", i / n)?,
             },
+            // 19 digits that fail the Luhn check, each one different.
+            Mix::Invalid => {
+                let body = format!("894450{i:012}");
+                let bad = (crate::input::iccid::luhn_check_digit(&body) + 1) % 10;
+                writeln!(f, "{body}{bad},activate,,")?
+            }
         }
     }
     f.flush()
@@ -292,8 +301,8 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let rows = s.this_run.total().max(1);
     let stats: Option<crate::sim::StatsReport> = match &in_process {
         Some(srv) => Some(srv.stats()),
-        None => reqwest::Client::builder()
-            .no_proxy()
+        None => crate::api::tls::plain_client()
+            .map_err(anyhow::Error::msg)?
             .build()?
             .get(format!("{url}/__sim/stats"))
             .send()

@@ -9,7 +9,6 @@
 //! classified into [`ApiError`] from the contract's `errorCode`; no token or secret is ever
 //! logged.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,11 +112,7 @@ impl Client {
             });
             b = b.proxy(rule.no_proxy(reqwest::NoProxy::from_env()));
         }
-        if let Some(p) = &endpoint.ca_bundle {
-            for c in load_certs(p)? {
-                b = b.add_root_certificate(c);
-            }
-        }
+        b = b.tls_backend_preconfigured(super::tls::config(endpoint.ca_bundle.as_deref())?);
         let http = b.build().map_err(|e| format!("cannot set up HTTP: {e}"))?;
         Ok(Self {
             http,
@@ -573,13 +568,6 @@ fn is_loopback(u: &Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
-}
-
-fn load_certs(p: &Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let pem =
-        std::fs::read(p).map_err(|e| format!("cannot read CA bundle {}: {e}", p.display()))?;
-    reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("CA bundle {} is not PEM certificates: {e}", p.display()))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod body;
 pub mod client;
 pub mod error;
 pub mod pace;
+pub mod tls;
 pub mod token;
 
 pub use client::{Client, Endpoint, Reply, check_url};

@@ -28,8 +28,11 @@ use super::retry::GiveUp;
 
 /// Events handled before the outputs are handed to the OS even if more are waiting.
 const BATCH: usize = 1024;
-/// Capacity of the inbox (back-pressure on the dispatcher and workers).
-const INBOX: usize = 4096;
+/// Capacity of the inbox, in messages (back-pressure on the dispatcher and workers).
+const INBOX: usize = 64;
+/// Most events in one message from the dispatcher: with [`INBOX`], what waits for the
+/// recorder is at most 64 × 256 rows, however fast rows are read.
+pub const MAX_BATCH: usize = 256;
 
 /// What the recorder is told.
 enum Event {
@@ -393,6 +396,11 @@ impl RecorderHandle {
         self.outbox.push(Event::Started { line });
         self.started_sent += 1;
         self.started_sent
+    }
+
+    /// Whether this turn's events fill a message.
+    pub fn outbox_full(&self) -> bool {
+        self.outbox.len() >= MAX_BATCH
     }
 
     /// Sends the events of this turn, in order, as one message.

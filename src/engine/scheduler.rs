@@ -238,9 +238,13 @@ impl Loop<'_> {
         });
     }
 
-    /// Dispatches buffered rows while there is room.
-    fn dispatch(&mut self) {
+    /// Dispatches buffered rows while there is room; `true` when it stopped because this
+    /// turn's records fill a message (more can go after it is sent).
+    fn dispatch(&mut self) -> bool {
         while self.taking && self.room() {
+            if self.rec.outbox_full() {
+                return true;
+            }
             let Some(next) = self.buffer.pop_front() else {
                 break;
             };
@@ -280,6 +284,7 @@ impl Loop<'_> {
                 }
             }
         }
+        false
     }
 
     /// Sends a finished row to the recorder; returns its sequence number.
@@ -459,12 +464,17 @@ pub async fn drive(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = stops.deadline;
 
-    loop {
-        l.dispatch();
-        // This turn's records go to the recorder as one message.
-        if let Err(e) = l.rec.send().await {
-            l.stop(End::WriteFailed(e.to_string()));
-            break;
+    'turns: loop {
+        // This turn's records go to the recorder, one message per `MAX_BATCH` of them.
+        loop {
+            let more = l.dispatch();
+            if let Err(e) = l.rec.send().await {
+                l.stop(End::WriteFailed(e.to_string()));
+                break 'turns;
+            }
+            if !more {
+                break;
+            }
         }
         if l.running == 0 && (!l.taking || (!l.reading && l.parked == 0 && l.buffer.is_empty())) {
             break;

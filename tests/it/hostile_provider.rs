@@ -661,3 +661,97 @@ fn the_failures_file_keeps_nuls_latin1_and_crlf_byte_for_byte() {
         "{results}"
     );
 }
+
+/// An HTTPS server on 127.0.0.1:0 with the test certificate (self-signed, `CA:TRUE`, for
+/// `localhost`), answering tokens and SIMs; returns its port.
+fn tls_server() -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.join("selfsigned-cert.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("selfsigned-key.pem")).unwrap();
+    let cfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in l.incoming().flatten() {
+            let cfg = cfg.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(cfg).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                // One request per connection is enough here.
+                let mut req = Vec::new();
+                let mut b = [0u8; 1];
+                while !req.ends_with(b"\r\n\r\n") && tls.read(&mut b).unwrap_or(0) == 1 {
+                    req.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                let _ = tls.read_exact(&mut body);
+                let reply = if head.starts_with("post /oauth2/token") {
+                    r#"{"access_token":"t","expires_in":3600}"#
+                } else {
+                    SIM_JSON
+                };
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                let _ = tls.flush();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_ca_bundle_trusts_a_self_signed_certificate_that_openssl_marks_as_a_ca() {
+    let port = tls_server();
+    let base = format!("https://localhost:{port}");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let run = |bundle: Option<&str>| {
+        let job = one_row_job();
+        let mut c = job_against(&base, &job, &[]);
+        if let Some(b) = bundle {
+            c.arg("--ca-bundle").arg(fixtures.join(b));
+        }
+        c.output().unwrap()
+    };
+    let o = run(None);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "not trusted without the bundle: {}",
+        text(&o)
+    );
+    let o = run(Some("other-cert.pem"));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "nor with another certificate: {}",
+        text(&o)
+    );
+    let o = run(Some("selfsigned-cert.pem"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
