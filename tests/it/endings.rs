@@ -249,6 +249,11 @@ fn sigterm_in_retry_backoff_exits_75_and_resume_finishes() {
 }
 
 #[test]
+fn sighup_in_the_429_gate_stops_like_sigterm_and_resume_finishes() {
+    stop_in(WaitState::Gate, libc::SIGHUP);
+}
+
+#[test]
 fn sigint_in_the_429_gate_exits_75_and_resume_finishes() {
     stop_in(WaitState::Gate, libc::SIGINT);
 }
