@@ -6,21 +6,15 @@
 //! (crash-safe journal). `sim` is an independent implementation of the same contract.
 
 pub mod api;
-pub mod app;
-pub mod bench;
 pub mod checkpoint;
-pub mod cli;
-pub mod demo;
+pub mod commands;
 pub mod durable;
 pub mod engine;
 pub mod exit;
-pub mod export;
 pub mod files;
 pub mod input;
-pub mod job;
 pub mod model;
 pub mod output;
-pub mod preview;
 pub mod report;
 pub mod signal;
 pub mod sim;

@@ -1,5 +1,5 @@
 //! The `simbulk` binary: everything lives in the library.
 
 fn main() -> std::process::ExitCode {
-    simbulk::app::main()
+    simbulk::commands::main()
 }

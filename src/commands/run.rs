@@ -1,21 +1,143 @@
-//! `simbulk run`: turns the command line into a typed job, runs it, prints the summary and
-//! chooses the exit code.
+//! `simbulk run`: its flags, the typed job they describe, the run, the summary and the exit
+//! code.
 //!
-//! Guarantees: the client secret is read from `SIMBULK_CLIENT_SECRET` or
-//! `--client-secret-file` into a `SecretString` and goes nowhere else.
+//! Guarantees: nothing is sent and no file is touched when the flags are wrong (exit 2).
 
 use std::path::Path;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{Endpoint, check_url};
-use crate::cli::RunArgs;
+use crate::api::Endpoint;
 use crate::engine::{self, Fatal, JobConfig, ResumeMode, RetryPolicy, Threshold};
 use crate::exit;
 use crate::input::Defaults;
 use crate::output::Summary;
+
+use super::args::{
+    ConnectionArgs, Rate, endpoint, parse_concurrency, parse_duration, parse_rate, parse_timeout,
+};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job: a CSV with an iccid column and usually action, value, attribute columns
+    /// (other columns are carried to the results), or a plain list of ICCIDs with --action.
+    pub input: PathBuf,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Results CSV: one row per input row [default: <input stem>.results.csv beside the input].
+    #[arg(long, help_heading = "Outputs")]
+    pub results: Option<PathBuf>,
+
+    /// Failures CSV: failed and invalid rows in the input's own columns, ready to re-run
+    /// [default: <input stem>.failures.csv].
+    #[arg(long, help_heading = "Outputs")]
+    pub failures: Option<PathBuf>,
+
+    /// Checkpoint journal that makes the job resumable [default: <input stem>.checkpoint].
+    #[arg(long, help_heading = "Outputs")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Write the final summary as JSON to this file (for monitoring).
+    #[arg(long, help_heading = "Outputs")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Continue from the checkpoint if there is one (start fresh if there is none), so a
+    /// nightly cron line can always say --resume.
+    #[arg(long, conflicts_with = "restart", help_heading = "Resume")]
+    pub resume: bool,
+
+    /// Discard an existing checkpoint and its results and start the job again.
+    #[arg(long, help_heading = "Resume")]
+    pub restart: bool,
+
+    /// Stop gracefully at this local time (HH:MM or HH:MM:SS, the next occurrence, in the
+    /// machine's time zone or TZ); no request starts after it; exit 75, resumable.
+    #[arg(long, value_name = "HH:MM", help_heading = "Resume")]
+    pub until: Option<String>,
+
+    /// Stop gracefully after this long (e.g. 4h30m); exit 75, resumable.
+    #[arg(long, value_parser = parse_duration, help_heading = "Resume")]
+    pub max_duration: Option<Duration>,
+
+    /// Rows in flight at once (1 to 10000).
+    #[arg(long, default_value = "8", value_parser = parse_concurrency, help_heading = "Pacing")]
+    pub concurrency: NonZeroUsize,
+
+    /// Requests per second across all workers, retries and token requests included; set it
+    /// at or below the provider's limit. 0 or `unlimited` = no client-side limit.
+    #[arg(long, default_value = "10", value_parser = parse_rate, help_heading = "Pacing")]
+    pub rate: Rate,
+
+    /// Requests that may go at once above the steady rate [default: 1 % of --rate, at least 1].
+    /// The small default lets the pacer catch up on timer jitter, so the achieved rate sits on
+    /// --rate; no one-second window exceeds --rate + --burst.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "Pacing")]
+    pub burst: Option<u32>,
+
+    /// Keep --rate fixed when the provider answers 429, instead of lowering it and climbing
+    /// back (AIMD). Every 429 still pauses all workers until its Retry-After.
+    #[arg(long, help_heading = "Pacing")]
+    pub fixed_rate: bool,
+
+    /// Retries per row after the first attempt, for 5xx, timeouts and connection errors
+    /// (0 to 1000).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=1000), help_heading = "Pacing")]
+    pub max_retries: u32,
+
+    /// Timeout of one HTTP request (100ms to 1h).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout, help_heading = "Pacing")]
+    pub timeout: Duration,
+
+    /// Halt (exit 3, resumable) when no row has finished for this long and every answer was a
+    /// 429, a 5xx or no answer at all: a provider that does not recover. 0s: never.
+    #[arg(long, default_value = "15m", value_parser = parse_duration, help_heading = "Pacing")]
+    pub stall_timeout: Duration,
+
+    /// Stop the job (exit 3, resumable) once failed rows pass N, or P% of finished rows
+    /// (e.g. 500 or 5%).
+    #[arg(long, help_heading = "Pacing")]
+    pub max_failures: Option<String>,
+
+    /// Halt (exit 3, resumable) when this many rows in a row fail with the same error, as a
+    /// wrong package or portfolio id would make every row fail; 0 turns it off. Single
+    /// failures (one suspended SIM) never halt.
+    #[arg(long, default_value_t = 25, value_name = "K", help_heading = "Pacing")]
+    pub halt_after_same_error: u32,
+
+    /// Action for rows whose action cell is empty (required for a plain list of ICCIDs).
+    #[arg(long, help_heading = "Row defaults")]
+    pub action: Option<String>,
+
+    /// Value for rows whose value cell is empty (package id, portfolio id, attribute value).
+    #[arg(long, help_heading = "Row defaults")]
+    pub value: Option<String>,
+
+    /// Attribute name for rows whose attribute cell is empty.
+    #[arg(long, help_heading = "Row defaults")]
+    pub attribute: Option<String>,
+
+    /// Read and validate the whole file, print counts per action and every invalid row,
+    /// and send nothing. Exit 0 when every row is valid, 1 otherwise.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// With --dry-run: also read each SIM (read-only, paced) and predict each row's outcome
+    /// from its live state into <input stem>.preview.csv. No change is sent.
+    #[arg(long, requires = "dry_run")]
+    pub check: bool,
+
+    /// After an activation answers pendingProvision, poll the SIM (paced, backing off) until
+    /// it is active or this long has passed; the results show the final status.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub wait_active: Option<Duration>,
+}
 
 /// Time from now until the next local `HH:MM` (or `HH:MM:SS`).
 pub fn until_next(hhmm: &str) -> Result<Duration, String> {
@@ -49,61 +171,6 @@ pub fn until_next(hhmm: &str) -> Result<Duration, String> {
     }
     let d = now.duration_until(&at);
     Ok(Duration::try_from(d).unwrap_or(Duration::ZERO))
-}
-
-/// Longest secret file read.
-const MAX_SECRET_FILE: u64 = 64 << 10;
-
-fn read_secret(file: Option<&Path>) -> Result<SecretString, String> {
-    if let Some(p) = file {
-        let bytes = crate::files::read_regular(p, "--client-secret-file", MAX_SECRET_FILE)?;
-        if crate::files::readable_by_others(p) {
-            tracing::warn!(
-                "--client-secret-file {} can be read by other users; `chmod 600` it",
-                p.display()
-            );
-        }
-        let text = String::from_utf8(bytes)
-            .map_err(|_| format!("--client-secret-file {} is not UTF-8 text", p.display()))?;
-        let first = text.lines().next().unwrap_or("").trim().to_owned();
-        if first.is_empty() {
-            return Err(format!("--client-secret-file {} is empty", p.display()));
-        }
-        return Ok(SecretString::from(first));
-    }
-    match std::env::var("SIMBULK_CLIENT_SECRET") {
-        Ok(s) if !s.is_empty() => Ok(SecretString::from(s)),
-        _ => Err("no client secret: set SIMBULK_CLIENT_SECRET or pass --client-secret-file".into()),
-    }
-}
-
-/// The API endpoint the connection flags describe, with the secret read in.
-pub fn endpoint(c: &crate::cli::ConnectionArgs, timeout: Duration) -> Result<Endpoint, String> {
-    let base = c
-        .base_url
-        .as_deref()
-        .ok_or("no API address: pass --base-url or set SIMBULK_BASE_URL")?;
-    let base_url = check_url("--base-url", base)?;
-    let token_url = match &c.token_url {
-        Some(t) => check_url("--token-url", t)?,
-        None => check_url(
-            "--token-url",
-            &format!("{}/oauth2/token", base.trim_end_matches('/')),
-        )?,
-    };
-    let client_id = c
-        .client_id
-        .clone()
-        .ok_or("no client id: set SIMBULK_CLIENT_ID or pass --client-id")?;
-    let client_secret = read_secret(c.client_secret_file.as_deref())?;
-    Ok(Endpoint {
-        base_url,
-        token_url,
-        client_id,
-        client_secret,
-        timeout,
-        ca_bundle: c.ca_bundle.clone(),
-    })
 }
 
 /// Builds the job and the endpoint from the flags.
@@ -173,7 +240,7 @@ pub fn report(s: &Summary, json: Option<&Path>) -> u8 {
 }
 
 /// `simbulk run`.
-pub async fn run_command(a: RunArgs) -> u8 {
+pub async fn run(a: RunArgs) -> u8 {
     // An argument need not be UTF-8 (a file name); the resume line shows it as best it can.
     let args: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
@@ -198,7 +265,7 @@ pub async fn run_command(a: RunArgs) -> u8 {
             .parent()
             .unwrap_or(Path::new(""))
             .join(format!("{stem}.preview.csv"));
-        return match crate::preview::preview(
+        return match super::preview::preview(
             &a.input,
             &cfg.defaults,
             &out,

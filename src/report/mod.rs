@@ -11,19 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
 use fixedbitset::FixedBitSet;
-
-use crate::exit;
-
-#[derive(Debug, Args)]
-pub struct ReportArgs {
-    /// A results file written by `simbulk run`.
-    pub results: PathBuf,
-    /// Also write a self-contained HTML report here.
-    #[arg(long)]
-    pub html: Option<PathBuf>,
-}
 
 /// Counts by outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -447,34 +435,6 @@ pub fn esc(s: &str) -> String {
         }
     }
     o
-}
-
-/// `simbulk report`.
-pub fn run(a: &ReportArgs) -> u8 {
-    let rep = match read(&a.results) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    crate::output::stdout::print(&rep.to_text());
-    if let Some(p) = &a.html {
-        let spare: Vec<_> = crate::files::output_place(&a.results, "the results file", true)
-            .into_iter()
-            .collect();
-        let written = crate::files::Replace::prepare(p, "--html", &spare).and_then(|mut r| {
-            std::io::Write::write_all(r.file(), rep.to_html().as_bytes())
-                .and_then(|()| r.commit())
-                .map_err(|e| format!("cannot write --html {}: {e}", p.display()))
-        });
-        if let Err(e) = written {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-        crate::output::stdout::print(&format!("  html:       {}\n", p.display()));
-    }
-    exit::OK
 }
 
 #[cfg(test)]

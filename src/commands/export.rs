@@ -17,8 +17,8 @@ use std::time::Duration;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use super::args::{ConnectionArgs, Rate, endpoint, parse_duration, parse_rate};
 use crate::api::{Client, Pacer};
-use crate::cli::{ConnectionArgs, Rate, parse_duration, parse_rate};
 use crate::engine::RetryPolicy;
 use crate::engine::retry::{GiveUp, with_retries};
 use crate::exit;
@@ -267,7 +267,7 @@ impl Sink {
 }
 
 async fn export(a: ExportArgs) -> Result<u64, Failure> {
-    let endpoint = crate::job::endpoint(&a.connection, a.timeout).map_err(usage)?;
+    let endpoint = endpoint(&a.connection, a.timeout).map_err(usage)?;
     let iccids = iccid_list(&a).map_err(usage)?;
     if let Some(bad) = iccids
         .iter()

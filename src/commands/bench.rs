@@ -286,7 +286,7 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         discard_outputs: a.discard_outputs,
         ..JobConfig::new(input.clone())
     };
-    let endpoint = crate::demo::simulator_endpoint(&url, Duration::from_secs(30))
+    let endpoint = super::demo::simulator_endpoint(&url, Duration::from_secs(30))
         .map_err(anyhow::Error::msg)?;
     let cpu0 = cpu_seconds();
     let s = tokio::spawn(engine::run(

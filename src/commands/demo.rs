@@ -8,14 +8,14 @@
 
 use std::fmt::Write as _;
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::Args;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{Endpoint, check_url};
-use crate::cli::DemoArgs;
 use crate::engine::{self, JobConfig, ResumeMode};
 use crate::exit;
 use crate::input::Defaults;
@@ -23,6 +23,13 @@ use crate::input::iccid::with_check_digit;
 use crate::output::stdout;
 use crate::sim::seed::{self, Profile};
 use crate::sim::{FaultConfig, SimConfig, SimServer};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo writes its results, failures and checkpoint files.
+    #[arg(long, default_value = "simbulk-demo")]
+    pub out: PathBuf,
+}
 
 /// The demo simulator's seed and size.
 pub const DEMO_SEED: u64 = 1;

@@ -1,0 +1,193 @@
+//! Argument groups and value parsers shared by the commands (connection, pacing values,
+//! durations, log format), and the endpoint they describe. Imports no command.
+//!
+//! Guarantees: the client secret is never a flag value (it comes from the environment or a
+//! file, read bounded); `http://` is accepted for loopback hosts only; every numeric value is
+//! range-checked here, so it reaches the engine typed and in range.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use secrecy::SecretString;
+
+use crate::api::{Endpoint, check_url};
+
+/// Log format on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A requests-per-second limit, or no limit (`0` or `unlimited`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate(pub Option<f64>);
+
+/// Slowest rate accepted: one request an hour.
+pub const MIN_RATE: f64 = 1.0 / 3600.0;
+/// Fastest rate accepted (requests per second).
+pub const MAX_RATE: f64 = 1_000_000.0;
+
+pub fn parse_rate(s: &str) -> Result<Rate, String> {
+    if s.eq_ignore_ascii_case("unlimited") {
+        return Ok(Rate(None));
+    }
+    match s.parse::<f64>() {
+        Ok(0.0) => Ok(Rate(None)),
+        Ok(r) if (MIN_RATE..=MAX_RATE).contains(&r) => Ok(Rate(Some(r))),
+        Ok(r) if r.is_finite() && r > 0.0 => Err(format!(
+            "{s:?} is outside the rates simbulk takes: from one request an hour (0.0003) to {MAX_RATE} a second; 0 or unlimited for no limit"
+        )),
+        _ => Err(format!(
+            "{s:?} is not a rate; give requests per second (e.g. 10 or 0.5), or 0 / unlimited for no limit"
+        )),
+    }
+}
+
+/// Longest duration accepted (a hundred years: past it, instants overflow).
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 30s, 500ms, 2m, 1h30m"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is longer than a hundred years"));
+    }
+    Ok(d)
+}
+
+/// `--timeout`: from 100 ms to an hour.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err(format!(
+            "{s:?}: a request timeout is from 100ms to 1h (e.g. 30s)"
+        ));
+    }
+    Ok(d)
+}
+
+/// Most rows in flight.
+pub const MAX_CONCURRENCY: usize = 10_000;
+
+/// `--concurrency`: from 1 to [`MAX_CONCURRENCY`].
+pub fn parse_concurrency(s: &str) -> Result<NonZeroUsize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_CONCURRENCY).contains(n))
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| {
+            format!("{s:?}: --concurrency is a whole number from 1 to {MAX_CONCURRENCY}")
+        })
+}
+
+/// How to reach the API; shared by the commands that call it.
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// Base URL of the SIM API, e.g. https://sim.api.example.com (http:// only for loopback).
+    #[arg(long, env = "SIMBULK_BASE_URL", help_heading = "Connection")]
+    pub base_url: Option<String>,
+
+    /// OAuth2 token endpoint [default: <base-url>/oauth2/token].
+    #[arg(long, env = "SIMBULK_TOKEN_URL", help_heading = "Connection")]
+    pub token_url: Option<String>,
+
+    /// OAuth2 client id. The secret comes from SIMBULK_CLIENT_SECRET or --client-secret-file,
+    /// never from a flag.
+    #[arg(long, env = "SIMBULK_CLIENT_ID", help_heading = "Connection")]
+    pub client_id: Option<String>,
+
+    /// File holding the OAuth2 client secret (first line), instead of SIMBULK_CLIENT_SECRET.
+    #[arg(long, help_heading = "Connection")]
+    pub client_secret_file: Option<PathBuf>,
+
+    /// Extra CA certificate bundle (PEM) to trust, for providers behind a private CA.
+    #[arg(long, help_heading = "Connection")]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// Longest secret file read.
+const MAX_SECRET_FILE: u64 = 64 << 10;
+
+fn read_secret(file: Option<&Path>) -> Result<SecretString, String> {
+    if let Some(p) = file {
+        let bytes = crate::files::read_regular(p, "--client-secret-file", MAX_SECRET_FILE)?;
+        if crate::files::readable_by_others(p) {
+            tracing::warn!(
+                "--client-secret-file {} can be read by other users; `chmod 600` it",
+                p.display()
+            );
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("--client-secret-file {} is not UTF-8 text", p.display()))?;
+        let first = text.lines().next().unwrap_or("").trim().to_owned();
+        if first.is_empty() {
+            return Err(format!("--client-secret-file {} is empty", p.display()));
+        }
+        return Ok(SecretString::from(first));
+    }
+    match std::env::var("SIMBULK_CLIENT_SECRET") {
+        Ok(s) if !s.is_empty() => Ok(SecretString::from(s)),
+        _ => Err("no client secret: set SIMBULK_CLIENT_SECRET or pass --client-secret-file".into()),
+    }
+}
+
+/// The API endpoint the connection flags describe, with the secret read in.
+pub fn endpoint(c: &ConnectionArgs, timeout: Duration) -> Result<Endpoint, String> {
+    let base = c
+        .base_url
+        .as_deref()
+        .ok_or("no API address: pass --base-url or set SIMBULK_BASE_URL")?;
+    let base_url = check_url("--base-url", base)?;
+    let token_url = match &c.token_url {
+        Some(t) => check_url("--token-url", t)?,
+        None => check_url(
+            "--token-url",
+            &format!("{}/oauth2/token", base.trim_end_matches('/')),
+        )?,
+    };
+    let client_id = c
+        .client_id
+        .clone()
+        .ok_or("no client id: set SIMBULK_CLIENT_ID or pass --client-id")?;
+    let client_secret = read_secret(c.client_secret_file.as_deref())?;
+    Ok(Endpoint {
+        base_url,
+        token_url,
+        client_id,
+        client_secret,
+        timeout,
+        ca_bundle: c.ca_bundle.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_accepts_numbers_zero_and_unlimited() {
+        assert_eq!(parse_rate("10"), Ok(Rate(Some(10.0))));
+        assert_eq!(parse_rate("0"), Ok(Rate(None)));
+        assert_eq!(parse_rate("unlimited"), Ok(Rate(None)));
+        assert!(parse_rate("-1").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn numeric_values_are_range_checked_with_a_message() {
+        assert!(
+            parse_rate("1e-20")
+                .unwrap_err()
+                .contains("one request an hour")
+        );
+        assert!(parse_rate("1e-9").is_err());
+        assert!(parse_rate("nan").is_err() && parse_rate("inf").is_err());
+        assert!(parse_concurrency("0").unwrap_err().contains("from 1 to"));
+        assert!(parse_concurrency("99999999999999999999").is_err());
+        assert!(parse_timeout("0s").is_err() && parse_timeout("2h").is_err());
+        assert!(parse_duration("1000000y").is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! The commands: one module per subcommand, each owning its arguments and its glue; this
+//! module parses the command line, sets up logging and the runtime, and dispatches.
+//!
+//! Guarantees: the library below (engine, api, input, …) never sees a raw argument; every
+//! command's outcome becomes an exit code of the documented table.
+
+pub mod args;
+pub mod bench;
+pub mod demo;
+pub mod export;
+pub mod preview;
+pub mod report;
+pub mod run;
+pub mod sim;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::exit;
+use args::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "simbulk",
+    version,
+    about = "Apply bulk changes to IoT SIM cards through a provider's SIM API: fast, safe, resumable, auditable.",
+    after_help = exit::TABLE
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Less output: warnings and errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More output (-v debug, -vv trace). RUST_LOG, when set, wins.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a bulk job: apply every row of INPUT through the SIM API.
+    #[command(after_help = exit::TABLE, args_override_self = true)]
+    Run(Box<run::RunArgs>),
+    /// Run sample jobs against an embedded simulator, to see simbulk at work.
+    Demo(demo::DemoArgs),
+    /// Serve the SIM API simulator (for rehearsals, tests and benchmarks).
+    Sim(Box<sim::SimArgs>),
+    /// Measure the engine against a simulator (rows/s, latency, memory, CPU per row).
+    Bench(Box<bench::BenchArgs>),
+    /// Summarise a results file: outcomes, errors, throughput over time (text, or --html).
+    Report(report::ReportArgs),
+    /// List SIMs (with filters) to a CSV that `simbulk run` can take as input.
+    Export(Box<export::ExportArgs>),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
+}
+
+/// Runs `simbulk` with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let code = rt.block_on(dispatch(cli));
+    // In-flight work abandoned by an abort must not hold the process open.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    // Tests of bounded memory read the program's own peak here (debug builds only).
+    #[cfg(debug_assertions)]
+    if std::env::var_os("SIMBULK_TEST_PEAK_RSS").is_some() {
+        eprintln!(
+            "simbulk-test-peak-rss-kib {}",
+            bench::peak_rss_kib().unwrap_or(0)
+        );
+    }
+    ExitCode::from(code)
+}
+
+fn init_logging(cli: &Cli) {
+    let level = if cli.quiet {
+        "warn"
+    } else {
+        match cli.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    // Dependencies stay at info unless RUST_LOG asks: their trace output is noise (and may
+    // echo request headers).
+    let default = format!("{level},hyper=info,hyper_util=info,reqwest=info,rustls=info,h2=info");
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(crate::output::progress::LogWriter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match cli.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn dispatch(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Run(args) => run::run(*args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Sim(args) => sim::run(*args).await,
+        Command::Bench(args) => bench::run(*args).await,
+        Command::Report(args) => report::run(&args),
+        Command::Export(args) => export::run(*args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "simbulk", &mut out);
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            crate::output::stdout::write_bytes(&out);
+            exit::OK
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                Ok(()) => {
+                    crate::output::stdout::write_bytes(&out);
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::HALTED
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn there_is_no_flag_for_the_secret() {
+        let r = Cli::try_parse_from(["simbulk", "run", "x.csv", "--client-secret", "s"]);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn out_of_range_flags_are_usage_errors() {
+        for bad in [
+            ["--max-retries", "4294967295"],
+            ["--burst", "0"],
+            ["--concurrency", "0"],
+        ] {
+            let r = Cli::try_parse_from(["simbulk", "run", "x.csv", bad[0], bad[1]]);
+            assert!(r.is_err(), "{bad:?}");
+        }
+    }
+}

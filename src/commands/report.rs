@@ -1,0 +1,46 @@
+//! `simbulk report`: reads a results file and prints the morning-after summary, and writes
+//! it as one HTML page with `--html`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::exit;
+use crate::report::read;
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A results file written by `simbulk run`.
+    pub results: PathBuf,
+    /// Also write a self-contained HTML report here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+}
+
+/// `simbulk report`.
+pub fn run(a: &ReportArgs) -> u8 {
+    let rep = match read(&a.results) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    crate::output::stdout::print(&rep.to_text());
+    if let Some(p) = &a.html {
+        let spare: Vec<_> = crate::files::output_place(&a.results, "the results file", true)
+            .into_iter()
+            .collect();
+        let written = crate::files::Replace::prepare(p, "--html", &spare).and_then(|mut r| {
+            std::io::Write::write_all(r.file(), rep.to_html().as_bytes())
+                .and_then(|()| r.commit())
+                .map_err(|e| format!("cannot write --html {}: {e}", p.display()))
+        });
+        if let Err(e) = written {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+        crate::output::stdout::print(&format!("  html:       {}\n", p.display()));
+    }
+    exit::OK
+}
