@@ -7,10 +7,10 @@ use std::io::Write;
 use std::time::SystemTime;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use simbulk::checkpoint::{Header, JobIdentity, Journal, Mark, replay};
-use simbulk::engine::{RowResult, Verdict};
+use simbulk::checkpoint::{Header, JobIdentity, Journal, replay};
 use simbulk::input::reader::{self, Defaults};
 use simbulk::output::ResultsFile;
+use simbulk::output::row::{RowResult, Verdict};
 
 const ROWS: u64 = 100_000;
 
@@ -83,7 +83,7 @@ fn write_results_and_checkpoint(c: &mut Criterion) {
         b.iter(|| {
             let mut r = ResultsFile::open(
                 &dir.path().join("r.csv"),
-                simbulk::durable::OpenMode::Truncate,
+                simbulk::files::OpenMode::Truncate,
                 &layout,
             )
             .unwrap();
@@ -109,7 +109,7 @@ fn write_results_and_checkpoint(c: &mut Criterion) {
         b.iter(|| {
             let mut j = Journal::create(&dir.path().join("j"), &header).unwrap();
             for i in 0..10_000u64 {
-                j.row(i + 2, Mark::Ok, i * 100, 0);
+                j.row(i + 2, Verdict::Ok, i * 100, 0);
             }
             j.flush().unwrap();
         })
@@ -120,7 +120,7 @@ fn write_results_and_checkpoint(c: &mut Criterion) {
     let mut j = Journal::create(&big, &header).unwrap();
     j.start(0, 0);
     for i in 0..1_000_000u64 {
-        j.row(i + 2, Mark::Ok, i * 100, 0);
+        j.row(i + 2, Verdict::Ok, i * 100, 0);
     }
     j.flush().unwrap();
     let mut g = c.benchmark_group("checkpoint");

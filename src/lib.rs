@@ -8,7 +8,6 @@
 pub mod api;
 pub mod checkpoint;
 pub mod commands;
-pub mod durable;
 pub mod engine;
 pub mod exit;
 pub mod files;

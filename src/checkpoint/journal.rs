@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 use fixedbitset::FixedBitSet;
 use serde::{Deserialize, Serialize};
 
-use crate::durable::{AppendFile, OpenMode};
+use crate::files::{AppendFile, OpenMode};
+use crate::output::row::{Tally, Verdict};
 
 use super::fingerprint::JobIdentity;
 
@@ -33,34 +34,24 @@ use super::fingerprint::JobIdentity;
 pub const VERSION: u32 = 2;
 const MAGIC: &str = "SIMBULK-CHECKPOINT";
 
-/// A finished row's outcome as the journal keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mark {
-    Ok,
-    Skipped,
-    Failed,
-    Invalid,
+/// The letter a verdict has in an `R` record.
+fn letter(v: Verdict) -> char {
+    match v {
+        Verdict::Ok => 'k',
+        Verdict::Skipped => 's',
+        Verdict::Failed => 'f',
+        Verdict::Invalid => 'i',
+    }
 }
 
-impl Mark {
-    fn letter(self) -> char {
-        match self {
-            Mark::Ok => 'k',
-            Mark::Skipped => 's',
-            Mark::Failed => 'f',
-            Mark::Invalid => 'i',
-        }
-    }
-
-    fn from_letter(c: &str) -> Option<Self> {
-        Some(match c {
-            "k" => Mark::Ok,
-            "s" => Mark::Skipped,
-            "f" => Mark::Failed,
-            "i" => Mark::Invalid,
-            _ => return None,
-        })
-    }
+fn from_letter(c: &str) -> Option<Verdict> {
+    Some(match c {
+        "k" => Verdict::Ok,
+        "s" => Verdict::Skipped,
+        "f" => Verdict::Failed,
+        "i" => Verdict::Invalid,
+        _ => return None,
+    })
 }
 
 /// The header line's JSON.
@@ -70,30 +61,6 @@ pub struct Header {
     pub results: PathBuf,
     pub failures: PathBuf,
     pub created: String,
-}
-
-/// Counts of finished rows by outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tally {
-    pub ok: u64,
-    pub skipped: u64,
-    pub failed: u64,
-    pub invalid: u64,
-}
-
-impl Tally {
-    pub fn add(&mut self, m: Mark) {
-        match m {
-            Mark::Ok => self.ok += 1,
-            Mark::Skipped => self.skipped += 1,
-            Mark::Failed => self.failed += 1,
-            Mark::Invalid => self.invalid += 1,
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.ok + self.skipped + self.failed + self.invalid
-    }
 }
 
 /// What a journal says, read back.
@@ -294,11 +261,9 @@ pub fn replay_from(
                 put(&mut rep.started, l);
             }
             ["R", l, m, a, b] => {
-                let (Some(l), Some(m), Some((x, y))) = (
-                    line_number(l, bounds.max_line),
-                    Mark::from_letter(m),
-                    lens(a, b),
-                ) else {
+                let (Some(l), Some(m), Some((x, y))) =
+                    (line_number(l, bounds.max_line), from_letter(m), lens(a, b))
+                else {
                     rep.dropped_tail = true;
                     break;
                 };
@@ -385,10 +350,10 @@ impl Journal {
         self.file.buf().extend_from_slice(l.as_bytes());
     }
 
-    pub fn row(&mut self, line: u64, mark: Mark, results_len: u64, failures_len: u64) {
+    pub fn row(&mut self, line: u64, verdict: Verdict, results_len: u64, failures_len: u64) {
         let l = crc_line(&format!(
             "R {line} {} {results_len} {failures_len}",
-            mark.letter()
+            letter(verdict)
         ));
         self.file.buf().extend_from_slice(l.as_bytes());
     }
@@ -436,10 +401,10 @@ mod tests {
         let mut j = Journal::create(&p, &header()).unwrap();
         j.start(10, 5);
         j.started(2);
-        j.row(2, Mark::Ok, 20, 5);
-        j.row(3, Mark::Failed, 30, 9);
+        j.row(2, Verdict::Ok, 20, 5);
+        j.row(3, Verdict::Failed, 30, 9);
         j.started(7);
-        j.row(5, Mark::Skipped, 40, 9);
+        j.row(5, Verdict::Skipped, 40, 9);
         j.flush().unwrap();
         p
     }
@@ -471,7 +436,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = sample(dir.path());
         let mut j = Journal::resume(&p, std::fs::metadata(&p).unwrap().len()).unwrap();
-        j.row(u64::MAX, Mark::Ok, 40, 9);
+        j.row(u64::MAX, Verdict::Ok, 40, 9);
         j.flush().unwrap();
         let r = replay(&p, Bounds::unlimited()).unwrap();
         assert!(r.dropped_tail);
@@ -517,7 +482,7 @@ mod tests {
         assert_eq!(r.done.ones().collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(r.results_len, Some(30));
         let mut j = Journal::resume(&p, r.good_bytes).unwrap();
-        j.row(5, Mark::Ok, 41, 9);
+        j.row(5, Verdict::Ok, 41, 9);
         j.flush().unwrap();
         let r2 = replay(&p, Bounds::unlimited()).unwrap();
         assert!(!r2.dropped_tail);

@@ -6,5 +6,5 @@ pub mod journal;
 pub mod lock;
 
 pub use fingerprint::{JobIdentity, digest_file};
-pub use journal::{Bounds, Header, Journal, JournalError, Mark, Replay, Tally, replay};
+pub use journal::{Bounds, Header, Journal, JournalError, Replay, replay};
 pub use lock::JobLock;

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{self, Header, JobIdentity, Journal, Mark};
+use crate::checkpoint::{self, Header, JobIdentity, Journal};
 use crate::engine::{self, JobConfig, ResumeMode};
 use crate::exit;
+use crate::output::row::Verdict;
 use crate::sim::seed::{self, Profile};
 use crate::sim::{FaultConfig, SimConfig, SimServer};
 
@@ -136,7 +137,7 @@ fn fake_checkpoint(input: &Path, k: u64) -> anyhow::Result<()> {
     let mut j = Journal::create(&cp, &header)?;
     j.start(r_head as u64, f_head as u64);
     for line in 2..k + 2 {
-        j.row(line, Mark::Ok, r_head as u64, f_head as u64);
+        j.row(line, Verdict::Ok, r_head as u64, f_head as u64);
         if j.pending() > 1 << 20 {
             j.flush()?;
         }

@@ -14,13 +14,14 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, Client, Endpoint, Pacer};
+use crate::engine::RetryPolicy;
 use crate::engine::retry::{GiveUp, with_retries};
-use crate::engine::{RetryPolicy, Verdict};
 use crate::exit;
 use crate::input::{Action, Defaults, Item};
 use crate::model::{Attribute, Sim, codes};
 use crate::output::formula_safe;
 use crate::output::results::CsvFile;
+use crate::output::row::Verdict;
 
 /// A predicted outcome: verdict, error code, reason.
 pub type Prediction = (Verdict, Option<i64>, String);
@@ -202,7 +203,7 @@ pub async fn preview(
     client.preflight().await.map_err(|e| e.to_string())?;
     let mut csv = CsvFile::open(
         out,
-        crate::durable::OpenMode::Truncate,
+        crate::files::OpenMode::Truncate,
         b',',
         "the preview file",
     )

@@ -3,7 +3,6 @@
 //! every outcome through one owner. It writes no file itself except through the recorder.
 
 pub mod halt;
-pub mod outcome;
 pub mod recorder;
 pub mod retry;
 pub mod run;
@@ -12,7 +11,6 @@ pub mod setup;
 pub mod threshold;
 pub mod worker;
 
-pub use outcome::{RowResult, Verdict};
 pub use retry::RetryPolicy;
 pub use run::{Fatal, JobConfig, ResumeMode, dry_run, run};
 pub use setup::default_paths;

@@ -18,13 +18,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{Journal, Tally};
+use crate::checkpoint::Journal;
 use crate::output::progress::Progress;
+use crate::output::row::Tally;
 use crate::output::summary::{ErrorCount, ErrorTally};
 use crate::output::{FailuresFile, ResultsFile};
 
-use super::outcome::{RowResult, Verdict};
 use super::retry::GiveUp;
+use crate::output::row::{RowResult, Verdict};
 
 /// Events handled before the outputs are handed to the OS even if more are waiting.
 const BATCH: usize = 1024;
@@ -100,7 +101,7 @@ impl Counts {
     }
 
     fn add(&mut self, r: &RowResult) {
-        let m = r.verdict.mark();
+        let m = r.verdict;
         self.job.add(m);
         self.run.add(m);
         let action = if r.verdict == Verdict::Invalid {
@@ -291,7 +292,7 @@ impl Recorder {
             self.failures.write(r)?;
         }
         let (rl, fl) = (self.results.file().len(), self.failures.file().len());
-        self.journal.row(r.line, r.verdict.mark(), rl, fl);
+        self.journal.row(r.line, r.verdict, rl, fl);
         self.counts.add(r);
         Ok(())
     }

@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, Client, Endpoint, Pacer};
-use crate::checkpoint::{self, JobIdentity, JobLock, Tally};
+use crate::checkpoint::{self, JobIdentity, JobLock};
 use crate::exit;
 use crate::files::Replace;
 use crate::input::reader::InputFile;
 use crate::input::{self, Defaults};
 use crate::output::progress::Progress;
+use crate::output::row::Tally;
 use crate::output::summary::{Summary, resume_command};
 
 use super::recorder::{Counts, Recorder, completed_code};

@@ -26,10 +26,10 @@ use crate::api::Client;
 use crate::input::{FileError, Item, Layout, Row};
 
 use super::halt::{self, Failures, Halt};
-use super::outcome::{RowResult, Verdict};
 use super::recorder::RecorderHandle;
 use super::retry::RetryPolicy;
 use super::worker::{self, RowEnd, Unfinished};
+use crate::output::row::{RowResult, Verdict};
 
 /// Rows held back behind a busy ICCID before reading pauses.
 pub const MAX_PARKED: usize = 4096;

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use fixedbitset::FixedBitSet;
 
-use crate::checkpoint::{self, Bounds, Header, JobIdentity, Journal, Tally};
-use crate::durable::OpenMode;
+use crate::checkpoint::{self, Bounds, Header, JobIdentity, Journal};
+use crate::files::OpenMode;
 use crate::files::{self, FileId, Place};
 use crate::input::{self, reader::InputFile};
+use crate::output::row::Tally;
 use crate::output::{FailuresFile, ResultsFile};
 
 use super::run::{Fatal, JobConfig, ResumeMode, usage};

@@ -17,9 +17,9 @@ use crate::api::{ApiError, Client};
 use crate::input::{Action, Item, Row};
 use crate::model::{AttributeCreate, AttributePatch, Sim, SimPatch, codes};
 
-use super::outcome::{RowResult, Verdict};
 use super::recorder::Journaling;
 use super::retry::{Attempts, GiveUp, RetryPolicy};
+use crate::output::row::{RowResult, Verdict};
 
 /// How a row's worker ended.
 #[derive(Debug)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::checkpoint::Tally;
+use crate::output::row::Tally;
 
 fn active() -> &'static Mutex<Option<ProgressBar>> {
     static BAR: OnceLock<Mutex<Option<ProgressBar>>> = OnceLock::new();

@@ -9,9 +9,9 @@
 
 use std::path::Path;
 
-use crate::durable::{AppendFile, OpenMode};
-use crate::engine::outcome::RowResult;
+use crate::files::{AppendFile, OpenMode};
 use crate::input::Layout;
+use crate::output::row::RowResult;
 
 /// The fixed columns of the results file, in order.
 pub const RESULT_COLUMNS: [&str; 12] = [

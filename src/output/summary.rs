@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::checkpoint::Tally;
+use crate::output::row::Tally;
 
 /// How often one error was seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -262,7 +262,7 @@ mod tests {
         let mut cmd = std::process::Command::new(exe);
         cmd.args([
             "--exact",
-            "durable::tests::child_writes_past_a_size_limit",
+            "files::append::tests::child_writes_past_a_size_limit",
             "--include-ignored",
             "--nocapture",
         ])

@@ -7,6 +7,10 @@
 //! [`Replace`] appears whole or not at all, and never through a symlink or over a file it
 //! was told to spare.
 
+mod append;
+
+pub use append::{AppendFile, OpenMode};
+
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,10 @@
-//! What happened to one row: the engine's verdict and every fact the results file shows.
+//! What happened to one row — its verdict and every fact the results file shows — and
+//! counts of rows by verdict. The engine makes them; the outputs, the checkpoint and the
+//! reports read them.
 
 use std::time::SystemTime;
 
-use crate::checkpoint::Mark;
+use serde::{Deserialize, Serialize};
 
 /// The four outcomes a row can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,15 +26,6 @@ impl Verdict {
             Verdict::Skipped => "skipped",
             Verdict::Failed => "failed",
             Verdict::Invalid => "invalid",
-        }
-    }
-
-    pub fn mark(self) -> Mark {
-        match self {
-            Verdict::Ok => Mark::Ok,
-            Verdict::Skipped => Mark::Skipped,
-            Verdict::Failed => Mark::Failed,
-            Verdict::Invalid => Mark::Invalid,
         }
     }
 
@@ -70,4 +63,28 @@ pub struct RowResult {
     pub throttled: u32,
     /// From the row's first call to its end (waits for the pacer included).
     pub elapsed: std::time::Duration,
+}
+
+/// Counts of finished rows by verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub ok: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub invalid: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, v: Verdict) {
+        match v {
+            Verdict::Ok => self.ok += 1,
+            Verdict::Skipped => self.skipped += 1,
+            Verdict::Failed => self.failed += 1,
+            Verdict::Invalid => self.invalid += 1,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.ok + self.skipped + self.failed + self.invalid
+    }
 }
