@@ -24,7 +24,7 @@ use crate::model::{
 };
 
 use super::body::{self, BodyError};
-use super::error::{ApiError, cut};
+use super::error::{ApiError, SetupError, cut};
 use super::pace::{Pacer, parse_retry_after, unless_stopped};
 use super::token::{Token, TokenCache};
 
@@ -50,20 +50,20 @@ impl std::fmt::Debug for Endpoint {
 }
 
 /// Checks a URL for the API: `https`, or `http` to a loopback host only.
-pub fn check_url(what: &str, s: &str) -> Result<Url, String> {
-    let url = Url::parse(s).map_err(|e| format!("{what} {s:?} is not a URL ({e})"))?;
+pub fn check_url(what: &str, s: &str) -> Result<Url, SetupError> {
+    let refuse = |reason: String| SetupError::Url {
+        what: what.to_owned(),
+        value: s.chars().take(200).collect(),
+        reason,
+    };
+    let url = Url::parse(s).map_err(|e| refuse(format!("is not a URL ({e})")))?;
     match url.scheme() {
         "https" => Ok(url),
-        "http" => {
-            if is_loopback(&url) {
-                Ok(url)
-            } else {
-                Err(format!(
-                    "{what} {s:?} uses plain http to a host that is not loopback; use https (http:// is only for a local simulator)"
-                ))
-            }
-        }
-        other => Err(format!("{what} {s:?} has scheme {other:?}; use https")),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(refuse(
+            "uses plain http to a host that is not loopback; use https (http:// is only for a local simulator)".into(),
+        )),
+        other => Err(refuse(format!("has scheme {other:?}; use https"))),
     }
 }
 
@@ -93,7 +93,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(endpoint: Endpoint, pacer: Arc<Pacer>, pool: usize) -> Result<Self, String> {
+    pub fn new(endpoint: Endpoint, pacer: Arc<Pacer>, pool: usize) -> Result<Self, SetupError> {
         let mut b = reqwest::Client::builder()
             .timeout(endpoint.timeout)
             .connect_timeout(endpoint.timeout.min(Duration::from_secs(10)))
@@ -113,7 +113,7 @@ impl Client {
             b = b.proxy(rule.no_proxy(reqwest::NoProxy::from_env()));
         }
         b = b.tls_backend_preconfigured(super::tls::config(endpoint.ca_bundle.as_deref())?);
-        let http = b.build().map_err(|e| format!("cannot set up HTTP: {e}"))?;
+        let http = b.build().map_err(SetupError::Http)?;
         Ok(Self {
             http,
             base: endpoint.base_url.path().trim_end_matches('/').to_owned(),
@@ -583,6 +583,7 @@ mod tests {
         assert!(
             check_url("--base-url", "http://sim.api.example.com")
                 .unwrap_err()
+                .to_string()
                 .contains("https")
         );
         assert!(check_url("--base-url", "ftp://x").is_err());

@@ -87,6 +87,28 @@ pub enum ApiError {
     Interrupted,
 }
 
+/// Why a client cannot be set up: a URL refused, the TLS or HTTP stack, the CA bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{what} {value:?} {reason}")]
+    Url {
+        what: String,
+        value: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    CaBundle(#[from] crate::files::Error),
+    #[error("--ca-bundle {}: {reason}", path.display())]
+    Bundle {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
+    #[error("cannot set up HTTP: {0}")]
+    Http(#[source] reqwest::Error),
+}
+
 impl ApiError {
     /// Worth another attempt (after a pause).
     pub fn retryable(&self) -> bool {

@@ -9,5 +9,5 @@ pub mod tls;
 pub mod token;
 
 pub use client::{Client, Endpoint, Reply, check_url};
-pub use error::ApiError;
+pub use error::{ApiError, SetupError};
 pub use pace::Pacer;

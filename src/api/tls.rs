@@ -15,12 +15,14 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, Error, SignatureScheme};
 
+use super::error::SetupError;
+
 /// Largest CA bundle read.
 const MAX_BUNDLE: u64 = 4 << 20;
 
 /// The client's TLS configuration, with the certificates of `bundle` trusted besides the
 /// platform's.
-pub fn config(bundle: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+pub fn config(bundle: Option<&Path>) -> Result<rustls::ClientConfig, SetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let extra = match bundle {
         Some(p) => load(p)?,
@@ -28,14 +30,14 @@ pub fn config(bundle: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     };
     let platform =
         rustls_platform_verifier::Verifier::new_with_extra_roots(extra.clone(), provider.clone())
-            .map_err(|e| format!("cannot set up TLS: {e}"))?;
+            .map_err(|e| SetupError::Tls(e.to_string()))?;
     let verifier = Verifier {
         inner: platform,
         pinned: extra,
     };
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .map_err(|e| SetupError::Tls(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
@@ -45,22 +47,25 @@ pub fn config(bundle: Option<&Path>) -> Result<rustls::ClientConfig, String> {
 
 /// A reqwest client builder with this TLS and no proxy, for plain calls outside the API
 /// client (the simulator's statistics, tests).
-pub fn plain_client() -> Result<reqwest::ClientBuilder, String> {
+pub fn plain_client() -> Result<reqwest::ClientBuilder, SetupError> {
     Ok(reqwest::Client::builder()
         .no_proxy()
         .tls_backend_preconfigured(config(None)?))
 }
 
 /// The certificates of a PEM bundle.
-fn load(p: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+fn load(p: &Path) -> Result<Vec<CertificateDer<'static>>, SetupError> {
     let pem = crate::files::read_regular(p, "--ca-bundle", MAX_BUNDLE)?;
+    let refuse = |reason: String| SetupError::Bundle {
+        path: p.to_owned(),
+        reason,
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("--ca-bundle {} is not PEM certificates: {e}", p.display()))?;
+        .map_err(|e| refuse(format!("is not PEM certificates ({e})")))?;
     if certs.is_empty() {
-        return Err(format!(
-            "--ca-bundle {} holds no certificate (-----BEGIN CERTIFICATE-----)",
-            p.display()
+        return Err(refuse(
+            "holds no certificate (-----BEGIN CERTIFICATE-----)".into(),
         ));
     }
     Ok(certs)

@@ -100,7 +100,7 @@ pub enum JournalError {
     Version { path: PathBuf, found: String },
     /// Not a regular file, or larger than a checkpoint of this job can be.
     #[error("{0}; it is not this job's checkpoint: point --checkpoint elsewhere, or use --restart")]
-    Unusable(String),
+    Unusable(#[source] crate::files::Error),
 }
 
 /// What a journal may hold: the current sizes of the results and failures files (a record

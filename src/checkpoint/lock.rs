@@ -10,6 +10,24 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+/// Why the lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "another simbulk run is using checkpoint {} ({holder}); wait for it to finish or stop it first",
+        checkpoint.display()
+    )]
+    Held { checkpoint: PathBuf, holder: String },
+    #[error("cannot lock {}: {source}; give --checkpoint in a writable folder", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot lock {}: it keeps being replaced; is another simbulk run starting and stopping?", path.display())]
+    Unstable { path: PathBuf },
+}
+
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct JobLock {
@@ -26,7 +44,7 @@ pub fn lock_path(checkpoint: &Path) -> PathBuf {
 
 impl JobLock {
     /// Takes the lock, or says who holds it.
-    pub fn acquire(checkpoint: &Path) -> Result<Self, String> {
+    pub fn acquire(checkpoint: &Path) -> Result<Self, LockError> {
         // The previous holder may remove the file between our open and our lock: then we hold
         // a lock on a file no newcomer will see, and try again.
         let path = lock_path(checkpoint);
@@ -42,14 +60,11 @@ impl JobLock {
             // The path names another file now (or none): drop this one, unremoved.
             let _ = file.unlock();
         }
-        Err(format!(
-            "cannot lock {}: it keeps being replaced; is another simbulk run starting and stopping?",
-            lock_path(checkpoint).display()
-        ))
+        Err(LockError::Unstable { path })
     }
 
     /// Opens the lock file and locks it (writing the holder's name), or says who holds it.
-    fn try_acquire(checkpoint: &Path) -> Result<File, String> {
+    fn try_acquire(checkpoint: &Path) -> Result<File, LockError> {
         let path = lock_path(checkpoint);
         let mut o = OpenOptions::new();
         o.read(true).write(true).create(true).truncate(false);
@@ -58,28 +73,27 @@ impl JobLock {
             use std::os::unix::fs::OpenOptionsExt;
             o.custom_flags(libc::O_NOFOLLOW).mode(0o600);
         }
-        let mut file = o
-            .open(&path)
-            .map_err(|e| format!("cannot open lock file {}: {e}", path.display()))?;
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = o.open(&path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                return Err(format!(
-                    "another simbulk run is using checkpoint {} ({}); wait for it to finish or stop it first",
-                    checkpoint.display(),
-                    if holder.is_empty() {
+                return Err(LockError::Held {
+                    checkpoint: checkpoint.to_owned(),
+                    holder: if holder.is_empty() {
                         "holder unknown".to_owned()
                     } else {
                         holder.chars().take(300).collect()
-                    }
-                ));
+                    },
+                });
             }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(format!("cannot lock {}: {e}", path.display()));
-            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
@@ -114,7 +128,7 @@ mod tests {
         let cp = dir.path().join("job.checkpoint");
         std::fs::write(lock_path(&cp), "pid 1 on host gone, started long ago\n").unwrap();
         let held = JobLock::acquire(&cp).unwrap();
-        let e = JobLock::acquire(&cp).unwrap_err();
+        let e = JobLock::acquire(&cp).unwrap_err().to_string();
         assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
         drop(held);
         assert!(!lock_path(&cp).exists(), "the holder removes its lock file");

@@ -7,4 +7,4 @@ pub mod lock;
 
 pub use fingerprint::{JobIdentity, digest_file};
 pub use journal::{Bounds, Header, Journal, JournalError, Replay, replay};
-pub use lock::JobLock;
+pub use lock::{JobLock, LockError};

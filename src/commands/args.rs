@@ -111,35 +111,76 @@ pub struct ConnectionArgs {
 /// Longest secret file read.
 const MAX_SECRET_FILE: u64 = 64 << 10;
 
-fn read_secret(file: Option<&Path>) -> Result<SecretString, String> {
-    if let Some(p) = file {
-        let bytes = crate::files::read_regular(p, "--client-secret-file", MAX_SECRET_FILE)?;
-        if crate::files::readable_by_others(p) {
-            tracing::warn!(
-                "--client-secret-file {} can be read by other users; `chmod 600` it",
-                p.display()
-            );
-        }
-        let text = String::from_utf8(bytes)
-            .map_err(|_| format!("--client-secret-file {} is not UTF-8 text", p.display()))?;
-        let first = text.lines().next().unwrap_or("").trim().to_owned();
-        if first.is_empty() {
-            return Err(format!("--client-secret-file {} is empty", p.display()));
-        }
-        return Ok(SecretString::from(first));
-    }
-    match std::env::var("SIMBULK_CLIENT_SECRET") {
-        Ok(s) if !s.is_empty() => Ok(SecretString::from(s)),
-        _ => Err("no client secret: set SIMBULK_CLIENT_SECRET or pass --client-secret-file".into()),
-    }
+/// Why the connection settings do not describe an endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// Every missing setting, in one message.
+    #[error("missing settings: {}", .0.join("; "))]
+    Missing(Vec<&'static str>),
+    #[error(transparent)]
+    Url(#[from] crate::api::SetupError),
+    #[error(transparent)]
+    File(#[from] crate::files::Error),
+    #[error("--client-secret-file {} {reason}", path.display())]
+    Secret { path: PathBuf, reason: &'static str },
 }
 
-/// The API endpoint the connection flags describe, with the secret read in.
-pub fn endpoint(c: &ConnectionArgs, timeout: Duration) -> Result<Endpoint, String> {
-    let base = c
-        .base_url
-        .as_deref()
-        .ok_or("no API address: pass --base-url or set SIMBULK_BASE_URL")?;
+const NO_BASE: &str = "the API address (--base-url or SIMBULK_BASE_URL)";
+const NO_ID: &str = "the client id (--client-id or SIMBULK_CLIENT_ID)";
+const NO_SECRET: &str = "the client secret (SIMBULK_CLIENT_SECRET or --client-secret-file)";
+
+/// The secret, from `--client-secret-file` (a bounded regular file, its first line) or
+/// `SIMBULK_CLIENT_SECRET`; `None` when neither gives one.
+fn read_secret(file: Option<&Path>) -> Result<Option<SecretString>, SettingsError> {
+    let Some(p) = file else {
+        return Ok(std::env::var("SIMBULK_CLIENT_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(SecretString::from));
+    };
+    let bytes = crate::files::read_regular(p, "--client-secret-file", MAX_SECRET_FILE)?;
+    if crate::files::readable_by_others(p) {
+        tracing::warn!(
+            "--client-secret-file {} can be read by other users; `chmod 600` it",
+            p.display()
+        );
+    }
+    let refuse = |reason| SettingsError::Secret {
+        path: p.to_owned(),
+        reason,
+    };
+    let text = String::from_utf8(bytes).map_err(|_| refuse("is not UTF-8 text"))?;
+    let first = text.lines().next().unwrap_or("").trim().to_owned();
+    if first.is_empty() {
+        return Err(refuse("is empty"));
+    }
+    Ok(Some(SecretString::from(first)))
+}
+
+/// The API endpoint the connection flags describe, with the secret read in. Every missing
+/// setting is named at once.
+pub fn endpoint(c: &ConnectionArgs, timeout: Duration) -> Result<Endpoint, SettingsError> {
+    let secret = read_secret(c.client_secret_file.as_deref())?;
+    let (Some(base), Some(client_id), Some(client_secret)) =
+        (c.base_url.as_deref(), c.client_id.clone(), secret)
+    else {
+        let missing = [
+            (c.base_url.is_none(), NO_BASE),
+            (c.client_id.is_none(), NO_ID),
+            (
+                c.client_secret_file.is_none()
+                    && std::env::var("SIMBULK_CLIENT_SECRET").map_or(true, |s| s.is_empty()),
+                NO_SECRET,
+            ),
+        ];
+        return Err(SettingsError::Missing(
+            missing
+                .into_iter()
+                .filter(|(m, _)| *m)
+                .map(|(_, w)| w)
+                .collect(),
+        ));
+    };
     let base_url = check_url("--base-url", base)?;
     let token_url = match &c.token_url {
         Some(t) => check_url("--token-url", t)?,
@@ -148,11 +189,6 @@ pub fn endpoint(c: &ConnectionArgs, timeout: Duration) -> Result<Endpoint, Strin
             &format!("{}/oauth2/token", base.trim_end_matches('/')),
         )?,
     };
-    let client_id = c
-        .client_id
-        .clone()
-        .ok_or("no client id: set SIMBULK_CLIENT_ID or pass --client-id")?;
-    let client_secret = read_secret(c.client_secret_file.as_deref())?;
     Ok(Endpoint {
         base_url,
         token_url,

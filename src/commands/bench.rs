@@ -287,8 +287,7 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         discard_outputs: a.discard_outputs,
         ..JobConfig::new(input.clone())
     };
-    let endpoint = super::demo::simulator_endpoint(&url, Duration::from_secs(30))
-        .map_err(anyhow::Error::msg)?;
+    let endpoint = super::demo::simulator_endpoint(&url, Duration::from_secs(30))?;
     let cpu0 = cpu_seconds();
     let s = tokio::spawn(engine::run(
         cfg,
@@ -297,13 +296,12 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         CancellationToken::new(),
     ))
     .await?
-    .map_err(|e| anyhow::anyhow!(e.message))?;
+    .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     let cpu = cpu_seconds() - cpu0;
     let rows = s.this_run.total().max(1);
     let stats: Option<crate::sim::StatsReport> = match &in_process {
         Some(srv) => Some(srv.stats()),
-        None => crate::api::tls::plain_client()
-            .map_err(anyhow::Error::msg)?
+        None => crate::api::tls::plain_client()?
             .build()?
             .get(format!("{url}/__sim/stats"))
             .send()

@@ -145,7 +145,10 @@ pub fn sample_files() -> Vec<Sample> {
 }
 
 /// The demo client's endpoint on a simulator at `base_url` (the demo and the benchmarks).
-pub fn simulator_endpoint(base_url: &str, timeout: Duration) -> Result<Endpoint, String> {
+pub fn simulator_endpoint(
+    base_url: &str,
+    timeout: Duration,
+) -> Result<Endpoint, crate::api::SetupError> {
     Ok(Endpoint {
         base_url: check_url("the simulator", base_url)?,
         token_url: check_url(
@@ -229,8 +232,7 @@ async fn demo(out: &Path) -> anyhow::Result<u8> {
             args: vec!["simbulk".into(), "run".into(), input.display().to_string()],
             ..JobConfig::new(input.clone())
         };
-        let endpoint = simulator_endpoint(&server.base_url(), Duration::from_secs(5))
-            .map_err(anyhow::Error::msg)?;
+        let endpoint = simulator_endpoint(&server.base_url(), Duration::from_secs(5))?;
         match engine::run(cfg, endpoint, drain.clone(), abort.clone()).await {
             Ok(summary) => {
                 say(&summary.to_text());
@@ -240,8 +242,8 @@ async fn demo(out: &Path) -> anyhow::Result<u8> {
                 }
             }
             Err(e) => {
-                eprintln!("error: {}", e.message);
-                return Ok(e.code);
+                eprintln!("error: {e}");
+                return Ok(e.exit_code());
             }
         }
         say("\n");

@@ -160,8 +160,8 @@ enum Failure {
     ReaderGone,
 }
 
-fn usage(e: String) -> Failure {
-    Failure::Code(exit::USAGE, e)
+fn usage(e: impl std::fmt::Display) -> Failure {
+    Failure::Code(exit::USAGE, e.to_string())
 }
 
 fn halted(e: impl std::fmt::Display) -> Failure {

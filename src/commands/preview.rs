@@ -188,7 +188,8 @@ pub async fn preview(
     concurrency: usize,
 ) -> Result<(String, u8), String> {
     let file = crate::input::reader::InputFile::open(input).map_err(|e| e.to_string())?;
-    let place = crate::files::output_place(out, "the preview file", false)?;
+    let place =
+        crate::files::output_place(out, "the preview file", false).map_err(|e| e.to_string())?;
     let meta = file.file().metadata().map_err(|e| e.to_string())?;
     if place == crate::files::Place::File(crate::files::FileId::of(&meta)) {
         return Err(format!(
@@ -199,7 +200,8 @@ pub async fn preview(
     let (layout, rows) =
         crate::input::reader::rows(file, defaults, None).map_err(|e| e.to_string())?;
     let pacer = Arc::new(Pacer::new(rate, crate::api::pace::default_burst(rate)));
-    let client = Arc::new(Client::new(endpoint, pacer.clone(), concurrency)?);
+    let client =
+        Arc::new(Client::new(endpoint, pacer.clone(), concurrency).map_err(|e| e.to_string())?);
     client.preflight().await.map_err(|e| e.to_string())?;
     let mut csv = CsvFile::open(
         out,

@@ -34,7 +34,11 @@ pub fn run(a: &ReportArgs) -> u8 {
         let written = crate::files::Replace::prepare(p, "--html", &spare).and_then(|mut r| {
             std::io::Write::write_all(r.file(), rep.to_html().as_bytes())
                 .and_then(|()| r.commit())
-                .map_err(|e| format!("cannot write --html {}: {e}", p.display()))
+                .map_err(|source| crate::files::Error::Write {
+                    what: "--html".into(),
+                    path: p.clone(),
+                    source,
+                })
         });
         if let Err(e) = written {
             eprintln!("error: {e}");

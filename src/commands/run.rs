@@ -13,13 +13,14 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Endpoint;
-use crate::engine::{self, Fatal, JobConfig, ResumeMode, RetryPolicy, Threshold};
+use crate::engine::{self, JobConfig, ResumeMode, RetryPolicy, Threshold};
 use crate::exit;
 use crate::input::Defaults;
 use crate::output::Summary;
 
 use super::args::{
-    ConnectionArgs, Rate, endpoint, parse_concurrency, parse_duration, parse_rate, parse_timeout,
+    ConnectionArgs, Rate, SettingsError, endpoint, parse_concurrency, parse_duration, parse_rate,
+    parse_timeout,
 };
 
 #[derive(Debug, Args)]
@@ -59,8 +60,8 @@ pub struct RunArgs {
 
     /// Stop gracefully at this local time (HH:MM or HH:MM:SS, the next occurrence, in the
     /// machine's time zone or TZ); no request starts after it; exit 75, resumable.
-    #[arg(long, value_name = "HH:MM", help_heading = "Resume")]
-    pub until: Option<String>,
+    #[arg(long, value_name = "HH:MM", value_parser = parse_until, help_heading = "Resume")]
+    pub until: Option<Until>,
 
     /// Stop gracefully after this long (e.g. 4h30m); exit 75, resumable.
     #[arg(long, value_parser = parse_duration, help_heading = "Resume")]
@@ -102,8 +103,8 @@ pub struct RunArgs {
 
     /// Stop the job (exit 3, resumable) once failed rows pass N, or P% of finished rows
     /// (e.g. 500 or 5%).
-    #[arg(long, help_heading = "Pacing")]
-    pub max_failures: Option<String>,
+    #[arg(long, value_parser = Threshold::parse, help_heading = "Pacing")]
+    pub max_failures: Option<Threshold>,
 
     /// Halt (exit 3, resumable) when this many rows in a row fail with the same error, as a
     /// wrong package or portfolio id would make every row fail; 0 turns it off. Single
@@ -139,48 +140,70 @@ pub struct RunArgs {
     pub wait_active: Option<Duration>,
 }
 
-/// Time from now until the next local `HH:MM` (or `HH:MM:SS`).
-pub fn until_next(hhmm: &str) -> Result<Duration, String> {
-    let bad = || format!("--until {hhmm:?}: give a local time as HH:MM, e.g. 05:30");
-    let parts: Vec<&str> = hhmm.trim().split(':').collect();
+/// A local time of day (`--until`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Until {
+    pub hour: i8,
+    pub minute: i8,
+    pub second: i8,
+}
+
+/// Parses `HH:MM` or `HH:MM:SS`.
+pub fn parse_until(hhmm: &str) -> Result<Until, String> {
+    let bad = || format!("{hhmm:?} is not a local time; give HH:MM, e.g. 05:30");
     let num = |s: &str| -> Result<i8, String> {
         if s.is_empty() || s.len() > 2 {
             return Err(bad());
         }
         s.parse().map_err(|_| bad())
     };
-    let (h, m, sec) = match parts.as_slice() {
+    let parts: Vec<&str> = hhmm.trim().split(':').collect();
+    let (hour, minute, second) = match parts.as_slice() {
         [h, m] => (num(h)?, num(m)?, 0),
         [h, m, s] => (num(h)?, num(m)?, num(s)?),
         _ => return Err(bad()),
     };
-    if !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..60).contains(&sec) {
+    if !(0..24).contains(&hour) || !(0..60).contains(&minute) || !(0..60).contains(&second) {
         return Err(bad());
     }
-    let now = jiff::Zoned::now();
-    let mut at = now
-        .with()
-        .hour(h)
-        .minute(m)
-        .second(sec)
-        .subsec_nanosecond(0)
-        .build()
-        .map_err(|e| format!("--until: {e}"))?;
-    if at <= now {
-        at = at.tomorrow().map_err(|e| format!("--until: {e}"))?;
+    Ok(Until {
+        hour,
+        minute,
+        second,
+    })
+}
+
+impl Until {
+    /// Time from now until this time of day, today or (when past) tomorrow, in the local time
+    /// zone. A time the zone skips (a DST gap) is taken as the next that exists.
+    pub fn from_now(self) -> Duration {
+        let now = jiff::Zoned::now();
+        let at = now
+            .with()
+            .hour(self.hour)
+            .minute(self.minute)
+            .second(self.second)
+            .subsec_nanosecond(0)
+            .build()
+            .ok()
+            .map(|at| {
+                if at <= now {
+                    at.tomorrow().ok()
+                } else {
+                    Some(at)
+                }
+            })
+            .flatten();
+        at.and_then(|at| Duration::try_from(now.duration_until(&at)).ok())
+            .unwrap_or(Duration::ZERO)
     }
-    let d = now.duration_until(&at);
-    Ok(Duration::try_from(d).unwrap_or(Duration::ZERO))
 }
 
 /// Builds the job and the endpoint from the flags.
-pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<Endpoint>), String> {
-    let until = a.until.as_deref().map(until_next).transpose()?;
-    let max_failures = a
-        .max_failures
-        .as_deref()
-        .map(Threshold::parse)
-        .transpose()?;
+pub fn configure(
+    a: &RunArgs,
+    args: Vec<String>,
+) -> Result<(JobConfig, Option<Endpoint>), SettingsError> {
     let base = JobConfig::new(a.input.clone());
     let cfg = JobConfig {
         defaults: Defaults {
@@ -206,8 +229,8 @@ pub fn configure(a: &RunArgs, args: Vec<String>) -> Result<(JobConfig, Option<En
             .unwrap_or_else(|| crate::api::pace::default_burst(a.rate.0)),
         retry: RetryPolicy::new(a.max_retries),
         max_duration: a.max_duration,
-        until,
-        max_failures,
+        until: a.until.map(Until::from_now),
+        max_failures: a.max_failures,
         adaptive_rate: !a.fixed_rate,
         wait_active: a.wait_active,
         halt_after_same_error: (a.halt_after_same_error > 0).then_some(a.halt_after_same_error),
@@ -252,51 +275,18 @@ pub async fn run(a: RunArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    if a.check {
-        let Some(endpoint) = endpoint else {
-            return exit::USAGE;
-        };
-        let stem = a
-            .input
-            .file_stem()
-            .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
-        let out = a
-            .input
-            .parent()
-            .unwrap_or(Path::new(""))
-            .join(format!("{stem}.preview.csv"));
-        return match super::preview::preview(
-            &a.input,
-            &cfg.defaults,
-            &out,
-            endpoint,
-            cfg.rate,
-            cfg.concurrency,
-        )
-        .await
-        {
-            Ok((text, code)) => {
-                crate::output::stdout::print(&text);
-                code
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                exit::USAGE
-            }
-        };
-    }
     let Some(endpoint) = endpoint else {
         return match engine::dry_run(&cfg.input, &cfg.defaults) {
             Ok((text, code)) => {
                 crate::output::stdout::print(&text);
                 code
             }
-            Err(Fatal { code, message }) => {
-                eprintln!("error: {message}");
-                code
-            }
+            Err(e) => fail(&e),
         };
     };
+    if a.check {
+        return preview(&a, &cfg, endpoint).await;
+    }
     let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
     crate::signal::escalate(drain.clone(), abort.clone());
     // On a worker thread, the dispatcher and the workers wake each other without crossing
@@ -304,13 +294,47 @@ pub async fn run(a: RunArgs) -> u8 {
     let job = tokio::spawn(engine::run(cfg, endpoint, drain, abort));
     match job.await {
         Ok(Ok(s)) => report(&s, a.summary_json.as_deref()),
-        Ok(Err(Fatal { code, message })) => {
-            eprintln!("error: {message}");
-            code
-        }
+        Ok(Err(e)) => fail(&e),
         Err(e) => {
             eprintln!("error: the job stopped unexpectedly: {e}");
             exit::HALTED
+        }
+    }
+}
+
+fn fail(e: &engine::Error) -> u8 {
+    eprintln!("error: {e}");
+    e.exit_code()
+}
+
+/// `--dry-run --check`: the preview into `<stem>.preview.csv`.
+async fn preview(a: &RunArgs, cfg: &JobConfig, endpoint: Endpoint) -> u8 {
+    let stem = a
+        .input
+        .file_stem()
+        .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
+    let out = a
+        .input
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(format!("{stem}.preview.csv"));
+    let done = super::preview::preview(
+        &a.input,
+        &cfg.defaults,
+        &out,
+        endpoint,
+        cfg.rate,
+        cfg.concurrency,
+    )
+    .await;
+    match done {
+        Ok((text, code)) => {
+            crate::output::stdout::print(&text);
+            code
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
         }
     }
 }
@@ -321,12 +345,12 @@ mod tests {
 
     #[test]
     fn until_is_within_a_day() {
-        let d = until_next("00:00").unwrap();
+        let d = parse_until("00:00").unwrap().from_now();
         assert!(d <= Duration::from_secs(24 * 3600 + 3600));
-        assert!(until_next("23:59:59").is_ok());
-        assert!(until_next("24:00").is_err());
-        assert!(until_next("12:00:60").is_err());
-        assert!(until_next("5").is_err());
-        assert!(until_next("1:2:3:4").is_err());
+        assert!(parse_until("23:59:59").is_ok());
+        assert!(parse_until("24:00").is_err());
+        assert!(parse_until("12:00:60").is_err());
+        assert!(parse_until("5").is_err());
+        assert!(parse_until("1:2:3:4").is_err());
     }
 }

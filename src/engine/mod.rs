@@ -1,17 +1,27 @@
-//! The bulk engine: scheduling rows (per-ICCID order, bounded concurrency), doing each
-//! row (pacing, retries, reconcile-before-repeat), halting and stopping, and recording
-//! every outcome through one owner. It writes no file itself except through the recorder.
+//! The bulk engine, as stages: [`setup`] (paths, lock, checkpoint, outputs) → [`reader`]
+//! (rows from the input, on their own thread) → [`dispatcher`] (per-SIM order, concurrency,
+//! stops and halts) → [`worker`] (one row's calls, retries, reconcile) → [`recorder`] (the
+//! one owner of every output, on its own thread). A planning stage that reads live state in
+//! batches slots in between the reader and the dispatcher.
+//!
+//! It writes no file except through the recorder and the setup; it knows the provider only
+//! through `api`.
 
+pub mod config;
+pub mod dispatcher;
+pub mod dry_run;
 pub mod halt;
+pub mod reader;
 pub mod recorder;
 pub mod retry;
 pub mod run;
-pub mod scheduler;
 pub mod setup;
 pub mod threshold;
 pub mod worker;
 
+pub use config::{Error, JobConfig, ResumeMode};
+pub use dry_run::dry_run;
 pub use retry::RetryPolicy;
-pub use run::{Fatal, JobConfig, ResumeMode, dry_run, run};
+pub use run::run;
 pub use setup::default_paths;
 pub use threshold::Threshold;

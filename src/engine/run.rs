@@ -8,10 +8,9 @@
 //! row has a record and the input still has the size and digest it had at the start.
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -20,194 +19,25 @@ use crate::checkpoint::{self, JobIdentity, JobLock};
 use crate::exit;
 use crate::files::Replace;
 use crate::input::reader::InputFile;
-use crate::input::{self, Defaults};
+use crate::input::{self, Layout, Rows};
 use crate::output::progress::Progress;
 use crate::output::row::Tally;
 use crate::output::summary::{Summary, resume_command};
 
-use super::recorder::{Counts, Recorder, completed_code};
-use super::retry::RetryPolicy;
-use super::scheduler::{self, Dispatch, Drive, End, Stops};
+use super::config::{Error, JobConfig};
+use super::dispatcher::{self, Dispatch, Drive, End, Stops};
+use super::reader;
+use super::recorder::{Counts, Recorder, RecorderHandle, completed_code};
 use super::setup::{self, Bound, Start};
-use super::threshold::Threshold;
 
-/// What to do with an existing checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResumeMode {
-    /// Neither `--resume` nor `--restart`: an existing checkpoint is an error.
-    Refuse,
-    Resume,
-    Restart,
-}
-
-/// A job, typed and validated.
-#[derive(Debug)]
-pub struct JobConfig {
-    pub input: PathBuf,
-    pub defaults: Defaults,
-    pub results: PathBuf,
-    pub failures: PathBuf,
-    pub checkpoint: PathBuf,
-    pub resume: ResumeMode,
-    pub concurrency: usize,
-    pub rate: Option<f64>,
-    pub burst: NonZeroU32,
-    pub retry: RetryPolicy,
-    pub max_duration: Option<Duration>,
-    /// Wall-clock seconds until `--until`, computed at start.
-    pub until: Option<Duration>,
-    pub max_failures: Option<Threshold>,
-    /// Poll activations that answer `pendingProvision` until active, at most this long.
-    pub wait_active: Option<Duration>,
-    /// Lower the rate on 429s and raise it again (AIMD); off keeps `rate` fixed.
-    pub adaptive_rate: bool,
-    /// Consecutive rows failing the same way that halt the job.
-    pub halt_after_same_error: Option<u32>,
-    /// Longest time between two fsyncs of the outputs.
-    pub sync_every: Duration,
-    /// Halt when no row finished and the provider gave no useful answer for this long.
-    pub stall_timeout: Duration,
-    /// Where the final summary goes as JSON (`-`: standard output, printed by the caller).
-    pub summary_json: Option<PathBuf>,
-    /// The command line, for the "to resume" hint.
-    pub args: Vec<String>,
-    /// Benchmarks only: send results, failures and checkpoint to /dev/null (no lock, no resume).
-    pub discard_outputs: bool,
-}
-
-impl JobConfig {
-    /// A job on `input` with the defaults of `simbulk run`: outputs beside the input, an
-    /// existing checkpoint refused, 8 rows in flight at 10 requests per second.
-    pub fn new(input: PathBuf) -> Self {
-        let (results, failures, checkpoint) = setup::default_paths(&input);
-        let rate = Some(10.0);
-        Self {
-            input,
-            defaults: Defaults::default(),
-            results,
-            failures,
-            checkpoint,
-            resume: ResumeMode::Refuse,
-            concurrency: 8,
-            rate,
-            burst: crate::api::pace::default_burst(rate),
-            retry: RetryPolicy::new(8),
-            max_duration: None,
-            until: None,
-            max_failures: None,
-            halt_after_same_error: Some(25),
-            adaptive_rate: true,
-            wait_active: None,
-            sync_every: Duration::from_millis(500),
-            stall_timeout: Duration::from_secs(15 * 60),
-            summary_json: None,
-            args: Vec::new(),
-            discard_outputs: false,
-        }
-    }
-}
-
-/// A job that could not run (or not to its end), with its exit code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Fatal {
-    pub code: u8,
-    pub message: String,
-}
-
-pub(crate) fn usage(message: impl Into<String>) -> Fatal {
-    Fatal {
-        code: exit::USAGE,
-        message: message.into(),
-    }
-}
-
-/// `--dry-run`: validates every row and reports; sends nothing, writes nothing.
-pub fn dry_run(input: &Path, defaults: &Defaults) -> Result<(String, u8), Fatal> {
-    let (_, rows) = input::reader::open(input, defaults).map_err(|e| usage(e.to_string()))?;
-    let mut per_action: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut invalid = Vec::new();
-    let mut n_invalid = 0u64;
-    let mut total = 0u64;
-    let mut rows = rows;
-    for item in rows.by_ref() {
-        let item = item.map_err(|e| usage(e.to_string()))?;
-        total += 1;
-        match &item.parsed {
-            Ok(r) => *per_action.entry(r.action.kind().name()).or_default() += 1,
-            Err(reason) => {
-                n_invalid += 1;
-                if invalid.len() < 1000 {
-                    invalid.push(format!("  line {}: {reason}", item.line));
-                }
-            }
-        }
-    }
-    let mut out = format!(
-        "dry run of {}: {total} rows, {} valid, {n_invalid} invalid\n",
-        input.display(),
-        total - n_invalid
-    );
-    for (a, n) in &per_action {
-        out += &format!("  {a:<17} {n}\n");
-    }
-    if rows.blank > 0 {
-        out += &format!("  blank rows skipped: {}\n", rows.blank);
-    }
-    if !invalid.is_empty() {
-        out += "invalid rows:\n";
-        out += &invalid.join("\n");
-        out.push('\n');
-        if n_invalid > invalid.len() as u64 {
-            out += &format!("  … and {} more\n", n_invalid - invalid.len() as u64);
-        }
-    }
-    out += "nothing was sent.\n";
-    Ok((
-        out,
-        if n_invalid == 0 {
-            exit::OK
-        } else {
-            exit::ROWS_FAILED
-        },
-    ))
-}
-
-/// The reader thread: rows in batches to the dispatcher; at the end, the blank rows it skipped
-/// and what it saw of the input (when it read to the end).
-type Reader = std::thread::JoinHandle<(u64, Option<input::limit::Seen>)>;
-
-fn start_reader(
-    rows: input::Rows,
-    tx: tokio::sync::mpsc::Sender<scheduler::Batch>,
-) -> std::io::Result<Reader> {
-    std::thread::Builder::new()
-        .name("simbulk-reader".into())
-        .spawn(move || {
-            let mut rows = rows;
-            let mut batch = Vec::with_capacity(scheduler::BATCH);
-            for item in rows.by_ref() {
-                let stop = item.is_err();
-                batch.push(item);
-                if (batch.len() == scheduler::BATCH || stop)
-                    && tx
-                        .blocking_send(std::mem::replace(
-                            &mut batch,
-                            Vec::with_capacity(scheduler::BATCH),
-                        ))
-                        .is_err()
-                {
-                    return (rows.blank, None);
-                }
-                if stop {
-                    return (rows.blank, None);
-                }
-            }
-            if !batch.is_empty() && tx.blocking_send(batch).is_err() {
-                return (rows.blank, None);
-            }
-            (rows.blank, rows.seen())
-        })
+/// What is known of a job before anything is sent.
+struct Prepared {
+    layout: Layout,
+    rows: Rows,
+    identity: JobIdentity,
+    /// The input's lines (an estimate of its rows, and a bound on its checkpoint).
+    lines: u64,
+    summary_file: Option<Replace>,
 }
 
 /// Runs a job against the API described by `endpoint`.
@@ -216,77 +46,18 @@ pub async fn run(
     endpoint: Endpoint,
     drain: CancellationToken,
     abort: CancellationToken,
-) -> Result<Summary, Fatal> {
+) -> Result<Summary, Error> {
     let started = Instant::now();
-    let file = InputFile::open(&cfg.input).map_err(|e| usage(e.to_string()))?;
-    let mut summary_file = None;
-    if cfg.discard_outputs {
-        let null = PathBuf::from("/dev/null");
-        (cfg.results, cfg.failures, cfg.checkpoint) = (null.clone(), null.clone(), null);
-    } else {
-        let places = setup::check_paths(&cfg, &file)?;
-        if let Some(p) = cfg.summary_json.as_ref().filter(|p| !setup::is_stdout(p)) {
-            // Proves the summary can be written before anything is sent.
-            summary_file = Some(
-                Replace::prepare(p, "--summary-json", &places.except("--summary-json"))
-                    .map_err(usage)?,
-            );
-        }
-    }
-    let (file, fingerprint) = {
-        let stop = drain.clone();
-        tokio::task::spawn_blocking(move || {
-            let d = checkpoint::fingerprint::digest(file.file(), &|| stop.is_cancelled());
-            (file, d)
-        })
-        .await
-        .map_err(|e| usage(e.to_string()))?
+    let p = prepare(&mut cfg, &drain).await?;
+    let _lock = match cfg.discard_outputs {
+        true => None,
+        false => Some(JobLock::acquire(&cfg.checkpoint)?),
     };
-    let Some((sha, bytes, lines)) = fingerprint.map_err(|e| {
-        usage(format!(
-            "cannot read input file {}: {e}",
-            cfg.input.display()
-        ))
-    })?
-    else {
-        return Err(stopped_early());
-    };
-    let (layout, rows) =
-        input::reader::rows(file, &cfg.defaults, Some(bytes)).map_err(|e| usage(e.to_string()))?;
-    let identity = JobIdentity {
-        input_sha256: sha,
-        input_bytes: bytes,
-        action: cfg.defaults.action.clone(),
-        value: cfg.defaults.value.clone(),
-        attribute: cfg.defaults.attribute.clone(),
-    };
-    let _lock = if cfg.discard_outputs {
-        None
-    } else {
-        Some(JobLock::acquire(&cfg.checkpoint).map_err(usage)?)
-    };
-    let start = match setup::bind_checkpoint(&cfg, &identity, lines)? {
+    let start = match setup::bind_checkpoint(&cfg, &p.identity, p.lines)? {
         _ if cfg.discard_outputs => Start::fresh(),
         Bound::Run(s) => s,
-        Bound::Finished(code, tally) => {
-            let mut s = summary(
-                &cfg,
-                "completed",
-                Some(
-                    "this job had already finished; nothing to do (use --restart to run it again)"
-                        .into(),
-                ),
-                code,
-                tally,
-                Tally::default(),
-                started,
-            );
-            s.job_rows_estimate = tally.total();
-            write_summary(&s, summary_file);
-            return Ok(s);
-        }
+        Bound::Finished(code, tally) => return Ok(finished_before(&cfg, code, tally, started, p)),
     };
-
     let pacer = Arc::new(Pacer::with_adaptation(
         cfg.rate,
         cfg.burst,
@@ -295,20 +66,157 @@ pub async fn run(
     let stop_rows = drain.child_token();
     let deadline = setup::deadline(&cfg);
     let client = Arc::new(
-        Client::new(endpoint, pacer.clone(), cfg.concurrency)
-            .map_err(usage)?
+        Client::new(endpoint, pacer.clone(), cfg.concurrency)?
             .with_stop(stop_rows.clone(), deadline),
     );
     preflight(&client).await?;
+    let total = p.lines.saturating_sub(u64::from(!p.layout.headerless));
+    let mut rec = recorder(&cfg, &p, &start, total)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<dispatcher::Batch>(8);
+    let reading = reader::start(p.rows, tx).map_err(|source| Error::Thread {
+        what: "reader",
+        source,
+    })?;
+    let dispatch = Dispatch {
+        client,
+        policy: Arc::new(cfg.retry),
+        layout: p.layout,
+        concurrency: cfg.concurrency,
+        done: start.done,
+        in_doubt: start.in_doubt,
+        wait: cfg.wait_active.map(|within| {
+            Arc::new(super::worker::WaitActive {
+                within,
+                ..Default::default()
+            })
+        }),
+    };
+    let stops = Stops {
+        drain,
+        abort,
+        stop_rows,
+        deadline,
+        max_failures: cfg.max_failures,
+        halt_after_same_error: cfg.halt_after_same_error,
+        stall_timeout: cfg.stall_timeout,
+    };
+    let drive = dispatcher::drive(dispatch, rx, &mut rec, stops).await;
+    let (blank, changed) = match drive.end {
+        End::Complete => reader::check_input(reading, &p.identity).await,
+        _ => (0, None),
+    };
+    let mut s = conclude(&cfg, &drive, changed, rec, started).await;
+    s.requests = pacer.requests();
+    s.throttled_429 = pacer.throttled_count();
+    s.blank_rows_skipped = blank;
+    s.first_request_after = pacer
+        .first_request()
+        .map(|t| t.duration_since(started).as_secs_f64());
+    s.job_rows_estimate = total;
+    write_summary(&s, p.summary_file);
+    Ok(s)
+}
 
-    let (results, failures, journal) = setup::open_outputs(&cfg, &layout, &identity, &start)
-        .map_err(|e| Fatal {
-            code: exit::HALTED,
-            message: format!("{e}; fix it and run again with --resume"),
-        })?;
-    let total = lines.saturating_sub(u64::from(!layout.headerless));
+/// Everything before the first request: the input opened once, the outputs checked, the
+/// summary file prepared, the input fingerprinted (a stop ends this at once), its header read.
+async fn prepare(cfg: &mut JobConfig, drain: &CancellationToken) -> Result<Prepared, Error> {
+    let file = InputFile::open(&cfg.input)?;
+    let mut summary_file = None;
+    if cfg.discard_outputs {
+        let null = PathBuf::from("/dev/null");
+        (cfg.results, cfg.failures, cfg.checkpoint) = (null.clone(), null.clone(), null);
+    } else {
+        let places = setup::check_paths(cfg, &file)?;
+        if let Some(p) = cfg.summary_json.as_ref().filter(|p| !setup::is_stdout(p)) {
+            // Proves the summary can be written before anything is sent.
+            let spare = places.except("--summary-json");
+            summary_file = Some(Replace::prepare(p, "--summary-json", &spare)?);
+        }
+    }
+    let stop = drain.clone();
+    let (file, fingerprint) = tokio::task::spawn_blocking(move || {
+        let d = checkpoint::fingerprint::digest(file.file(), &|| stop.is_cancelled());
+        (file, d)
+    })
+    .await
+    .map_err(|e| Error::Thread {
+        what: "fingerprint",
+        source: std::io::Error::other(e),
+    })?;
+    let unreadable = |source| input::FileError::Unreadable {
+        path: cfg.input.clone(),
+        source,
+    };
+    let Some((sha, bytes, lines)) = fingerprint.map_err(unreadable)? else {
+        return Err(Error::StoppedEarly);
+    };
+    let (layout, rows) = input::reader::rows(file, &cfg.defaults, Some(bytes))?;
+    let identity = JobIdentity {
+        input_sha256: sha,
+        input_bytes: bytes,
+        action: cfg.defaults.action.clone(),
+        value: cfg.defaults.value.clone(),
+        attribute: cfg.defaults.attribute.clone(),
+    };
+    Ok(Prepared {
+        layout,
+        rows,
+        identity,
+        lines,
+        summary_file,
+    })
+}
+
+/// The summary of a job whose checkpoint says it had finished.
+fn finished_before(
+    cfg: &JobConfig,
+    code: u8,
+    tally: Tally,
+    started: Instant,
+    p: Prepared,
+) -> Summary {
+    let reason = "this job had already finished; nothing to do (use --restart to run it again)";
+    let mut s = summary(
+        cfg,
+        "completed",
+        Some(reason.into()),
+        code,
+        tally,
+        Tally::default(),
+        started,
+    );
+    s.job_rows_estimate = tally.total();
+    write_summary(&s, p.summary_file);
+    s
+}
+
+/// Gets the first token: refused credentials or an unreachable API end the run before any
+/// output is touched.
+async fn preflight(client: &Client) -> Result<(), Error> {
+    let Err(e) = client.preflight().await else {
+        return Ok(());
+    };
+    Err(match e {
+        ApiError::Interrupted => Error::StoppedEarly,
+        e @ ApiError::Credentials { .. } => Error::Credentials(e),
+        error => Error::Unreachable {
+            base: client.base_url().to_string(),
+            error,
+        },
+    })
+}
+
+/// Opens the outputs and starts the recorder that owns them.
+fn recorder(
+    cfg: &JobConfig,
+    p: &Prepared,
+    start: &Start,
+    total: u64,
+) -> Result<RecorderHandle, Error> {
+    let (results, failures, journal) =
+        setup::open_outputs(cfg, &p.layout, &p.identity, start).map_err(Error::Outputs)?;
     let progress = Progress::new(total, start.tally.total());
-    let mut rec = Recorder::new(
+    Recorder::new(
         results,
         failures,
         journal,
@@ -317,44 +225,22 @@ pub async fn run(
         cfg.sync_every,
     )
     .spawn()
-    .map_err(|e| usage(format!("cannot start the recorder: {e}")))?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<scheduler::Batch>(8);
-    let reader =
-        start_reader(rows, tx).map_err(|e| usage(format!("cannot start the reader: {e}")))?;
-    let drive = scheduler::drive(
-        Dispatch {
-            client: client.clone(),
-            policy: Arc::new(cfg.retry),
-            layout,
-            concurrency: cfg.concurrency,
-            done: start.done,
-            in_doubt: start.in_doubt,
-            wait: cfg.wait_active.map(|within| {
-                Arc::new(super::worker::WaitActive {
-                    within,
-                    ..Default::default()
-                })
-            }),
-        },
-        rx,
-        &mut rec,
-        Stops {
-            drain,
-            abort,
-            stop_rows,
-            deadline,
-            max_failures: cfg.max_failures,
-            halt_after_same_error: cfg.halt_after_same_error,
-            stall_timeout: cfg.stall_timeout,
-        },
-    )
-    .await;
-    let (blank, changed) = if drive.end == End::Complete {
-        check_input(reader, &identity).await
-    } else {
-        (0, None)
-    };
-    let (state, reason, code) = ending(&cfg, &drive, changed);
+    .map_err(|source| Error::Thread {
+        what: "recorder",
+        source,
+    })
+}
+
+/// Ends the run: the recorder's last flush (and the end record of a complete job), and the
+/// summary of what happened.
+async fn conclude(
+    cfg: &JobConfig,
+    drive: &Drive,
+    changed: Option<String>,
+    rec: RecorderHandle,
+    started: Instant,
+) -> Summary {
+    let (state, reason, code) = ending(cfg, drive, changed);
     let complete = state == "completed";
     let (counts, write_error) = rec.finish(complete).await;
     let (state, reason, code) = match write_error {
@@ -369,65 +255,9 @@ pub async fn run(
         _ if complete => (state, reason, completed_code(&counts.job)),
         _ => (state, reason, code),
     };
-    let mut s = summary(&cfg, state, reason, code, counts.job, counts.run, started);
+    let mut s = summary(cfg, state, reason, code, counts.job, counts.run, started);
     fill(&mut s, &counts);
-    s.requests = pacer.requests();
-    s.throttled_429 = pacer.throttled_count();
-    s.blank_rows_skipped = blank;
-    s.first_request_after = pacer
-        .first_request()
-        .map(|t| t.duration_since(started).as_secs_f64());
-    s.job_rows_estimate = total;
-    write_summary(&s, summary_file);
-    Ok(s)
-}
-
-fn stopped_early() -> Fatal {
-    Fatal {
-        code: exit::STOPPED,
-        message: "stopped before the first row; nothing was sent or written".into(),
-    }
-}
-
-/// Gets the first token: refused credentials or an unreachable API end the run before any
-/// output is touched.
-async fn preflight(client: &Client) -> Result<(), Fatal> {
-    let Err(e) = client.preflight().await else {
-        return Ok(());
-    };
-    Err(match &e {
-        ApiError::Interrupted => stopped_early(),
-        ApiError::Credentials { .. } => Fatal {
-            code: exit::HALTED,
-            message: format!("{e}; nothing was sent"),
-        },
-        _ => Fatal {
-            code: exit::HALTED,
-            message: format!(
-                "cannot reach the SIM API at {}: {e}; nothing was sent and no file was changed. Check --base-url and the network, then run again",
-                client.base_url()
-            ),
-        },
-    })
-}
-
-/// Joins the reader, which read to the end: the blank rows it skipped, and how the input
-/// differs from its fingerprint if it changed during the run.
-async fn check_input(reader: Reader, identity: &JobIdentity) -> (u64, Option<String>) {
-    let (blank, seen) = tokio::task::spawn_blocking(move || reader.join())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or((0, None));
-    let changed = match seen {
-        Some(s) if s.sha256 == identity.input_sha256 && s.bytes == identity.input_bytes => None,
-        Some(s) if s.bytes != identity.input_bytes => Some(format!(
-            "{} bytes at the start, {} bytes now",
-            identity.input_bytes, s.bytes
-        )),
-        _ => Some("same size, different content".to_owned()),
-    };
-    (blank, changed)
+    s
 }
 
 /// The state, reason and exit code of a run that ended as `drive` says.
@@ -437,14 +267,11 @@ fn ending(
     changed: Option<String>,
 ) -> (&'static str, Option<String>, u8) {
     if let Some(how) = changed {
-        return (
-            "halted",
-            Some(format!(
-                "the input file {} changed while the job ran ({how}); no row is lost, but the job is not finished: restore the file and run again with --resume, or run the changed file with --restart",
-                cfg.input.display()
-            )),
-            exit::HALTED,
+        let why = format!(
+            "the input file {} changed while the job ran ({how}); no row is lost, but the job is not finished: restore the file and run again with --resume, or run the changed file with --restart",
+            cfg.input.display()
         );
+        return ("halted", Some(why), exit::HALTED);
     }
     match &drive.end {
         End::Complete => ("completed", None, exit::OK),

@@ -20,7 +20,7 @@ use crate::input::{self, reader::InputFile};
 use crate::output::row::Tally;
 use crate::output::{FailuresFile, ResultsFile};
 
-use super::run::{Fatal, JobConfig, ResumeMode, usage};
+use super::config::{Error, JobConfig, ResumeMode};
 
 /// Default output paths beside the input: `<stem>.results.csv`, `<stem>.failures.csv`,
 /// `<stem>.checkpoint`.
@@ -51,13 +51,14 @@ impl Places {
 }
 
 /// Checks every output of the job (see the module's guarantees) against the opened input.
-pub fn check_paths(cfg: &JobConfig, input: &InputFile) -> Result<Places, Fatal> {
-    let meta = input.file().metadata().map_err(|e| {
-        usage(format!(
-            "cannot read input file {}: {e}",
-            cfg.input.display()
-        ))
-    })?;
+pub fn check_paths(cfg: &JobConfig, input: &InputFile) -> Result<Places, Error> {
+    let meta = input
+        .file()
+        .metadata()
+        .map_err(|source| input::FileError::Unreadable {
+            path: cfg.input.clone(),
+            source,
+        })?;
     let mut named = vec![(
         "the input",
         cfg.input.clone(),
@@ -75,16 +76,17 @@ pub fn check_paths(cfg: &JobConfig, input: &InputFile) -> Result<Places, Fatal> 
         outputs.push(("--summary-json", p, false));
     }
     for (what, path, devices) in outputs {
-        let place = files::output_place(path, what, devices).map_err(usage)?;
+        let place = files::output_place(path, what, devices)?;
         named.push((what, path.clone(), place));
     }
     for (i, (a, pa, x)) in named.iter().enumerate() {
         for (b, _, y) in &named[i + 1..] {
             if *x != Place::Device && x == y {
-                return Err(usage(format!(
-                    "{a} and {b} are the same file ({}); give each output its own path",
-                    pa.display()
-                )));
+                return Err(Error::SameFile {
+                    a,
+                    b,
+                    path: pa.clone(),
+                });
             }
         }
     }
@@ -129,50 +131,45 @@ pub fn bind_checkpoint(
     cfg: &JobConfig,
     identity: &JobIdentity,
     lines: u64,
-) -> Result<Bound, Fatal> {
+) -> Result<Bound, Error> {
     let exists = std::fs::symlink_metadata(&cfg.checkpoint).is_ok();
     if !exists || cfg.resume == ResumeMode::Restart {
         return Ok(Bound::Run(Start::fresh()));
     }
     let bounds = Bounds::for_input(lines);
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let peek = checkpoint::replay(&cfg.checkpoint, bounds).map_err(|e| usage(e.to_string()))?;
+    let peek = checkpoint::replay(&cfg.checkpoint, bounds)?;
     if cfg.resume == ResumeMode::Refuse {
-        return Err(usage(format!(
-            "checkpoint {} exists from an earlier run of this job ({} rows done); add --resume to continue it, or --restart to discard it and start again",
-            cfg.checkpoint.display(),
-            peek.tally.total()
-        )));
+        return Err(Error::CheckpointExists {
+            checkpoint: cfg.checkpoint.clone(),
+            rows: peek.tally.total(),
+        });
     }
-    let diffs = peek.header.job.differences(identity);
-    if !diffs.is_empty() {
-        return Err(usage(format!(
-            "cannot resume: checkpoint {} belongs to a different job: {}. Restore the original input and options, or use --restart to start this job afresh",
-            cfg.checkpoint.display(),
-            diffs.join("; ")
-        )));
+    let differences = peek.header.job.differences(identity);
+    if !differences.is_empty() {
+        return Err(Error::OtherJob {
+            checkpoint: cfg.checkpoint.clone(),
+            differences,
+        });
     }
     if files::resolve(&peek.header.results) != files::resolve(&cfg.results)
         || files::resolve(&peek.header.failures) != files::resolve(&cfg.failures)
     {
-        return Err(usage(format!(
-            "cannot resume: the checkpoint wrote its results to {} and failures to {}; give the same --results and --failures (or none)",
-            peek.header.results.display(),
-            peek.header.failures.display()
-        )));
+        return Err(Error::OtherOutputs {
+            results: peek.header.results,
+            failures: peek.header.failures,
+        });
     }
     if peek.results_len.is_some() && !cfg.results.exists() {
-        return Err(usage(format!(
-            "cannot resume: results file {} is missing but the checkpoint says {} rows are done; restore it, or use --restart",
-            cfg.results.display(),
-            peek.tally.total()
-        )));
+        return Err(Error::ResultsMissing {
+            results: cfg.results.clone(),
+            rows: peek.tally.total(),
+        });
     }
     let rep = checkpoint::replay(
         &cfg.checkpoint,
         bounds.with_outputs(size(&cfg.results), size(&cfg.failures)),
-    )
-    .map_err(|e| usage(e.to_string()))?;
+    )?;
     if let Some(code) = rep.finished {
         return Ok(Bound::Finished(code, rep.tally));
     }
@@ -199,17 +196,20 @@ pub fn bind_checkpoint(
 }
 
 /// Opens the results, failures and journal: kept to what the checkpoint vouches for on a
-/// resume, new otherwise. Errors name the file.
+/// resume, new otherwise. Errors name the file and its flag.
 pub fn open_outputs(
     cfg: &JobConfig,
     layout: &input::Layout,
     identity: &JobIdentity,
     start: &Start,
-) -> Result<(ResultsFile, FailuresFile, Journal), String> {
+) -> Result<(ResultsFile, FailuresFile, Journal), files::Error> {
     let named = |what: &str, p: &Path| {
-        let p = p.display().to_string();
-        let what = what.to_owned();
-        move |e: std::io::Error| format!("cannot write {what} {p}: {e}")
+        let (what, path) = (what.to_owned(), p.to_owned());
+        move |source: std::io::Error| files::Error::Write {
+            what: what.clone(),
+            path: path.clone(),
+            source,
+        }
     };
     match start.outputs {
         Some((r, f, j)) => Ok((

@@ -15,6 +15,57 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// Why a file cannot be read or written as asked. `what` names it as the user knows it (a
+/// flag, usually), so every message says which option to change.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} {} is {kind}, not a regular file", path.display())]
+    NotRegular {
+        what: String,
+        path: PathBuf,
+        kind: &'static str,
+    },
+    #[error("{what} {} is a symbolic link; simbulk never follows one: give the file's own path", path.display())]
+    Symlink { what: String, path: PathBuf },
+    #[error("{what} {} is {size} bytes, more than the {max} it can be", path.display())]
+    TooLarge {
+        what: String,
+        path: PathBuf,
+        size: u64,
+        max: u64,
+    },
+    #[error("cannot read {what} {}: {source}", path.display())]
+    Read {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {what} {}: {reason}; give a path in a writable folder with {what}", path.display())]
+    Folder {
+        what: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("cannot write {what} {}: it is read-only; give another path with {what}", path.display())]
+    ReadOnly { what: String, path: PathBuf },
+    #[error("{what} {} is {kind}, not a file; give a file path with {what}", path.display())]
+    NotAFile {
+        what: String,
+        path: PathBuf,
+        kind: &'static str,
+    },
+    #[error("{what} {} is the same file as one simbulk reads or writes in this run; give it a path of its own", path.display())]
+    SameFile { what: String, path: PathBuf },
+    #[error("cannot write {what} {}: {source}", path.display())]
+    Write {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// A file's identity: two paths name the same file exactly when these are equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileId {
@@ -66,7 +117,8 @@ pub fn kind(t: std::fs::FileType) -> &'static str {
 
 /// Opens `path` to read: it must be a regular file of at most `max` bytes. `what` names it in
 /// messages (a flag, usually). With `follow: false` a symbolic link is refused.
-pub fn open_regular(path: &Path, what: &str, max: u64, follow: bool) -> Result<File, String> {
+pub fn open_regular(path: &Path, what: &str, max: u64, follow: bool) -> Result<File, Error> {
+    let named = || (what.to_owned(), path.to_owned());
     let mut o = std::fs::OpenOptions::new();
     o.read(true);
     #[cfg(unix)]
@@ -75,50 +127,57 @@ pub fn open_regular(path: &Path, what: &str, max: u64, follow: bool) -> Result<F
         let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
         o.custom_flags(libc::O_NONBLOCK | nofollow);
     }
+    let read = |source| {
+        let (what, path) = named();
+        Error::Read { what, path, source }
+    };
     let f = o.open(path).map_err(|e| {
         if e.raw_os_error() == Some(libc::ELOOP) {
-            format!(
-                "{what} {} is a symbolic link; give the file's own path",
-                path.display()
-            )
+            let (what, path) = named();
+            Error::Symlink { what, path }
         } else {
-            format!("cannot read {what} {}: {e}", path.display())
+            read(e)
         }
     })?;
-    let meta = f
-        .metadata()
-        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    let meta = f.metadata().map_err(read)?;
+    let (what, path) = named();
     if !meta.is_file() {
-        return Err(format!(
-            "{what} {} is {}, not a regular file",
-            path.display(),
-            kind(meta.file_type())
-        ));
+        return Err(Error::NotRegular {
+            what,
+            path,
+            kind: kind(meta.file_type()),
+        });
     }
     if meta.len() > max {
-        return Err(format!(
-            "{what} {} is {} bytes, more than the {} it can be",
-            path.display(),
-            meta.len(),
-            max
-        ));
+        return Err(Error::TooLarge {
+            what,
+            path,
+            size: meta.len(),
+            max,
+        });
     }
     Ok(f)
 }
 
 /// Reads a regular file of at most `max` bytes (see [`open_regular`]).
-pub fn read_regular(path: &Path, what: &str, max: u64) -> Result<Vec<u8>, String> {
+pub fn read_regular(path: &Path, what: &str, max: u64) -> Result<Vec<u8>, Error> {
     let f = open_regular(path, what, max, true)?;
     let mut out = Vec::new();
     // The size was checked; the file may still grow while it is read.
     f.take(max + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+        .map_err(|source| Error::Read {
+            what: what.to_owned(),
+            path: path.to_owned(),
+            source,
+        })?;
     if out.len() as u64 > max {
-        return Err(format!(
-            "{what} {} grew past {max} bytes while it was read",
-            path.display()
-        ));
+        return Err(Error::TooLarge {
+            what: what.to_owned(),
+            path: path.to_owned(),
+            size: out.len() as u64,
+            max,
+        });
     }
     Ok(out)
 }
@@ -166,17 +225,13 @@ pub enum Place {
 /// Checks that an output path can be written: not a symbolic link, not a folder or a FIFO
 /// (a device only when `devices` allows), in a folder that exists and takes new files.
 /// Returns where it points.
-pub fn output_place(path: &Path, what: &str, devices: bool) -> Result<Place, String> {
-    let shown = path.display();
+pub fn output_place(path: &Path, what: &str, devices: bool) -> Result<Place, Error> {
+    let (w, p) = (what.to_owned(), path.to_owned());
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Err(format!(
-            "{what} {shown} is a symbolic link; simbulk never writes through one: give the file's own path"
-        )),
+        Ok(m) if m.file_type().is_symlink() => Err(Error::Symlink { what: w, path: p }),
         Ok(m) if m.is_file() => {
             if m.permissions().readonly() {
-                return Err(format!(
-                    "cannot write {what} {shown}: it is read-only; give another path with {what}"
-                ));
+                return Err(Error::ReadOnly { what: w, path: p });
             }
             Ok(Place::File(FileId::of(&m)))
         }
@@ -188,10 +243,11 @@ pub fn output_place(path: &Path, what: &str, devices: bool) -> Result<Place, Str
                     return Ok(Place::Device);
                 }
             }
-            Err(format!(
-                "{what} {shown} is {}, not a file; give a file path with {what}",
-                kind(m.file_type())
-            ))
+            Err(Error::NotAFile {
+                what: w,
+                path: p,
+                kind: kind(m.file_type()),
+            })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let dir = path
@@ -203,20 +259,22 @@ pub fn output_place(path: &Path, what: &str, devices: bool) -> Result<Place, Str
             tempfile::Builder::new()
                 .prefix(".simbulk-check-")
                 .tempfile_in(dir)
-                .map_err(|e| {
-                    format!(
-                        "cannot write {what} {shown}: the folder {} {}; give a path in a writable folder with {what}",
-                        dir.display(),
-                        if e.kind() == std::io::ErrorKind::NotFound {
-                            "does not exist".to_owned()
-                        } else {
-                            format!("takes no new file ({e})")
-                        }
-                    )
+                .map_err(|e| Error::Folder {
+                    what: w,
+                    path: p,
+                    reason: if e.kind() == std::io::ErrorKind::NotFound {
+                        format!("the folder {} does not exist", dir.display())
+                    } else {
+                        format!("the folder {} takes no new file ({e})", dir.display())
+                    },
                 })?;
             Ok(Place::New(resolve(path)))
         }
-        Err(e) => Err(format!("cannot write {what} {shown}: {e}")),
+        Err(source) => Err(Error::Write {
+            what: w,
+            path: p,
+            source,
+        }),
     }
 }
 
@@ -231,13 +289,13 @@ pub struct Replace {
 impl Replace {
     /// Prepares to write `path` (checked with [`output_place`]); `spare` lists files it must
     /// not be (the input, the other outputs).
-    pub fn prepare(path: &Path, what: &str, spare: &[Place]) -> Result<Self, String> {
+    pub fn prepare(path: &Path, what: &str, spare: &[Place]) -> Result<Self, Error> {
         let place = output_place(path, what, false)?;
         if spare.contains(&place) {
-            return Err(format!(
-                "{what} {} is the same file as one simbulk reads or writes in this run; give it a path of its own",
-                path.display()
-            ));
+            return Err(Error::SameFile {
+                what: what.to_owned(),
+                path: path.to_owned(),
+            });
         }
         let dir = path
             .parent()
@@ -246,7 +304,11 @@ impl Replace {
         let tmp = tempfile::Builder::new()
             .prefix(".simbulk-")
             .tempfile_in(dir)
-            .map_err(|e| format!("cannot write {what} {}: {e}", path.display()))?;
+            .map_err(|source| Error::Write {
+                what: what.to_owned(),
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Self {
             path: path.to_owned(),
             tmp,
@@ -275,9 +337,13 @@ mod tests {
     #[test]
     fn devices_fifos_folders_and_large_files_are_refused_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let e = read_regular(Path::new("/dev/zero"), "--checkpoint", 1 << 20).unwrap_err();
+        let e = read_regular(Path::new("/dev/zero"), "--checkpoint", 1 << 20)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a device"), "{e}");
-        let e = read_regular(dir.path(), "--checkpoint", 1 << 20).unwrap_err();
+        let e = read_regular(dir.path(), "--checkpoint", 1 << 20)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a folder"), "{e}");
         #[cfg(unix)]
         {
@@ -285,12 +351,16 @@ mod tests {
             let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
             // SAFETY: mkfifo reads the C string we pass.
             assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-            let e = read_regular(&fifo, "--checkpoint", 1 << 20).unwrap_err();
+            let e = read_regular(&fifo, "--checkpoint", 1 << 20)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("FIFO"), "{e}");
         }
         let big = dir.path().join("big");
         std::fs::write(&big, vec![0u8; 4096]).unwrap();
-        let e = read_regular(&big, "--client-secret-file", 1024).unwrap_err();
+        let e = read_regular(&big, "--client-secret-file", 1024)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("4096 bytes"), "{e}");
     }
 
@@ -302,7 +372,9 @@ mod tests {
         std::fs::write(&a, "x").unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&a, &link).unwrap();
-        let e = output_place(&link, "--summary-json", false).unwrap_err();
+        let e = output_place(&link, "--summary-json", false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("symbolic link"), "{e}");
         let hard = dir.path().join("hard");
         std::fs::hard_link(&a, &hard).unwrap();
@@ -310,7 +382,9 @@ mod tests {
             output_place(&hard, "--results", false).unwrap(),
             output_place(&a, "--results", false).unwrap()
         );
-        let e = output_place(&dir.path().join("no/such/x"), "--results", false).unwrap_err();
+        let e = output_place(&dir.path().join("no/such/x"), "--results", false)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("does not exist") && e.contains("--results"),
             "{e}"

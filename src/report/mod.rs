@@ -86,7 +86,26 @@ fn unguard(s: &str) -> &str {
 }
 
 /// Reads a results file.
-pub fn read(path: &Path) -> Result<Report, String> {
+/// Why a results file cannot be reported on.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    File(#[from] crate::files::Error),
+    #[error("results file {}: {source}", path.display())]
+    Csv {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
+    #[error("{} is not a simbulk results file (no line and outcome columns)", path.display())]
+    NotResults { path: PathBuf },
+}
+
+pub fn read(path: &Path) -> Result<Report, ReportError> {
+    let csv_error = |source| ReportError::Csv {
+        path: path.to_owned(),
+        source,
+    };
     let file = crate::files::open_regular(path, "results file", u64::MAX, true)?;
     // The same bounds as the input's: long lines are cut, a runaway record is an error.
     let tap = crate::input::limit::Limited::new(
@@ -94,16 +113,12 @@ pub fn read(path: &Path) -> Result<Report, String> {
         std::sync::Arc::new(crate::input::limit::Shared::without_capture()),
     );
     let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(tap);
-    let headers = r
-        .headers()
-        .map_err(|e| format!("results file {}: {e}", path.display()))?
-        .clone();
+    let headers = r.headers().map_err(csv_error)?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (Some(c_line), Some(c_outcome)) = (col("line"), col("outcome")) else {
-        return Err(format!(
-            "{} is not a simbulk results file (no line and outcome columns)",
-            path.display()
-        ));
+        return Err(ReportError::NotResults {
+            path: path.to_owned(),
+        });
     };
     let (c_action, c_status, c_code, c_msg, c_attempts, c_at) = (
         col("action"),
@@ -123,7 +138,7 @@ pub fn read(path: &Path) -> Result<Report, String> {
         match r.read_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => return Err(format!("results file {}: {e}", path.display())),
+            Err(e) => return Err(csv_error(e)),
         }
         let get = |c: Option<usize>| c.and_then(|i| rec.get(i)).unwrap_or("");
         rep.rows += 1;

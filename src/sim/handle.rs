@@ -29,9 +29,9 @@ pub struct SimServer {
 
 impl SimServer {
     /// Builds the world (from the state file or the seed), binds `cfg.addr` and serves.
-    pub async fn start(cfg: SimConfig) -> anyhow::Result<Self> {
+    pub async fn start(cfg: SimConfig) -> Result<Self, persist::SimError> {
         let restored = match &cfg.state_file {
-            Some(p) => persist::load_state(p).map_err(anyhow::Error::msg)?,
+            Some(p) => persist::load_state(p)?,
             None => None,
         };
         let (world, ledger) = match restored {
@@ -51,10 +51,19 @@ impl SimServer {
             }
         };
         let ledger = Ledger::new(cfg.ledger_limit, ledger);
-        let listener = TcpListener::bind(cfg.addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.addr))?;
-        let addr = listener.local_addr()?;
+        let listener =
+            TcpListener::bind(cfg.addr)
+                .await
+                .map_err(|source| persist::SimError::Listen {
+                    addr: cfg.addr,
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| persist::SimError::Listen {
+                addr: cfg.addr,
+                source,
+            })?;
         let revoke_every = cfg.faults.revoke_every;
         let app = Arc::new(App::new(cfg, world, ledger));
         let shutdown = CancellationToken::new();
@@ -126,11 +135,11 @@ impl SimServer {
     }
 
     /// Stops accepting, closes every connection and saves the state file.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> Result<(), persist::SimError> {
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
-        persist::save_state(&self.app)?;
+        persist::save_state(&self.app).map_err(persist::SimError::Save)?;
         Ok(())
     }
 }

@@ -25,3 +25,4 @@ pub use config::{
 };
 pub use handle::SimServer;
 pub use ledger::{LedgerEntry, StatsReport};
+pub use persist::SimError;

@@ -72,25 +72,50 @@ pub struct Restored {
     pub ledger: Vec<LedgerEntry>,
 }
 
+/// Why a simulator cannot start or save.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot read state file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file {} is not a simulator state file ({reason}); delete it or point --state-file elsewhere", path.display())]
+    NotState { path: PathBuf, reason: String },
+    #[error("state file {} has format version {found}, this simulator reads version {VERSION}; delete it to start from the seed", path.display())]
+    Version { path: PathBuf, found: u32 },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot save the state file: {0}")]
+    Save(#[source] std::io::Error),
+}
+
 /// Loads a state file; `Ok(None)` when it does not exist yet.
-pub fn load_state(path: &Path) -> Result<Option<Restored>, String> {
+pub fn load_state(path: &Path) -> Result<Option<Restored>, SimError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read state file {}: {e}", path.display())),
+        Err(source) => {
+            return Err(SimError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
     };
-    let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "state file {} is not a simulator state file ({e}); delete it or point --state-file elsewhere",
-            path.display()
-        )
+    let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| SimError::NotState {
+        path: path.to_owned(),
+        reason: e.to_string(),
     })?;
     if saved.version != VERSION {
-        return Err(format!(
-            "state file {} has format version {}, this simulator reads version {VERSION}; delete it to start from the seed",
-            path.display(),
-            saved.version
-        ));
+        return Err(SimError::Version {
+            path: path.to_owned(),
+            found: saved.version,
+        });
     }
     Ok(Some(Restored {
         sims: saved.sims,

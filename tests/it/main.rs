@@ -2,6 +2,7 @@
 
 mod support;
 
+mod architecture;
 mod contract;
 mod endings;
 mod engine;

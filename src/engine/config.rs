@@ -1,0 +1,176 @@
+//! A job, typed: what `simbulk run` (or the demo, or the bench) asks the engine to do, and
+//! the ways a job can fail to run, each with its exit code decided here.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::api::{ApiError, SetupError};
+use crate::checkpoint::{JournalError, LockError};
+use crate::exit;
+use crate::input::{Defaults, FileError};
+
+use super::retry::RetryPolicy;
+use super::setup;
+use super::threshold::Threshold;
+
+/// What to do with an existing checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeMode {
+    /// Neither `--resume` nor `--restart`: an existing checkpoint is an error.
+    Refuse,
+    Resume,
+    Restart,
+}
+
+/// A job, typed and validated.
+#[derive(Debug)]
+pub struct JobConfig {
+    pub input: PathBuf,
+    pub defaults: Defaults,
+    pub results: PathBuf,
+    pub failures: PathBuf,
+    pub checkpoint: PathBuf,
+    pub resume: ResumeMode,
+    pub concurrency: usize,
+    pub rate: Option<f64>,
+    pub burst: NonZeroU32,
+    pub retry: RetryPolicy,
+    pub max_duration: Option<Duration>,
+    /// Wall-clock seconds until `--until`, computed at start.
+    pub until: Option<Duration>,
+    pub max_failures: Option<Threshold>,
+    /// Poll activations that answer `pendingProvision` until active, at most this long.
+    pub wait_active: Option<Duration>,
+    /// Lower the rate on 429s and raise it again (AIMD); off keeps `rate` fixed.
+    pub adaptive_rate: bool,
+    /// Consecutive rows failing the same way that halt the job.
+    pub halt_after_same_error: Option<u32>,
+    /// Longest time between two fsyncs of the outputs.
+    pub sync_every: Duration,
+    /// Halt when no row finished and the provider gave no useful answer for this long.
+    pub stall_timeout: Duration,
+    /// Where the final summary goes as JSON (`-`: standard output, printed by the caller).
+    pub summary_json: Option<PathBuf>,
+    /// The command line, for the "to resume" hint.
+    pub args: Vec<String>,
+    /// Benchmarks only: send results, failures and checkpoint to /dev/null (no lock, no resume).
+    pub discard_outputs: bool,
+}
+
+impl JobConfig {
+    /// A job on `input` with the defaults of `simbulk run`: outputs beside the input, an
+    /// existing checkpoint refused, 8 rows in flight at 10 requests per second.
+    pub fn new(input: PathBuf) -> Self {
+        let (results, failures, checkpoint) = setup::default_paths(&input);
+        let rate = Some(10.0);
+        Self {
+            input,
+            defaults: Defaults::default(),
+            results,
+            failures,
+            checkpoint,
+            resume: ResumeMode::Refuse,
+            concurrency: 8,
+            rate,
+            burst: crate::api::pace::default_burst(rate),
+            retry: RetryPolicy::new(8),
+            max_duration: None,
+            until: None,
+            max_failures: None,
+            halt_after_same_error: Some(25),
+            adaptive_rate: true,
+            wait_active: None,
+            sync_every: Duration::from_millis(500),
+            stall_timeout: Duration::from_secs(15 * 60),
+            summary_json: None,
+            args: Vec::new(),
+            discard_outputs: false,
+        }
+    }
+}
+
+/// Why a job could not run (or not to its end).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input file itself is unusable.
+    #[error(transparent)]
+    Input(#[from] FileError),
+    /// An output path, the secret or another file refused.
+    #[error(transparent)]
+    File(#[from] crate::files::Error),
+    #[error(transparent)]
+    Checkpoint(#[from] JournalError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A checkpoint is there and neither `--resume` nor `--restart` was given.
+    #[error(
+        "checkpoint {} exists from an earlier run of this job ({rows} rows done); add --resume to continue it, or --restart to discard it and start again",
+        checkpoint.display()
+    )]
+    CheckpointExists { checkpoint: PathBuf, rows: u64 },
+    /// The checkpoint is another job's.
+    #[error(
+        "cannot resume: checkpoint {} belongs to a different job: {}. Restore the original input and options, or use --restart to start this job afresh",
+        checkpoint.display(),
+        differences.join("; ")
+    )]
+    OtherJob {
+        checkpoint: PathBuf,
+        differences: Vec<String>,
+    },
+    /// The checkpoint wrote other outputs.
+    #[error(
+        "cannot resume: the checkpoint wrote its results to {} and failures to {}; give the same --results and --failures (or none)",
+        results.display(),
+        failures.display()
+    )]
+    OtherOutputs { results: PathBuf, failures: PathBuf },
+    #[error(
+        "cannot resume: results file {} is missing but the checkpoint says {rows} rows are done; restore it, or use --restart",
+        results.display()
+    )]
+    ResultsMissing { results: PathBuf, rows: u64 },
+    /// Two outputs (or an output and the input) are one file.
+    #[error("{a} and {b} are the same file ({}); give each output its own path", path.display())]
+    SameFile {
+        a: &'static str,
+        b: &'static str,
+        path: PathBuf,
+    },
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("{0}; nothing was sent")]
+    Credentials(#[source] ApiError),
+    #[error(
+        "cannot reach the SIM API at {base}: {error}; nothing was sent and no file was changed. Check --base-url and the network, then run again"
+    )]
+    Unreachable {
+        base: String,
+        #[source]
+        error: ApiError,
+    },
+    /// An output could not be opened or written at the start.
+    #[error("{0}; fix it and run again with --resume")]
+    Outputs(#[source] crate::files::Error),
+    #[error("stopped before the first row; nothing was sent or written")]
+    StoppedEarly,
+    #[error("cannot start the {what}: {source}")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The exit code of this failure (the documented table: 2 before anything was sent, 3
+    /// when the API or the outputs refused, 75 when stopped).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Credentials(_) | Error::Unreachable { .. } | Error::Outputs(_) => exit::HALTED,
+            Error::StoppedEarly => exit::STOPPED,
+            _ => exit::USAGE,
+        }
+    }
+}
