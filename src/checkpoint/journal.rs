@@ -191,28 +191,9 @@ pub fn replay_from(
         path: path.to_owned(),
         source,
     };
-    let limits = (bounds.results, bounds.failures);
     let mut line = Vec::new();
     let n = read_line(&mut r, &mut line, MAX_HEADER).map_err(io)?;
-    let first = std::str::from_utf8(&line[..n]).unwrap_or("");
-    let not_cp = || JournalError::NotACheckpoint {
-        path: path.to_owned(),
-    };
-    let rest = first
-        .strip_prefix(MAGIC)
-        .and_then(|s| s.strip_prefix(' '))
-        .ok_or_else(not_cp)?;
-    let (version, json) = rest.split_once(' ').ok_or_else(not_cp)?;
-    if version != VERSION.to_string() {
-        return Err(JournalError::Version {
-            path: path.to_owned(),
-            found: version.chars().take(20).collect(),
-        });
-    }
-    if !first.ends_with('\n') {
-        return Err(not_cp());
-    }
-    let header: Header = serde_json::from_str(json.trim_end()).map_err(|_| not_cp())?;
+    let header = read_header(&line[..n], path)?;
     let mut rep = Replay {
         header,
         version: VERSION,
@@ -233,61 +214,70 @@ pub fn replay_from(
         let text = std::str::from_utf8(&line)
             .ok()
             .filter(|t| t.ends_with('\n'));
-        let Some(body) = text.and_then(|t| check_crc(t.trim_end_matches('\n'))) else {
+        let body = text.and_then(|t| check_crc(t.trim_end_matches('\n')));
+        if body.and_then(|b| rep.apply(b, &bounds)).is_none() {
             rep.dropped_tail = true;
             break;
-        };
-        let f: Vec<&str> = body.split(' ').collect();
-        let lens = |a: &str, b: &str| -> Option<(u64, u64)> {
-            let (x, y) = (a.parse().ok()?, b.parse().ok()?);
-            (x <= limits.0 && y <= limits.1).then_some((x, y))
-        };
-        match f.as_slice() {
-            ["S", a, b] => match lens(a, b) {
-                Some((x, y)) => {
-                    rep.results_len = Some(x);
-                    rep.failures_len = y;
-                }
-                None => {
-                    rep.dropped_tail = true;
-                    break;
-                }
-            },
-            ["B", l] => {
-                let Some(l) = line_number(l, bounds.max_line) else {
-                    rep.dropped_tail = true;
-                    break;
-                };
-                put(&mut rep.started, l);
-            }
-            ["R", l, m, a, b] => {
-                let (Some(l), Some(m), Some((x, y))) =
-                    (line_number(l, bounds.max_line), from_letter(m), lens(a, b))
-                else {
-                    rep.dropped_tail = true;
-                    break;
-                };
-                if !put(&mut rep.done, l) {
-                    rep.tally.add(m);
-                }
-                rep.results_len = Some(x);
-                rep.failures_len = y;
-            }
-            ["E", c] => match c.parse() {
-                Ok(c) => rep.finished = Some(c),
-                Err(_) => {
-                    rep.dropped_tail = true;
-                    break;
-                }
-            },
-            _ => {
-                rep.dropped_tail = true;
-                break;
-            }
         }
         rep.good_bytes += n as u64;
     }
     Ok(rep)
+}
+
+/// The header line: magic, version, the job's JSON.
+fn read_header(first: &[u8], path: &Path) -> Result<Header, JournalError> {
+    let first = std::str::from_utf8(first).unwrap_or("");
+    let not_cp = || JournalError::NotACheckpoint {
+        path: path.to_owned(),
+    };
+    let rest = first
+        .strip_prefix(MAGIC)
+        .and_then(|s| s.strip_prefix(' '))
+        .ok_or_else(not_cp)?;
+    let (version, json) = rest.split_once(' ').ok_or_else(not_cp)?;
+    if version != VERSION.to_string() {
+        return Err(JournalError::Version {
+            path: path.to_owned(),
+            found: version.chars().take(20).collect(),
+        });
+    }
+    if !first.ends_with('\n') {
+        return Err(not_cp());
+    }
+    serde_json::from_str(json.trim_end()).map_err(|_| not_cp())
+}
+
+impl Replay {
+    /// Applies one record whose CRC is good; `None` when it makes no sense (the good prefix
+    /// ends before it).
+    fn apply(&mut self, body: &str, b: &Bounds) -> Option<()> {
+        let lens = |x: &str, y: &str| -> Option<(u64, u64)> {
+            let (x, y) = (x.parse().ok()?, y.parse().ok()?);
+            (x <= b.results && y <= b.failures).then_some((x, y))
+        };
+        let f: Vec<&str> = body.split(' ').collect();
+        match f.as_slice() {
+            ["S", x, y] => {
+                let (x, y) = lens(x, y)?;
+                self.results_len = Some(x);
+                self.failures_len = y;
+            }
+            ["B", l] => {
+                put(&mut self.started, line_number(l, b.max_line)?);
+            }
+            ["R", l, v, x, y] => {
+                let (l, v, (x, y)) = (line_number(l, b.max_line)?, from_letter(v)?, lens(x, y)?);
+                if !put(&mut self.done, l) {
+                    self.tally.add(v);
+                }
+                self.results_len = Some(x);
+                self.failures_len = y;
+            }
+            ["E", c] => self.finished = Some(c.parse().ok()?),
+            _ => return None,
+        }
+        Some(())
+    }
 }
 
 /// Longest line number a record may name: a bitset over a billion lines is 128 MiB, and no

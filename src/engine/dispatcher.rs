@@ -438,111 +438,161 @@ pub async fn drive(
     stops: Stops,
 ) -> Drive {
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(d.concurrency * 2 + 16);
-    let mut durable = rec.durable.clone();
-    let mut l = Loop {
-        d: &d,
-        stops: &stops,
-        rec,
-        done_tx,
-        busy: HashMap::new(),
-        flushing: VecDeque::new(),
-        starting: VecDeque::new(),
-        buffer: VecDeque::with_capacity(BATCH),
-        running: 0,
-        parked: 0,
-        reading: true,
-        taking: true,
-        end: None,
-        unrecorded: 0,
-        streak: Streak::default(),
-        failures: Failures::new(),
-        finished: 0,
-        failed: 0,
-        last_finish: Instant::now(),
-    };
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let deadline = stops.deadline;
+    let mut l = Loop::new(&d, &stops, rec, done_tx);
+    l.turns(&mut input, &mut done_rx).await;
+    l.end(&mut input).await
+}
 
-    'turns: loop {
-        // This turn's records go to the recorder, one message per `MAX_BATCH` of them.
+impl<'a> Loop<'a> {
+    fn new(
+        d: &'a Dispatch,
+        stops: &'a Stops,
+        rec: &'a mut RecorderHandle,
+        done_tx: mpsc::Sender<Finished>,
+    ) -> Self {
+        Loop {
+            d,
+            stops,
+            rec,
+            done_tx,
+            busy: HashMap::new(),
+            flushing: VecDeque::new(),
+            starting: VecDeque::new(),
+            buffer: VecDeque::with_capacity(BATCH),
+            running: 0,
+            parked: 0,
+            reading: true,
+            taking: true,
+            end: None,
+            unrecorded: 0,
+            streak: Streak::default(),
+            failures: Failures::new(),
+            finished: 0,
+            failed: 0,
+            last_finish: Instant::now(),
+        }
+    }
+
+    /// Sends this turn's records to the recorder, one message per `MAX_BATCH` of them,
+    /// dispatching between sends. `false` when the recorder is gone.
+    async fn dispatch_and_send(&mut self) -> bool {
         loop {
-            let more = l.dispatch();
-            if let Err(e) = l.rec.send().await {
-                l.stop(End::WriteFailed(e.to_string()));
-                break 'turns;
+            let more = self.dispatch();
+            if let Err(e) = self.rec.send().await {
+                self.stop(End::WriteFailed(e.to_string()));
+                return false;
             }
             if !more {
-                break;
-            }
-        }
-        if l.running == 0 && (!l.taking || (!l.reading && l.parked == 0 && l.buffer.is_empty())) {
-            break;
-        }
-        tokio::select! {
-            biased;
-            _ = stops.abort.cancelled() => {
-                l.end = Some(End::Aborted);
-                break;
-            }
-            Some((icc, end)) = done_rx.recv() => {
-                l.finished(icc, end);
-                // Every worker that ended meanwhile, in this same turn.
-                while let Ok((icc, end)) = done_rx.try_recv() {
-                    l.finished(icc, end);
-                }
-            }
-            changed = durable.changed() => {
-                let now = durable.borrow_and_update().clone();
-                if changed.is_err() || now.error.is_some() {
-                    let why = now.error.unwrap_or_else(|| super::recorder::RecorderGone.to_string());
-                    l.stop(End::WriteFailed(why));
-                    // Rows still in flight end without an outcome; nothing more is written.
-                    break;
-                }
-                l.launch(now.started);
-                l.released(now.finished);
-            }
-            _ = stops.drain.cancelled(), if l.taking => {
-                l.stop(End::Stopped(halt::SIGNALLED.into()));
-            }
-            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if l.taking && deadline.is_some() => {
-                l.stop(End::Stopped(halt::WINDOW_CLOSED.into()));
-            }
-            batch = input.recv(), if l.taking && l.reading && l.buffer.is_empty() && l.room() => {
-                match batch {
-                    None => l.reading = false,
-                    Some(b) => l.buffer.extend(b),
-                }
-            }
-            _ = async { match &d.wait { Some(w) => w.freed.notified().await, None => std::future::pending().await } } => {
-                // A row started waiting for its activation: its slot is free.
-            }
-            _ = tick.tick() => {
-                l.rec.tick(d.client.pacer.throttled_count());
-                if l.end.is_none() && l.stalled() {
-                    l.stop(End::Halted(Halt::Stall(stops.stall_timeout)));
-                }
+                return true;
             }
         }
     }
-    // Rows still running (an abort, a write failure) or never taken have no record.
-    l.unrecorded += (l.running + l.parked) as u64;
-    let end = match l.end.take() {
-        None => End::Complete,
-        // A stop or a halt that leaves no row undone is the end of the job.
-        Some(e @ (End::Halted(_) | End::Stopped(_))) => {
-            if l.rows_left(&mut input).await {
-                e
-            } else {
-                End::Complete
+
+    /// The loop: dispatch, then wait for the next event, until nothing runs and nothing more
+    /// will be taken.
+    async fn turns(
+        &mut self,
+        input: &mut mpsc::Receiver<Batch>,
+        done_rx: &mut mpsc::Receiver<Finished>,
+    ) {
+        let (stops, d) = (self.stops, self.d);
+        let mut durable = self.rec.durable.clone();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let deadline = stops.deadline;
+        loop {
+            if !self.dispatch_and_send().await {
+                return;
+            }
+            let idle = self.running == 0;
+            if idle
+                && (!self.taking || (!self.reading && self.parked == 0 && self.buffer.is_empty()))
+            {
+                return;
+            }
+            tokio::select! {
+                biased;
+                _ = stops.abort.cancelled() => {
+                    self.end = Some(End::Aborted);
+                    return;
+                }
+                Some((icc, end)) = done_rx.recv() => {
+                    self.finished(icc, end);
+                    // Every worker that ended meanwhile, in this same turn.
+                    while let Ok((icc, end)) = done_rx.try_recv() {
+                        self.finished(icc, end);
+                    }
+                }
+                changed = durable.changed() => {
+                    let now = durable.borrow_and_update().clone();
+                    if !self.out(changed.is_ok(), now) {
+                        // Rows still in flight end without an outcome; nothing more is written.
+                        return;
+                    }
+                }
+                _ = stops.drain.cancelled(), if self.taking => {
+                    self.stop(End::Stopped(halt::SIGNALLED.into()));
+                }
+                _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if self.taking && deadline.is_some() => {
+                    self.stop(End::Stopped(halt::WINDOW_CLOSED.into()));
+                }
+                batch = input.recv(), if self.taking && self.reading && self.buffer.is_empty() && self.room() => {
+                    match batch {
+                        None => self.reading = false,
+                        Some(b) => self.buffer.extend(b),
+                    }
+                }
+                _ = async { match &d.wait { Some(w) => w.freed.notified().await, None => std::future::pending().await } } => {
+                    // A row started waiting for its activation: its slot is free.
+                }
+                _ = tick.tick() => self.tick(),
             }
         }
-        Some(other) => other,
-    };
-    Drive {
-        end,
-        unrecorded: l.unrecorded,
-        failures: l.failures,
+    }
+
+    /// The recorder says how far its records are out: rows may start, SIMs take their next
+    /// rows. `false` when it failed (or is gone).
+    fn out(&mut self, alive: bool, now: super::recorder::Durable) -> bool {
+        if !alive || now.error.is_some() {
+            let why = now
+                .error
+                .unwrap_or_else(|| super::recorder::RecorderGone.to_string());
+            self.stop(End::WriteFailed(why));
+            return false;
+        }
+        self.launch(now.started);
+        self.released(now.finished);
+        true
+    }
+
+    /// Time passes: the progress line, and a provider that does not recover.
+    fn tick(&mut self) {
+        self.rec.tick(self.d.client.pacer.throttled_count());
+        if self.end.is_none() && self.stalled() {
+            self.stop(End::Halted(Halt::Stall(self.stops.stall_timeout)));
+        }
+    }
+
+    /// How the loop ended.
+    async fn end(mut self, input: &mut mpsc::Receiver<Batch>) -> Drive {
+        // Rows still running (an abort, a write failure) or never taken have no record.
+        self.unrecorded += (self.running + self.parked) as u64;
+        let end = match self.end.take() {
+            None => End::Complete,
+            // A stop or a halt that leaves no row undone is the end of the job.
+            Some(e @ (End::Halted(_) | End::Stopped(_))) => {
+                if self.rows_left(input).await {
+                    e
+                } else {
+                    End::Complete
+                }
+            }
+            Some(other) => other,
+        };
+        Drive {
+            end,
+            unrecorded: self.unrecorded,
+            failures: self.failures,
+        }
     }
 }

@@ -292,7 +292,7 @@ pub async fn execute(cx: &Ctx<'_>, item: Item, row: Row, in_doubt: bool) -> RowE
             }
         }
     };
-    let mut r = RowResult {
+    let r = RowResult {
         line: item.line,
         iccid: icc.to_owned(),
         action: row.action.kind().name().to_owned(),
@@ -312,6 +312,11 @@ pub async fn execute(cx: &Ctx<'_>, item: Item, row: Row, in_doubt: bool) -> RowE
         throttled: a.throttled,
         elapsed: started.elapsed(),
     };
+    outcome(r, done)
+}
+
+/// The row's end from how its calls ended.
+fn outcome(mut r: RowResult, done: Result<Done, GiveUp>) -> RowEnd {
     match done {
         Ok(d) => {
             r.verdict = d.verdict;
@@ -331,23 +336,28 @@ pub async fn execute(cx: &Ctx<'_>, item: Item, row: Row, in_doubt: bool) -> RowE
             r.http_status = e.status();
             r.error_code = e.code();
             r.reason = (r.http_status.is_none() && r.error_code.is_none()).then(|| e.kind());
-            let gave_up = if e.retryable() {
-                format!("gave up after {} attempts: ", a.tries)
-            } else {
-                String::new()
-            };
-            // Status and code have their own columns; the message says the rest.
-            let what = match &e {
-                ApiError::Rejected { message, .. } => message.clone(),
-                other => other.to_string(),
-            };
-            r.message = match e.request_id() {
-                Some(id) => format!("{gave_up}{what} (request {id})"),
-                None => format!("{gave_up}{what}"),
-            };
+            r.message = failure_message(&e, r.attempts);
         }
     }
     RowEnd::Recorded(Box::new(r))
+}
+
+/// A failed row's message: the API's own words (status and code have their own columns),
+/// how many attempts it took, and the request's id for the provider's support.
+fn failure_message(e: &ApiError, attempts: u32) -> String {
+    let gave_up = if e.retryable() {
+        format!("gave up after {attempts} attempts: ")
+    } else {
+        String::new()
+    };
+    let what = match e {
+        ApiError::Rejected { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    match e.request_id() {
+        Some(id) => format!("{gave_up}{what} (request {id})"),
+        None => format!("{gave_up}{what}"),
+    }
 }
 
 /// A panic injected on one line, for the tests of the worker supervision (debug builds only).

@@ -89,6 +89,69 @@ impl fmt::Display for ActionKind {
     }
 }
 
+/// The value and attribute cells an action of `kind` needs are there and within the API's
+/// limits.
+fn check_cells(kind: ActionKind, value: &str, attribute: &str) -> Result<(), Invalid> {
+    let refuse = |reason, message: String| Err(Invalid::new(reason, message));
+    if kind.needs_value() && value.is_empty() {
+        let what = match kind {
+            ActionKind::SetPackage => "the package id",
+            ActionKind::SetPortfolio => "the portfolio id",
+            _ => "the attribute's value",
+        };
+        return refuse(
+            Reason::NoValue,
+            format!("{kind} needs a value; put {what} in the value column or pass --value"),
+        );
+    }
+    let name_len = attribute.chars().count();
+    if kind.needs_attribute() && name_len == 0 {
+        return refuse(
+            Reason::NoAttribute,
+            format!(
+                "{kind} needs an attribute name; put it in the attribute column or pass --attribute"
+            ),
+        );
+    }
+    if kind.needs_attribute() && name_len > 64 {
+        return refuse(
+            Reason::NameTooLong,
+            format!("attribute name is {name_len} characters; the API allows at most 64"),
+        );
+    }
+    let value_len = value.chars().count();
+    if kind == ActionKind::SetPortfolio && (value_len > 128 || value.chars().any(char::is_control))
+    {
+        return refuse(
+            Reason::BadPortfolio,
+            "portfolio id is longer than 128 characters or has control characters; check the value column".into(),
+        );
+    }
+    if kind == ActionKind::SetAttribute && value_len > 255 {
+        return refuse(
+            Reason::ValueTooLong,
+            format!("attribute value is {value_len} characters; the API allows at most 255"),
+        );
+    }
+    Ok(())
+}
+
+/// A package id: a positive whole number.
+fn package(value: &str) -> Result<i64, Invalid> {
+    match value.parse::<i64>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => {
+            let shown: String = value.chars().take(40).collect();
+            Err(Invalid::new(
+                Reason::BadPackage,
+                format!(
+                    "package id {shown:?} is not a positive whole number; put the numeric package id in the value column"
+                ),
+            ))
+        }
+    }
+}
+
 const KNOWN: &str = "activate, deactivate, suspend, unsuspend, set-package, set-portfolio, set-attribute, delete-attribute";
 
 impl Action {
@@ -121,75 +184,18 @@ impl Action {
                 format!("unknown action {shown:?}; use one of {KNOWN}"),
             ));
         };
-        if kind.needs_value() && value.is_empty() {
-            let what = match kind {
-                ActionKind::SetPackage => "the package id",
-                ActionKind::SetPortfolio => "the portfolio id",
-                _ => "the attribute's value",
-            };
-            return Err(Invalid::new(
-                Reason::NoValue,
-                format!("{kind} needs a value; put {what} in the value column or pass --value"),
-            ));
-        }
-        if kind.needs_attribute() && attribute.is_empty() {
-            return Err(Invalid::new(
-                Reason::NoAttribute,
-                format!(
-                    "{kind} needs an attribute name; put it in the attribute column or pass --attribute"
-                ),
-            ));
-        }
-        if kind.needs_attribute() && attribute.chars().count() > 64 {
-            return Err(Invalid::new(
-                Reason::NameTooLong,
-                format!(
-                    "attribute name is {} characters; the API allows at most 64",
-                    attribute.chars().count()
-                ),
-            ));
-        }
+        check_cells(kind, value, attribute)?;
         Ok(match kind {
             ActionKind::Activate => Action::Activate,
             ActionKind::Deactivate => Action::Deactivate,
             ActionKind::Suspend => Action::Suspend,
             ActionKind::Unsuspend => Action::Unsuspend,
-            ActionKind::SetPackage => match value.parse::<i64>() {
-                Ok(p) if p > 0 => Action::SetPackage(p),
-                _ => {
-                    let shown: String = value.chars().take(40).collect();
-                    return Err(Invalid::new(
-                        Reason::BadPackage,
-                        format!(
-                            "package id {shown:?} is not a positive whole number; put the numeric package id in the value column"
-                        ),
-                    ));
-                }
+            ActionKind::SetPackage => Action::SetPackage(package(value)?),
+            ActionKind::SetPortfolio => Action::SetPortfolio(value.to_owned()),
+            ActionKind::SetAttribute => Action::SetAttribute {
+                name: attribute.to_owned(),
+                value: value.to_owned(),
             },
-            ActionKind::SetPortfolio => {
-                if value.chars().count() > 128 || value.chars().any(char::is_control) {
-                    return Err(Invalid::new(
-                        Reason::BadPortfolio,
-                        "portfolio id is longer than 128 characters or has control characters; check the value column",
-                    ));
-                }
-                Action::SetPortfolio(value.to_owned())
-            }
-            ActionKind::SetAttribute => {
-                if value.chars().count() > 255 {
-                    return Err(Invalid::new(
-                        Reason::ValueTooLong,
-                        format!(
-                            "attribute value is {} characters; the API allows at most 255",
-                            value.chars().count()
-                        ),
-                    ));
-                }
-                Action::SetAttribute {
-                    name: attribute.to_owned(),
-                    value: value.to_owned(),
-                }
-            }
             ActionKind::DeleteAttribute => Action::DeleteAttribute {
                 name: attribute.to_owned(),
             },

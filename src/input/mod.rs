@@ -6,6 +6,9 @@ pub mod iccid;
 pub mod invalid;
 pub mod limit;
 pub mod reader;
+mod rows;
+#[cfg(test)]
+mod testing;
 
 pub use action::{Action, ActionKind};
 pub use iccid::Iccid;

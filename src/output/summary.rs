@@ -64,37 +64,44 @@ pub struct Latency {
 impl Summary {
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        let t = &self.job;
+        let reason = self.reason.as_deref().map(|r| format!(": {r}"));
         let _ = writeln!(
             s,
             "simbulk: job {}{}",
             self.state,
-            self.reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
+            reason.unwrap_or_default()
         );
+        self.rows_text(&mut s);
+        self.errors_text(&mut s);
+        self.timing_text(&mut s);
+        let _ = writeln!(s, "  results:   {}", self.results.display());
+        let _ = writeln!(s, "  failures:  {}", self.failures.display());
+        let _ = writeln!(s, "  checkpoint: {}", self.checkpoint.display());
+        if let Some(cmd) = &self.resume_command {
+            let _ = writeln!(s, "  to resume: {cmd}");
+        }
+        s
+    }
+
+    /// Rows of the job, of this run, and by action.
+    fn rows_text(&self, s: &mut String) {
+        let counts = |t: &Tally| {
+            format!(
+                "ok {}, skipped {}, failed {}, invalid {}",
+                t.ok, t.skipped, t.failed, t.invalid
+            )
+        };
+        let t = &self.job;
         let _ = writeln!(
             s,
-            "  rows:      {} done of ~{}  (ok {}, skipped {}, failed {}, invalid {})",
+            "  rows:      {} done of ~{}  ({})",
             t.total(),
             self.job_rows_estimate.max(t.total()),
-            t.ok,
-            t.skipped,
-            t.failed,
-            t.invalid
+            counts(t)
         );
         if self.this_run.total() != t.total() {
             let r = &self.this_run;
-            let _ = writeln!(
-                s,
-                "  this run:  {} rows (ok {}, skipped {}, failed {}, invalid {})",
-                r.total(),
-                r.ok,
-                r.skipped,
-                r.failed,
-                r.invalid
-            );
+            let _ = writeln!(s, "  this run:  {} rows ({})", r.total(), counts(r));
         }
         for (action, c) in &self.by_action {
             let _ = writeln!(
@@ -103,18 +110,27 @@ impl Summary {
                 c.ok, c.skipped, c.failed, c.invalid
             );
         }
-        if !self.top_errors.is_empty() {
-            let _ = writeln!(s, "  top errors:");
-            for e in &self.top_errors {
-                let code = match (e.http_status, e.error_code, &e.reason) {
-                    (_, Some(c), _) => format!("error {c}"),
-                    (Some(h), None, _) => format!("HTTP {h}"),
-                    (None, None, Some(r)) => r.clone(),
-                    (None, None, None) => "other".into(),
-                };
-                let _ = writeln!(s, "    {:>7} × {code}: {}", e.count, e.message);
-            }
+    }
+
+    /// The largest error groups.
+    fn errors_text(&self, s: &mut String) {
+        if self.top_errors.is_empty() {
+            return;
         }
+        let _ = writeln!(s, "  top errors:");
+        for e in &self.top_errors {
+            let code = match (e.http_status, e.error_code, &e.reason) {
+                (_, Some(c), _) => format!("error {c}"),
+                (Some(h), None, _) => format!("HTTP {h}"),
+                (None, None, Some(r)) => r.clone(),
+                (None, None, None) => "other".into(),
+            };
+            let _ = writeln!(s, "    {:>7} × {code}: {}", e.count, e.message);
+        }
+    }
+
+    /// Time, rate, requests, activations, latency.
+    fn timing_text(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "  time:      {:.1}s, {:.1} rows/s, {} requests, {} retries, {} × 429",
@@ -141,13 +157,6 @@ impl Summary {
         if self.blank_rows_skipped > 0 {
             let _ = writeln!(s, "  blank rows skipped: {}", self.blank_rows_skipped);
         }
-        let _ = writeln!(s, "  results:   {}", self.results.display());
-        let _ = writeln!(s, "  failures:  {}", self.failures.display());
-        let _ = writeln!(s, "  checkpoint: {}", self.checkpoint.display());
-        if let Some(cmd) = &self.resume_command {
-            let _ = writeln!(s, "  to resume: {cmd}");
-        }
-        s
     }
 }
 

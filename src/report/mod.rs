@@ -7,8 +7,12 @@
 //! codes and minutes of run time, not with rows); every text taken from the file is
 //! HTML-escaped.
 
+mod html;
+mod text;
+
+pub use html::esc;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use fixedbitset::FixedBitSet;
@@ -101,6 +105,35 @@ pub enum ReportError {
     NotResults { path: PathBuf },
 }
 
+/// The columns of a results file that the report reads.
+struct Columns {
+    line: usize,
+    outcome: usize,
+    action: Option<usize>,
+    status: Option<usize>,
+    code: Option<usize>,
+    message: Option<usize>,
+    attempts: Option<usize>,
+    at: Option<usize>,
+}
+
+impl Columns {
+    fn of(headers: &csv::StringRecord) -> Option<Self> {
+        let col = |name: &str| headers.iter().position(|h| h == name);
+        Some(Self {
+            line: col("line")?,
+            outcome: col("outcome")?,
+            action: col("action"),
+            status: col("http_status"),
+            code: col("error_code"),
+            message: col("message"),
+            attempts: col("attempts"),
+            at: col("finished_at"),
+        })
+    }
+}
+
+/// Reads a results file (streamed, bounded as inputs are).
 pub fn read(path: &Path) -> Result<Report, ReportError> {
     let csv_error = |source| ReportError::Csv {
         path: path.to_owned(),
@@ -114,105 +147,89 @@ pub fn read(path: &Path) -> Result<Report, ReportError> {
     );
     let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(tap);
     let headers = r.headers().map_err(csv_error)?.clone();
-    let col = |name: &str| headers.iter().position(|h| h == name);
-    let (Some(c_line), Some(c_outcome)) = (col("line"), col("outcome")) else {
+    let Some(cols) = Columns::of(&headers) else {
         return Err(ReportError::NotResults {
             path: path.to_owned(),
         });
     };
-    let (c_action, c_status, c_code, c_msg, c_attempts, c_at) = (
-        col("action"),
-        col("http_status"),
-        col("error_code"),
-        col("message"),
-        col("attempts"),
-        col("finished_at"),
-    );
     let mut rep = Report {
         file: path.to_owned(),
         ..Report::default()
     };
     let mut seen = FixedBitSet::new();
     let mut rec = csv::StringRecord::new();
-    loop {
-        match r.read_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => return Err(csv_error(e)),
-        }
+    while r.read_record(&mut rec).map_err(csv_error)? {
+        rep.add(&rec, &cols, &mut seen);
+    }
+    Ok(rep)
+}
+
+impl Report {
+    /// Counts one results row.
+    fn add(&mut self, rec: &csv::StringRecord, cols: &Columns, seen: &mut FixedBitSet) {
         let get = |c: Option<usize>| c.and_then(|i| rec.get(i)).unwrap_or("");
-        rep.rows += 1;
+        self.rows += 1;
         // A line past the bound (no job has a billion rows) is not a row of a job: it is
         // counted, not remembered.
-        match get(Some(c_line)).parse::<usize>() {
+        match get(Some(cols.line)).parse::<usize>() {
             Ok(l) if l <= MAX_LINE => {
                 if l >= seen.len() {
                     seen.grow((l + 1).max(seen.len() * 2).min(MAX_LINE + 1));
                 }
                 if seen.put(l) {
-                    rep.duplicate_lines += 1;
+                    self.duplicate_lines += 1;
                 }
             }
-            _ => rep.bad_lines += 1,
+            _ => self.bad_lines += 1,
         }
-        let outcome = get(Some(c_outcome));
-        rep.outcomes.add(outcome);
-        let action = unguard(get(c_action));
-        let action = if outcome == "invalid" {
-            "(invalid rows)"
-        } else {
-            action
+        let outcome = get(Some(cols.outcome));
+        self.outcomes.add(outcome);
+        let action = match outcome {
+            "invalid" => "(invalid rows)",
+            _ => unguard(get(cols.action)),
         };
-        bump(
-            &mut rep.by_action,
-            action.chars().take(40).collect(),
-            "(other)".into(),
-            64,
-        )
-        .add(outcome);
+        let action = action.chars().take(40).collect();
+        bump(&mut self.by_action, action, "(other)".into(), 64).add(outcome);
         if outcome == "failed" || outcome == "invalid" {
-            let msg = unguard(get(c_msg));
-            let msg = msg.split(" (request ").next().unwrap_or("");
-            let (status, code) = (get(c_status).to_owned(), get(c_code).to_owned());
-            // Invalid rows have no code: group them by the first words of their reason.
-            let key_code = if code.is_empty() && status.is_empty() {
-                msg.split([';', '"'])
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .chars()
-                    .take(60)
-                    .collect()
-            } else {
-                code
-            };
-            let e = bump(
-                &mut rep.errors,
-                (status, key_code),
-                (String::new(), "(other)".into()),
-                256,
-            );
-            if e.1.is_empty() {
-                e.1 = msg.chars().take(200).collect();
-            }
-            e.0 += 1;
+            self.add_error(get(cols.status), get(cols.code), unguard(get(cols.message)));
         }
-        if let Ok(a) = get(c_attempts).parse::<u32>() {
-            *rep.attempts.entry(a.min(MAX_ATTEMPTS)).or_default() += 1;
+        if let Ok(a) = get(cols.attempts).parse::<u32>() {
+            *self.attempts.entry(a.min(MAX_ATTEMPTS)).or_default() += 1;
         }
-        if let Ok(t) = humantime::parse_rfc3339_weak(get(c_at))
-            && let Ok(d) = t.duration_since(std::time::UNIX_EPOCH)
-        {
-            let s = d.as_secs();
-            let slots = rep.per_minute.len();
-            if slots < MAX_MINUTES || rep.per_minute.contains_key(&(s / 60)) {
-                *rep.per_minute.entry(s / 60).or_default() += 1;
-            }
-            rep.first = Some(rep.first.map_or(s, |f| f.min(s)));
-            rep.last = Some(rep.last.map_or(s, |l| l.max(s)));
-        }
+        self.add_time(get(cols.at));
     }
-    Ok(rep)
+
+    fn add_error(&mut self, status: &str, code: &str, msg: &str) {
+        let msg = msg.split(" (request ").next().unwrap_or("");
+        // Invalid rows have no code: group them by the first words of their reason.
+        let key_code = if code.is_empty() && status.is_empty() {
+            let first = msg.split([';', '"']).next().unwrap_or("");
+            first.trim().chars().take(60).collect()
+        } else {
+            code.to_owned()
+        };
+        let other = (String::new(), "(other)".to_owned());
+        let e = bump(&mut self.errors, (status.to_owned(), key_code), other, 256);
+        if e.1.is_empty() {
+            e.1 = msg.chars().take(200).collect();
+        }
+        e.0 += 1;
+    }
+
+    fn add_time(&mut self, at: &str) {
+        let Ok(t) = humantime::parse_rfc3339_weak(at) else {
+            return;
+        };
+        let Ok(d) = t.duration_since(std::time::UNIX_EPOCH) else {
+            return;
+        };
+        let s = d.as_secs();
+        if self.per_minute.len() < MAX_MINUTES || self.per_minute.contains_key(&(s / 60)) {
+            *self.per_minute.entry(s / 60).or_default() += 1;
+        }
+        self.first = Some(self.first.map_or(s, |f| f.min(s)));
+        self.last = Some(self.last.map_or(s, |l| l.max(s)));
+    }
 }
 
 fn minute_text(m: u64) -> String {
@@ -226,65 +243,6 @@ impl Report {
         let mut v: Vec<_> = self.errors.iter().collect();
         v.sort_by_key(|(_, (n, _))| std::cmp::Reverse(*n));
         v
-    }
-
-    pub fn to_text(&self) -> String {
-        let mut s = String::new();
-        let o = &self.outcomes;
-        let _ = writeln!(s, "simbulk report: {}", self.file.display());
-        let _ = writeln!(
-            s,
-            "  rows:       {} (ok {}, skipped {}, failed {}, invalid {})",
-            self.rows, o.ok, o.skipped, o.failed, o.invalid
-        );
-        if self.duplicate_lines > 0 {
-            let _ = writeln!(
-                s,
-                "  warning:    {} input lines appear more than once",
-                self.duplicate_lines
-            );
-        }
-        if let (Some(a), Some(b)) = (self.first, self.last) {
-            let peak = self.per_minute.values().copied().max().unwrap_or(0);
-            let _ = writeln!(
-                s,
-                "  time:       {} to {} UTC; {} minutes with activity; busiest minute {} rows ({:.1} rows/s)",
-                minute_text(a / 60),
-                minute_text(b / 60),
-                self.per_minute.len(),
-                peak,
-                peak as f64 / 60.0
-            );
-        }
-        let _ = writeln!(s, "  by action:");
-        for (a, c) in &self.by_action {
-            let _ = writeln!(
-                s,
-                "    {a:<17} ok {:<7} skipped {:<7} failed {:<7} invalid {}",
-                c.ok, c.skipped, c.failed, c.invalid
-            );
-        }
-        if !self.errors.is_empty() {
-            let _ = writeln!(s, "  errors:");
-            for ((status, code), (n, msg)) in self.top_errors().into_iter().take(20) {
-                let what = match (status.as_str(), code.as_str()) {
-                    ("", c) => format!("invalid: {c}"),
-                    (h, "") => format!("HTTP {h}"),
-                    (_, c) => format!("error {c}"),
-                };
-                let _ = writeln!(s, "    {n:>7} × {what}: {msg}");
-            }
-        }
-        let _ = writeln!(
-            s,
-            "  attempts:   {}",
-            self.attempts
-                .iter()
-                .map(|(a, n)| format!("{a}: {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        s
     }
 
     /// Rows per bucket for the throughput chart: at most 60 buckets over the run.
@@ -305,151 +263,6 @@ impl Report {
         }
         (width, b)
     }
-
-    pub fn to_html(&self) -> String {
-        let o = &self.outcomes;
-        let mut h = String::new();
-        let _ = write!(
-            h,
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>simbulk report: {}</title>",
-            esc(&self.file.display().to_string())
-        );
-        h += "<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}h1{font-size:20px}h2{font-size:16px;margin-top:1.6em}table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}.ok{fill:#2e7d32;background:#2e7d32}.skipped{fill:#9e9e9e;background:#9e9e9e}.failed{fill:#c62828;background:#c62828}.invalid{fill:#ef6c00;background:#ef6c00}.key{display:inline-block;width:10px;height:10px;margin-right:4px}svg text{font:11px system-ui,sans-serif;fill:#444}</style></head><body>";
-        let _ = write!(
-            h,
-            "<h1>simbulk report</h1><p>{}</p>",
-            esc(&self.file.display().to_string())
-        );
-        let _ = write!(
-            h,
-            "<h2>Outcomes</h2><p id=\"totals\"><b>{}</b> rows: <span class=\"key ok\"></span>ok <b id=\"ok\">{}</b> &nbsp; <span class=\"key skipped\"></span>skipped <b id=\"skipped\">{}</b> &nbsp; <span class=\"key failed\"></span>failed <b id=\"failed\">{}</b> &nbsp; <span class=\"key invalid\"></span>invalid <b id=\"invalid\">{}</b></p>",
-            self.rows, o.ok, o.skipped, o.failed, o.invalid
-        );
-        // A stacked bar of the outcomes.
-        let total = o.total().max(1) as f64;
-        h += "<svg width=\"800\" height=\"28\" role=\"img\" aria-label=\"outcomes\">";
-        let mut x = 0.0;
-        for (class, n) in [
-            ("ok", o.ok),
-            ("skipped", o.skipped),
-            ("failed", o.failed),
-            ("invalid", o.invalid),
-        ] {
-            let w = 800.0 * n as f64 / total;
-            if n > 0 {
-                let _ = write!(
-                    h,
-                    "<rect class=\"{class}\" x=\"{x:.1}\" y=\"0\" width=\"{w:.1}\" height=\"28\"><title>{class}: {n}</title></rect>"
-                );
-            }
-            x += w;
-        }
-        h += "</svg>";
-        if self.duplicate_lines > 0 {
-            let _ = write!(
-                h,
-                "<p><b>Warning:</b> {} input lines appear more than once.</p>",
-                self.duplicate_lines
-            );
-        }
-        h += "<h2>By action</h2><table><tr><th>action</th><th>ok</th><th>skipped</th><th>failed</th><th>invalid</th></tr>";
-        for (a, c) in &self.by_action {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                esc(a),
-                c.ok,
-                c.skipped,
-                c.failed,
-                c.invalid
-            );
-        }
-        h += "</table>";
-        if !self.errors.is_empty() {
-            h += "<h2>Errors</h2><table><tr><th>count</th><th>HTTP</th><th>error code</th><th>message (first seen)</th></tr>";
-            for ((status, code), (n, msg)) in self.top_errors().into_iter().take(50) {
-                let _ = write!(
-                    h,
-                    "<tr><td class=\"n\">{n}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(status),
-                    esc(code),
-                    esc(msg)
-                );
-            }
-            h += "</table>";
-        }
-        let (width, buckets) = self.throughput_buckets();
-        if !buckets.is_empty() {
-            let max = buckets.iter().map(|b| b.1).max().unwrap_or(1).max(1);
-            let bw = 760.0 / buckets.len() as f64;
-            let _ = write!(
-                h,
-                "<h2>Throughput over time</h2><p>rows finished per {} (UTC); gaps are pauses between runs</p>",
-                if width == 1 {
-                    "minute".to_owned()
-                } else {
-                    format!("{width} minutes")
-                }
-            );
-            h += "<svg width=\"820\" height=\"230\" role=\"img\" aria-label=\"throughput\">";
-            for (i, (m, n)) in buckets.iter().enumerate() {
-                let bh = 180.0 * *n as f64 / max as f64;
-                let _ = write!(
-                    h,
-                    "<rect class=\"ok\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\"><title>{}: {n} rows</title></rect>",
-                    40.0 + i as f64 * bw,
-                    190.0 - bh,
-                    (bw - 1.0).max(1.0),
-                    minute_text(*m)
-                );
-            }
-            let _ = write!(
-                h,
-                "<text x=\"0\" y=\"14\">{max}</text><text x=\"0\" y=\"190\">0</text><text x=\"40\" y=\"210\">{}</text><text x=\"640\" y=\"210\">{}</text></svg>",
-                minute_text(buckets[0].0),
-                minute_text(buckets[buckets.len() - 1].0)
-            );
-        }
-        if !self.attempts.is_empty() {
-            let max = self.attempts.values().copied().max().unwrap_or(1).max(1);
-            h += "<h2>Attempts per row</h2><svg width=\"820\" height=\"";
-            let _ = write!(
-                h,
-                "{}\" role=\"img\" aria-label=\"attempts\">",
-                22 * self.attempts.len() + 4
-            );
-            for (i, (a, n)) in self.attempts.iter().enumerate() {
-                let w = 600.0 * *n as f64 / max as f64;
-                let y = 22 * i;
-                let _ = write!(
-                    h,
-                    "<text x=\"0\" y=\"{}\">{a}</text><rect class=\"skipped\" x=\"40\" y=\"{y}\" width=\"{w:.1}\" height=\"18\"></rect><text x=\"{:.1}\" y=\"{}\">{n}</text>",
-                    y + 14,
-                    46.0 + w,
-                    y + 14
-                );
-            }
-            h += "</svg>";
-        }
-        h += "<p style=\"color:#888\">Generated by simbulk report.</p></body></html>\n";
-        h
-    }
-}
-
-/// Escapes text for HTML content and attributes.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o += "&amp;",
-            '<' => o += "&lt;",
-            '>' => o += "&gt;",
-            '"' => o += "&quot;",
-            '\'' => o += "&#39;",
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 #[cfg(test)]
