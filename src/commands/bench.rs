@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{self, Header, JobIdentity, Journal};
 use crate::engine::{self, JobConfig, ResumeMode};
 use crate::exit;
+use crate::output::Summary;
 use crate::output::row::Verdict;
 use crate::sim::seed::{self, Profile};
 use crate::sim::{FaultConfig, SimConfig, SimServer};
@@ -265,40 +266,14 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         let (c, url) = start_external(&a)?;
         (Some(c), None, url)
     };
-    let resume = match a.resume_from {
-        Some(k) => {
-            fake_checkpoint(&input, k)?;
-            ResumeMode::Resume
-        }
-        None => ResumeMode::Restart,
-    };
-    let rate = (a.rate > 0.0).then_some(a.rate);
-    let cfg = JobConfig {
-        resume,
-        concurrency: a.concurrency.max(1),
-        rate,
-        burst: a
-            .burst
-            .and_then(NonZeroU32::new)
-            .unwrap_or_else(|| crate::api::pace::default_burst(rate)),
-        halt_after_same_error: None,
-        adaptive_rate: !a.fixed_rate,
-        args: vec!["simbulk".into(), "bench".into()],
-        discard_outputs: a.discard_outputs,
-        ..JobConfig::new(input.clone())
-    };
+    let cfg = job(&a, &input)?;
     let endpoint = super::demo::simulator_endpoint(&url, Duration::from_secs(30))?;
     let cpu0 = cpu_seconds();
-    let s = tokio::spawn(engine::run(
-        cfg,
-        endpoint,
-        CancellationToken::new(),
-        CancellationToken::new(),
-    ))
-    .await?
-    .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
+    let s = tokio::spawn(engine::run(cfg, endpoint, drain, abort))
+        .await?
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     let cpu = cpu_seconds() - cpu0;
-    let rows = s.this_run.total().max(1);
     let stats: Option<crate::sim::StatsReport> = match &in_process {
         Some(srv) => Some(srv.stats()),
         None => crate::api::tls::plain_client()?
@@ -310,31 +285,69 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
             .await
             .ok(),
     };
+    print_results(&a, &s, cpu, stats.as_ref());
+    if let Some(srv) = in_process {
+        srv.stop().await?;
+    }
+    if a.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(())
+}
+
+/// The measured job: as `simbulk run` would run it with the bench's flags.
+fn job(a: &BenchArgs, input: &Path) -> anyhow::Result<JobConfig> {
+    let resume = match a.resume_from {
+        Some(k) => {
+            fake_checkpoint(input, k)?;
+            ResumeMode::Resume
+        }
+        None => ResumeMode::Restart,
+    };
+    let rate = (a.rate > 0.0).then_some(a.rate);
+    Ok(JobConfig {
+        resume,
+        concurrency: a.concurrency.max(1),
+        rate,
+        burst: a
+            .burst
+            .and_then(NonZeroU32::new)
+            .unwrap_or_else(|| crate::api::pace::default_burst(rate)),
+        halt_after_same_error: None,
+        adaptive_rate: !a.fixed_rate,
+        args: vec!["simbulk".into(), "bench".into()],
+        discard_outputs: a.discard_outputs,
+        ..JobConfig::new(input.to_owned())
+    })
+}
+
+fn print_results(a: &BenchArgs, s: &Summary, cpu: f64, stats: Option<&crate::sim::StatsReport>) {
+    let rows = s.this_run.total().max(1);
+    let rate = if a.rate > 0.0 {
+        a.rate.to_string()
+    } else {
+        "unlimited".into()
+    };
+    let (sim, cpu_of) = if a.in_process {
+        ("in process", ", simulator included")
+    } else {
+        ("in its own process", ", engine only")
+    };
     say!(
-        "simbulk bench: {} rows, mix {:?}, concurrency {}, rate {}, simulator {} (latency {:?}, limit {}/s burst {})",
-        rows,
+        "simbulk bench: {rows} rows, mix {:?}, concurrency {}, rate {rate}, simulator {sim} (latency {:?}, limit {}/s burst {})",
         a.mix,
         a.concurrency,
-        if a.rate > 0.0 {
-            a.rate.to_string()
-        } else {
-            "unlimited".into()
-        },
-        if a.in_process {
-            "in process"
-        } else {
-            "in its own process"
-        },
         a.sim_latency,
         a.sim_rate_limit,
         a.sim_burst
     );
+    let r = &s.this_run;
     say!(
         "  outcomes:     ok {} skipped {} failed {} invalid {}",
-        s.this_run.ok,
-        s.this_run.skipped,
-        s.this_run.failed,
-        s.this_run.invalid
+        r.ok,
+        r.skipped,
+        r.failed,
+        r.invalid
     );
     say!(
         "  throughput:   {:.0} rows/s over {:.2}s ({} requests)",
@@ -352,14 +365,8 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
     }
     say!("  retries:      {}, 429s: {}", s.retries, s.throttled_429);
     say!(
-        "  cpu:          {:.1} µs per row ({:.2}s{})",
-        cpu * 1e6 / rows as f64,
-        cpu,
-        if a.in_process {
-            ", simulator included"
-        } else {
-            ", engine only"
-        }
+        "  cpu:          {:.1} µs per row ({cpu:.2}s{cpu_of})",
+        cpu * 1e6 / rows as f64
     );
     if let Some(m) = peak_rss_mib() {
         say!("  peak rss:     {m:.1} MiB");
@@ -369,10 +376,9 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(st) = stats {
         let window: Vec<u64> = st.per_second.iter().copied().filter(|&n| n > 0).collect();
-        let steady = if window.len() > 2 {
-            &window[1..window.len() - 1]
-        } else {
-            &window[..]
+        let steady = match window.len() {
+            n if n > 2 => &window[1..n - 1],
+            _ => &window[..],
         };
         let mean = steady.iter().sum::<u64>() as f64 / steady.len().max(1) as f64;
         say!(
@@ -382,13 +388,6 @@ async fn bench(a: BenchArgs) -> anyhow::Result<()> {
             st.too_many_requests
         );
     }
-    if let Some(srv) = in_process {
-        srv.stop().await?;
-    }
-    if a.dir.is_none() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    Ok(())
 }
 
 fn tempfile_dir(dir: Option<&Path>) -> std::io::Result<PathBuf> {

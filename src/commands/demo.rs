@@ -50,28 +50,55 @@ fn in_sphere(pf: &str) -> bool {
 /// The sample jobs, generated from the demo seed.
 pub fn sample_files() -> Vec<Sample> {
     let sims: Vec<_> = seed::iter(DEMO_SEED, DEMO_SIMS).collect();
+    vec![
+        Sample {
+            name: "shipment-activation.csv",
+            title: "Activate a new shipment (a bare list of ICCIDs)",
+            contents: shipment(&sims),
+            action: Some("activate"),
+        },
+        Sample {
+            name: "package-migration.csv",
+            title: "Migrate EU SIMs to package 20533",
+            contents: migration(&sims),
+            action: None,
+        },
+        Sample {
+            name: "attribute-tagging.csv",
+            title: "Tag meters with friendly names (semicolon-separated)",
+            contents: tagging(&sims),
+            action: None,
+        },
+    ]
+}
 
-    // 1. A new shipment: a bare list of ICCIDs, as a supplier sends it, with two typos.
-    let mut shipment = String::new();
+type Seeded = (usize, crate::sim::state::SimRecord, Profile);
+
+/// A new shipment: a bare list of ICCIDs, as a supplier sends it, with two typos.
+fn shipment(sims: &[Seeded]) -> String {
+    let mut out = String::new();
     let available = sims.iter().filter(|(i, r, p)| {
         *i < 2500 && *p == Profile::Available && in_sphere(&r.sim.portfolio_id)
     });
     for (n, (_, r, _)) in available.enumerate() {
         if n == 150 {
             // A digit dropped while copying.
-            let _ = writeln!(shipment, "{}", &r.sim.icc_id[..r.sim.icc_id.len() - 2]);
+            let _ = writeln!(out, "{}", &r.sim.icc_id[..r.sim.icc_id.len() - 2]);
         }
         if n == 600 {
             let mut bad = r.sim.icc_id.clone().into_bytes();
             bad[10] = if bad[10] == b'9' { b'0' } else { bad[10] + 1 };
-            let _ = writeln!(shipment, "{}", String::from_utf8_lossy(&bad));
+            let _ = writeln!(out, "{}", String::from_utf8_lossy(&bad));
         }
-        let _ = writeln!(shipment, "{}", r.sim.icc_id);
+        let _ = writeln!(out, "{}", r.sim.icc_id);
     }
+    out
+}
 
-    // 2. A package migration to 20533 in the EU portfolio: available SIMs move; active
-    //    and suspended ones hit the rules; a few rows name the wrong package.
-    let mut migration = String::from("iccid,action,value,customer\n");
+/// A package migration to 20533 in the EU portfolio: available SIMs move; active and
+/// suspended ones hit the rules; a few rows name the wrong package.
+fn migration(sims: &[Seeded]) -> String {
+    let mut out = String::from("iccid,action,value,customer\n");
     let eu = sims
         .iter()
         .filter(|(i, r, _)| (2500..4000).contains(i) && r.sim.portfolio_id == "pf-acme-eu");
@@ -82,34 +109,37 @@ pub fn sample_files() -> Vec<Sample> {
             _ => "20533",
         };
         let _ = writeln!(
-            migration,
+            out,
             "{},set-package,{value},Customer {}",
             r.sim.icc_id,
             i % 37
         );
     }
     let _ = writeln!(
-        migration,
+        out,
         "{},set-package,20533,Customer X",
         with_check_digit("894450019999999999")
     );
+    out
+}
 
-    // 3. Tagging meters with friendly names and removing stale order ids.
-    let mut tagging = String::from("iccid;action;attribute;value;site\n");
+/// Tagging meters with friendly names and removing stale order ids.
+fn tagging(sims: &[Seeded]) -> String {
+    let mut out = String::from("iccid;action;attribute;value;site\n");
     let tag = sims
         .iter()
         .filter(|(i, r, _)| (4000..5000).contains(i) && in_sphere(&r.sim.portfolio_id));
     for (n, (i, r, _)) in tag.enumerate() {
         if n % 8 == 7 {
             let _ = writeln!(
-                tagging,
+                out,
                 "{};delete-attribute;orderId;;Site {}",
                 r.sim.icc_id,
                 i % 11
             );
         } else {
             let _ = writeln!(
-                tagging,
+                out,
                 "{};set-attribute;friendlyName;meter-{i};Site {}",
                 r.sim.icc_id,
                 i % 11
@@ -117,31 +147,11 @@ pub fn sample_files() -> Vec<Sample> {
         }
     }
     let _ = writeln!(
-        tagging,
+        out,
         "{};set-attribute;;no-name;Site 0",
         sims[4001].1.sim.icc_id
     );
-
-    vec![
-        Sample {
-            name: "shipment-activation.csv",
-            title: "Activate a new shipment (a bare list of ICCIDs)",
-            contents: shipment,
-            action: Some("activate"),
-        },
-        Sample {
-            name: "package-migration.csv",
-            title: "Migrate EU SIMs to package 20533",
-            contents: migration,
-            action: None,
-        },
-        Sample {
-            name: "attribute-tagging.csv",
-            title: "Tag meters with friendly names (semicolon-separated)",
-            contents: tagging,
-            action: None,
-        },
-    ]
+    out
 }
 
 /// The demo client's endpoint on a simulator at `base_url` (the demo and the benchmarks).

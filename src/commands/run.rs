@@ -186,14 +186,13 @@ impl Until {
             .subsec_nanosecond(0)
             .build()
             .ok()
-            .map(|at| {
+            .and_then(|at| {
                 if at <= now {
                     at.tomorrow().ok()
                 } else {
                     Some(at)
                 }
-            })
-            .flatten();
+            });
         at.and_then(|at| Duration::try_from(now.duration_until(&at)).ok())
             .unwrap_or(Duration::ZERO)
     }

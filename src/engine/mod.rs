@@ -14,6 +14,7 @@ pub mod halt;
 pub mod reader;
 pub mod recorder;
 pub mod retry;
+pub mod rules;
 pub mod run;
 pub mod setup;
 pub mod threshold;

@@ -17,6 +17,8 @@ use crate::api::{ApiError, Client};
 use crate::input::{Action, Item, Row};
 use crate::model::{AttributeCreate, AttributePatch, Sim, SimPatch, codes};
 
+use super::rules::{patch_for, satisfied, sim_status};
+
 use super::recorder::Journaling;
 use super::retry::{Attempts, GiveUp, RetryPolicy};
 use crate::output::row::{RowResult, Verdict};
@@ -66,43 +68,6 @@ impl Done {
             message: message.into(),
             sim_status: None,
         }
-    }
-}
-
-/// The SIM's status as the results show it: the lifecycle status, plus the suspension.
-fn sim_status(s: &Sim) -> String {
-    if s.is_suspended() {
-        format!("{}+suspended", s.status)
-    } else {
-        s.status.clone()
-    }
-}
-
-/// The PATCH body for a SIM action.
-pub fn patch_for(action: &Action) -> Option<SimPatch> {
-    let mut p = SimPatch::default();
-    match action {
-        Action::Activate => p.status = Some("active".into()),
-        Action::Deactivate => p.status = Some("available".into()),
-        Action::Suspend => p.customer_suspend = Some(true),
-        Action::Unsuspend => p.customer_suspend = Some(false),
-        Action::SetPackage(id) => p.package_id = Some(*id),
-        Action::SetPortfolio(id) => p.portfolio_id = Some(id.clone()),
-        Action::SetAttribute { .. } | Action::DeleteAttribute { .. } => return None,
-    }
-    Some(p)
-}
-
-/// Whether `sim` already shows what `action` asks for.
-pub fn satisfied(action: &Action, sim: &Sim) -> bool {
-    match action {
-        Action::Activate => sim.status == "active" || sim.status == "pendingProvision",
-        Action::Deactivate => sim.status == "available",
-        Action::Suspend => sim.customer_suspend,
-        Action::Unsuspend => !sim.customer_suspend,
-        Action::SetPackage(id) => sim.package_id == *id,
-        Action::SetPortfolio(id) => sim.portfolio_id == *id,
-        Action::SetAttribute { .. } | Action::DeleteAttribute { .. } => false,
     }
 }
 
@@ -464,43 +429,5 @@ pub fn invalid(item: Item, why: crate::input::Invalid, layout: &crate::input::La
         retries: 0,
         throttled: 0,
         elapsed: std::time::Duration::ZERO,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_sim_action_has_a_patch_that_satisfies_it() {
-        let base: Sim = serde_json::from_str(
-            r#"{"iccId":"8944500990000012342","status":"available","customerSuspend":false,"adminSuspend":false,"systemSuspend":false,"packageId":1,"portfolioId":"a","mnoId":2}"#,
-        )
-        .unwrap();
-        for a in [
-            Action::Activate,
-            Action::Deactivate,
-            Action::Suspend,
-            Action::Unsuspend,
-            Action::SetPackage(7),
-            Action::SetPortfolio("b".into()),
-        ] {
-            let p = patch_for(&a).unwrap();
-            let mut s = base.clone();
-            if let Some(st) = p.status {
-                s.status = st;
-            }
-            if let Some(c) = p.customer_suspend {
-                s.customer_suspend = c;
-            }
-            if let Some(k) = p.package_id {
-                s.package_id = k;
-            }
-            if let Some(f) = p.portfolio_id {
-                s.portfolio_id = f;
-            }
-            assert!(satisfied(&a, &s), "{a:?}");
-        }
-        assert!(patch_for(&Action::DeleteAttribute { name: "n".into() }).is_none());
     }
 }

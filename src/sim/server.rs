@@ -54,6 +54,16 @@ pub struct App {
     pub(super) req_seq: AtomicU64,
 }
 
+/// How a request fares at the gate, before the rules.
+enum Gate {
+    /// On to the rules, as this client.
+    Pass(usize),
+    /// Answered at the gate (401, 429, an injected 5xx).
+    Answer(Response),
+    /// Dropped without an answer.
+    Drop,
+}
+
 /// Cancelling it closes the request's connection without a response.
 #[derive(Clone)]
 pub(super) struct ConnKill(pub(super) CancellationToken);
@@ -221,61 +231,17 @@ impl App {
         handler: impl FnOnce(&Self, usize, &str) -> Done,
     ) -> Response {
         let rid = self.request_id();
-        let second = self.started.elapsed().as_secs();
+        let second = Some(self.started.elapsed().as_secs());
         self.stats.arrived(SystemTime::now());
         let draw = self.faults.draw();
         if !draw.latency.is_zero() {
             tokio::time::sleep(draw.latency).await;
         }
-        let authz = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let Some(client) = self.auth.check(authz, Instant::now()) else {
-            return self.finish(
-                route,
-                Some(second),
-                gateway(StatusCode::UNAUTHORIZED, "Unauthorized", &rid, None),
-            );
+        let client = match self.admit(headers, &draw, &rid) {
+            Gate::Pass(c) => c,
+            Gate::Answer(r) => return self.finish(route, second, r),
+            Gate::Drop => return self.drop_connection(route, second, kill).await,
         };
-        if let Err(wait) = self.api_limits[client].check() {
-            self.stats.too_many_requests.fetch_add(1, Ordering::Relaxed);
-            let ra = self.retry_after(wait);
-            return self.finish(
-                route,
-                Some(second),
-                gateway(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", &rid, ra),
-            );
-        }
-        if draw.revoke {
-            self.stats.fault("revoke");
-            self.auth.revoke(Some(client));
-        }
-        match draw.before {
-            Before::Proceed => {}
-            Before::Status(s) => {
-                self.stats.fault(fault_name(s));
-                return self.finish(route, Some(second), server_error(s, &rid));
-            }
-            Before::Throttle(secs) => {
-                self.stats.fault("http429");
-                self.stats.too_many_requests.fetch_add(1, Ordering::Relaxed);
-                let ra = self
-                    .cfg
-                    .retry_after_header
-                    .then_some(RetryAfter::Seconds(secs));
-                return self.finish(
-                    route,
-                    Some(second),
-                    gateway(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", &rid, ra),
-                );
-            }
-            Before::Drop => {
-                self.stats.fault("drop");
-                self.stats.record(route, 0, Some(second));
-                kill.0.cancel();
-                return std::future::pending().await;
-            }
-        }
         if let Some(d) = draw.slow {
             self.stats.fault("slow");
             tokio::time::sleep(d).await;
@@ -286,7 +252,7 @@ impl App {
                 "The client is not permitted to perform this operation",
                 json!({"permission": permission.name()}),
             );
-            return self.finish(route, Some(second), rule_error(&e, &rid));
+            return self.finish(route, second, rule_error(&e, &rid));
         }
         let done = handler(self, client, &rid);
         if done.mutated {
@@ -294,13 +260,11 @@ impl App {
                 After::Answer => {}
                 After::Status(s) => {
                     self.stats.fault("applyThenFail");
-                    return self.finish(route, Some(second), server_error(s, &rid));
+                    return self.finish(route, second, server_error(s, &rid));
                 }
                 After::Drop => {
                     self.stats.fault("applyThenFail");
-                    self.stats.record(route, 0, Some(second));
-                    kill.0.cancel();
-                    return std::future::pending().await;
+                    return self.drop_connection(route, second, kill).await;
                 }
             }
         }
@@ -308,7 +272,69 @@ impl App {
             Ok(v) => json_response(StatusCode::OK, &v, &rid),
             Err(e) => rule_error(&e, &rid),
         };
-        self.finish(route, Some(second), resp)
+        self.finish(route, second, resp)
+    }
+
+    /// Rules 1 and 2 (a live token, the rate limit), then the faults that come before the
+    /// rules: the caller's client, or the answer, or a dropped connection.
+    fn admit(&self, headers: &HeaderMap, draw: &super::faults::Draw, rid: &str) -> Gate {
+        let authz = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let Some(client) = self.auth.check(authz, Instant::now()) else {
+            return Gate::Answer(gateway(StatusCode::UNAUTHORIZED, "Unauthorized", rid, None));
+        };
+        if let Err(wait) = self.api_limits[client].check() {
+            self.stats.too_many_requests.fetch_add(1, Ordering::Relaxed);
+            let ra = self.retry_after(wait);
+            return Gate::Answer(gateway(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests",
+                rid,
+                ra,
+            ));
+        }
+        if draw.revoke {
+            self.stats.fault("revoke");
+            self.auth.revoke(Some(client));
+        }
+        match draw.before {
+            Before::Proceed => Gate::Pass(client),
+            Before::Status(s) => {
+                self.stats.fault(fault_name(s));
+                Gate::Answer(server_error(s, rid))
+            }
+            Before::Throttle(secs) => {
+                self.stats.fault("http429");
+                self.stats.too_many_requests.fetch_add(1, Ordering::Relaxed);
+                let ra = self
+                    .cfg
+                    .retry_after_header
+                    .then_some(RetryAfter::Seconds(secs));
+                Gate::Answer(gateway(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too Many Requests",
+                    rid,
+                    ra,
+                ))
+            }
+            Before::Drop => {
+                self.stats.fault("drop");
+                Gate::Drop
+            }
+        }
+    }
+
+    /// Closes the request's connection without a byte of answer.
+    async fn drop_connection(
+        &self,
+        route: &'static str,
+        second: Option<u64>,
+        kill: &ConnKill,
+    ) -> Response {
+        self.stats.record(route, 0, second);
+        kill.0.cancel();
+        std::future::pending().await
     }
 
     pub(super) fn retry_after(&self, wait: std::time::Duration) -> Option<RetryAfter> {

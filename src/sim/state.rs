@@ -163,92 +163,40 @@ pub const MNO_UK: i64 = 234501;
 pub const MNO_US: i64 = 310410;
 
 /// Packages chosen so that every package rule can fire on seeded data.
-pub fn catalogue_packages() -> Vec<Package> {
+/// The catalogue: id, name, status, operator and the portfolios each package is offered in.
+const CATALOGUE: [(i64, &str, PackageStatus, i64, &[&str]); 12] = {
     use PackageStatus::*;
-    vec![
-        Package {
-            id: 20417,
-            name: "EU Standard",
-            status: Active,
-            mno_id: MNO_UK,
-            portfolios: &["pf-acme-eu"],
-        },
-        Package {
-            id: 20418,
-            name: "EU Plus",
-            status: Active,
-            mno_id: MNO_UK,
-            portfolios: &["pf-acme-eu", "pf-acme-us"],
-        },
-        Package {
-            id: 20419,
-            name: "EU Paused",
-            status: Suspended,
-            mno_id: MNO_UK,
-            portfolios: &["pf-acme-eu"],
-        },
-        Package {
-            id: 20420,
-            name: "EU Legacy",
-            status: Legacy,
-            mno_id: MNO_UK,
-            portfolios: &["pf-acme-eu"],
-        },
-        Package {
-            id: 20421,
-            name: "EU Pending",
-            status: Pending,
-            mno_id: MNO_UK,
-            portfolios: &["pf-acme-eu"],
-        },
-        Package {
-            id: 20422,
-            name: "EU Unsigned",
-            status: Unsigned,
-            mno_id: MNO_UK,
-            portfolios: &["pf-acme-eu"],
-        },
-        Package {
-            id: 20499,
-            name: "EU on US network",
-            status: Active,
-            mno_id: MNO_US,
-            portfolios: &["pf-acme-eu"],
-        },
-        Package {
-            id: 20533,
-            name: "EU Next",
-            status: Active,
-            mno_id: MNO_UK,
-            portfolios: &["pf-acme-eu"],
-        },
-        Package {
-            id: 31001,
-            name: "US Standard",
-            status: Active,
-            mno_id: MNO_US,
-            portfolios: &["pf-acme-us"],
-        },
-        Package {
-            id: 31002,
-            name: "US Roaming UK",
-            status: Active,
-            mno_id: MNO_UK,
-            portfolios: &["pf-acme-us"],
-        },
-        Package {
-            id: 31003,
-            name: "US Legacy",
-            status: Legacy,
-            mno_id: MNO_US,
-            portfolios: &["pf-acme-us"],
-        },
-        Package {
-            id: 40001,
-            name: "Other Co",
-            status: Active,
-            mno_id: MNO_UK,
-            portfolios: &["pf-other-co"],
-        },
+    [
+        (20417, "EU Standard", Active, MNO_UK, &["pf-acme-eu"]),
+        (
+            20418,
+            "EU Plus",
+            Active,
+            MNO_UK,
+            &["pf-acme-eu", "pf-acme-us"],
+        ),
+        (20419, "EU Paused", Suspended, MNO_UK, &["pf-acme-eu"]),
+        (20420, "EU Legacy", Legacy, MNO_UK, &["pf-acme-eu"]),
+        (20421, "EU Pending", Pending, MNO_UK, &["pf-acme-eu"]),
+        (20422, "EU Unsigned", Unsigned, MNO_UK, &["pf-acme-eu"]),
+        (20499, "EU on US network", Active, MNO_US, &["pf-acme-eu"]),
+        (20533, "EU Next", Active, MNO_UK, &["pf-acme-eu"]),
+        (31001, "US Standard", Active, MNO_US, &["pf-acme-us"]),
+        (31002, "US Roaming UK", Active, MNO_UK, &["pf-acme-us"]),
+        (31003, "US Legacy", Legacy, MNO_US, &["pf-acme-us"]),
+        (40001, "Other Co", Active, MNO_UK, &["pf-other-co"]),
     ]
+};
+
+pub fn catalogue_packages() -> Vec<Package> {
+    CATALOGUE
+        .iter()
+        .map(|&(id, name, status, mno_id, portfolios)| Package {
+            id,
+            name,
+            status,
+            mno_id,
+            portfolios,
+        })
+        .collect()
 }

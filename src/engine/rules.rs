@@ -1,0 +1,246 @@
+//! What the client knows of the provider's rules: the call a SIM action makes, whether a
+//! SIM already shows what a row asks for, and what the SIM's state predicts for a row.
+//!
+//! It is the client's reading, used by the worker (to reconcile) and by the preview (to
+//! predict); the simulator keeps its own, independent implementation of the contract.
+//! Guarantees: a prediction never claims more than the state decides — package and portfolio
+//! catalogue rules and the suspend-settle window are the provider's to decide, and such rows
+//! are predicted `ok` with a note.
+
+use crate::input::Action;
+use crate::model::{Attribute, Sim, SimPatch, codes};
+use crate::output::row::Verdict;
+
+/// The SIM's status as the results show it: the lifecycle status, plus the suspension.
+pub fn sim_status(s: &Sim) -> String {
+    if s.is_suspended() {
+        format!("{}+suspended", s.status)
+    } else {
+        s.status.clone()
+    }
+}
+
+/// The PATCH body for a SIM action.
+pub fn patch_for(action: &Action) -> Option<SimPatch> {
+    let mut p = SimPatch::default();
+    match action {
+        Action::Activate => p.status = Some("active".into()),
+        Action::Deactivate => p.status = Some("available".into()),
+        Action::Suspend => p.customer_suspend = Some(true),
+        Action::Unsuspend => p.customer_suspend = Some(false),
+        Action::SetPackage(id) => p.package_id = Some(*id),
+        Action::SetPortfolio(id) => p.portfolio_id = Some(id.clone()),
+        Action::SetAttribute { .. } | Action::DeleteAttribute { .. } => return None,
+    }
+    Some(p)
+}
+
+/// Whether `sim` already shows what `action` asks for.
+pub fn satisfied(action: &Action, sim: &Sim) -> bool {
+    match action {
+        Action::Activate => sim.status == "active" || sim.status == "pendingProvision",
+        Action::Deactivate => sim.status == "available",
+        Action::Suspend => sim.customer_suspend,
+        Action::Unsuspend => !sim.customer_suspend,
+        Action::SetPackage(id) => sim.package_id == *id,
+        Action::SetPortfolio(id) => sim.portfolio_id == *id,
+        Action::SetAttribute { .. } | Action::DeleteAttribute { .. } => false,
+    }
+}
+
+/// A predicted outcome: verdict, error code, reason.
+pub type Prediction = (Verdict, Option<i64>, String);
+
+/// Predicts what the API will do with `action` on `sim` (with its attributes for attribute
+/// actions), following the contract's rule order.
+pub fn predict(action: &Action, sim: &Sim, attrs: &[Attribute]) -> Prediction {
+    let fail = |code: i64, why: &str| (Verdict::Failed, Some(code), why.to_owned());
+    let skip = |why: &str| (Verdict::Skipped, Some(codes::ALREADY_DONE), why.to_owned());
+    let ok = |why: &str| (Verdict::Ok, None, why.to_owned());
+    let suspended = sim.is_suspended();
+    let pending = sim.status == "pendingProvision";
+    match action {
+        Action::SetAttribute { name, value } => match attrs.iter().find(|a| &a.name == name) {
+            Some(a) if &a.value == value => (
+                Verdict::Skipped,
+                None,
+                "the attribute already has this value".into(),
+            ),
+            _ if suspended => fail(
+                codes::SUSPENDED,
+                "the SIM is suspended; attributes cannot be changed",
+            ),
+            Some(_) => ok("would update the attribute"),
+            None => ok("would create the attribute"),
+        },
+        Action::DeleteAttribute { name } => match attrs.iter().find(|a| &a.name == name) {
+            None => (
+                Verdict::Skipped,
+                None,
+                "the SIM has no attribute with this name".into(),
+            ),
+            Some(_) if suspended => fail(
+                codes::SUSPENDED,
+                "the SIM is suspended; attributes cannot be changed",
+            ),
+            Some(_) => ok("would delete the attribute"),
+        },
+        _ => {
+            if pending {
+                return fail(codes::WRONG_STATUS, "the SIM is pendingProvision");
+            }
+            let changes = match action {
+                Action::Activate => sim.status != "active",
+                Action::Deactivate => sim.status != "available",
+                Action::SetPackage(p) => sim.package_id != *p,
+                Action::SetPortfolio(f) => sim.portfolio_id != *f,
+                _ => false,
+            };
+            match action {
+                Action::Suspend if sim.customer_suspend => skip("already suspended"),
+                Action::Suspend if sim.status != "active" => {
+                    fail(codes::WRONG_STATUS, "only an active SIM can be suspended")
+                }
+                Action::Suspend => ok("would suspend"),
+                Action::Unsuspend if !sim.customer_suspend => skip("not suspended by the customer"),
+                Action::Unsuspend => {
+                    ok("would unsuspend (refused if inside the provider's suspend-settle window)")
+                }
+                _ if changes && suspended => fail(codes::SUSPENDED, "the SIM is suspended"),
+                _ if !changes => skip("already in the requested state"),
+                Action::SetPackage(_) if sim.status == "active" => fail(
+                    codes::WRONG_STATUS,
+                    "the package of an active SIM cannot change",
+                ),
+                Action::SetPackage(_) | Action::SetPortfolio(_) => {
+                    ok("would change it (package and portfolio links are checked by the provider)")
+                }
+                Action::Activate => ok("would activate"),
+                _ => ok("would deactivate"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sim_action_has_a_patch_that_satisfies_it() {
+        let base: Sim = serde_json::from_str(
+            r#"{"iccId":"8944500990000012342","status":"available","customerSuspend":false,"adminSuspend":false,"systemSuspend":false,"packageId":1,"portfolioId":"a","mnoId":2}"#,
+        )
+        .unwrap();
+        for a in [
+            Action::Activate,
+            Action::Deactivate,
+            Action::Suspend,
+            Action::Unsuspend,
+            Action::SetPackage(7),
+            Action::SetPortfolio("b".into()),
+        ] {
+            let p = patch_for(&a).unwrap();
+            let mut s = base.clone();
+            if let Some(st) = p.status {
+                s.status = st;
+            }
+            if let Some(c) = p.customer_suspend {
+                s.customer_suspend = c;
+            }
+            if let Some(k) = p.package_id {
+                s.package_id = k;
+            }
+            if let Some(f) = p.portfolio_id {
+                s.portfolio_id = f;
+            }
+            assert!(satisfied(&a, &s), "{a:?}");
+        }
+        assert!(patch_for(&Action::DeleteAttribute { name: "n".into() }).is_none());
+    }
+
+    fn sim(status: &str, cs: bool, admin: bool, pkg: i64) -> Sim {
+        Sim {
+            icc_id: "8944500990000012342".into(),
+            sim_id: None,
+            eid: None,
+            status: status.into(),
+            customer_suspend: cs,
+            admin_suspend: admin,
+            system_suspend: false,
+            package_id: pkg,
+            portfolio_id: "pf".into(),
+            mno_id: 1,
+            imsi: None,
+            msisdn: None,
+            modified_date: None,
+        }
+    }
+
+    #[test]
+    fn predictions_follow_the_rules_the_state_decides() {
+        let v = |a: &Action, s: &Sim| predict(a, s, &[]).0;
+        let c = |a: &Action, s: &Sim| predict(a, s, &[]).1;
+        assert_eq!(
+            v(&Action::Activate, &sim("active", false, false, 1)),
+            Verdict::Skipped
+        );
+        assert_eq!(
+            v(&Action::Activate, &sim("available", false, false, 1)),
+            Verdict::Ok
+        );
+        assert_eq!(
+            c(&Action::Deactivate, &sim("active", true, false, 1)),
+            Some(16000)
+        );
+        assert_eq!(
+            c(&Action::SetPackage(2), &sim("active", false, false, 1)),
+            Some(6046)
+        );
+        assert_eq!(
+            v(&Action::SetPackage(1), &sim("active", false, false, 1)),
+            Verdict::Skipped
+        );
+        assert_eq!(
+            c(&Action::Suspend, &sim("available", false, false, 1)),
+            Some(6046)
+        );
+        assert_eq!(
+            c(&Action::Activate, &sim("pendingProvision", false, false, 1)),
+            Some(6046)
+        );
+        assert_eq!(
+            v(&Action::Unsuspend, &sim("active", true, true, 1)),
+            Verdict::Ok
+        );
+        let a = Attribute {
+            icc_attribute_id: 1,
+            icc_id: "x".into(),
+            name: "n".into(),
+            value: "v".into(),
+            created_date: None,
+            modified_date: None,
+        };
+        assert_eq!(
+            predict(
+                &Action::SetAttribute {
+                    name: "n".into(),
+                    value: "v".into()
+                },
+                &sim("active", false, false, 1),
+                std::slice::from_ref(&a)
+            )
+            .0,
+            Verdict::Skipped
+        );
+        assert_eq!(
+            predict(
+                &Action::DeleteAttribute { name: "n".into() },
+                &sim("active", true, false, 1),
+                &[a]
+            )
+            .1,
+            Some(16000)
+        );
+    }
+}
