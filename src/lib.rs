@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod checkpoint;
+pub mod clock;
 pub mod commands;
 pub mod engine;
 pub mod exit;

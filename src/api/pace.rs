@@ -279,7 +279,7 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     if let Ok(s) = v.parse::<u64>() {
         return Some(Duration::from_secs(s));
     }
-    let when = httpdate::parse_http_date(v).ok()?;
+    let when = crate::clock::parse_http_date(v)?;
     Some(
         when.duration_since(std::time::SystemTime::now())
             .unwrap_or(Duration::ZERO),
@@ -294,7 +294,7 @@ mod tests {
     fn retry_after_takes_seconds_and_http_dates() {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
         let later = std::time::SystemTime::now() + Duration::from_secs(30);
-        let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        let d = parse_retry_after(&crate::clock::http_date(later)).unwrap();
         assert!(
             d > Duration::from_secs(25) && d <= Duration::from_secs(30),
             "{d:?}"

@@ -96,7 +96,7 @@ impl JobLock {
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
         let host = gethostname::gethostname().to_string_lossy().into_owned();
-        let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        let started = crate::clock::now_rfc3339();
         let info = format!(
             "pid {} on host {host}, started {started}\n",
             std::process::id()

@@ -50,7 +50,7 @@ pub fn parse_rate(s: &str) -> Result<Rate, String> {
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
+    let d = crate::clock::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 30s, 500ms, 2m, 1h30m"))?;
     if d > MAX_DURATION {
         return Err(format!("{s:?} is longer than a hundred years"));

@@ -54,7 +54,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 50_000)]
     pub sims: usize,
     /// Latency the simulator adds to every call.
-    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "0ms", value_parser = crate::clock::parse_duration)]
     pub sim_latency: Duration,
     /// The simulator's rate limit per second (0 = none) and burst.
     #[arg(long, default_value_t = 0)]

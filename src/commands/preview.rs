@@ -200,7 +200,7 @@ fn row_cells(
         code.map(|c| c.to_string()).unwrap_or_default(),
         formula_safe(reason).into_owned(),
         status.unwrap_or_default(),
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        crate::clock::now_rfc3339(),
     ];
     cells.extend(
         layout

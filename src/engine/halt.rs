@@ -160,7 +160,7 @@ impl Halt {
             }
             Halt::Stall(d) => format!(
                 "no row finished for {} and the provider answered only with 429s, 5xx errors or not at all; run again with --resume once it has recovered (--stall-timeout sets how long to wait)",
-                humantime::format_duration(*d)
+                crate::clock::duration_text(*d)
             ),
             Halt::Panic(m) => format!(
                 "internal error: a worker panicked ({m}); the files are consistent: run again with --resume, and please report this"

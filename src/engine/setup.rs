@@ -9,7 +9,6 @@
 //! resumes from any working directory.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use fixedbitset::FixedBitSet;
 
@@ -239,8 +238,7 @@ pub fn open_outputs(
                 job: identity.clone(),
                 results: files::resolve(&cfg.results),
                 failures: files::resolve(&cfg.failures),
-                created: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                    .to_string(),
+                created: crate::clock::now_rfc3339(),
             };
             let cp = named("--checkpoint", &cfg.checkpoint);
             let mut journal = Journal::create(&cfg.checkpoint, &header).map_err(&cp)?;
@@ -267,7 +265,7 @@ pub fn deadline(cfg: &JobConfig) -> Option<tokio::time::Instant> {
         .unwrap_or_default();
     tracing::info!(
         "stopping at {local} (in {}); no request starts after that",
-        humantime::format_duration(Duration::from_secs(within.as_secs()))
+        crate::clock::duration_text(within)
     );
     Some(at)
 }

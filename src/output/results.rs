@@ -139,7 +139,7 @@ impl ResultsFile {
     }
 
     pub fn write(&mut self, r: &RowResult) -> std::io::Result<()> {
-        let finished = humantime::format_rfc3339_millis(r.finished_at).to_string();
+        let finished = crate::clock::rfc3339(r.finished_at, crate::clock::Precision::Millis);
         let opt = |v: Option<String>| v.unwrap_or_default();
         let mut cells: Vec<String> = vec![
             r.line.to_string(),

@@ -217,7 +217,7 @@ impl Report {
     }
 
     fn add_time(&mut self, at: &str) {
-        let Ok(t) = humantime::parse_rfc3339_weak(at) else {
+        let Some(t) = crate::clock::parse_rfc3339(at) else {
             return;
         };
         let Ok(d) = t.duration_since(std::time::UNIX_EPOCH) else {
@@ -234,7 +234,7 @@ impl Report {
 
 fn minute_text(m: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(m * 60);
-    let s = humantime::format_rfc3339_seconds(t).to_string();
+    let s = crate::clock::rfc3339(t, crate::clock::Precision::Seconds);
     s.get(..16).unwrap_or(&s).replace('T', " ")
 }
 

@@ -119,10 +119,10 @@ pub enum AfterApply {
 #[serde(default, rename_all = "camelCase")]
 pub struct FaultConfig {
     /// Added to every `/api/v2` response.
-    #[serde(with = "humantime_serde_ms")]
+    #[serde(with = "millis")]
     pub latency: Duration,
     /// A uniformly random extra delay in `[0, spread)`.
-    #[serde(with = "humantime_serde_ms")]
+    #[serde(with = "millis")]
     pub latency_spread: Duration,
     pub http500: f64,
     pub http502: f64,
@@ -135,7 +135,7 @@ pub struct FaultConfig {
     pub after_apply: AfterApply,
     /// Hold the response for `slow_duration` (to go past a client's timeout).
     pub slow: f64,
-    #[serde(with = "humantime_serde_ms")]
+    #[serde(with = "millis")]
     pub slow_duration: Duration,
     /// Revoke every token of the calling client on this share of requests.
     pub revoke: f64,
@@ -149,7 +149,7 @@ pub struct FaultConfig {
     pub http429: f64,
     pub throttle_retry_after: u64,
     /// Added to every token request (a slow identity provider).
-    #[serde(with = "humantime_serde_ms")]
+    #[serde(with = "millis")]
     pub token_latency: Duration,
 }
 
@@ -282,7 +282,7 @@ pub fn default_clients() -> Vec<ClientConfig> {
     ]
 }
 
-mod humantime_serde_ms {
+mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 

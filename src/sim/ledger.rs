@@ -187,7 +187,7 @@ impl Stats {
             ledger_dropped: ledger.dropped(),
             last_api_request_at: g
                 .last_arrival
-                .map(|t| humantime::format_rfc3339_micros(t).to_string()),
+                .map(|t| crate::clock::rfc3339(t, crate::clock::Precision::Micros)),
         }
     }
 }

@@ -369,7 +369,7 @@ pub(super) fn fault_name(status: u16) -> &'static str {
 
 /// Now as RFC 3339 with seconds, the contract's date format.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+    crate::clock::now_rfc3339()
 }
 
 pub(super) fn with_request_id(mut r: Response, rid: &str) -> Response {
@@ -403,7 +403,7 @@ pub(super) fn gateway(
         }
         Some(RetryAfter::Date(s)) => {
             let when = SystemTime::now() + std::time::Duration::from_secs(s);
-            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(when)) {
+            if let Ok(v) = HeaderValue::from_str(&crate::clock::http_date(when)) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
