@@ -8,9 +8,9 @@ use std::time::SystemTime;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use simbulk::checkpoint::{Header, JobIdentity, Journal, replay};
-use simbulk::input::reader::{self, Defaults};
+use simbulk::input::{self as reader, Defaults};
 use simbulk::output::ResultsFile;
-use simbulk::output::row::{RowResult, Verdict};
+use simbulk::output::{RowResult, Verdict};
 
 const ROWS: u64 = 100_000;
 
@@ -90,7 +90,7 @@ fn write_results_and_checkpoint(c: &mut Criterion) {
             for x in &rows {
                 r.write(x).unwrap();
             }
-            r.file().flush().unwrap();
+            r.flush().unwrap();
         })
     });
     let header = Header {

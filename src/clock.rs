@@ -13,14 +13,14 @@ use jiff::{SignedDuration, Span, SpanRelativeTo, Timestamp};
 
 /// Decimal places of a written time.
 #[derive(Debug, Clone, Copy)]
-pub enum Precision {
+pub(crate) enum Precision {
     Seconds,
     Millis,
     Micros,
 }
 
 /// `t` as RFC 3339 in UTC (`2026-11-27T03:15:34.120Z`); empty when `t` is out of range.
-pub fn rfc3339(t: SystemTime, p: Precision) -> String {
+pub(crate) fn rfc3339(t: SystemTime, p: Precision) -> String {
     let Ok(t) = Timestamp::try_from(t) else {
         return String::new();
     };
@@ -32,17 +32,17 @@ pub fn rfc3339(t: SystemTime, p: Precision) -> String {
 }
 
 /// Now as RFC 3339 with whole seconds.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     rfc3339(SystemTime::now(), Precision::Seconds)
 }
 
 /// Reads an RFC 3339 time with a `Z` or an offset.
-pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     s.trim().parse::<Timestamp>().ok().map(SystemTime::from)
 }
 
 /// `t` as an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`); empty when out of range.
-pub fn http_date(t: SystemTime) -> String {
+pub(crate) fn http_date(t: SystemTime) -> String {
     Timestamp::try_from(t)
         .ok()
         .and_then(|t| DateTimePrinter::new().timestamp_to_rfc9110_string(&t).ok())
@@ -50,7 +50,7 @@ pub fn http_date(t: SystemTime) -> String {
 }
 
 /// Reads an HTTP date.
-pub fn parse_http_date(s: &str) -> Option<SystemTime> {
+pub(crate) fn parse_http_date(s: &str) -> Option<SystemTime> {
     DateTimeParser::new()
         .parse_timestamp(s.trim())
         .ok()
@@ -59,7 +59,7 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
 
 /// Reads a duration as people write it: `30s`, `500ms`, `2m`, `1h30m`, `1.5h`, `2 days`.
 /// Days are 24 hours; months and years are refused (they have no fixed length).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let span: Span = s.trim().parse().map_err(|e| format!("{e}"))?;
     let signed = span
         .to_duration(SpanRelativeTo::days_are_24_hours())
@@ -68,7 +68,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `d` as people write it, to the whole second when longer than a second (`1h 30m 5s`).
-pub fn duration_text(d: Duration) -> String {
+pub(crate) fn duration_text(d: Duration) -> String {
     let d = if d >= Duration::from_secs(1) {
         Duration::from_secs(d.as_secs())
     } else {

@@ -1,18 +1,18 @@
 //! The documented exit codes of `simbulk`, one constant each.
 
 /// Every row ok or skipped (already in the requested state).
-pub const OK: u8 = 0;
+pub(crate) const OK: u8 = 0;
 /// The job ran to the end; some rows failed or were invalid (see the failures CSV).
-pub const ROWS_FAILED: u8 = 1;
+pub(crate) const ROWS_FAILED: u8 = 1;
 /// Usage or input-file error; nothing was sent.
-pub const USAGE: u8 = 2;
+pub(crate) const USAGE: u8 = 2;
 /// The job was halted: credentials refused, permission denied, or a failure threshold hit.
-pub const HALTED: u8 = 3;
+pub(crate) const HALTED: u8 = 3;
 /// Stopped early (signal or deadline); run again with `--resume` to continue.
-pub const STOPPED: u8 = 75;
+pub(crate) const STOPPED: u8 = 75;
 
 /// The table shown in `--help` and the README.
-pub const TABLE: &str = "\
+pub(crate) const TABLE: &str = "\
 Exit codes:
   0   every row ok or skipped (already in the requested state)
   1   the job ran to the end; some rows failed or were invalid (see the failures CSV)

@@ -7,14 +7,14 @@
 
 pub mod api;
 pub mod checkpoint;
-pub mod clock;
+mod clock;
 pub mod commands;
 pub mod engine;
-pub mod exit;
+mod exit;
 pub mod files;
 pub mod input;
 pub mod model;
 pub mod output;
-pub mod report;
-pub mod signal;
+mod report;
+mod signal;
 pub mod sim;

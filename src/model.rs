@@ -140,25 +140,45 @@ pub struct OAuthError {
 
 /// Error codes of the contract's catalogue that the client acts on.
 pub mod codes {
+    /// The SIM (or attribute) does not exist or is not visible to this client.
     pub const NOT_FOUND: i64 = 6002;
+    /// The request body is not what the endpoint takes.
     pub const BAD_BODY: i64 = 6006;
+    /// A value is malformed or out of range (an ICCID, a field, a name, a value).
     pub const FIELD_REJECTED: i64 = 6014;
+    /// The body changes nothing.
     pub const EMPTY_BODY: i64 = 6017;
+    /// The target portfolio is not active.
     pub const PORTFOLIO_NOT_ACTIVE: i64 = 6023;
+    /// The client lacks the permission for this call.
     pub const PERMISSION: i64 = 6024;
+    /// The target portfolio is outside the client's sphere.
     pub const PORTFOLIO_OUT_OF_SPHERE: i64 = 6026;
+    /// The SIM's status does not allow this change.
     pub const WRONG_STATUS: i64 = 6046;
+    /// The SIM is already in the requested state.
     pub const ALREADY_DONE: i64 = 6047;
+    /// The requested status is not one a client may set.
     pub const STATUS_NOT_ALLOWED: i64 = 6048;
+    /// An attribute name is empty.
     pub const EMPTY_NAME: i64 = 6053;
+    /// A list filter the API does not know.
     pub const UNKNOWN_FILTER: i64 = 6054;
+    /// The SIM is suspended and cannot take this change.
     pub const SUSPENDED: i64 = 16000;
+    /// After the portfolio move the package would not be linked to it.
     pub const PACKAGE_UNLINKED_AFTER_MOVE: i64 = 16001;
+    /// The SIM already has an attribute of this name.
     pub const DUPLICATE_ATTRIBUTE: i64 = 16002;
+    /// The target portfolio is deleted.
     pub const PORTFOLIO_DELETED: i64 = 16003;
+    /// A package cannot be removed.
     pub const NULL_PACKAGE: i64 = 16004;
+    /// The package is not linked to the SIM's portfolio.
     pub const PACKAGE_NOT_LINKED: i64 = 16005;
+    /// The package is not active.
     pub const PACKAGE_NOT_ACTIVE: i64 = 16006;
+    /// The package belongs to another network operator.
     pub const MNO_MISMATCH: i64 = 16007;
 }
 

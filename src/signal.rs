@@ -8,7 +8,7 @@
 use tokio_util::sync::CancellationToken;
 
 /// Waits for the first SIGINT, SIGTERM or SIGHUP.
-pub async fn first() {
+pub(crate) async fn first() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -32,7 +32,7 @@ pub async fn first() {
 }
 
 /// Cancels `drain` on the first signal and `abort` on the second.
-pub fn escalate(drain: CancellationToken, abort: CancellationToken) {
+pub(crate) fn escalate(drain: CancellationToken, abort: CancellationToken) {
     tokio::spawn(async move {
         first().await;
         tracing::warn!(

@@ -12,23 +12,23 @@ use std::time::Duration;
 use bytes::Bytes;
 
 /// Largest answer read for one SIM, one attribute or one SIM's attribute list.
-pub const ANSWER_CAP: usize = 1 << 20;
+pub(crate) const ANSWER_CAP: usize = 1 << 20;
 /// Largest page of `GET /api/v2/sim` read (1,000 SIMs of about 400 bytes, with room).
-pub const PAGE_CAP: usize = 16 << 20;
+pub(crate) const PAGE_CAP: usize = 16 << 20;
 /// Largest error body read (only its message is used).
-pub const ERROR_CAP: usize = 64 << 10;
+pub(crate) const ERROR_CAP: usize = 64 << 10;
 /// Largest token reply read.
-pub const TOKEN_CAP: usize = 64 << 10;
+pub(crate) const TOKEN_CAP: usize = 64 << 10;
 
 /// Lifetime assumed when a token reply gives none (RFC 6749 makes `expires_in` optional) or
 /// one that is not a positive number; a 401 refreshes the token sooner if it was shorter.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 /// Shortest lifetime believed.
-pub const MIN_TTL: Duration = Duration::from_secs(1);
+pub(crate) const MIN_TTL: Duration = Duration::from_secs(1);
 
 /// Why a body could not be read.
 #[derive(Debug)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     /// The body is larger than the cap.
     TooLarge(usize),
     /// The connection failed while the body was read (a timeout included).
@@ -36,7 +36,7 @@ pub enum BodyError {
 }
 
 /// Reads `resp`'s body, at most `cap` bytes.
-pub async fn read(mut resp: reqwest::Response, cap: usize) -> Result<Bytes, BodyError> {
+pub(crate) async fn read(mut resp: reqwest::Response, cap: usize) -> Result<Bytes, BodyError> {
     if resp.content_length().is_some_and(|n| n > cap as u64) {
         return Err(BodyError::TooLarge(cap));
     }
@@ -55,7 +55,7 @@ pub async fn read(mut resp: reqwest::Response, cap: usize) -> Result<Bytes, Body
 }
 
 /// Reads at most `cap` bytes of an error body and drops the rest.
-pub async fn read_lossy(resp: reqwest::Response, cap: usize) -> Bytes {
+pub(crate) async fn read_lossy(resp: reqwest::Response, cap: usize) -> Bytes {
     let mut resp = resp;
     let mut out = Vec::new();
     while let Ok(Some(chunk)) = resp.chunk().await {
@@ -70,13 +70,13 @@ pub async fn read_lossy(resp: reqwest::Response, cap: usize) -> Bytes {
 
 /// A token endpoint's reply, as read.
 #[derive(Debug, PartialEq, Eq)]
-pub struct TokenReply {
-    pub access_token: String,
-    pub ttl: Duration,
+pub(crate) struct TokenReply {
+    pub(crate) access_token: String,
+    pub(crate) ttl: Duration,
 }
 
 /// Parses a token reply; the error says what is wrong with it (never the token itself).
-pub fn token_reply(body: &[u8]) -> Result<TokenReply, String> {
+pub(crate) fn token_reply(body: &[u8]) -> Result<TokenReply, String> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| "the token reply is not JSON".to_owned())?;
     let obj = v

@@ -49,40 +49,22 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-/// Checks a URL for the API: `https`, or `http` to a loopback host only.
-pub fn check_url(what: &str, s: &str) -> Result<Url, SetupError> {
-    let refuse = |reason: String| SetupError::Url {
-        what: what.to_owned(),
-        value: s.chars().take(200).collect(),
-        reason,
-    };
-    let url = Url::parse(s).map_err(|e| refuse(format!("is not a URL ({e})")))?;
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if is_loopback(&url) => Ok(url),
-        "http" => Err(refuse(
-            "uses plain http to a host that is not loopback; use https (http:// is only for a local simulator)".into(),
-        )),
-        other => Err(refuse(format!("has scheme {other:?}; use https"))),
-    }
-}
-
 /// A successful reply.
 #[derive(Debug, Clone)]
-pub struct Reply<T> {
-    pub value: T,
-    pub status: u16,
+pub(crate) struct Reply<T> {
+    pub(crate) value: T,
+    pub(crate) status: u16,
 }
 
 /// Token-endpoint attempts before a row sees `TokenUnavailable`.
 const TOKEN_ATTEMPTS: u32 = 4;
 
-pub struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     endpoint: Endpoint,
     tokens: TokenCache,
-    pub pacer: Arc<Pacer>,
+    pub(crate) pacer: Arc<Pacer>,
     /// Cancelled when the job stops: no request starts after it, and every wait ends.
     stop: CancellationToken,
     /// No request starts at or after this instant (`--until`, `--max-duration`).
@@ -93,7 +75,11 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(endpoint: Endpoint, pacer: Arc<Pacer>, pool: usize) -> Result<Self, SetupError> {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        pacer: Arc<Pacer>,
+        pool: usize,
+    ) -> Result<Self, SetupError> {
         let mut b = reqwest::Client::builder()
             .timeout(endpoint.timeout)
             .connect_timeout(endpoint.timeout.min(Duration::from_secs(10)))
@@ -106,11 +92,8 @@ impl Client {
         // proxy, so no credential travels in clear to a proxy host; an https target goes
         // through HTTPS_PROXY or ALL_PROXY, in a CONNECT tunnel the proxy cannot read.
         b = b.no_proxy();
-        if let Some(proxy) = https_proxy() {
-            let rule = reqwest::Proxy::custom(move |u: &Url| {
-                (u.scheme() == "https" && !is_loopback(u)).then(|| proxy.clone())
-            });
-            b = b.proxy(rule.no_proxy(reqwest::NoProxy::from_env()));
+        if let Some(rule) = super::url::proxy_rule() {
+            b = b.proxy(rule);
         }
         b = b.tls_backend_preconfigured(super::tls::config(endpoint.ca_bundle.as_deref())?);
         let http = b.build().map_err(SetupError::Http)?;
@@ -128,7 +111,7 @@ impl Client {
     }
 
     /// Stops the client with `stop`, and at `deadline`.
-    pub fn with_stop(
+    pub(crate) fn with_stop(
         mut self,
         stop: CancellationToken,
         deadline: Option<tokio::time::Instant>,
@@ -139,18 +122,18 @@ impl Client {
     }
 
     /// The API's base URL.
-    pub fn base_url(&self) -> &Url {
+    pub(crate) fn base_url(&self) -> &Url {
         &self.endpoint.base_url
     }
 
     /// The token that stops this client.
-    pub fn stop_token(&self) -> &CancellationToken {
+    pub(crate) fn stop_token(&self) -> &CancellationToken {
         &self.stop
     }
 
     /// How long since the API last gave an answer that was neither a 429 nor a 5xx (or since
     /// the client was made).
-    pub fn since_useful_answer(&self) -> Duration {
+    pub(crate) fn since_useful_answer(&self) -> Duration {
         let ms = self.last_useful.load(std::sync::atomic::Ordering::Relaxed);
         self.born
             .elapsed()
@@ -266,7 +249,7 @@ impl Client {
     }
 
     /// Gets a token now: checks the credentials and the connection before a job starts.
-    pub async fn preflight(&self) -> Result<(), ApiError> {
+    pub(crate) async fn preflight(&self) -> Result<(), ApiError> {
         self.token().await.map(|_| ())
     }
 
@@ -424,7 +407,7 @@ impl Client {
         }
     }
 
-    pub async fn get_sim(&self, icc: &str) -> Result<Reply<Sim>, ApiError> {
+    pub(crate) async fn get_sim(&self, icc: &str) -> Result<Reply<Sim>, ApiError> {
         self.call::<(), _>(
             Method::GET,
             &format!("/api/v2/sim/{icc}"),
@@ -436,7 +419,7 @@ impl Client {
     }
 
     /// The SIM after the change, when the API sends it back.
-    pub async fn patch_sim(
+    pub(crate) async fn patch_sim(
         &self,
         icc: &str,
         patch: &SimPatch,
@@ -451,7 +434,10 @@ impl Client {
         .await
     }
 
-    pub async fn list_attributes(&self, icc: &str) -> Result<Reply<AttributeList>, ApiError> {
+    pub(crate) async fn list_attributes(
+        &self,
+        icc: &str,
+    ) -> Result<Reply<AttributeList>, ApiError> {
         self.call::<(), _>(
             Method::GET,
             &format!("/api/v2/sim/{icc}/attribute"),
@@ -462,7 +448,7 @@ impl Client {
         .await
     }
 
-    pub async fn create_attribute(
+    pub(crate) async fn create_attribute(
         &self,
         icc: &str,
         body: &AttributeCreate,
@@ -477,7 +463,7 @@ impl Client {
         .await
     }
 
-    pub async fn update_attribute(
+    pub(crate) async fn update_attribute(
         &self,
         icc: &str,
         id: i64,
@@ -493,7 +479,7 @@ impl Client {
         .await
     }
 
-    pub async fn delete_attribute(
+    pub(crate) async fn delete_attribute(
         &self,
         icc: &str,
         id: i64,
@@ -509,7 +495,10 @@ impl Client {
     }
 
     /// One page of `GET /api/v2/sim` with the given query pairs.
-    pub async fn list_sims(&self, query: &[(&str, String)]) -> Result<Reply<SimPage>, ApiError> {
+    pub(crate) async fn list_sims(
+        &self,
+        query: &[(&str, String)],
+    ) -> Result<Reply<SimPage>, ApiError> {
         self.call::<(), _>(Method::GET, "/api/v2/sim", query, None, body::PAGE_CAP)
             .await
     }
@@ -543,50 +532,5 @@ fn classify_transport(e: &reqwest::Error, timeout: Duration) -> ApiError {
         ApiError::Connect(cut(&msg))
     } else {
         ApiError::Transport(cut(&msg))
-    }
-}
-
-/// The proxy for https targets, from `HTTPS_PROXY` or `ALL_PROXY` (either case); never
-/// `HTTP_PROXY`, since plain-http targets are loopback only.
-fn https_proxy() -> Option<Url> {
-    ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
-        .into_iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|v| !v.trim().is_empty())
-        .and_then(|v| {
-            let v = v.trim();
-            Url::parse(v)
-                .or_else(|_| Url::parse(&format!("http://{v}")))
-                .ok()
-        })
-}
-
-fn is_loopback(u: &Url) -> bool {
-    match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_http_only_to_loopback() {
-        assert!(check_url("--base-url", "http://127.0.0.1:8080").is_ok());
-        assert!(check_url("--base-url", "http://localhost:1").is_ok());
-        assert!(check_url("--base-url", "http://[::1]:1").is_ok());
-        assert!(check_url("--base-url", "https://sim.api.example.com").is_ok());
-        assert!(
-            check_url("--base-url", "http://sim.api.example.com")
-                .unwrap_err()
-                .to_string()
-                .contains("https")
-        );
-        assert!(check_url("--base-url", "ftp://x").is_err());
-        assert!(check_url("--base-url", "not a url").is_err());
     }
 }

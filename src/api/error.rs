@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 /// Longest API message kept.
-pub const MAX_MESSAGE: usize = 300;
+pub(crate) const MAX_MESSAGE: usize = 300;
 
 /// Cuts `s` to `MAX_MESSAGE` characters, one line.
-pub fn cut(s: &str) -> String {
+pub(crate) fn cut(s: &str) -> String {
     let one_line: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -111,7 +111,7 @@ pub enum SetupError {
 
 impl ApiError {
     /// Worth another attempt (after a pause).
-    pub fn retryable(&self) -> bool {
+    pub(crate) fn retryable(&self) -> bool {
         matches!(
             self,
             ApiError::RateLimited { .. }
@@ -126,7 +126,7 @@ impl ApiError {
     }
 
     /// The request may have been applied although no success came back.
-    pub fn ambiguous(&self) -> bool {
+    pub(crate) fn ambiguous(&self) -> bool {
         matches!(
             self,
             ApiError::Server { .. } | ApiError::Timeout(_) | ApiError::Transport(_)
@@ -134,14 +134,14 @@ impl ApiError {
     }
 
     /// Every further row would fail the same way: stop the job.
-    pub fn halts_job(&self) -> bool {
+    pub(crate) fn halts_job(&self) -> bool {
         matches!(
             self,
             ApiError::Forbidden { .. } | ApiError::Credentials { .. }
         )
     }
 
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             ApiError::Rejected { status, .. } | ApiError::Server { status, .. } => Some(*status),
             ApiError::RateLimited { .. } => Some(429),
@@ -151,7 +151,7 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> Option<i64> {
+    pub(crate) fn code(&self) -> Option<i64> {
         match self {
             ApiError::Rejected { code, .. } | ApiError::Forbidden { code, .. } => *code,
             _ => None,
@@ -159,7 +159,7 @@ impl ApiError {
     }
 
     /// The kind of error, as a group's name (no detail of the call in it).
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             ApiError::Rejected { .. } => "refused by the API",
             ApiError::RateLimited { .. } => "rate limited",
@@ -177,7 +177,7 @@ impl ApiError {
         }
     }
 
-    pub fn request_id(&self) -> Option<&str> {
+    pub(crate) fn request_id(&self) -> Option<&str> {
         match self {
             ApiError::Rejected { request_id, .. }
             | ApiError::RateLimited { request_id, .. }

@@ -1,13 +1,18 @@
 //! The SIM API client: token cache, pacing, typed endpoints and error classification.
 //! It knows nothing about rows or files.
 
-pub mod body;
-pub mod client;
-pub mod error;
-pub mod pace;
-pub mod tls;
-pub mod token;
+pub(crate) mod body;
+pub(crate) mod client;
+pub(crate) mod error;
+pub(crate) mod pace;
+pub(crate) mod tls;
+pub(crate) mod token;
+pub(crate) mod url;
 
-pub use client::{Client, Endpoint, Reply, check_url};
-pub use error::{ApiError, SetupError};
-pub use pace::Pacer;
+pub(crate) use client::Client;
+pub use client::Endpoint;
+pub use error::ApiError;
+pub use error::SetupError;
+pub(crate) use pace::Pacer;
+pub use tls::plain_client;
+pub(crate) use url::check_url;

@@ -31,10 +31,10 @@ const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 
 /// A wait was cut short because the job is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stopped;
+pub(crate) struct Stopped;
 
 /// Runs `f` unless `stop` is cancelled first.
-pub async fn unless_stopped<F: std::future::Future>(
+pub(crate) async fn unless_stopped<F: std::future::Future>(
     stop: &CancellationToken,
     f: F,
 ) -> Result<F::Output, Stopped> {
@@ -54,7 +54,7 @@ struct Adaptive {
 }
 
 /// The shared pacer.
-pub struct Pacer {
+pub(crate) struct Pacer {
     limiter: std::sync::RwLock<Option<Arc<DefaultDirectRateLimiter>>>,
     adaptive: Option<Mutex<Adaptive>>,
     burst: NonZeroU32,
@@ -85,12 +85,12 @@ const BUDGET_MAX: f64 = 500.0;
 
 impl Pacer {
     /// `rate` requests per second (`None` = no limit), `burst` at once.
-    pub fn new(rate: Option<f64>, burst: NonZeroU32) -> Self {
+    pub(crate) fn new(rate: Option<f64>, burst: NonZeroU32) -> Self {
         Self::with_adaptation(rate, burst, true)
     }
 
     /// `adaptive: false` keeps the rate fixed whatever the 429s (the gate still applies).
-    pub fn with_adaptation(rate: Option<f64>, burst: NonZeroU32, adaptive: bool) -> Self {
+    pub(crate) fn with_adaptation(rate: Option<f64>, burst: NonZeroU32, adaptive: bool) -> Self {
         Self {
             limiter: std::sync::RwLock::new(rate.and_then(|r| limiter(r, burst))),
             adaptive: rate.filter(|_| adaptive).map(|r| {
@@ -121,7 +121,7 @@ impl Pacer {
     }
 
     /// Waits until a request may start, or until `stop`.
-    pub async fn ready(&self, stop: &CancellationToken) -> Result<(), Stopped> {
+    pub(crate) async fn ready(&self, stop: &CancellationToken) -> Result<(), Stopped> {
         loop {
             if stop.is_cancelled() {
                 return Err(Stopped);
@@ -158,7 +158,7 @@ impl Pacer {
     }
 
     /// A 429 arrived: close the gate for everyone.
-    pub fn throttled(&self, retry_after: Option<Duration>) {
+    pub(crate) fn throttled(&self, retry_after: Option<Duration>) {
         self.throttled.fetch_add(1, Ordering::Relaxed);
         if let Some(a) = &self.adaptive {
             let mut a = a.lock().unwrap_or_else(|e| e.into_inner());
@@ -189,7 +189,7 @@ impl Pacer {
     }
 
     /// A request went through: the 429 backoff starts again from its base.
-    pub fn succeeded(&self) {
+    pub(crate) fn succeeded(&self) {
         if self.consecutive_429.load(Ordering::Relaxed) != 0 {
             self.consecutive_429.store(0, Ordering::Relaxed);
         }
@@ -211,20 +211,21 @@ impl Pacer {
     }
 
     /// The rate the pacer runs at now (`None`: no limit).
-    pub fn current_rate(&self) -> Option<f64> {
+    #[cfg(test)]
+    fn current_rate(&self) -> Option<f64> {
         self.adaptive
             .as_ref()
             .map(|a| a.lock().unwrap_or_else(|e| e.into_inner()).current)
     }
 
     /// A row's first attempt: it earns a share of a retry.
-    pub fn deposit(&self) {
+    pub(crate) fn deposit(&self) {
         let mut b = self.budget.lock().unwrap_or_else(|e| e.into_inner());
         b.tokens = (b.tokens + BUDGET_RATIO).min(BUDGET_MAX);
     }
 
     /// Waits until the retry budget allows one more retry, and takes it (or until `stop`).
-    pub async fn retry_permit(&self, stop: &CancellationToken) -> Result<(), Stopped> {
+    pub(crate) async fn retry_permit(&self, stop: &CancellationToken) -> Result<(), Stopped> {
         let mut waited = false;
         loop {
             {
@@ -247,21 +248,21 @@ impl Pacer {
     }
 
     /// When the first request of the run was let through.
-    pub fn first_request(&self) -> Option<std::time::Instant> {
+    pub(crate) fn first_request(&self) -> Option<std::time::Instant> {
         self.first_request.get().copied()
     }
 
-    pub fn requests(&self) -> u64 {
+    pub(crate) fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 
-    pub fn throttled_count(&self) -> u64 {
+    pub(crate) fn throttled_count(&self) -> u64 {
         self.throttled.load(Ordering::Relaxed)
     }
 }
 
 /// The default burst: 1 % of the rate, at least 1.
-pub fn default_burst(rate: Option<f64>) -> NonZeroU32 {
+pub(crate) fn default_burst(rate: Option<f64>) -> NonZeroU32 {
     let b = rate.map_or(1.0, |r| (r / 100.0).ceil());
     NonZeroU32::new(b.clamp(1.0, 10_000.0) as u32).unwrap_or(NonZeroU32::MIN)
 }
@@ -274,7 +275,7 @@ fn limiter(rate: f64, burst: NonZeroU32) -> Option<Arc<DefaultDirectRateLimiter>
 }
 
 /// Parses `Retry-After`: whole seconds or an HTTP-date.
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(s) = v.parse::<u64>() {
         return Some(Duration::from_secs(s));

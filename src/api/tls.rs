@@ -22,7 +22,7 @@ const MAX_BUNDLE: u64 = 4 << 20;
 
 /// The client's TLS configuration, with the certificates of `bundle` trusted besides the
 /// platform's.
-pub fn config(bundle: Option<&Path>) -> Result<rustls::ClientConfig, SetupError> {
+pub(crate) fn config(bundle: Option<&Path>) -> Result<rustls::ClientConfig, SetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let extra = match bundle {
         Some(p) => load(p)?,

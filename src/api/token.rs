@@ -19,13 +19,13 @@ use super::error::ApiError;
 use super::pace::unless_stopped;
 
 /// Longest lifetime believed: a token reply claiming more is refreshed after a day anyway.
-pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// A live token and its generation.
 #[derive(Clone)]
-pub struct Token {
-    pub value: Arc<SecretString>,
-    pub generation: u64,
+pub(crate) struct Token {
+    pub(crate) value: Arc<SecretString>,
+    pub(crate) generation: u64,
     expires: Instant,
 }
 
@@ -39,12 +39,12 @@ impl std::fmt::Debug for Token {
 }
 
 /// Refresh this long before expiry: a tenth of the lifetime, at most a minute.
-pub fn skew(ttl: Duration) -> Duration {
+pub(crate) fn skew(ttl: Duration) -> Duration {
     (ttl / 10).min(Duration::from_secs(60))
 }
 
 #[derive(Default)]
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     current: RwLock<Option<Token>>,
     refresh: tokio::sync::Mutex<u64>,
 }
@@ -57,7 +57,11 @@ impl TokenCache {
 
     /// A live token, fetching one with `fetch` (single flight) when needed.
     /// `fetch` returns the token and its lifetime.
-    pub async fn get<F, Fut>(&self, fetch: F, stop: &CancellationToken) -> Result<Token, ApiError>
+    pub(crate) async fn get<F, Fut>(
+        &self,
+        fetch: F,
+        stop: &CancellationToken,
+    ) -> Result<Token, ApiError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(SecretString, Duration), ApiError>>,
@@ -85,7 +89,7 @@ impl TokenCache {
     }
 
     /// The API refused token generation `generation`: drop it unless already replaced.
-    pub fn invalidate(&self, generation: u64) {
+    pub(crate) fn invalidate(&self, generation: u64) {
         let mut g = self.current.write().unwrap_or_else(|e| e.into_inner());
         if g.as_ref().is_some_and(|t| t.generation == generation) {
             *g = None;

@@ -23,7 +23,7 @@ pub struct JobIdentity {
 
 impl JobIdentity {
     /// What differs between `self` (the checkpoint's job) and `now`, in words.
-    pub fn differences(&self, now: &JobIdentity) -> Vec<String> {
+    pub(crate) fn differences(&self, now: &JobIdentity) -> Vec<String> {
         let mut d = Vec::new();
         if self.input_sha256 != now.input_sha256 || self.input_bytes != now.input_bytes {
             d.push(format!(
@@ -51,14 +51,17 @@ impl JobIdentity {
 }
 
 /// Digest and size of the file, plus its line count (an estimate of its rows for progress).
-pub fn digest_file(path: &Path) -> std::io::Result<(String, u64, u64)> {
+pub(crate) fn digest_file(path: &Path) -> std::io::Result<(String, u64, u64)> {
     let f = std::fs::File::open(path)?;
     digest(&f, &|| false).map(|d| d.unwrap_or_default())
 }
 
 /// Digest, size and line count of an open file, read at offsets from the start; `None` when
 /// `stopped` says so between two blocks.
-pub fn digest(f: &File, stopped: &dyn Fn() -> bool) -> std::io::Result<Option<(String, u64, u64)>> {
+pub(crate) fn digest(
+    f: &File,
+    stopped: &dyn Fn() -> bool,
+) -> std::io::Result<Option<(String, u64, u64)>> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let (mut bytes, mut lines, mut last) = (0u64, 0u64, b'\n');

@@ -31,7 +31,7 @@ use crate::output::row::{Tally, Verdict};
 use super::fingerprint::JobIdentity;
 
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 2;
 const MAGIC: &str = "SIMBULK-CHECKPOINT";
 
 /// The letter a verdict has in an `R` record.
@@ -117,7 +117,7 @@ pub struct Bounds {
 impl Bounds {
     /// For a job whose input has `lines` lines: room for a finished record and several
     /// started records per line.
-    pub fn for_input(lines: u64) -> Self {
+    pub(crate) fn for_input(lines: u64) -> Self {
         Self {
             results: u64::MAX,
             failures: u64::MAX,
@@ -132,7 +132,7 @@ impl Bounds {
     }
 
     /// With the current sizes of the output files.
-    pub fn with_outputs(self, results: u64, failures: u64) -> Self {
+    pub(crate) fn with_outputs(self, results: u64, failures: u64) -> Self {
         Self {
             results,
             failures,
@@ -182,7 +182,7 @@ fn read_line(r: &mut impl BufRead, line: &mut Vec<u8>, max: u64) -> std::io::Res
 }
 
 /// Reads a journal from any reader, within `bounds`.
-pub fn replay_from(
+pub(crate) fn replay_from(
     mut r: impl BufRead,
     path: &Path,
     bounds: Bounds,
@@ -282,7 +282,7 @@ impl Replay {
 
 /// Longest line number a record may name: a bitset over a billion lines is 128 MiB, and no
 /// job has that many rows; a larger number is corruption, not a row.
-pub const MAX_LINE: usize = 1 << 30;
+pub(crate) const MAX_LINE: usize = 1 << 30;
 
 fn line_number(s: &str, max: usize) -> Option<usize> {
     s.parse::<usize>().ok().filter(|l| *l <= max.min(MAX_LINE))
@@ -298,7 +298,7 @@ fn put(set: &mut FixedBitSet, l: usize) -> bool {
 
 impl Replay {
     /// Rows that started a write and have no record: their write may have been applied.
-    pub fn in_doubt(&self) -> FixedBitSet {
+    pub(crate) fn in_doubt(&self) -> FixedBitSet {
         let mut s = self.started.clone();
         s.difference_with(&self.done);
         s
@@ -323,23 +323,25 @@ impl Journal {
     }
 
     /// Continues a journal after its good prefix.
-    pub fn resume(path: &Path, good_bytes: u64) -> std::io::Result<Self> {
+    pub(crate) fn resume(path: &Path, good_bytes: u64) -> std::io::Result<Self> {
         Ok(Self {
             file: AppendFile::open(path, OpenMode::KeepPrefix(good_bytes), 0o600)?,
         })
     }
 
+    /// A run starts with the results and failures files at these lengths.
     pub fn start(&mut self, results_len: u64, failures_len: u64) {
         let l = crc_line(&format!("S {results_len} {failures_len}"));
         self.file.buf().extend_from_slice(l.as_bytes());
     }
 
     /// A write for the row on `line` is about to be sent.
-    pub fn started(&mut self, line: u64) {
+    pub(crate) fn started(&mut self, line: u64) {
         let l = crc_line(&format!("B {line}"));
         self.file.buf().extend_from_slice(l.as_bytes());
     }
 
+    /// The row on `line` finished with `verdict`; the outputs are now this long.
     pub fn row(&mut self, line: u64, verdict: Verdict, results_len: u64, failures_len: u64) {
         let l = crc_line(&format!(
             "R {line} {} {results_len} {failures_len}",
@@ -348,20 +350,21 @@ impl Journal {
         self.file.buf().extend_from_slice(l.as_bytes());
     }
 
-    pub fn end(&mut self, code: u8) {
+    pub(crate) fn end(&mut self, code: u8) {
         let l = crc_line(&format!("E {code}"));
         self.file.buf().extend_from_slice(l.as_bytes());
     }
 
+    /// Hands the buffered records to the operating system.
     pub fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
     }
 
-    pub fn sync(&self) -> std::io::Result<()> {
+    pub(crate) fn sync(&self) -> std::io::Result<()> {
         self.file.sync()
     }
 
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.file.pending()
     }
 }

@@ -36,7 +36,7 @@ pub struct JobLock {
 }
 
 /// `<checkpoint>.lock`.
-pub fn lock_path(checkpoint: &Path) -> PathBuf {
+pub(crate) fn lock_path(checkpoint: &Path) -> PathBuf {
     let mut s = checkpoint.as_os_str().to_owned();
     s.push(".lock");
     PathBuf::from(s)

@@ -1,10 +1,11 @@
 //! The checkpoint: a versioned, crash-safe journal of finished rows, bound to its job by a
 //! fingerprint, and a lock so that one run at a time uses it. Nothing here knows HTTP.
 
-pub mod fingerprint;
-pub mod journal;
-pub mod lock;
+pub(crate) mod fingerprint;
+pub(crate) mod journal;
+pub(crate) mod lock;
 
-pub use fingerprint::{JobIdentity, digest_file};
+pub use fingerprint::JobIdentity;
+pub(crate) use fingerprint::digest_file;
 pub use journal::{Bounds, Header, Journal, JournalError, Replay, replay};
 pub use lock::{JobLock, LockError};

@@ -16,21 +16,21 @@ use crate::api::{Endpoint, check_url};
 
 /// Log format on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 /// A requests-per-second limit, or no limit (`0` or `unlimited`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rate(pub Option<f64>);
+pub(crate) struct Rate(pub Option<f64>);
 
 /// Slowest rate accepted: one request an hour.
-pub const MIN_RATE: f64 = 1.0 / 3600.0;
+pub(crate) const MIN_RATE: f64 = 1.0 / 3600.0;
 /// Fastest rate accepted (requests per second).
-pub const MAX_RATE: f64 = 1_000_000.0;
+pub(crate) const MAX_RATE: f64 = 1_000_000.0;
 
-pub fn parse_rate(s: &str) -> Result<Rate, String> {
+pub(crate) fn parse_rate(s: &str) -> Result<Rate, String> {
     if s.eq_ignore_ascii_case("unlimited") {
         return Ok(Rate(None));
     }
@@ -49,7 +49,7 @@ pub fn parse_rate(s: &str) -> Result<Rate, String> {
 /// Longest duration accepted (a hundred years: past it, instants overflow).
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = crate::clock::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 30s, 500ms, 2m, 1h30m"))?;
     if d > MAX_DURATION {
@@ -59,7 +59,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `--timeout`: from 100 ms to an hour.
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
         return Err(format!(
@@ -70,10 +70,10 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
 }
 
 /// Most rows in flight.
-pub const MAX_CONCURRENCY: usize = 10_000;
+pub(crate) const MAX_CONCURRENCY: usize = 10_000;
 
 /// `--concurrency`: from 1 to [`MAX_CONCURRENCY`].
-pub fn parse_concurrency(s: &str) -> Result<NonZeroUsize, String> {
+pub(crate) fn parse_concurrency(s: &str) -> Result<NonZeroUsize, String> {
     s.parse::<usize>()
         .ok()
         .filter(|n| (1..=MAX_CONCURRENCY).contains(n))
@@ -85,27 +85,27 @@ pub fn parse_concurrency(s: &str) -> Result<NonZeroUsize, String> {
 
 /// How to reach the API; shared by the commands that call it.
 #[derive(Debug, Args)]
-pub struct ConnectionArgs {
+pub(crate) struct ConnectionArgs {
     /// Base URL of the SIM API, e.g. https://sim.api.example.com (http:// only for loopback).
     #[arg(long, env = "SIMBULK_BASE_URL", help_heading = "Connection")]
-    pub base_url: Option<String>,
+    pub(crate) base_url: Option<String>,
 
     /// OAuth2 token endpoint [default: <base-url>/oauth2/token].
     #[arg(long, env = "SIMBULK_TOKEN_URL", help_heading = "Connection")]
-    pub token_url: Option<String>,
+    pub(crate) token_url: Option<String>,
 
     /// OAuth2 client id. The secret comes from SIMBULK_CLIENT_SECRET or --client-secret-file,
     /// never from a flag.
     #[arg(long, env = "SIMBULK_CLIENT_ID", help_heading = "Connection")]
-    pub client_id: Option<String>,
+    pub(crate) client_id: Option<String>,
 
     /// File holding the OAuth2 client secret (first line), instead of SIMBULK_CLIENT_SECRET.
     #[arg(long, help_heading = "Connection")]
-    pub client_secret_file: Option<PathBuf>,
+    pub(crate) client_secret_file: Option<PathBuf>,
 
     /// Extra CA certificate bundle (PEM) to trust, for providers behind a private CA.
     #[arg(long, help_heading = "Connection")]
-    pub ca_bundle: Option<PathBuf>,
+    pub(crate) ca_bundle: Option<PathBuf>,
 }
 
 /// Longest secret file read.
@@ -113,7 +113,7 @@ const MAX_SECRET_FILE: u64 = 64 << 10;
 
 /// Why the connection settings do not describe an endpoint.
 #[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
+pub(crate) enum SettingsError {
     /// Every missing setting, in one message.
     #[error("missing settings: {}", .0.join("; "))]
     Missing(Vec<&'static str>),
@@ -159,7 +159,7 @@ fn read_secret(file: Option<&Path>) -> Result<Option<SecretString>, SettingsErro
 
 /// The API endpoint the connection flags describe, with the secret read in. Every missing
 /// setting is named at once.
-pub fn endpoint(c: &ConnectionArgs, timeout: Duration) -> Result<Endpoint, SettingsError> {
+pub(crate) fn endpoint(c: &ConnectionArgs, timeout: Duration) -> Result<Endpoint, SettingsError> {
     let secret = read_secret(c.client_secret_file.as_deref())?;
     let (Some(base), Some(client_id), Some(client_secret)) =
         (c.base_url.as_deref(), c.client_id.clone(), secret)

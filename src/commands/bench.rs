@@ -23,7 +23,7 @@ use crate::sim::seed::{self, Profile};
 use crate::sim::{FaultConfig, SimConfig, SimServer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mix {
+pub(crate) enum Mix {
     /// `activate` on active SIMs: every call is the same no-op PATCH (compare with wrk/oha).
     Noop,
     /// Suspend, unsuspend and set-attribute rows cycling over active SIMs: real changes.
@@ -34,52 +34,52 @@ pub enum Mix {
 }
 
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Rows in the generated job.
     #[arg(long, default_value_t = 100_000)]
-    pub rows: u64,
+    pub(crate) rows: u64,
     /// The job's actions.
     #[arg(long, value_enum, default_value_t = Mix::Noop)]
-    pub mix: Mix,
+    pub(crate) mix: Mix,
     /// Engine concurrency.
     #[arg(long, default_value_t = 64)]
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Engine rate limit (requests per second); 0 = none.
     #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
+    pub(crate) rate: f64,
     /// Engine burst [default: as `simbulk run`, 1 % of the rate].
     #[arg(long)]
-    pub burst: Option<u32>,
+    pub(crate) burst: Option<u32>,
     /// Seeded SIMs in the simulator.
     #[arg(long, default_value_t = 50_000)]
-    pub sims: usize,
+    pub(crate) sims: usize,
     /// Latency the simulator adds to every call.
     #[arg(long, default_value = "0ms", value_parser = crate::clock::parse_duration)]
-    pub sim_latency: Duration,
+    pub(crate) sim_latency: Duration,
     /// The simulator's rate limit per second (0 = none) and burst.
     #[arg(long, default_value_t = 0)]
-    pub sim_rate_limit: u32,
+    pub(crate) sim_rate_limit: u32,
     #[arg(long, default_value_t = 20)]
-    pub sim_burst: u32,
+    pub(crate) sim_burst: u32,
     /// Run the simulator inside this process (CPU and memory then include it).
     #[arg(long, conflicts_with = "sim_url")]
-    pub in_process: bool,
+    pub(crate) in_process: bool,
     /// Use a simulator that is already running (e.g. `simbulk sim --rate-limit 0`), so a load
     /// generator and simbulk can be measured against the same server back to back.
     #[arg(long)]
-    pub sim_url: Option<String>,
+    pub(crate) sim_url: Option<String>,
     /// Keep --rate fixed on 429s (no AIMD), to compare.
     #[arg(long)]
-    pub fixed_rate: bool,
+    pub(crate) fixed_rate: bool,
     /// Send results, failures and checkpoint to /dev/null (to measure what durability costs).
     #[arg(long)]
-    pub discard_outputs: bool,
+    pub(crate) discard_outputs: bool,
     /// Write a checkpoint saying this many rows are done, then resume (measures resume start-up).
     #[arg(long)]
-    pub resume_from: Option<u64>,
+    pub(crate) resume_from: Option<u64>,
     /// Where to write the job's files [default: a temporary directory].
     #[arg(long)]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
 }
 
 /// The generated job's header.
@@ -205,7 +205,7 @@ fn start_external(a: &BenchArgs) -> anyhow::Result<(ExternalSim, String)> {
 
 /// This process's peak resident memory (`VmHWM`: the program's own, not what a fork
 /// inherited), in KiB.
-pub fn peak_rss_kib() -> Option<u64> {
+pub(crate) fn peak_rss_kib() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     s.lines()
         .find(|l| l.starts_with("VmHWM:"))?
@@ -235,7 +235,7 @@ macro_rules! say {
 }
 
 /// `simbulk bench`.
-pub async fn run(a: BenchArgs) -> u8 {
+pub(crate) async fn run(a: BenchArgs) -> u8 {
     match bench(a).await {
         Ok(()) => exit::OK,
         Err(e) => {

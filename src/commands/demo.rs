@@ -25,22 +25,22 @@ use crate::sim::seed::{self, Profile};
 use crate::sim::{FaultConfig, SimConfig, SimServer};
 
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Where the demo writes its results, failures and checkpoint files.
     #[arg(long, default_value = "simbulk-demo")]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
 /// The demo simulator's seed and size.
-pub const DEMO_SEED: u64 = 1;
-pub const DEMO_SIMS: usize = 5000;
+pub(crate) const DEMO_SEED: u64 = 1;
+pub(crate) const DEMO_SIMS: usize = 5000;
 
 /// One demo job: its file name, contents and the flags it runs with.
-pub struct Sample {
-    pub name: &'static str,
-    pub title: &'static str,
-    pub contents: String,
-    pub action: Option<&'static str>,
+pub(crate) struct Sample {
+    pub(crate) name: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) contents: String,
+    pub(crate) action: Option<&'static str>,
 }
 
 fn in_sphere(pf: &str) -> bool {
@@ -48,7 +48,7 @@ fn in_sphere(pf: &str) -> bool {
 }
 
 /// The sample jobs, generated from the demo seed.
-pub fn sample_files() -> Vec<Sample> {
+pub(crate) fn sample_files() -> Vec<Sample> {
     let sims: Vec<_> = seed::iter(DEMO_SEED, DEMO_SIMS).collect();
     vec![
         Sample {
@@ -155,7 +155,7 @@ fn tagging(sims: &[Seeded]) -> String {
 }
 
 /// The demo client's endpoint on a simulator at `base_url` (the demo and the benchmarks).
-pub fn simulator_endpoint(
+pub(crate) fn simulator_endpoint(
     base_url: &str,
     timeout: Duration,
 ) -> Result<Endpoint, crate::api::SetupError> {
@@ -173,7 +173,7 @@ pub fn simulator_endpoint(
 }
 
 /// The simulator the demo runs against.
-pub fn demo_sim_config() -> SimConfig {
+pub(crate) fn demo_sim_config() -> SimConfig {
     SimConfig {
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         seed: DEMO_SEED,
@@ -199,7 +199,7 @@ fn say(s: &str) {
 }
 
 /// `simbulk demo`.
-pub async fn run(a: DemoArgs) -> u8 {
+pub(crate) async fn run(a: DemoArgs) -> u8 {
     match demo(&a.out).await {
         Ok(code) => code,
         Err(e) => {

@@ -25,59 +25,59 @@ use crate::exit;
 use crate::model::{Attribute, Sim};
 
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     #[command(flatten)]
-    pub connection: ConnectionArgs,
+    pub(crate) connection: ConnectionArgs,
 
     /// Write the CSV here [default: stdout].
     #[arg(short, long)]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
 
     /// Only these ICCIDs (repeatable; sent 100 per request).
     #[arg(long = "iccid", help_heading = "Filters")]
-    pub iccids: Vec<String>,
+    pub(crate) iccids: Vec<String>,
     /// Only the ICCIDs listed in this file (one per line, or a CSV with an iccid column).
     #[arg(long, help_heading = "Filters")]
-    pub iccid_file: Option<PathBuf>,
+    pub(crate) iccid_file: Option<PathBuf>,
     #[arg(long, help_heading = "Filters")]
-    pub sim_id: Option<String>,
+    pub(crate) sim_id: Option<String>,
     #[arg(long, help_heading = "Filters")]
-    pub mno_id: Option<i64>,
+    pub(crate) mno_id: Option<i64>,
     #[arg(long, help_heading = "Filters")]
-    pub portfolio_id: Option<String>,
+    pub(crate) portfolio_id: Option<String>,
     #[arg(long, help_heading = "Filters")]
-    pub package_id: Option<i64>,
+    pub(crate) package_id: Option<i64>,
     /// available, pendingProvision, active, …
     #[arg(long, help_heading = "Filters")]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     #[arg(long, help_heading = "Filters")]
-    pub admin_suspend: Option<bool>,
+    pub(crate) admin_suspend: Option<bool>,
     #[arg(long, help_heading = "Filters")]
-    pub system_suspend: Option<bool>,
+    pub(crate) system_suspend: Option<bool>,
     #[arg(long, help_heading = "Filters")]
-    pub customer_suspend: Option<bool>,
+    pub(crate) customer_suspend: Option<bool>,
 
     /// Add one column per attribute name (`attr:NAME`); one more call per SIM.
     #[arg(long)]
-    pub with_attributes: bool,
+    pub(crate) with_attributes: bool,
 
     /// SIMs per page (1-1000).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub page_size: u32,
+    pub(crate) page_size: u32,
     /// Requests per second (0 or `unlimited`: no limit).
     #[arg(long, default_value = "10", value_parser = parse_rate)]
-    pub rate: Rate,
+    pub(crate) rate: Rate,
     /// Concurrent attribute reads with --with-attributes.
     #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     #[arg(long, default_value_t = 8)]
-    pub max_retries: u32,
+    pub(crate) max_retries: u32,
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// The export's columns, before any attribute columns.
-pub const COLUMNS: [&str; 13] = [
+pub(crate) const COLUMNS: [&str; 13] = [
     "iccid",
     "simId",
     "eid",
@@ -212,7 +212,7 @@ async fn page(
 }
 
 /// `simbulk export`.
-pub async fn run(a: ExportArgs) -> u8 {
+pub(crate) async fn run(a: ExportArgs) -> u8 {
     let to_stdout = a.output.is_none();
     match export(a).await {
         Ok(n) => {

@@ -4,14 +4,14 @@
 //! Guarantees: the library below (engine, api, input, …) never sees a raw argument; every
 //! command's outcome becomes an exit code of the documented table.
 
-pub mod args;
-pub mod bench;
-pub mod demo;
-pub mod export;
-pub mod preview;
-pub mod report;
-pub mod run;
-pub mod sim;
+pub(crate) mod args;
+pub(crate) mod bench;
+pub(crate) mod demo;
+pub(crate) mod export;
+pub(crate) mod preview;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod sim;
 
 use std::process::ExitCode;
 
@@ -28,25 +28,25 @@ use args::LogFormat;
     about = "Apply bulk changes to IoT SIM cards through a provider's SIM API: fast, safe, resumable, auditable.",
     after_help = exit::TABLE
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 
     /// Less output: warnings and errors only.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 
     /// More output (-v debug, -vv trace). RUST_LOG, when set, wins.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    pub(crate) verbose: u8,
 
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a bulk job: apply every row of INPUT through the SIM API.
     #[command(after_help = exit::TABLE, args_override_self = true)]
     Run(Box<run::RunArgs>),

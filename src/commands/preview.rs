@@ -106,7 +106,7 @@ async fn check_one(
 }
 
 /// Runs the preview; returns the summary text and the exit code.
-pub async fn preview(
+pub(crate) async fn preview(
     input: &Path,
     defaults: &Defaults,
     out: &Path,

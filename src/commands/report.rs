@@ -9,16 +9,16 @@ use crate::exit;
 use crate::report::read;
 
 #[derive(Debug, Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// A results file written by `simbulk run`.
-    pub results: PathBuf,
+    pub(crate) results: PathBuf,
     /// Also write a self-contained HTML report here.
     #[arg(long)]
-    pub html: Option<PathBuf>,
+    pub(crate) html: Option<PathBuf>,
 }
 
 /// `simbulk report`.
-pub fn run(a: &ReportArgs) -> u8 {
+pub(crate) fn run(a: &ReportArgs) -> u8 {
     let rep = match read(&a.results) {
         Ok(r) => r,
         Err(e) => {

@@ -24,132 +24,132 @@ use super::args::{
 };
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The job: a CSV with an iccid column and usually action, value, attribute columns
     /// (other columns are carried to the results), or a plain list of ICCIDs with --action.
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
 
     #[command(flatten)]
-    pub connection: ConnectionArgs,
+    pub(crate) connection: ConnectionArgs,
 
     /// Results CSV: one row per input row [default: <input stem>.results.csv beside the input].
     #[arg(long, help_heading = "Outputs")]
-    pub results: Option<PathBuf>,
+    pub(crate) results: Option<PathBuf>,
 
     /// Failures CSV: failed and invalid rows in the input's own columns, ready to re-run
     /// [default: <input stem>.failures.csv].
     #[arg(long, help_heading = "Outputs")]
-    pub failures: Option<PathBuf>,
+    pub(crate) failures: Option<PathBuf>,
 
     /// Checkpoint journal that makes the job resumable [default: <input stem>.checkpoint].
     #[arg(long, help_heading = "Outputs")]
-    pub checkpoint: Option<PathBuf>,
+    pub(crate) checkpoint: Option<PathBuf>,
 
     /// Write the final summary as JSON to this file (for monitoring).
     #[arg(long, help_heading = "Outputs")]
-    pub summary_json: Option<PathBuf>,
+    pub(crate) summary_json: Option<PathBuf>,
 
     /// Continue from the checkpoint if there is one (start fresh if there is none), so a
     /// nightly cron line can always say --resume.
     #[arg(long, conflicts_with = "restart", help_heading = "Resume")]
-    pub resume: bool,
+    pub(crate) resume: bool,
 
     /// Discard an existing checkpoint and its results and start the job again.
     #[arg(long, help_heading = "Resume")]
-    pub restart: bool,
+    pub(crate) restart: bool,
 
     /// Stop gracefully at this local time (HH:MM or HH:MM:SS, the next occurrence, in the
     /// machine's time zone or TZ); no request starts after it; exit 75, resumable.
     #[arg(long, value_name = "HH:MM", value_parser = parse_until, help_heading = "Resume")]
-    pub until: Option<Until>,
+    pub(crate) until: Option<Until>,
 
     /// Stop gracefully after this long (e.g. 4h30m); exit 75, resumable.
     #[arg(long, value_parser = parse_duration, help_heading = "Resume")]
-    pub max_duration: Option<Duration>,
+    pub(crate) max_duration: Option<Duration>,
 
     /// Rows in flight at once (1 to 10000).
     #[arg(long, default_value = "8", value_parser = parse_concurrency, help_heading = "Pacing")]
-    pub concurrency: NonZeroUsize,
+    pub(crate) concurrency: NonZeroUsize,
 
     /// Requests per second across all workers, retries and token requests included; set it
     /// at or below the provider's limit. 0 or `unlimited` = no client-side limit.
     #[arg(long, default_value = "10", value_parser = parse_rate, help_heading = "Pacing")]
-    pub rate: Rate,
+    pub(crate) rate: Rate,
 
     /// Requests that may go at once above the steady rate [default: 1 % of --rate, at least 1].
     /// The small default lets the pacer catch up on timer jitter, so the achieved rate sits on
     /// --rate; no one-second window exceeds --rate + --burst.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "Pacing")]
-    pub burst: Option<u32>,
+    pub(crate) burst: Option<u32>,
 
     /// Keep --rate fixed when the provider answers 429, instead of lowering it and climbing
     /// back (AIMD). Every 429 still pauses all workers until its Retry-After.
     #[arg(long, help_heading = "Pacing")]
-    pub fixed_rate: bool,
+    pub(crate) fixed_rate: bool,
 
     /// Retries per row after the first attempt, for 5xx, timeouts and connection errors
     /// (0 to 1000).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=1000), help_heading = "Pacing")]
-    pub max_retries: u32,
+    pub(crate) max_retries: u32,
 
     /// Timeout of one HTTP request (100ms to 1h).
     #[arg(long, default_value = "30s", value_parser = parse_timeout, help_heading = "Pacing")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 
     /// Halt (exit 3, resumable) when no row has finished for this long and every answer was a
     /// 429, a 5xx or no answer at all: a provider that does not recover. 0s: never.
     #[arg(long, default_value = "15m", value_parser = parse_duration, help_heading = "Pacing")]
-    pub stall_timeout: Duration,
+    pub(crate) stall_timeout: Duration,
 
     /// Stop the job (exit 3, resumable) once failed rows pass N, or P% of finished rows
     /// (e.g. 500 or 5%).
     #[arg(long, value_parser = Threshold::parse, help_heading = "Pacing")]
-    pub max_failures: Option<Threshold>,
+    pub(crate) max_failures: Option<Threshold>,
 
     /// Halt (exit 3, resumable) when this many rows in a row fail with the same error, as a
     /// wrong package or portfolio id would make every row fail; 0 turns it off. Single
     /// failures (one suspended SIM) never halt.
     #[arg(long, default_value_t = 25, value_name = "K", help_heading = "Pacing")]
-    pub halt_after_same_error: u32,
+    pub(crate) halt_after_same_error: u32,
 
     /// Action for rows whose action cell is empty (required for a plain list of ICCIDs).
     #[arg(long, help_heading = "Row defaults")]
-    pub action: Option<String>,
+    pub(crate) action: Option<String>,
 
     /// Value for rows whose value cell is empty (package id, portfolio id, attribute value).
     #[arg(long, help_heading = "Row defaults")]
-    pub value: Option<String>,
+    pub(crate) value: Option<String>,
 
     /// Attribute name for rows whose attribute cell is empty.
     #[arg(long, help_heading = "Row defaults")]
-    pub attribute: Option<String>,
+    pub(crate) attribute: Option<String>,
 
     /// Read and validate the whole file, print counts per action and every invalid row,
     /// and send nothing. Exit 0 when every row is valid, 1 otherwise.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 
     /// With --dry-run: also read each SIM (read-only, paced) and predict each row's outcome
     /// from its live state into <input stem>.preview.csv. No change is sent.
     #[arg(long, requires = "dry_run")]
-    pub check: bool,
+    pub(crate) check: bool,
 
     /// After an activation answers pendingProvision, poll the SIM (paced, backing off) until
     /// it is active or this long has passed; the results show the final status.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub wait_active: Option<Duration>,
+    pub(crate) wait_active: Option<Duration>,
 }
 
 /// A local time of day (`--until`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Until {
-    pub hour: i8,
-    pub minute: i8,
-    pub second: i8,
+pub(crate) struct Until {
+    pub(crate) hour: i8,
+    pub(crate) minute: i8,
+    pub(crate) second: i8,
 }
 
 /// Parses `HH:MM` or `HH:MM:SS`.
-pub fn parse_until(hhmm: &str) -> Result<Until, String> {
+pub(crate) fn parse_until(hhmm: &str) -> Result<Until, String> {
     let bad = || format!("{hhmm:?} is not a local time; give HH:MM, e.g. 05:30");
     let num = |s: &str| -> Result<i8, String> {
         if s.is_empty() || s.len() > 2 {
@@ -176,7 +176,7 @@ pub fn parse_until(hhmm: &str) -> Result<Until, String> {
 impl Until {
     /// Time from now until this time of day, today or (when past) tomorrow, in the local time
     /// zone. A time the zone skips (a DST gap) is taken as the next that exists.
-    pub fn from_now(self) -> Duration {
+    pub(crate) fn time_left(self) -> Duration {
         let now = jiff::Zoned::now();
         let at = now
             .with()
@@ -199,7 +199,7 @@ impl Until {
 }
 
 /// Builds the job and the endpoint from the flags.
-pub fn configure(
+pub(crate) fn configure(
     a: &RunArgs,
     args: Vec<String>,
 ) -> Result<(JobConfig, Option<Endpoint>), SettingsError> {
@@ -228,7 +228,7 @@ pub fn configure(
             .unwrap_or_else(|| crate::api::pace::default_burst(a.rate.0)),
         retry: RetryPolicy::new(a.max_retries),
         max_duration: a.max_duration,
-        until: a.until.map(Until::from_now),
+        until: a.until.map(Until::time_left),
         max_failures: a.max_failures,
         adaptive_rate: !a.fixed_rate,
         wait_active: a.wait_active,
@@ -250,7 +250,7 @@ pub fn configure(
 
 /// Prints a summary (the engine wrote `--summary-json` already) and returns the exit code.
 /// With `--summary-json -` the JSON goes to standard output and the text to standard error.
-pub fn report(s: &Summary, json: Option<&Path>) -> u8 {
+pub(crate) fn report(s: &Summary, json: Option<&Path>) -> u8 {
     if json.is_some_and(crate::engine::setup::is_stdout) {
         eprint!("{}", s.to_text());
         let json = serde_json::to_string_pretty(s).unwrap_or_default();
@@ -262,7 +262,7 @@ pub fn report(s: &Summary, json: Option<&Path>) -> u8 {
 }
 
 /// `simbulk run`.
-pub async fn run(a: RunArgs) -> u8 {
+pub(crate) async fn run(a: RunArgs) -> u8 {
     // An argument need not be UTF-8 (a file name); the resume line shows it as best it can.
     let args: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn until_is_within_a_day() {
-        let d = parse_until("00:00").unwrap().from_now();
+        let d = parse_until("00:00").unwrap().time_left();
         assert!(d <= Duration::from_secs(24 * 3600 + 3600));
         assert!(parse_until("23:59:59").is_ok());
         assert!(parse_until("24:00").is_err());

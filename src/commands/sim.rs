@@ -12,149 +12,149 @@ use crate::exit;
 use super::args::parse_duration;
 
 #[derive(Debug, Args)]
-pub struct SimArgs {
+pub(crate) struct SimArgs {
     /// Address to listen on; port 0 picks a free port. The address is printed on stdout's
     /// first line.
     #[arg(long, default_value = "127.0.0.1:8080")]
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 
     /// Seed for the SIMs and for every random fault decision.
     #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    pub(crate) seed: u64,
 
     /// Number of seeded SIMs (at most ten million).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    pub sims: u64,
+    pub(crate) sims: u64,
 
     /// Requests per second per client over /api/v2 (0 = no limit).
     #[arg(long, default_value_t = 10, help_heading = "Limits")]
-    pub rate_limit: u32,
+    pub(crate) rate_limit: u32,
 
     /// Burst of the per-client token bucket.
     #[arg(long, default_value_t = 20, help_heading = "Limits")]
-    pub rate_burst: u32,
+    pub(crate) rate_burst: u32,
 
     /// Token requests per minute per client (0 = no limit).
     #[arg(long, default_value_t = 30, help_heading = "Limits")]
-    pub token_per_minute: u32,
+    pub(crate) token_per_minute: u32,
 
     /// Send 429s without a Retry-After header.
     #[arg(long, help_heading = "Limits")]
-    pub no_retry_after: bool,
+    pub(crate) no_retry_after: bool,
 
     /// Send Retry-After as an HTTP date instead of whole seconds.
     #[arg(long, help_heading = "Limits")]
-    pub retry_after_date: bool,
+    pub(crate) retry_after_date: bool,
 
     /// Token lifetime.
     #[arg(long, default_value = "1h", value_parser = parse_duration, help_heading = "Limits")]
-    pub token_ttl: Duration,
+    pub(crate) token_ttl: Duration,
 
     /// Answer 200 (not 400 / 6047) to a PATCH that changes nothing.
     #[arg(long, help_heading = "Behaviour")]
-    pub lenient_no_op: bool,
+    pub(crate) lenient_no_op: bool,
 
     /// Activations answer pendingProvision and become active after this delay.
     #[arg(long, default_value = "0s", value_parser = parse_duration, help_heading = "Behaviour")]
-    pub activation_delay: Duration,
+    pub(crate) activation_delay: Duration,
 
     /// After a suspend, unsuspending is refused (6046) for this long.
     #[arg(long, default_value = "0s", value_parser = parse_duration, help_heading = "Behaviour")]
-    pub suspend_settle: Duration,
+    pub(crate) suspend_settle: Duration,
 
     /// Allow attribute writes on suspended SIMs (refused with 16000 by default).
     #[arg(long, help_heading = "Behaviour")]
-    pub attribute_writes_on_suspended: bool,
+    pub(crate) attribute_writes_on_suspended: bool,
 
     /// Demo client id.
     #[arg(long, default_value = crate::sim::DEMO_CLIENT_ID, help_heading = "Clients")]
-    pub client_id: String,
+    pub(crate) client_id: String,
 
     /// Demo client secret (a simulator credential; printed on start-up).
     #[arg(long, default_value = crate::sim::DEMO_CLIENT_SECRET, help_heading = "Clients")]
-    pub client_secret: String,
+    pub(crate) client_secret: String,
 
     /// Another client, as ID:SECRET:PORTFOLIO[:PERMISSION,…] (repeatable).
     #[arg(long = "client", help_heading = "Clients")]
-    pub clients: Vec<String>,
+    pub(crate) clients: Vec<String>,
 
     /// Latency added to every /api/v2 response.
     #[arg(long, default_value = "0ms", value_parser = parse_duration, help_heading = "Faults")]
-    pub latency: Duration,
+    pub(crate) latency: Duration,
 
     /// Random extra latency, uniform in [0, spread).
     #[arg(long, default_value = "0ms", value_parser = parse_duration, help_heading = "Faults")]
-    pub latency_spread: Duration,
+    pub(crate) latency_spread: Duration,
 
     /// Share of requests answered 500.
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
-    pub http500: f64,
+    pub(crate) http500: f64,
     /// Share of requests answered 502 (HTML body, like a gateway).
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
-    pub http502: f64,
+    pub(crate) http502: f64,
     /// Share of requests answered 503.
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
-    pub http503: f64,
+    pub(crate) http503: f64,
     /// Share of requests answered 504 (HTML body).
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
-    pub http504: f64,
+    pub(crate) http504: f64,
 
     /// Share of requests whose connection is closed without a response, before any change.
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
-    pub drop: f64,
+    pub(crate) drop: f64,
 
     /// Share of writes that are applied and then answered 503 or dropped.
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
-    pub apply_then_fail: f64,
+    pub(crate) apply_then_fail: f64,
 
     /// How apply-then-fail answers: mixed, status (503) or drop.
     #[arg(long, default_value = "mixed", help_heading = "Faults")]
-    pub after_apply: String,
+    pub(crate) after_apply: String,
 
     /// Share of requests held for --slow-duration before they are processed.
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
-    pub slow: f64,
+    pub(crate) slow: f64,
 
     /// How long a slow request is held.
     #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Faults")]
-    pub slow_duration: Duration,
+    pub(crate) slow_duration: Duration,
 
     /// Share of requests after which the caller's tokens are revoked.
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
-    pub revoke: f64,
+    pub(crate) revoke: f64,
 
     /// Revoke every token at this period.
     #[arg(long, value_parser = parse_duration, help_heading = "Faults")]
-    pub revoke_every: Option<Duration>,
+    pub(crate) revoke_every: Option<Duration>,
 
     /// Share of token requests answered 503.
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
-    pub token_failure: f64,
+    pub(crate) token_failure: f64,
 
     /// Latency added to every token request (a slow identity provider).
     #[arg(long, default_value = "0ms", value_parser = parse_duration, help_heading = "Faults")]
-    pub token_latency: Duration,
+    pub(crate) token_latency: Duration,
 
     /// Share of /api/v2 requests answered 429 whatever the rate (a throttling provider).
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
-    pub http429: f64,
+    pub(crate) http429: f64,
 
     /// Retry-After, in seconds, of the 429s that --http429 injects.
     #[arg(long, default_value_t = 1, help_heading = "Faults")]
-    pub throttle_retry_after: u64,
+    pub(crate) throttle_retry_after: u64,
 
     /// Keep SIMs, attributes and the ledger in this file across restarts.
     #[arg(long)]
-    pub state_file: Option<PathBuf>,
+    pub(crate) state_file: Option<PathBuf>,
 
     /// Ledger entries kept in memory (about 430 bytes each); older ones are dropped and counted.
     #[arg(long, default_value_t = 2_000_000)]
-    pub ledger_limit: usize,
+    pub(crate) ledger_limit: usize,
 }
 
 impl SimArgs {
     /// The simulator configuration these flags describe.
-    pub fn to_config(&self) -> Result<crate::sim::SimConfig, String> {
+    pub(crate) fn to_config(&self) -> Result<crate::sim::SimConfig, String> {
         use crate::sim::{AfterApply, ClientConfig, FaultConfig, SimConfig};
         let rates = [
             self.http500,
@@ -228,7 +228,7 @@ impl SimArgs {
 }
 
 /// `simbulk sim`: serves the simulator until a signal.
-pub async fn run(args: SimArgs) -> u8 {
+pub(crate) async fn run(args: SimArgs) -> u8 {
     let cfg = match args.to_config() {
         Ok(c) => c,
         Err(e) => {

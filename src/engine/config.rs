@@ -166,7 +166,7 @@ pub enum Error {
 impl Error {
     /// The exit code of this failure (the documented table: 2 before anything was sent, 3
     /// when the API or the outputs refused, 75 when stopped).
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Error::Credentials(_) | Error::Unreachable { .. } | Error::Outputs(_) => exit::HALTED,
             Error::StoppedEarly => exit::STOPPED,

@@ -32,11 +32,11 @@ use super::worker::{self, RowEnd, Unfinished};
 use crate::output::row::{RowResult, Verdict};
 
 /// Rows held back behind a busy ICCID before reading pauses.
-pub const MAX_PARKED: usize = 4096;
+pub(crate) const MAX_PARKED: usize = 4096;
 
 /// Why the loop ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum End {
+pub(crate) enum End {
     /// Every row was read and has a record.
     Complete,
     /// Stopped taking rows (signal or deadline); rows in flight finished their call.
@@ -52,48 +52,48 @@ pub enum End {
 }
 
 /// When to stop taking new rows.
-pub struct Stops {
-    pub drain: CancellationToken,
-    pub abort: CancellationToken,
+pub(crate) struct Stops {
+    pub(crate) drain: CancellationToken,
+    pub(crate) abort: CancellationToken,
     /// Cancelled to stop the rows: by the drain, a deadline, a halt. The client's stop token.
-    pub stop_rows: CancellationToken,
-    pub deadline: Option<tokio::time::Instant>,
+    pub(crate) stop_rows: CancellationToken,
+    pub(crate) deadline: Option<tokio::time::Instant>,
     /// Failed rows that halt the job (`--max-failures`), as a count or a share.
-    pub max_failures: Option<super::Threshold>,
+    pub(crate) max_failures: Option<super::Threshold>,
     /// Consecutive rows failing the same way that halt the job (`--halt-after-same-error`).
-    pub halt_after_same_error: Option<u32>,
+    pub(crate) halt_after_same_error: Option<u32>,
     /// No row finished and no useful answer for this long: the provider is not recovering.
-    pub stall_timeout: Duration,
+    pub(crate) stall_timeout: Duration,
 }
 
-pub struct Dispatch {
-    pub client: Arc<Client>,
-    pub policy: Arc<RetryPolicy>,
-    pub layout: Layout,
-    pub concurrency: usize,
-    pub done: FixedBitSet,
+pub(crate) struct Dispatch {
+    pub(crate) client: Arc<Client>,
+    pub(crate) policy: Arc<RetryPolicy>,
+    pub(crate) layout: Layout,
+    pub(crate) concurrency: usize,
+    pub(crate) done: FixedBitSet,
     /// Rows a run that ended without recording them had started to write: they are read
     /// (reconciled) before they are written.
-    pub in_doubt: FixedBitSet,
+    pub(crate) in_doubt: FixedBitSet,
     /// `--wait-active`.
-    pub wait: Option<Arc<worker::WaitActive>>,
+    pub(crate) wait: Option<Arc<worker::WaitActive>>,
 }
 
 /// What the loop leaves behind.
-pub struct Drive {
-    pub end: End,
+pub(crate) struct Drive {
+    pub(crate) end: End,
     /// Rows read (or waiting) that have no record: they are done on resume.
-    pub unrecorded: u64,
+    pub(crate) unrecorded: u64,
     /// This run's failed rows by status and code.
-    pub failures: Failures,
+    pub(crate) failures: Failures,
 }
 
 /// Rows travel from the reader in batches, so the reader and the dispatcher wake each other
 /// once per batch rather than once per row.
-pub type Batch = Vec<Result<Item, FileError>>;
+pub(crate) type Batch = Vec<Result<Item, FileError>>;
 
 /// Rows per batch from the reader.
-pub const BATCH: usize = 128;
+pub(crate) const BATCH: usize = 128;
 
 /// Between two progress refreshes and stall checks.
 const TICK: Duration = Duration::from_millis(100);
@@ -431,7 +431,7 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Runs the job until the input is exhausted or a stop.
-pub async fn drive(
+pub(crate) async fn drive(
     d: Dispatch,
     mut input: mpsc::Receiver<Batch>,
     rec: &mut RecorderHandle,

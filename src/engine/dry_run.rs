@@ -10,7 +10,7 @@ use crate::input::{self, Defaults};
 use super::config::Error;
 
 /// `--dry-run`: validates every row and reports; sends nothing, writes nothing.
-pub fn dry_run(input: &Path, defaults: &Defaults) -> Result<(String, u8), Error> {
+pub(crate) fn dry_run(input: &Path, defaults: &Defaults) -> Result<(String, u8), Error> {
     let (_, rows) = input::reader::open(input, defaults)?;
     let mut per_action: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut invalid = Vec::new();

@@ -14,16 +14,16 @@ use crate::model::codes;
 use super::Threshold;
 
 /// The reason of a stop by signal.
-pub const SIGNALLED: &str = "interrupted by a signal";
+pub(crate) const SIGNALLED: &str = "interrupted by a signal";
 /// The reason of a stop at `--until` / `--max-duration`.
-pub const WINDOW_CLOSED: &str = "the run window closed (--until / --max-duration)";
+pub(crate) const WINDOW_CLOSED: &str = "the run window closed (--until / --max-duration)";
 
 /// Failures of a run by (HTTP status, error code): count and first message.
-pub type Failures = BTreeMap<(Option<u16>, Option<i64>), (u64, String)>;
+pub(crate) type Failures = BTreeMap<(Option<u16>, Option<i64>), (u64, String)>;
 
 /// Why the job halted.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Halt {
+pub(crate) enum Halt {
     /// `--halt-after-same-error`: the last `run` rows failed the same way.
     SameError {
         run: u32,
@@ -58,7 +58,7 @@ fn plain(message: &str) -> &str {
 }
 
 /// What a code usually means for an action, in the operator's words.
-pub fn likely_cause(action: &str, code: Option<i64>) -> &'static str {
+pub(crate) fn likely_cause(action: &str, code: Option<i64>) -> &'static str {
     match code {
         Some(codes::PACKAGE_NOT_LINKED) => {
             "the package id is probably wrong, or the package is not linked to the SIMs' portfolio"
@@ -101,7 +101,7 @@ fn permission(action: &str) -> &'static str {
 impl Halt {
     /// The halt's message. `failures` are this run's failed rows (also those that finished
     /// after the halt); `unrecorded` the rows that reached no outcome.
-    pub fn message(&self, failures: &Failures, unrecorded: u64) -> String {
+    pub(crate) fn message(&self, failures: &Failures, unrecorded: u64) -> String {
         match self {
             Halt::SameError {
                 run,

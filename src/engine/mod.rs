@@ -7,22 +7,22 @@
 //! It writes no file except through the recorder and the setup; it knows the provider only
 //! through `api`.
 
-pub mod config;
-pub mod dispatcher;
-pub mod dry_run;
-pub mod halt;
-pub mod reader;
-pub mod recorder;
-pub mod retry;
-pub mod rules;
-pub mod run;
-pub mod setup;
-pub mod threshold;
-pub mod worker;
+pub(crate) mod config;
+pub(crate) mod dispatcher;
+pub(crate) mod dry_run;
+pub(crate) mod halt;
+pub(crate) mod reader;
+pub(crate) mod recorder;
+pub(crate) mod retry;
+pub(crate) mod rules;
+pub(crate) mod run;
+pub(crate) mod setup;
+pub(crate) mod threshold;
+pub(crate) mod worker;
 
 pub use config::{Error, JobConfig, ResumeMode};
-pub use dry_run::dry_run;
+pub(crate) use dry_run::dry_run;
 pub use retry::RetryPolicy;
 pub use run::run;
-pub use setup::default_paths;
+pub(crate) use setup::default_paths;
 pub use threshold::Threshold;

@@ -11,9 +11,9 @@ use super::dispatcher;
 
 /// The reader thread: rows in batches to the dispatcher; at the end, the blank rows it skipped
 /// and what it saw of the input (when it read to the end).
-pub type Reader = std::thread::JoinHandle<(u64, Option<input::limit::Seen>)>;
+pub(crate) type Reader = std::thread::JoinHandle<(u64, Option<input::limit::Seen>)>;
 
-pub fn start(
+pub(crate) fn start(
     rows: input::Rows,
     tx: tokio::sync::mpsc::Sender<dispatcher::Batch>,
 ) -> std::io::Result<Reader> {
@@ -48,7 +48,7 @@ pub fn start(
 
 /// Joins the reader, which read to the end: the blank rows it skipped, and how the input
 /// differs from its fingerprint if it changed during the run.
-pub async fn check_input(reader: Reader, identity: &JobIdentity) -> (u64, Option<String>) {
+pub(crate) async fn check_input(reader: Reader, identity: &JobIdentity) -> (u64, Option<String>) {
     let (blank, seen) = tokio::task::spawn_blocking(move || reader.join())
         .await
         .ok()

@@ -33,7 +33,7 @@ const BATCH: usize = 1024;
 const INBOX: usize = 64;
 /// Most events in one message from the dispatcher: with [`INBOX`], what waits for the
 /// recorder is at most 64 × 256 rows, however fast rows are read.
-pub const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 
 /// What the recorder is told.
 enum Event {
@@ -62,31 +62,31 @@ enum Event {
 
 /// How far the outputs have reached the OS.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Durable {
+pub(crate) struct Durable {
     /// `Finished` events whose records have reached the OS, counted in sending order.
-    pub finished: u64,
+    pub(crate) finished: u64,
     /// The dispatcher's `Started` events whose records have reached the OS, in sending order.
-    pub started: u64,
+    pub(crate) started: u64,
     /// The first write error; nothing is written after it.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// What the recorder counted, handed back when the run is over.
-pub struct Counts {
-    pub job: Tally,
-    pub run: Tally,
-    pub by_action: BTreeMap<String, Tally>,
+pub(crate) struct Counts {
+    pub(crate) job: Tally,
+    pub(crate) run: Tally,
+    pub(crate) by_action: BTreeMap<String, Tally>,
     errors: ErrorTally,
-    pub retries: u64,
-    pub throttled: u64,
+    pub(crate) retries: u64,
+    pub(crate) throttled: u64,
     /// Activations that ended `active` and those still `pendingProvision`.
-    pub activations: (u64, u64),
+    pub(crate) activations: (u64, u64),
     latency: Option<hdrhistogram::Histogram<u64>>,
 }
 
 impl Counts {
     /// Row latency: p50, p99 and max, in milliseconds.
-    pub fn latency_ms(&self) -> Option<(f64, f64, f64)> {
+    pub(crate) fn latency_ms(&self) -> Option<(f64, f64, f64)> {
         let h = self.latency.as_ref().filter(|h| !h.is_empty())?;
         let ms = |v: u64| v as f64 / 1000.0;
         Some((
@@ -96,7 +96,7 @@ impl Counts {
         ))
     }
 
-    pub fn top_errors(&self, n: usize) -> Vec<ErrorCount> {
+    pub(crate) fn top_errors(&self, n: usize) -> Vec<ErrorCount> {
         self.errors.top(n)
     }
 
@@ -132,7 +132,7 @@ impl Counts {
 }
 
 /// The recorder's files and counters, before its thread starts.
-pub struct Recorder {
+pub(crate) struct Recorder {
     results: ResultsFile,
     failures: FailuresFile,
     journal: Journal,
@@ -152,7 +152,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(
+    pub(crate) fn new(
         results: ResultsFile,
         failures: FailuresFile,
         journal: Journal,
@@ -188,7 +188,7 @@ impl Recorder {
     }
 
     /// Starts the recorder's thread.
-    pub fn spawn(self) -> std::io::Result<RecorderHandle> {
+    pub(crate) fn spawn(self) -> std::io::Result<RecorderHandle> {
         let (tx, rx) = mpsc::channel(INBOX);
         let durable = self.durable.subscribe();
         let thread = std::thread::Builder::new()
@@ -358,10 +358,10 @@ impl Recorder {
 }
 
 /// The dispatcher's side of the recorder.
-pub struct RecorderHandle {
+pub(crate) struct RecorderHandle {
     tx: mpsc::Sender<Event>,
     /// How far the outputs have reached the OS.
-    pub durable: watch::Receiver<Durable>,
+    pub(crate) durable: watch::Receiver<Durable>,
     thread: Option<std::thread::JoinHandle<Counts>>,
     sent: u64,
     started_sent: u64,
@@ -372,11 +372,11 @@ pub struct RecorderHandle {
 /// The recorder stopped (its thread ended or panicked).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the recorder of the outputs stopped")]
-pub struct RecorderGone;
+pub(crate) struct RecorderGone;
 
 impl RecorderHandle {
     /// The handle workers use to record that they are about to write.
-    pub fn journaling(&self) -> Journaling {
+    pub(crate) fn journaling(&self) -> Journaling {
         Journaling {
             tx: self.tx.clone(),
         }
@@ -384,7 +384,7 @@ impl RecorderHandle {
 
     /// Records a finished row; returns its sequence number (compare with
     /// [`Durable::finished`]). Goes out with [`RecorderHandle::send`].
-    pub fn finished(&mut self, r: RowResult) -> u64 {
+    pub(crate) fn finished(&mut self, r: RowResult) -> u64 {
         self.outbox.push(Event::Finished(Box::new(r)));
         self.sent += 1;
         self.sent
@@ -393,19 +393,19 @@ impl RecorderHandle {
     /// Records that the row on `line` is about to write; returns its sequence number
     /// (compare with [`Durable::started`]). The row may send its write once that is out.
     /// Goes out with [`RecorderHandle::send`].
-    pub fn started(&mut self, line: u64) -> u64 {
+    pub(crate) fn started(&mut self, line: u64) -> u64 {
         self.outbox.push(Event::Started { line });
         self.started_sent += 1;
         self.started_sent
     }
 
     /// Whether this turn's events fill a message.
-    pub fn outbox_full(&self) -> bool {
+    pub(crate) fn outbox_full(&self) -> bool {
         self.outbox.len() >= MAX_BATCH
     }
 
     /// Sends the events of this turn, in order, as one message.
-    pub async fn send(&mut self) -> Result<(), RecorderGone> {
+    pub(crate) async fn send(&mut self) -> Result<(), RecorderGone> {
         let ev = match self.outbox.len() {
             0 => return Ok(()),
             1 => self.outbox.pop().map_or(Event::Batch(Vec::new()), |e| e),
@@ -415,14 +415,14 @@ impl RecorderHandle {
     }
 
     /// Refreshes the progress line (dropped when the inbox is full: the next tick will do).
-    pub fn tick(&self, throttled: u64) {
+    pub(crate) fn tick(&self, throttled: u64) {
         let _ = self.tx.try_send(Event::Tick { throttled });
     }
 
     /// Ends the run: everything is handed to the OS and synced, the end record written when
     /// the job is `complete`; returns the counts, and the write error that stopped the
     /// outputs if one did.
-    pub async fn finish(mut self, complete: bool) -> (Counts, Option<String>) {
+    pub(crate) async fn finish(mut self, complete: bool) -> (Counts, Option<String>) {
         let _ = self.send().await;
         let _ = self.tx.send(Event::Finish { complete }).await;
         let durable = self.durable.clone();
@@ -459,7 +459,7 @@ impl Counts {
 }
 
 /// The exit code of a job whose every row has a record.
-pub fn completed_code(job: &Tally) -> u8 {
+pub(crate) fn completed_code(job: &Tally) -> u8 {
     if job.failed + job.invalid > 0 {
         crate::exit::ROWS_FAILED
     } else {
@@ -469,7 +469,7 @@ pub fn completed_code(job: &Tally) -> u8 {
 
 /// A worker's way to the journal.
 #[derive(Clone)]
-pub struct Journaling {
+pub(crate) struct Journaling {
     tx: mpsc::Sender<Event>,
 }
 
@@ -477,7 +477,7 @@ impl Journaling {
     /// Records that a write for the row on `line` is about to be sent, and waits until that
     /// record has reached the OS. Ends with `Interrupted` if the job stops meanwhile or the
     /// outputs cannot be written.
-    pub async fn started(&self, line: u64, stop: &CancellationToken) -> Result<(), GiveUp> {
+    pub(crate) async fn started(&self, line: u64, stop: &CancellationToken) -> Result<(), GiveUp> {
         let (ack, done) = oneshot::channel();
         let sent = tokio::select! {
             biased;

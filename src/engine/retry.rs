@@ -27,7 +27,7 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn new(max_retries: u32) -> Self {
+    pub(crate) fn new(max_retries: u32) -> Self {
         Self {
             max_retries,
             base: Duration::from_millis(200),
@@ -37,14 +37,14 @@ impl RetryPolicy {
     }
 
     /// The wait before retry number `n` (1-based).
-    pub fn delay(&self, n: u32) -> Duration {
+    pub(crate) fn delay(&self, n: u32) -> Duration {
         let ceiling = self.base.saturating_mul(1u32 << n.min(20)).min(self.cap);
         ceiling.mul_f64(fastrand::f64())
     }
 }
 
 /// The attempt bookkeeping of one row.
-pub struct Attempts<'a> {
+pub(crate) struct Attempts<'a> {
     policy: &'a RetryPolicy,
     stop: &'a CancellationToken,
     pacer: Option<&'a crate::api::Pacer>,
@@ -52,16 +52,16 @@ pub struct Attempts<'a> {
     journal: Option<(&'a Journaling, u64)>,
     started: bool,
     /// Tries of the row's operation.
-    pub tries: u32,
-    pub retries: u32,
-    pub throttled: u32,
+    pub(crate) tries: u32,
+    pub(crate) retries: u32,
+    pub(crate) throttled: u32,
     /// A write may have been applied without our seeing the answer.
-    pub ambiguous: bool,
+    pub(crate) ambiguous: bool,
 }
 
 /// Why a row ended without an answer.
 #[derive(Debug)]
-pub enum GiveUp {
+pub(crate) enum GiveUp {
     /// The error is final (or its retries ran out): the row failed.
     Error(ApiError),
     /// The job is stopping; the row will be done on resume.
@@ -82,7 +82,7 @@ impl From<ApiError> for GiveUp {
 }
 
 impl<'a> Attempts<'a> {
-    pub fn new(policy: &'a RetryPolicy, stop: &'a CancellationToken) -> Self {
+    pub(crate) fn new(policy: &'a RetryPolicy, stop: &'a CancellationToken) -> Self {
         Self {
             policy,
             stop,
@@ -97,14 +97,19 @@ impl<'a> Attempts<'a> {
     }
 
     /// Retries then also wait for the pacer's retry budget.
-    pub fn with_budget(mut self, pacer: &'a crate::api::Pacer) -> Self {
+    pub(crate) fn with_budget(mut self, pacer: &'a crate::api::Pacer) -> Self {
         self.pacer = Some(pacer);
         self
     }
 
     /// Writes record a *started* record for `line` through `journal` first, unless it is
     /// already out (`started`).
-    pub fn with_journal(mut self, journal: &'a Journaling, line: u64, started: bool) -> Self {
+    pub(crate) fn with_journal(
+        mut self,
+        journal: &'a Journaling,
+        line: u64,
+        started: bool,
+    ) -> Self {
         self.journal = Some((journal, line));
         self.started = started;
         self
@@ -112,7 +117,7 @@ impl<'a> Attempts<'a> {
 
     /// Call before sending a write: the first time, records the row as started and waits
     /// until that record has reached the OS, so a crash after the write can be reconciled.
-    pub async fn before_write(&mut self) -> Result<(), GiveUp> {
+    pub(crate) async fn before_write(&mut self) -> Result<(), GiveUp> {
         if !self.started {
             if let Some((j, line)) = self.journal {
                 j.started(line, self.stop).await?;
@@ -123,7 +128,7 @@ impl<'a> Attempts<'a> {
     }
 
     /// Starts a try, unless the job is stopping.
-    pub fn begin(&mut self) -> Result<(), GiveUp> {
+    pub(crate) fn begin(&mut self) -> Result<(), GiveUp> {
         if self.stop.is_cancelled() {
             return Err(GiveUp::Interrupted);
         }
@@ -137,7 +142,7 @@ impl<'a> Attempts<'a> {
     }
 
     /// After a failed call: `Ok` once it is time to try again, `Err` when the row ends.
-    pub async fn after(&mut self, e: ApiError) -> Result<(), GiveUp> {
+    pub(crate) async fn after(&mut self, e: ApiError) -> Result<(), GiveUp> {
         if e.halts_job() || !e.retryable() {
             return Err(e.into());
         }
@@ -178,7 +183,7 @@ impl<'a> Attempts<'a> {
 
 /// Calls `f` until it succeeds, its error is final, or retries run out (reads: no
 /// reconcile needed).
-pub async fn with_retries<T, F, Fut>(
+pub(crate) async fn with_retries<T, F, Fut>(
     policy: &RetryPolicy,
     stop: &CancellationToken,
     pacer: &crate::api::Pacer,

@@ -12,7 +12,7 @@ use crate::model::{Attribute, Sim, SimPatch, codes};
 use crate::output::row::Verdict;
 
 /// The SIM's status as the results show it: the lifecycle status, plus the suspension.
-pub fn sim_status(s: &Sim) -> String {
+pub(crate) fn sim_status(s: &Sim) -> String {
     if s.is_suspended() {
         format!("{}+suspended", s.status)
     } else {
@@ -21,7 +21,7 @@ pub fn sim_status(s: &Sim) -> String {
 }
 
 /// The PATCH body for a SIM action.
-pub fn patch_for(action: &Action) -> Option<SimPatch> {
+pub(crate) fn patch_for(action: &Action) -> Option<SimPatch> {
     let mut p = SimPatch::default();
     match action {
         Action::Activate => p.status = Some("active".into()),
@@ -36,7 +36,7 @@ pub fn patch_for(action: &Action) -> Option<SimPatch> {
 }
 
 /// Whether `sim` already shows what `action` asks for.
-pub fn satisfied(action: &Action, sim: &Sim) -> bool {
+pub(crate) fn satisfied(action: &Action, sim: &Sim) -> bool {
     match action {
         Action::Activate => sim.status == "active" || sim.status == "pendingProvision",
         Action::Deactivate => sim.status == "available",
@@ -49,11 +49,11 @@ pub fn satisfied(action: &Action, sim: &Sim) -> bool {
 }
 
 /// A predicted outcome: verdict, error code, reason.
-pub type Prediction = (Verdict, Option<i64>, String);
+pub(crate) type Prediction = (Verdict, Option<i64>, String);
 
 /// Predicts what the API will do with `action` on `sim` (with its attributes for attribute
 /// actions), following the contract's rule order.
-pub fn predict(action: &Action, sim: &Sim, attrs: &[Attribute]) -> Prediction {
+pub(crate) fn predict(action: &Action, sim: &Sim, attrs: &[Attribute]) -> Prediction {
     let fail = |code: i64, why: &str| (Verdict::Failed, Some(code), why.to_owned());
     let skip = |why: &str| (Verdict::Skipped, Some(codes::ALREADY_DONE), why.to_owned());
     let ok = |why: &str| (Verdict::Ok, None, why.to_owned());

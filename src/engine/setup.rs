@@ -23,7 +23,7 @@ use super::config::{Error, JobConfig, ResumeMode};
 
 /// Default output paths beside the input: `<stem>.results.csv`, `<stem>.failures.csv`,
 /// `<stem>.checkpoint`.
-pub fn default_paths(input: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn default_paths(input: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let stem = input
         .file_stem()
         .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
@@ -36,11 +36,11 @@ pub fn default_paths(input: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 /// Where the job's files are: the input and each output, for comparisons.
-pub struct Places(Vec<(&'static str, PathBuf, Place)>);
+pub(crate) struct Places(Vec<(&'static str, PathBuf, Place)>);
 
 impl Places {
     /// The places but those of `what`, to spare when `what` is prepared.
-    pub fn except(&self, what: &str) -> Vec<Place> {
+    pub(crate) fn except(&self, what: &str) -> Vec<Place> {
         self.0
             .iter()
             .filter(|(w, _, _)| *w != what)
@@ -50,7 +50,7 @@ impl Places {
 }
 
 /// Checks every output of the job (see the module's guarantees) against the opened input.
-pub fn check_paths(cfg: &JobConfig, input: &InputFile) -> Result<Places, Error> {
+pub(crate) fn check_paths(cfg: &JobConfig, input: &InputFile) -> Result<Places, Error> {
     let meta = input
         .file()
         .metadata()
@@ -93,21 +93,21 @@ pub fn check_paths(cfg: &JobConfig, input: &InputFile) -> Result<Places, Error> 
 }
 
 /// `-` for a file flag: standard output.
-pub fn is_stdout(p: &Path) -> bool {
+pub(crate) fn is_stdout(p: &Path) -> bool {
     p.as_os_str() == "-"
 }
 
 /// Where a run starts.
-pub struct Start {
-    pub done: FixedBitSet,
-    pub in_doubt: FixedBitSet,
-    pub tally: Tally,
+pub(crate) struct Start {
+    pub(crate) done: FixedBitSet,
+    pub(crate) in_doubt: FixedBitSet,
+    pub(crate) tally: Tally,
     /// Lengths of the results, failures and journal to keep (`None`: a fresh job).
-    pub outputs: Option<(u64, u64, u64)>,
+    pub(crate) outputs: Option<(u64, u64, u64)>,
 }
 
 impl Start {
-    pub fn fresh() -> Self {
+    pub(crate) fn fresh() -> Self {
         Self {
             done: FixedBitSet::new(),
             in_doubt: FixedBitSet::new(),
@@ -118,7 +118,7 @@ impl Start {
 }
 
 /// How the checkpoint binds this run.
-pub enum Bound {
+pub(crate) enum Bound {
     Run(Start),
     /// The job had finished with this exit code.
     Finished(u8, Tally),
@@ -126,7 +126,7 @@ pub enum Bound {
 
 /// Reads the checkpoint (if any, and unless `--restart`), refusing one of another job.
 /// `lines`: the input's line count, which bounds what the checkpoint may hold.
-pub fn bind_checkpoint(
+pub(crate) fn bind_checkpoint(
     cfg: &JobConfig,
     identity: &JobIdentity,
     lines: u64,
@@ -196,7 +196,7 @@ pub fn bind_checkpoint(
 
 /// Opens the results, failures and journal: kept to what the checkpoint vouches for on a
 /// resume, new otherwise. Errors name the file and its flag.
-pub fn open_outputs(
+pub(crate) fn open_outputs(
     cfg: &JobConfig,
     layout: &input::Layout,
     identity: &JobIdentity,
@@ -251,7 +251,7 @@ pub fn open_outputs(
 
 /// The job's deadline (`--max-duration`, `--until`), logged as a local time; none when it
 /// is too far away to matter.
-pub fn deadline(cfg: &JobConfig) -> Option<tokio::time::Instant> {
+pub(crate) fn deadline(cfg: &JobConfig) -> Option<tokio::time::Instant> {
     let within = [cfg.max_duration, cfg.until].into_iter().flatten().min()?;
     let at = tokio::time::Instant::now().checked_add(within)?;
     let local = std::time::SystemTime::now()

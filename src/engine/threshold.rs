@@ -13,7 +13,7 @@ pub enum Threshold {
 const MIN_ROWS_FOR_PERCENT: u64 = 100;
 
 impl Threshold {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         let bad = || {
             format!(
@@ -32,7 +32,7 @@ impl Threshold {
     }
 
     /// True once `failed` of `finished` rows passes the threshold.
-    pub fn exceeded(&self, failed: u64, finished: u64) -> bool {
+    pub(crate) fn exceeded(&self, failed: u64, finished: u64) -> bool {
         match *self {
             Threshold::Count(n) => failed > n,
             Threshold::Percent(p) => {

@@ -25,7 +25,7 @@ use crate::output::row::{RowResult, Verdict};
 
 /// How a row's worker ended.
 #[derive(Debug)]
-pub enum RowEnd {
+pub(crate) enum RowEnd {
     /// The row reached an outcome; it goes to the results.
     Recorded(Box<RowResult>),
     /// The row reached no outcome and has no record: it is done again on resume.
@@ -34,7 +34,7 @@ pub enum RowEnd {
 
 /// Why a row reached no outcome.
 #[derive(Debug)]
-pub enum Unfinished {
+pub(crate) enum Unfinished {
     /// The job is stopping (signal, deadline, halt).
     Stopped,
     /// An error about the account, not the row: the job halts.
@@ -217,19 +217,19 @@ async fn delete_attribute(
 }
 
 /// What a worker needs besides its row.
-pub struct Ctx<'a> {
-    pub client: &'a Client,
-    pub policy: &'a RetryPolicy,
-    pub stop: &'a CancellationToken,
-    pub journal: &'a Journaling,
+pub(crate) struct Ctx<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) policy: &'a RetryPolicy,
+    pub(crate) stop: &'a CancellationToken,
+    pub(crate) journal: &'a Journaling,
     /// The row's *started* record is already out (the dispatcher sent it).
-    pub started: bool,
-    pub wait: Option<&'a WaitActive>,
+    pub(crate) started: bool,
+    pub(crate) wait: Option<&'a WaitActive>,
 }
 
 /// Runs one valid row to its end. `in_doubt`: a run that ended without recording the row had
 /// started a write for it.
-pub async fn execute(cx: &Ctx<'_>, item: Item, row: Row, in_doubt: bool) -> RowEnd {
+pub(crate) async fn execute(cx: &Ctx<'_>, item: Item, row: Row, in_doubt: bool) -> RowEnd {
     let (client, policy, stop, wait) = (cx.client, cx.policy, cx.stop, cx.wait);
     #[cfg(debug_assertions)]
     test_fault::maybe_panic(item.line);
@@ -330,7 +330,7 @@ fn failure_message(e: &ApiError, attempts: u32) -> String {
 mod test_fault {
     use std::sync::OnceLock;
 
-    pub fn maybe_panic(line: u64) {
+    pub(crate) fn maybe_panic(line: u64) {
         static AT: OnceLock<Option<u64>> = OnceLock::new();
         let at = AT.get_or_init(|| {
             std::env::var("SIMBULK_TEST_PANIC_AT_LINE")
@@ -346,10 +346,10 @@ mod test_fault {
 /// `--wait-active`: how long to poll a `pendingProvision` SIM, and the counter that tells the
 /// dispatcher a waiting row no longer occupies a concurrency slot.
 #[derive(Debug, Default)]
-pub struct WaitActive {
-    pub within: std::time::Duration,
-    pub waiting: std::sync::atomic::AtomicUsize,
-    pub freed: tokio::sync::Notify,
+pub(crate) struct WaitActive {
+    pub(crate) within: std::time::Duration,
+    pub(crate) waiting: std::sync::atomic::AtomicUsize,
+    pub(crate) freed: tokio::sync::Notify,
 }
 
 /// Polls the SIM (paced, backing off from 1 s to 15 s) until it is active or the time is up.
@@ -409,7 +409,11 @@ async fn wait_for_active(
 }
 
 /// The result of a row that failed validation.
-pub fn invalid(item: Item, why: crate::input::Invalid, layout: &crate::input::Layout) -> RowResult {
+pub(crate) fn invalid(
+    item: Item,
+    why: crate::input::Invalid,
+    layout: &crate::input::Layout,
+) -> RowResult {
     RowResult {
         line: item.line,
         iccid: item.cell(Some(layout.iccid)).to_owned(),

@@ -28,7 +28,7 @@ fn lock_file(file: &File, path: &Path, what: &str) -> io::Result<()> {
 }
 
 /// An append-only file with an explicit flush.
-pub struct AppendFile {
+pub(crate) struct AppendFile {
     file: File,
     buf: Vec<u8>,
     committed: u64,
@@ -48,14 +48,19 @@ pub enum OpenMode {
 
 impl AppendFile {
     /// Opens `path` (never through a symlink), with permissions `mode` when it is created.
-    pub fn open(path: &Path, how: OpenMode, mode: u32) -> io::Result<Self> {
+    pub(crate) fn open(path: &Path, how: OpenMode, mode: u32) -> io::Result<Self> {
         Self::open_as(path, how, mode, None)
     }
 
     /// As [`AppendFile::open`], and locks the file before anything in it is cut, so that a
     /// second run on the same file is refused before it touches the first run's bytes;
     /// `what` names the file (a flag) in the refusal.
-    pub fn open_locked(path: &Path, how: OpenMode, mode: u32, what: &str) -> io::Result<Self> {
+    pub(crate) fn open_locked(
+        path: &Path,
+        how: OpenMode,
+        mode: u32,
+        what: &str,
+    ) -> io::Result<Self> {
         Self::open_as(path, how, mode, Some(what))
     }
 
@@ -126,7 +131,7 @@ impl AppendFile {
     }
 
     /// Sets the file's permissions (a file that existed keeps its old ones otherwise).
-    pub fn set_mode(&self, mode: u32) -> io::Result<()> {
+    pub(crate) fn set_mode(&self, mode: u32) -> io::Result<()> {
         #[cfg(unix)]
         if self.regular {
             use std::os::unix::fs::PermissionsExt;
@@ -139,27 +144,23 @@ impl AppendFile {
     }
 
     /// The buffer to append to.
-    pub fn buf(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
         &mut self.buf
     }
 
     /// Logical length: what is on file plus what is buffered.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.committed + self.buf.len() as u64
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Bytes buffered and not yet handed to the operating system.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.buf.len()
     }
 
     /// Hands the buffered bytes to the operating system (they survive a crash of this
     /// process, not yet a power loss).
-    pub fn flush(&mut self) -> io::Result<()> {
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -218,7 +219,7 @@ impl AppendFile {
     }
 
     /// Makes what was flushed durable.
-    pub fn sync(&self) -> io::Result<()> {
+    pub(crate) fn sync(&self) -> io::Result<()> {
         if self.regular {
             self.file.sync_data()
         } else {

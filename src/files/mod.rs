@@ -9,7 +9,8 @@
 
 mod append;
 
-pub use append::{AppendFile, OpenMode};
+pub(crate) use append::AppendFile;
+pub use append::OpenMode;
 
 use std::fs::File;
 use std::io::Read;
@@ -68,13 +69,13 @@ pub enum Error {
 
 /// A file's identity: two paths name the same file exactly when these are equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FileId {
+pub(crate) struct FileId {
     dev: u64,
     ino: u64,
 }
 
 impl FileId {
-    pub fn of(meta: &std::fs::Metadata) -> Self {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;
@@ -92,7 +93,7 @@ impl FileId {
 }
 
 /// What kind of file a non-regular one is, for messages.
-pub fn kind(t: std::fs::FileType) -> &'static str {
+pub(crate) fn kind(t: std::fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
@@ -117,7 +118,7 @@ pub fn kind(t: std::fs::FileType) -> &'static str {
 
 /// Opens `path` to read: it must be a regular file of at most `max` bytes. `what` names it in
 /// messages (a flag, usually). With `follow: false` a symbolic link is refused.
-pub fn open_regular(path: &Path, what: &str, max: u64, follow: bool) -> Result<File, Error> {
+pub(crate) fn open_regular(path: &Path, what: &str, max: u64, follow: bool) -> Result<File, Error> {
     let named = || (what.to_owned(), path.to_owned());
     let mut o = std::fs::OpenOptions::new();
     o.read(true);
@@ -160,7 +161,7 @@ pub fn open_regular(path: &Path, what: &str, max: u64, follow: bool) -> Result<F
 }
 
 /// Reads a regular file of at most `max` bytes (see [`open_regular`]).
-pub fn read_regular(path: &Path, what: &str, max: u64) -> Result<Vec<u8>, Error> {
+pub(crate) fn read_regular(path: &Path, what: &str, max: u64) -> Result<Vec<u8>, Error> {
     let f = open_regular(path, what, max, true)?;
     let mut out = Vec::new();
     // The size was checked; the file may still grow while it is read.
@@ -183,7 +184,7 @@ pub fn read_regular(path: &Path, what: &str, max: u64) -> Result<Vec<u8>, Error>
 }
 
 /// Whether group or others may read the file (for secrets).
-pub fn readable_by_others(path: &Path) -> bool {
+pub(crate) fn readable_by_others(path: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -197,7 +198,7 @@ pub fn readable_by_others(path: &Path) -> bool {
 }
 
 /// The absolute form of a path that may not exist yet.
-pub fn resolve(p: &Path) -> PathBuf {
+pub(crate) fn resolve(p: &Path) -> PathBuf {
     if let Ok(c) = std::fs::canonicalize(p) {
         return c;
     }
@@ -213,7 +214,7 @@ pub fn resolve(p: &Path) -> PathBuf {
 
 /// Where an output will be written, for comparing it with the input and the other outputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Place {
+pub(crate) enum Place {
     /// An existing regular file.
     File(FileId),
     /// A path that does not exist yet, resolved.
@@ -225,7 +226,7 @@ pub enum Place {
 /// Checks that an output path can be written: not a symbolic link, not a folder or a FIFO
 /// (a device only when `devices` allows), in a folder that exists and takes new files.
 /// Returns where it points.
-pub fn output_place(path: &Path, what: &str, devices: bool) -> Result<Place, Error> {
+pub(crate) fn output_place(path: &Path, what: &str, devices: bool) -> Result<Place, Error> {
     let (w, p) = (what.to_owned(), path.to_owned());
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(Error::Symlink { what: w, path: p }),
@@ -281,7 +282,7 @@ pub fn output_place(path: &Path, what: &str, devices: bool) -> Result<Place, Err
 /// An output file written whole: to a temporary file beside it, then renamed over it (a
 /// rename replaces a symbolic link rather than following it, and never writes into a file
 /// that another name shares).
-pub struct Replace {
+pub(crate) struct Replace {
     path: PathBuf,
     tmp: tempfile::NamedTempFile,
 }
@@ -289,7 +290,7 @@ pub struct Replace {
 impl Replace {
     /// Prepares to write `path` (checked with [`output_place`]); `spare` lists files it must
     /// not be (the input, the other outputs).
-    pub fn prepare(path: &Path, what: &str, spare: &[Place]) -> Result<Self, Error> {
+    pub(crate) fn prepare(path: &Path, what: &str, spare: &[Place]) -> Result<Self, Error> {
         let place = output_place(path, what, false)?;
         if spare.contains(&place) {
             return Err(Error::SameFile {
@@ -316,12 +317,12 @@ impl Replace {
     }
 
     /// Where the content goes until [`Replace::commit`].
-    pub fn file(&mut self) -> &mut File {
+    pub(crate) fn file(&mut self) -> &mut File {
         self.tmp.as_file_mut()
     }
 
     /// Puts the written content in place; until then the old file (if any) is untouched.
-    pub fn commit(self) -> std::io::Result<()> {
+    pub(crate) fn commit(self) -> std::io::Result<()> {
         use std::io::Write;
         let mut tmp = self.tmp;
         tmp.as_file_mut().flush()?;

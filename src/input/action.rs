@@ -35,7 +35,7 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 8] = [
+    pub(crate) const ALL: [ActionKind; 8] = [
         ActionKind::Activate,
         ActionKind::Deactivate,
         ActionKind::Suspend,
@@ -46,7 +46,7 @@ impl ActionKind {
         ActionKind::DeleteAttribute,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ActionKind::Activate => "activate",
             ActionKind::Deactivate => "deactivate",
@@ -60,7 +60,7 @@ impl ActionKind {
     }
 
     /// Parses an action name or alias, case-insensitively (`_` and `-` alike).
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         let norm = s.trim().to_ascii_lowercase().replace('_', "-");
         match norm.as_str() {
             "change-package" => Some(ActionKind::SetPackage),
@@ -70,7 +70,7 @@ impl ActionKind {
     }
 
     /// Whether the action needs a `value` cell.
-    pub fn needs_value(self) -> bool {
+    pub(crate) fn needs_value(self) -> bool {
         matches!(
             self,
             ActionKind::SetPackage | ActionKind::SetPortfolio | ActionKind::SetAttribute
@@ -78,7 +78,7 @@ impl ActionKind {
     }
 
     /// Whether the action needs an `attribute` cell.
-    pub fn needs_attribute(self) -> bool {
+    pub(crate) fn needs_attribute(self) -> bool {
         matches!(self, ActionKind::SetAttribute | ActionKind::DeleteAttribute)
     }
 }
@@ -155,7 +155,7 @@ fn package(value: &str) -> Result<i64, Invalid> {
 const KNOWN: &str = "activate, deactivate, suspend, unsuspend, set-package, set-portfolio, set-attribute, delete-attribute";
 
 impl Action {
-    pub fn kind(&self) -> ActionKind {
+    pub(crate) fn kind(&self) -> ActionKind {
         match self {
             Action::Activate => ActionKind::Activate,
             Action::Deactivate => ActionKind::Deactivate,
@@ -170,7 +170,7 @@ impl Action {
 
     /// Builds an action from a row's (already defaulted and trimmed) cells.
     /// The error says what is wrong and how to fix it.
-    pub fn build(action: &str, value: &str, attribute: &str) -> Result<Self, Invalid> {
+    pub(crate) fn build(action: &str, value: &str, attribute: &str) -> Result<Self, Invalid> {
         if action.is_empty() {
             return Err(Invalid::new(
                 Reason::NoAction,
@@ -204,7 +204,7 @@ impl Action {
 
     /// Whether the action's first call is a write (a SIM PATCH); attribute actions read the
     /// SIM's attributes first.
-    pub fn writes_first(&self) -> bool {
+    pub(crate) fn writes_first(&self) -> bool {
         !matches!(
             self,
             Action::SetAttribute { .. } | Action::DeleteAttribute { .. }
@@ -212,7 +212,7 @@ impl Action {
     }
 
     /// The `value` cell this action stands for, as written back to the results.
-    pub fn value_text(&self) -> String {
+    pub(crate) fn value_text(&self) -> String {
         match self {
             Action::SetPackage(p) => p.to_string(),
             Action::SetPortfolio(p) => p.clone(),
@@ -222,7 +222,7 @@ impl Action {
     }
 
     /// The `attribute` cell this action stands for.
-    pub fn attribute_text(&self) -> &str {
+    pub(crate) fn attribute_text(&self) -> &str {
         match self {
             Action::SetAttribute { name, .. } | Action::DeleteAttribute { name } => name,
             _ => "",

@@ -10,7 +10,7 @@ pub struct Iccid(String);
 
 /// Why a string is not an ICCID, worded for the person who has to fix the row.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IccidError {
+pub(crate) enum IccidError {
     #[error("ICCID is empty; put the SIM's 19- or 20-digit ICCID in the iccid column")]
     Empty,
     #[error(
@@ -29,7 +29,7 @@ pub enum IccidError {
 
 impl Iccid {
     /// Validates `s` (already trimmed by the reader).
-    pub fn parse(s: &str) -> Result<Self, IccidError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, IccidError> {
         let shown: String = s.chars().take(40).collect();
         if s.is_empty() {
             return Err(IccidError::Empty);
@@ -51,7 +51,7 @@ impl Iccid {
         Ok(Self(s.to_owned()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -63,7 +63,7 @@ impl fmt::Display for Iccid {
 }
 
 /// The Luhn check digit for a string of ASCII digits (the ICCID without its last digit).
-pub fn luhn_check_digit(body: &str) -> u8 {
+pub(crate) fn luhn_check_digit(body: &str) -> u8 {
     let sum: u32 = body
         .bytes()
         .rev()

@@ -13,7 +13,7 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: Reason, message: impl Into<String>) -> Self {
         Self {
             reason,
             message: message.into(),
@@ -50,7 +50,7 @@ pub enum Reason {
 
 impl Reason {
     /// The reason as a group's name.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Reason::IccidEmpty => "ICCID missing",
             Reason::IccidNotDigits => "ICCID has a non-digit",

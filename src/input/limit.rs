@@ -19,20 +19,20 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest as _, Sha256};
 
 /// Longest physical line kept.
-pub const MAX_LINE: u64 = 1 << 20;
+pub(crate) const MAX_LINE: u64 = 1 << 20;
 /// Longest record (a quoted cell may span lines).
-pub const MAX_RECORD: u64 = 8 << 20;
+pub(crate) const MAX_RECORD: u64 = 8 << 20;
 
 /// What a whole read of the input saw: its SHA-256 (hex) and length in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    pub sha256: String,
-    pub bytes: u64,
+pub(crate) struct Seen {
+    pub(crate) sha256: String,
+    pub(crate) bytes: u64,
 }
 
 /// What the tap shares with the row iterator.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     state: Mutex<TapState>,
     /// Whether records' bytes are kept for [`Shared::take`].
     capture: bool,
@@ -64,7 +64,7 @@ struct TapState {
 
 impl Shared {
     /// A tap that keeps no record bytes (for a reader that never takes them).
-    pub fn without_capture() -> Self {
+    pub(crate) fn without_capture() -> Self {
         Self {
             state: Mutex::default(),
             capture: false,
@@ -76,7 +76,7 @@ impl Shared {
     }
 
     /// Whether a line in `first..=last` was cut; forgets cut lines before `first`.
-    pub fn was_cut(&self, first: u64, last: u64) -> bool {
+    pub(crate) fn was_cut(&self, first: u64, last: u64) -> bool {
         let mut g = self.lock();
         let keep = g.cut.split_off(&first);
         let here = keep.first().is_some_and(|l| *l <= last);
@@ -85,14 +85,14 @@ impl Shared {
     }
 
     /// The parser returned a record.
-    pub fn record_done(&self) {
+    pub(crate) fn record_done(&self) {
         self.lock().since_record = 0;
     }
 
     /// Takes the bytes of the record the parser reported at `[from, to)` (stream offsets), and
     /// forgets everything before `to`. Returns the bytes, or nothing when they are no longer
     /// held (which the parser's own bookkeeping never causes).
-    pub fn take(&self, from: u64, to: u64) -> Vec<u8> {
+    pub(crate) fn take(&self, from: u64, to: u64) -> Vec<u8> {
         let mut g = self.lock();
         let held = g.buf.len() - g.taken;
         let (a, b) = (
@@ -113,12 +113,12 @@ impl Shared {
     }
 
     /// The digest and length of everything read, once the source is exhausted.
-    pub fn seen(&self) -> Option<Seen> {
+    pub(crate) fn seen(&self) -> Option<Seen> {
         self.lock().end.clone()
     }
 }
 
-pub struct Limited<R> {
+pub(crate) struct Limited<R> {
     inner: R,
     shared: Arc<Shared>,
     line: u64,
@@ -131,7 +131,7 @@ pub struct Limited<R> {
 }
 
 impl<R: BufRead> Limited<R> {
-    pub fn new(inner: R, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(inner: R, shared: Arc<Shared>) -> Self {
         Self {
             inner,
             shared,
@@ -145,7 +145,7 @@ impl<R: BufRead> Limited<R> {
     }
 
     /// Reads exactly `n` bytes of the source: fewer is an error, more are not read.
-    pub fn expect_len(mut self, n: u64) -> Self {
+    pub(crate) fn expect_len(mut self, n: u64) -> Self {
         self.expect = Some(n);
         self
     }

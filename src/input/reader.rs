@@ -110,7 +110,7 @@ impl Layout {
     }
 
     /// Names of the carried-through columns.
-    pub fn carried_names(&self) -> Vec<String> {
+    pub(crate) fn carried_names(&self) -> Vec<String> {
         self.carried
             .iter()
             .map(|&i| self.header[i].clone())
@@ -138,7 +138,7 @@ pub struct Item {
 }
 
 impl Item {
-    pub fn cell(&self, idx: Option<usize>) -> &str {
+    pub(crate) fn cell(&self, idx: Option<usize>) -> &str {
         idx.and_then(|i| self.fields.get(i))
             .map_or("", String::as_str)
     }
@@ -150,7 +150,7 @@ const SNIFF: usize = 64 * 1024;
 /// An input file, opened once: the fingerprint and the rows are read through this one handle,
 /// so a file renamed or replaced after the start is not what the job reads.
 #[derive(Debug)]
-pub struct InputFile {
+pub(crate) struct InputFile {
     path: PathBuf,
     file: File,
 }
@@ -180,7 +180,7 @@ fn kind(t: std::fs::FileType) -> &'static str {
 impl InputFile {
     /// Opens `path` for reading; refuses anything but a regular file. Opening never waits
     /// (a FIFO without a writer would block an ordinary open, beyond the reach of signals).
-    pub fn open(path: &Path) -> Result<Self, FileError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, FileError> {
         let unreadable = |source| FileError::Unreadable {
             path: path.to_owned(),
             source,
@@ -206,12 +206,8 @@ impl InputFile {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The open file, for reading at offsets (the fingerprint) without moving its cursor.
-    pub fn file(&self) -> &File {
+    pub(crate) fn file(&self) -> &File {
         &self.file
     }
 }
@@ -224,7 +220,7 @@ pub fn open(path: &Path, defaults: &Defaults) -> Result<(Layout, Rows), FileErro
 /// Sniffs the dialect of an opened input and maps its header; the rows follow. With
 /// `expect_len` (the fingerprinted length) exactly that many bytes are read, and an input
 /// that ends short is an error.
-pub fn rows(
+pub(crate) fn rows(
     input: InputFile,
     defaults: &Defaults,
     expect_len: Option<u64>,

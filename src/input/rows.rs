@@ -64,7 +64,7 @@ impl Rows {
 
     /// The SHA-256 and length of every byte read, once the whole input has been read (to
     /// compare with the fingerprint taken at the start: a file changed while the job ran).
-    pub fn seen(&self) -> Option<super::limit::Seen> {
+    pub(crate) fn seen(&self) -> Option<super::limit::Seen> {
         self.limits.seen()
     }
 

@@ -5,14 +5,14 @@ use std::io::Write;
 use super::reader::{Defaults, FileError, Item, Layout, open};
 
 /// A temporary file holding `bytes`.
-pub fn file(bytes: &[u8]) -> tempfile::NamedTempFile {
+pub(crate) fn file(bytes: &[u8]) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(bytes).unwrap();
     f
 }
 
 /// Reads `bytes` as an input: its layout and every item.
-pub fn read(bytes: &[u8], d: &Defaults) -> Result<(Layout, Vec<Item>), FileError> {
+pub(crate) fn read(bytes: &[u8], d: &Defaults) -> Result<(Layout, Vec<Item>), FileError> {
     let f = file(bytes);
     let (l, rows) = open(f.path(), d)?;
     Ok((l, rows.map(|r| r.unwrap()).collect()))

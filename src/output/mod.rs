@@ -1,12 +1,13 @@
 //! Everything the user reads: results and failures files, progress, and the summary.
 //! Nothing here decides an outcome.
 
-pub mod progress;
-pub mod results;
-pub mod row;
-pub mod stdout;
-pub mod summary;
+pub(crate) mod progress;
+pub(crate) mod results;
+pub(crate) mod row;
+pub(crate) mod stdout;
+pub(crate) mod summary;
 
-pub use results::{FailuresFile, ResultsFile, formula_safe};
+pub use results::ResultsFile;
+pub(crate) use results::{FailuresFile, formula_safe};
 pub use row::{RowResult, Tally, Verdict};
 pub use summary::Summary;

@@ -19,9 +19,9 @@ fn active() -> &'static Mutex<Option<ProgressBar>> {
 
 /// A `tracing` writer to stderr that suspends the progress bar around each line.
 #[derive(Clone, Copy, Default)]
-pub struct LogWriter;
+pub(crate) struct LogWriter;
 
-pub struct LogLine;
+pub(crate) struct LogLine;
 
 impl Write for LogLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -47,7 +47,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 }
 
 /// Progress of one run.
-pub struct Progress {
+pub(crate) struct Progress {
     bar: ProgressBar,
     start: Instant,
     last_log: Instant,
@@ -59,7 +59,7 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Progress {
     /// `total` rows in the job, `done` of them finished before this run.
-    pub fn new(total: u64, done: u64) -> Self {
+    pub(crate) fn new(total: u64, done: u64) -> Self {
         let target = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             ProgressDrawTarget::stderr_with_hz(8)
         } else {
@@ -86,7 +86,7 @@ impl Progress {
     }
 
     /// One more row finished; `tally` covers the whole job.
-    pub fn update(&mut self, tally: &Tally, retries: u64, throttled: u64) {
+    pub(crate) fn update(&mut self, tally: &Tally, retries: u64, throttled: u64) {
         self.bar.set_position(tally.total());
         if self.bar.length().is_some_and(|l| tally.total() > l) {
             self.bar.set_length(tally.total());
@@ -111,7 +111,7 @@ impl Progress {
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
         *active().lock().unwrap_or_else(|e| e.into_inner()) = None;
     }

@@ -14,7 +14,7 @@ use crate::input::Layout;
 use crate::output::row::RowResult;
 
 /// The fixed columns of the results file, in order.
-pub const RESULT_COLUMNS: [&str; 12] = [
+pub(crate) const RESULT_COLUMNS: [&str; 12] = [
     "line",
     "iccid",
     "action",
@@ -31,7 +31,7 @@ pub const RESULT_COLUMNS: [&str; 12] = [
 
 /// Neutralises a cell a spreadsheet would read as a formula, and shows control characters
 /// other than TAB, CR and LF (a NUL, say) as `\xNN`.
-pub fn formula_safe(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn formula_safe(s: &str) -> std::borrow::Cow<'_, str> {
     let s: std::borrow::Cow<'_, str> = if s.chars().any(hidden) {
         s.chars()
             .map(|c| {
@@ -58,14 +58,19 @@ fn hidden(c: char) -> bool {
 }
 
 /// A CSV file appended through an [`AppendFile`].
-pub struct CsvFile {
+pub(crate) struct CsvFile {
     file: AppendFile,
     builder: csv::WriterBuilder,
 }
 
 impl CsvFile {
     /// Opens (and locks: one writer at a time) the file `what` names.
-    pub fn open(path: &Path, how: OpenMode, delimiter: u8, what: &str) -> std::io::Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        how: OpenMode,
+        delimiter: u8,
+        what: &str,
+    ) -> std::io::Result<Self> {
         let file = AppendFile::open_locked(path, how, 0o644, what)?;
         Ok(Self {
             file,
@@ -77,7 +82,7 @@ impl CsvFile {
         })
     }
 
-    pub fn write<I, S>(&mut self, cells: I) -> std::io::Result<()>
+    pub(crate) fn write<I, S>(&mut self, cells: I) -> std::io::Result<()>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<[u8]>,
@@ -89,23 +94,19 @@ impl CsvFile {
     }
 
     /// Appends bytes as they are.
-    pub fn write_raw(&mut self, bytes: &[u8]) {
+    pub(crate) fn write_raw(&mut self, bytes: &[u8]) {
         self.file.buf().extend_from_slice(bytes);
     }
 
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.file.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.file.is_empty()
-    }
-
-    pub fn flush(&mut self) -> std::io::Result<()> {
+    pub(crate) fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
     }
 
-    pub fn sync(&self) -> std::io::Result<()> {
+    pub(crate) fn sync(&self) -> std::io::Result<()> {
         self.file.sync()
     }
 }
@@ -138,6 +139,7 @@ impl ResultsFile {
         })
     }
 
+    /// Appends one row's result (buffered; see [`ResultsFile::flush`]).
     pub fn write(&mut self, r: &RowResult) -> std::io::Result<()> {
         let finished = crate::clock::rfc3339(r.finished_at, crate::clock::Precision::Millis);
         let opt = |v: Option<String>| v.unwrap_or_default();
@@ -161,20 +163,25 @@ impl ResultsFile {
         self.csv.write(&cells)
     }
 
-    pub fn file(&mut self) -> &mut CsvFile {
+    pub(crate) fn file(&mut self) -> &mut CsvFile {
         &mut self.csv
+    }
+
+    /// Writes what is buffered to the file (without syncing it to the disk).
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.csv.flush()
     }
 }
 
 /// The failures file: failed and invalid rows, exactly as the input has them.
-pub struct FailuresFile {
+pub(crate) struct FailuresFile {
     csv: CsvFile,
     /// The input's line ending, for a last record that had none.
     eol: &'static [u8],
 }
 
 impl FailuresFile {
-    pub fn open(path: &Path, how: OpenMode, layout: &Layout) -> std::io::Result<Self> {
+    pub(crate) fn open(path: &Path, how: OpenMode, layout: &Layout) -> std::io::Result<Self> {
         let mut csv = CsvFile::open(path, how, layout.delimiter, "--failures")?;
         let eol: &'static [u8] = if layout.header_raw.ends_with(b"\r\n") {
             b"\r\n"
@@ -190,7 +197,7 @@ impl FailuresFile {
         Ok(Self { csv, eol })
     }
 
-    pub fn write(&mut self, r: &RowResult) -> std::io::Result<()> {
+    pub(crate) fn write(&mut self, r: &RowResult) -> std::io::Result<()> {
         self.csv.write_raw(&r.raw);
         if !r.raw.ends_with(b"\n") {
             self.csv.write_raw(self.eol);
@@ -198,7 +205,7 @@ impl FailuresFile {
         Ok(())
     }
 
-    pub fn file(&mut self) -> &mut CsvFile {
+    pub(crate) fn file(&mut self) -> &mut CsvFile {
         &mut self.csv
     }
 }

@@ -20,7 +20,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
             Verdict::Skipped => "skipped",
@@ -30,7 +30,7 @@ impl Verdict {
     }
 
     /// Whether the row belongs in the failures file.
-    pub fn is_failure(self) -> bool {
+    pub(crate) fn is_failure(self) -> bool {
         matches!(self, Verdict::Failed | Verdict::Invalid)
     }
 }
@@ -75,7 +75,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn add(&mut self, v: Verdict) {
+    pub(crate) fn add(&mut self, v: Verdict) {
         match v {
             Verdict::Ok => self.ok += 1,
             Verdict::Skipped => self.skipped += 1,
@@ -84,7 +84,7 @@ impl Tally {
         }
     }
 
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.ok + self.skipped + self.failed + self.invalid
     }
 }

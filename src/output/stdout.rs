@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// Writes `s` to standard output; `false` when it is closed (or fails).
-pub fn print(s: &str) -> bool {
+pub(crate) fn print(s: &str) -> bool {
     write_bytes(s.as_bytes())
 }
 
 /// Writes bytes to standard output; `false` when it is closed (or fails).
-pub fn write_bytes(b: &[u8]) -> bool {
+pub(crate) fn write_bytes(b: &[u8]) -> bool {
     if CLOSED.load(Ordering::Relaxed) {
         return false;
     }
@@ -28,24 +28,24 @@ pub fn write_bytes(b: &[u8]) -> bool {
 }
 
 /// Whether standard output was found closed.
-pub fn closed() -> bool {
+pub(crate) fn closed() -> bool {
     CLOSED.load(Ordering::Relaxed)
 }
 
 /// A writer over standard output for streams (the export's CSV, a man page): its errors
 /// are real errors, and [`is_closed_pipe`] tells a reader that went away.
-pub fn writer() -> impl Write {
+pub(crate) fn writer() -> impl Write {
     std::io::stdout().lock()
 }
 
 /// Whether an error means the reader of our output went away (`| head`).
-pub fn is_closed_pipe(e: &std::io::Error) -> bool {
+pub(crate) fn is_closed_pipe(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::BrokenPipe
 }
 
 /// Whether the reader of standard output has gone away (a pipe whose other end closed),
 /// found without writing.
-pub fn reader_gone() -> bool {
+pub(crate) fn reader_gone() -> bool {
     if closed() {
         return true;
     }
@@ -68,7 +68,7 @@ pub fn reader_gone() -> bool {
 
 /// Cancels `stop` as soon as the reader of standard output goes away (checked four times a
 /// second), for commands whose only use is their output.
-pub fn stop_when_reader_gone(stop: tokio_util::sync::CancellationToken) {
+pub(crate) fn stop_when_reader_gone(stop: tokio_util::sync::CancellationToken) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         loop {

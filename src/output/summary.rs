@@ -62,7 +62,7 @@ pub struct Latency {
 }
 
 impl Summary {
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut s = String::new();
         let reason = self.reason.as_deref().map(|r| format!(": {r}"));
         let _ = writeln!(
@@ -169,12 +169,12 @@ type GroupKey = (Option<u16>, Option<i64>, Option<&'static str>);
 /// neither — with the first message of each. Bounded: past [`MAX_GROUPS`] groups, new ones
 /// are counted as "other errors".
 #[derive(Debug, Default)]
-pub struct ErrorTally {
+pub(crate) struct ErrorTally {
     map: BTreeMap<GroupKey, (u64, String)>,
 }
 
 impl ErrorTally {
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         status: Option<u16>,
         code: Option<i64>,
@@ -201,7 +201,7 @@ impl ErrorTally {
     }
 
     /// The `n` largest groups.
-    pub fn top(&self, n: usize) -> Vec<ErrorCount> {
+    pub(crate) fn top(&self, n: usize) -> Vec<ErrorCount> {
         let mut v: Vec<ErrorCount> = self
             .map
             .iter()
@@ -220,7 +220,7 @@ impl ErrorTally {
 }
 
 /// Shell-quotes one argument for the "to resume" line.
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
@@ -232,7 +232,7 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// The command line that resumes this job: the same arguments, `--resume`, no `--restart`.
-pub fn resume_command(args: &[String]) -> String {
+pub(crate) fn resume_command(args: &[String]) -> String {
     let mut out: Vec<String> = args
         .iter()
         .filter(|a| *a != "--restart" && *a != "--resume")

@@ -8,7 +8,7 @@ use super::{Report, minute_text};
 const STYLE: &str = "<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}h1{font-size:20px}h2{font-size:16px;margin-top:1.6em}table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}.ok{fill:#2e7d32;background:#2e7d32}.skipped{fill:#9e9e9e;background:#9e9e9e}.failed{fill:#c62828;background:#c62828}.invalid{fill:#ef6c00;background:#ef6c00}.key{display:inline-block;width:10px;height:10px;margin-right:4px}svg text{font:11px system-ui,sans-serif;fill:#444}</style>";
 
 impl Report {
-    pub fn to_html(&self) -> String {
+    pub(crate) fn to_html(&self) -> String {
         let file = esc(&self.file.display().to_string());
         let mut h = format!(
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>simbulk report: {file}</title>{STYLE}</head><body><h1>simbulk report</h1><p>{file}</p>"
@@ -152,7 +152,7 @@ impl Report {
 }
 
 /// Escapes text for HTML content and attributes.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

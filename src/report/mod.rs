@@ -10,8 +10,6 @@
 mod html;
 mod text;
 
-pub use html::esc;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -19,11 +17,11 @@ use fixedbitset::FixedBitSet;
 
 /// Counts by outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub ok: u64,
-    pub skipped: u64,
-    pub failed: u64,
-    pub invalid: u64,
+pub(crate) struct Counts {
+    pub(crate) ok: u64,
+    pub(crate) skipped: u64,
+    pub(crate) failed: u64,
+    pub(crate) invalid: u64,
 }
 
 impl Counts {
@@ -36,31 +34,31 @@ impl Counts {
         }
     }
 
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.ok + self.skipped + self.failed + self.invalid
     }
 }
 
 /// An error's HTTP status and code (or, for invalid rows, the start of the reason).
-pub type ErrorKey = (String, String);
+pub(crate) type ErrorKey = (String, String);
 
 /// What a results file says.
 #[derive(Debug, Default)]
-pub struct Report {
-    pub file: PathBuf,
-    pub rows: u64,
-    pub outcomes: Counts,
-    pub by_action: BTreeMap<String, Counts>,
+pub(crate) struct Report {
+    pub(crate) file: PathBuf,
+    pub(crate) rows: u64,
+    pub(crate) outcomes: Counts,
+    pub(crate) by_action: BTreeMap<String, Counts>,
     /// (status, code) → (count, first message).
-    pub errors: BTreeMap<ErrorKey, (u64, String)>,
+    pub(crate) errors: BTreeMap<ErrorKey, (u64, String)>,
     /// Rows finished per minute (Unix minute).
-    pub per_minute: BTreeMap<u64, u64>,
-    pub attempts: BTreeMap<u32, u64>,
-    pub duplicate_lines: u64,
+    pub(crate) per_minute: BTreeMap<u64, u64>,
+    pub(crate) attempts: BTreeMap<u32, u64>,
+    pub(crate) duplicate_lines: u64,
     /// Rows whose `line` is not a line number simbulk writes.
-    pub bad_lines: u64,
-    pub first: Option<u64>,
-    pub last: Option<u64>,
+    pub(crate) bad_lines: u64,
+    pub(crate) first: Option<u64>,
+    pub(crate) last: Option<u64>,
 }
 
 /// Highest line number followed for duplicates (a bitset of 128 MiB at most).
@@ -92,7 +90,7 @@ fn unguard(s: &str) -> &str {
 /// Reads a results file.
 /// Why a results file cannot be reported on.
 #[derive(Debug, thiserror::Error)]
-pub enum ReportError {
+pub(crate) enum ReportError {
     #[error(transparent)]
     File(#[from] crate::files::Error),
     #[error("results file {}: {source}", path.display())]
@@ -134,7 +132,7 @@ impl Columns {
 }
 
 /// Reads a results file (streamed, bounded as inputs are).
-pub fn read(path: &Path) -> Result<Report, ReportError> {
+pub(crate) fn read(path: &Path) -> Result<Report, ReportError> {
     let csv_error = |source| ReportError::Csv {
         path: path.to_owned(),
         source,
@@ -272,7 +270,7 @@ mod tests {
     #[test]
     fn escapes_and_unguards() {
         assert_eq!(
-            esc("<script>\"x\" & 'y'"),
+            html::esc("<script>\"x\" & 'y'"),
             "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;"
         );
         assert_eq!(unguard("'=1+1"), "=1+1");

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::{Report, minute_text};
 
 impl Report {
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut s = String::new();
         let o = &self.outcomes;
         let _ = writeln!(s, "simbulk report: {}", self.file.display());

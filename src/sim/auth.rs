@@ -14,7 +14,7 @@ use super::config::{ClientConfig, Permission};
 
 /// Why a token request was refused (the OAuth2 `error` value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenRefusal {
+pub(crate) enum TokenRefusal {
     InvalidClient,
     InvalidRequest,
     UnsupportedGrantType,
@@ -22,7 +22,7 @@ pub enum TokenRefusal {
 }
 
 impl TokenRefusal {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             TokenRefusal::InvalidClient => "invalid_client",
             TokenRefusal::InvalidRequest => "invalid_request",
@@ -38,14 +38,14 @@ struct TokenInfo {
 }
 
 /// The clients and their live tokens.
-pub struct Auth {
-    pub clients: Vec<ClientConfig>,
+pub(crate) struct Auth {
+    pub(crate) clients: Vec<ClientConfig>,
     tokens: RwLock<HashMap<String, TokenInfo>>,
     ttl: Duration,
 }
 
 impl Auth {
-    pub fn new(clients: Vec<ClientConfig>, ttl: Duration) -> Self {
+    pub(crate) fn new(clients: Vec<ClientConfig>, ttl: Duration) -> Self {
         Self {
             clients,
             tokens: RwLock::new(HashMap::new()),
@@ -53,12 +53,12 @@ impl Auth {
         }
     }
 
-    pub fn ttl(&self) -> Duration {
+    pub(crate) fn ttl(&self) -> Duration {
         self.ttl
     }
 
     /// Checks the credentials and grant of a token request; returns the client's index.
-    pub fn authenticate(
+    pub(crate) fn authenticate(
         &self,
         authorization: Option<&str>,
         form: &[u8],
@@ -103,7 +103,7 @@ impl Auth {
     }
 
     /// Issues a fresh token for `client`.
-    pub fn issue(&self, client: usize, now: Instant) -> String {
+    pub(crate) fn issue(&self, client: usize, now: Instant) -> String {
         let token = format!("sim_at_{:032x}", fastrand::u128(..));
         let mut g = self.tokens.write().unwrap_or_else(|e| e.into_inner());
         // Expired tokens are purged here, so the table is bounded by the issue rate times the TTL.
@@ -121,7 +121,7 @@ impl Auth {
     }
 
     /// The client behind an `Authorization: Bearer …` header, if the token is live.
-    pub fn check(&self, authorization: Option<&str>, now: Instant) -> Option<usize> {
+    pub(crate) fn check(&self, authorization: Option<&str>, now: Instant) -> Option<usize> {
         let token = authorization?
             .strip_prefix("Bearer ")
             .or_else(|| authorization?.strip_prefix("bearer "))?
@@ -130,12 +130,12 @@ impl Auth {
         g.get(token).filter(|t| t.expires > now).map(|t| t.client)
     }
 
-    pub fn has(&self, client: usize, p: Permission) -> bool {
+    pub(crate) fn has(&self, client: usize, p: Permission) -> bool {
         self.clients[client].permissions.contains(&p)
     }
 
     /// Revokes every token of one client (or of all clients with `None`).
-    pub fn revoke(&self, client: Option<usize>) -> usize {
+    pub(crate) fn revoke(&self, client: Option<usize>) -> usize {
         let mut g = self.tokens.write().unwrap_or_else(|e| e.into_inner());
         let before = g.len();
         g.retain(|_, t| client.is_some_and(|c| c != t.client));

@@ -27,7 +27,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
+    pub(crate) const ALL: [Permission; 6] = [
         Permission::IccGet,
         Permission::IccUpdate,
         Permission::IccAttributeGet,
@@ -36,7 +36,7 @@ impl Permission {
         Permission::IccAttributeDelete,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Permission::IccGet => "iccGet",
             Permission::IccUpdate => "iccUpdate",
@@ -47,7 +47,7 @@ impl Permission {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Self::ALL
             .into_iter()
             .find(|p| p.name().eq_ignore_ascii_case(s))
@@ -67,7 +67,7 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// Parses `ID:SECRET:PORTFOLIO[:PERM,PERM…]` (no permissions = all of them).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.splitn(4, ':').collect();
         if parts.len() < 3 || parts[..3].iter().any(|p| p.is_empty()) {
             return Err(format!(
@@ -179,7 +179,7 @@ impl Default for FaultConfig {
 
 impl FaultConfig {
     /// True when a request may need a random draw.
-    pub fn any_random(&self) -> bool {
+    pub(crate) fn any_random(&self) -> bool {
         self.http500
             + self.http502
             + self.http503
@@ -259,7 +259,7 @@ impl SimConfig {
 }
 
 /// The built-in clients: the demo client, a read-only one and one of another tenant.
-pub fn default_clients() -> Vec<ClientConfig> {
+pub(crate) fn default_clients() -> Vec<ClientConfig> {
     vec![
         ClientConfig {
             id: DEMO_CLIENT_ID.into(),
@@ -286,11 +286,11 @@ mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
     }
 }
@@ -299,14 +299,16 @@ mod opt_ms {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_some(&(d.as_millis() as u64)),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }

@@ -11,7 +11,7 @@ use super::config::{AfterApply, FaultConfig};
 
 /// What happens to a request before the rules run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Before {
+pub(crate) enum Before {
     Proceed,
     Status(u16),
     Drop,
@@ -21,7 +21,7 @@ pub enum Before {
 
 /// What happens after a write was applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum After {
+pub(crate) enum After {
     Answer,
     Status(u16),
     Drop,
@@ -29,40 +29,40 @@ pub enum After {
 
 /// The draws for one request.
 #[derive(Debug, Clone, Copy)]
-pub struct Draw {
-    pub latency: Duration,
-    pub before: Before,
-    pub slow: Option<Duration>,
-    pub after: After,
-    pub revoke: bool,
+pub(crate) struct Draw {
+    pub(crate) latency: Duration,
+    pub(crate) before: Before,
+    pub(crate) slow: Option<Duration>,
+    pub(crate) after: After,
+    pub(crate) revoke: bool,
 }
 
-pub struct Faults {
+pub(crate) struct Faults {
     config: RwLock<FaultConfig>,
     rng: Mutex<fastrand::Rng>,
 }
 
 impl Faults {
-    pub fn new(config: FaultConfig, seed: u64) -> Self {
+    pub(crate) fn new(config: FaultConfig, seed: u64) -> Self {
         Self {
             config: RwLock::new(config),
             rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x5eed_fa17)),
         }
     }
 
-    pub fn config(&self) -> FaultConfig {
+    pub(crate) fn config(&self) -> FaultConfig {
         self.config
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    pub fn set(&self, c: FaultConfig) {
+    pub(crate) fn set(&self, c: FaultConfig) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = c;
     }
 
     /// Whether this token request fails with a 503.
-    pub fn token_failure(&self) -> bool {
+    pub(crate) fn token_failure(&self) -> bool {
         let p = self
             .config
             .read()
@@ -71,7 +71,7 @@ impl Faults {
         p > 0.0 && self.rng.lock().unwrap_or_else(|e| e.into_inner()).f64() < p
     }
 
-    pub fn draw(&self) -> Draw {
+    pub(crate) fn draw(&self) -> Draw {
         let c = self.config.read().unwrap_or_else(|e| e.into_inner());
         let mut d = Draw {
             latency: c.latency,

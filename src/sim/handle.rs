@@ -98,6 +98,7 @@ impl SimServer {
         })
     }
 
+    /// The loopback address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -107,10 +108,12 @@ impl SimServer {
         format!("http://{}", self.addr)
     }
 
+    /// Counters of what it has answered so far.
     pub fn stats(&self) -> StatsReport {
         self.app.stats_report()
     }
 
+    /// Every write it has applied, in order.
     pub fn ledger(&self) -> Vec<LedgerEntry> {
         self.app.ledger.since(0, None)
     }

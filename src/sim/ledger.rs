@@ -32,7 +32,7 @@ pub struct LedgerEntry {
 }
 
 /// The ledger, bounded by `limit` (older entries dropped and counted).
-pub struct Ledger {
+pub(crate) struct Ledger {
     entries: Mutex<std::collections::VecDeque<LedgerEntry>>,
     seq: AtomicU64,
     dropped: AtomicU64,
@@ -40,7 +40,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(limit: usize, restored: Vec<LedgerEntry>) -> Self {
+    pub(crate) fn new(limit: usize, restored: Vec<LedgerEntry>) -> Self {
         let seq = restored.last().map_or(0, |e| e.seq);
         Self {
             entries: Mutex::new(restored.into()),
@@ -51,7 +51,7 @@ impl Ledger {
     }
 
     /// Appends an entry; its `seq` is assigned here.
-    pub fn push(&self, mut e: LedgerEntry) {
+    pub(crate) fn push(&self, mut e: LedgerEntry) {
         let mut g = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         e.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         g.push_back(e);
@@ -62,7 +62,7 @@ impl Ledger {
     }
 
     /// Entries with `seq > since`, optionally for one ICCID.
-    pub fn since(&self, since: u64, icc_id: Option<&str>) -> Vec<LedgerEntry> {
+    pub(crate) fn since(&self, since: u64, icc_id: Option<&str>) -> Vec<LedgerEntry> {
         let g = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         g.iter()
             .filter(|e| e.seq > since && icc_id.is_none_or(|i| e.icc_id == i))
@@ -70,27 +70,23 @@ impl Ledger {
             .collect()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 }
 
 /// Counters behind `GET /__sim/stats`.
 #[derive(Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     inner: Mutex<StatsInner>,
-    pub mutations: AtomicU64,
-    pub too_many_requests: AtomicU64,
-    pub token_requests: AtomicU64,
-    pub faults: Mutex<BTreeMap<&'static str, u64>>,
+    pub(crate) mutations: AtomicU64,
+    pub(crate) too_many_requests: AtomicU64,
+    pub(crate) token_requests: AtomicU64,
+    pub(crate) faults: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 #[derive(Default)]
@@ -124,7 +120,7 @@ pub struct StatsReport {
 
 impl Stats {
     /// Counts one answered request; `api` requests also count toward the per-second series.
-    pub fn record(&self, route: &'static str, status: u16, api_second: Option<u64>) {
+    pub(crate) fn record(&self, route: &'static str, status: u16, api_second: Option<u64>) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         *g.by_route.entry((route, status)).or_default() += 1;
         if let Some(s) = api_second {
@@ -133,12 +129,12 @@ impl Stats {
     }
 
     /// An `/api/v2` request arrived (before any latency or fault).
-    pub fn arrived(&self, at: std::time::SystemTime) {
+    pub(crate) fn arrived(&self, at: std::time::SystemTime) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.last_arrival = Some(g.last_arrival.map_or(at, |t| t.max(at)));
     }
 
-    pub fn fault(&self, kind: &'static str) {
+    pub(crate) fn fault(&self, kind: &'static str) {
         *self
             .faults
             .lock()
@@ -147,7 +143,7 @@ impl Stats {
             .or_default() += 1;
     }
 
-    pub fn report(&self, started: Instant, ledger: &Ledger) -> StatsReport {
+    pub(crate) fn report(&self, started: Instant, ledger: &Ledger) -> StatsReport {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut by_route: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         let mut requests = 0;

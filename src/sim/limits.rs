@@ -10,26 +10,26 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 /// A token bucket, or none when the limit is off.
-pub struct Bucket(Option<DefaultDirectRateLimiter>);
+pub(crate) struct Bucket(Option<DefaultDirectRateLimiter>);
 
 impl Bucket {
-    pub fn new(quota: Option<Quota>) -> Self {
+    pub(crate) fn new(quota: Option<Quota>) -> Self {
         Self(quota.map(RateLimiter::direct))
     }
 
-    pub fn per_second(rate: u32, burst: u32) -> Self {
+    pub(crate) fn per_second(rate: u32, burst: u32) -> Self {
         Self::new(NonZeroU32::new(rate).map(|r| {
             Quota::per_second(r)
                 .allow_burst(NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN))
         }))
     }
 
-    pub fn per_minute(rate: u32) -> Self {
+    pub(crate) fn per_minute(rate: u32) -> Self {
         Self::new(NonZeroU32::new(rate).map(Quota::per_minute))
     }
 
     /// `Ok` when the request may pass, else how long until it could.
-    pub fn check(&self) -> Result<(), Duration> {
+    pub(crate) fn check(&self) -> Result<(), Duration> {
         match &self.0 {
             None => Ok(()),
             Some(l) => l
@@ -40,7 +40,7 @@ impl Bucket {
 }
 
 /// `Retry-After` in whole seconds for a wait, never 0.
-pub fn retry_after_secs(wait: Duration) -> u64 {
+pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs_f64().ceil().max(1.0) as u64
 }
 

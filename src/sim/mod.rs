@@ -5,16 +5,16 @@
 //! contract.
 
 mod admin;
-pub mod auth;
-pub mod config;
-pub mod faults;
+pub(crate) mod auth;
+pub(crate) mod config;
+pub(crate) mod faults;
 mod handle;
-pub mod ledger;
-pub mod limits;
+pub(crate) mod ledger;
+pub(crate) mod limits;
 mod list;
 mod persist;
 mod routes;
-pub mod rules;
+pub(crate) mod rules;
 pub mod seed;
 mod server;
 pub mod state;

@@ -26,7 +26,7 @@ struct Saved {
 }
 
 /// Saves the state to the configured file; `None` when there is none.
-pub fn save_state(app: &App) -> std::io::Result<Option<PathBuf>> {
+pub(crate) fn save_state(app: &App) -> std::io::Result<Option<PathBuf>> {
     let Some(path) = app.cfg.state_file.clone() else {
         return Ok(None);
     };
@@ -66,10 +66,10 @@ pub fn save_state(app: &App) -> std::io::Result<Option<PathBuf>> {
 }
 
 /// What a state file restores.
-pub struct Restored {
-    pub sims: Vec<SimRecord>,
-    pub next_attribute_id: i64,
-    pub ledger: Vec<LedgerEntry>,
+pub(crate) struct Restored {
+    pub(crate) sims: Vec<SimRecord>,
+    pub(crate) next_attribute_id: i64,
+    pub(crate) ledger: Vec<LedgerEntry>,
 }
 
 /// Why a simulator cannot start or save.
@@ -96,7 +96,7 @@ pub enum SimError {
 }
 
 /// Loads a state file; `Ok(None)` when it does not exist yet.
-pub fn load_state(path: &Path) -> Result<Option<Restored>, SimError> {
+pub(crate) fn load_state(path: &Path) -> Result<Option<Restored>, SimError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

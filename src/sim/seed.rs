@@ -13,7 +13,7 @@ use super::state::{MNO_UK, MNO_US, SimRecord};
 const SEED_DATE: &str = "2025-03-04T09:00:00Z";
 
 /// First attribute id of a seeded world.
-pub const FIRST_ATTRIBUTE_ID: i64 = 90_001;
+pub(crate) const FIRST_ATTRIBUTE_ID: i64 = 90_001;
 
 /// `body` with its Luhn check digit appended. The simulator has its own: it shares nothing
 /// with the client but the contract's types.
@@ -65,7 +65,7 @@ fn mix(seed: u64, i: usize) -> u64 {
 }
 
 /// Generates SIM `i` and its attributes; `next_id` hands out attribute ids.
-pub fn sim(seed: u64, i: usize, next_id: &mut i64) -> (SimRecord, Profile) {
+pub(crate) fn sim(seed: u64, i: usize, next_id: &mut i64) -> (SimRecord, Profile) {
     let r = mix(seed, i);
     let roll = |shift: u32| ((r >> shift) % 100) as u8;
     let icc_id = iccid(seed, i);
@@ -132,7 +132,7 @@ pub fn sim(seed: u64, i: usize, next_id: &mut i64) -> (SimRecord, Profile) {
 }
 
 /// All `n` seeded SIMs and the next free attribute id.
-pub fn generate(seed: u64, n: usize) -> (Vec<SimRecord>, i64) {
+pub(crate) fn generate(seed: u64, n: usize) -> (Vec<SimRecord>, i64) {
     let mut next_id = FIRST_ATTRIBUTE_ID;
     let sims = (0..n).map(|i| sim(seed, i, &mut next_id).0).collect();
     (sims, next_id)

@@ -38,18 +38,18 @@ use super::state::World;
 pub(super) type AppState = State<Arc<App>>;
 
 /// Largest request body accepted; larger ones get 413 / 6014.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// The simulator's shared state.
-pub struct App {
+pub(crate) struct App {
     pub(crate) cfg: SimConfig,
-    pub world: World,
-    pub auth: Auth,
+    pub(crate) world: World,
+    pub(crate) auth: Auth,
     pub(super) api_limits: Vec<Bucket>,
     pub(super) token_limits: Vec<Bucket>,
-    pub faults: Faults,
-    pub ledger: Ledger,
-    pub stats: Stats,
+    pub(crate) faults: Faults,
+    pub(crate) ledger: Ledger,
+    pub(crate) stats: Stats,
     pub(super) started: Instant,
     pub(super) req_seq: AtomicU64,
 }
@@ -75,7 +75,7 @@ pub(super) struct Done {
 }
 
 impl App {
-    pub fn new(cfg: SimConfig, world: World, ledger: Ledger) -> Self {
+    pub(crate) fn new(cfg: SimConfig, world: World, ledger: Ledger) -> Self {
         let n = cfg.clients.len();
         Self {
             auth: Auth::new(cfg.clients.clone(), cfg.token_ttl),
@@ -368,7 +368,7 @@ pub(super) fn fault_name(status: u16) -> &'static str {
 }
 
 /// Now as RFC 3339 with seconds, the contract's date format.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     crate::clock::now_rfc3339()
 }
 
@@ -519,7 +519,7 @@ pub(super) async fn method_not_allowed(State(app): AppState) -> Response {
 
 /// Accepts connections until `shutdown`, serving each on its own task. A connection whose
 /// request asks to be dropped is closed at once, without a response.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: CancellationToken,

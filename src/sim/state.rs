@@ -16,17 +16,17 @@ use crate::model::{Attribute, Sim};
 
 /// A portfolio's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PortfolioState {
+pub(crate) enum PortfolioState {
     Active,
     Suspended,
     Deleted,
 }
 
 #[derive(Debug, Clone)]
-pub struct Portfolio {
-    pub id: &'static str,
-    pub parent: Option<&'static str>,
-    pub state: PortfolioState,
+pub(crate) struct Portfolio {
+    pub(crate) id: &'static str,
+    pub(crate) parent: Option<&'static str>,
+    pub(crate) state: PortfolioState,
 }
 
 /// A package's commercial state; only `Active` packages take SIMs.
@@ -39,6 +39,7 @@ pub enum PackageStatus {
     Unsigned,
 }
 
+/// A package of the catalogue: what a SIM may be moved to, and from which portfolios.
 #[derive(Debug, Clone)]
 pub struct Package {
     pub id: i64,
@@ -62,15 +63,15 @@ pub struct SimRecord {
 }
 
 /// The static catalogue plus the SIMs.
-pub struct World {
-    pub portfolios: HashMap<&'static str, Portfolio>,
-    pub packages: HashMap<i64, Package>,
-    pub sims: BTreeMap<String, Mutex<SimRecord>>,
+pub(crate) struct World {
+    pub(crate) portfolios: HashMap<&'static str, Portfolio>,
+    pub(crate) packages: HashMap<i64, Package>,
+    pub(crate) sims: BTreeMap<String, Mutex<SimRecord>>,
     next_attribute_id: AtomicI64,
 }
 
 impl World {
-    pub fn new(sims: impl IntoIterator<Item = SimRecord>, next_attribute_id: i64) -> Self {
+    pub(crate) fn new(sims: impl IntoIterator<Item = SimRecord>, next_attribute_id: i64) -> Self {
         Self {
             portfolios: catalogue_portfolios()
                 .into_iter()
@@ -88,16 +89,16 @@ impl World {
         }
     }
 
-    pub fn allocate_attribute_id(&self) -> i64 {
+    pub(crate) fn allocate_attribute_id(&self) -> i64 {
         self.next_attribute_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn next_attribute_id(&self) -> i64 {
+    pub(crate) fn next_attribute_id(&self) -> i64 {
         self.next_attribute_id.load(Ordering::Relaxed)
     }
 
     /// True when `portfolio` is `root` or one of its descendants.
-    pub fn in_sphere(&self, root: &str, portfolio: &str) -> bool {
+    pub(crate) fn in_sphere(&self, root: &str, portfolio: &str) -> bool {
         let mut cur = Some(portfolio);
         let mut hops = 0;
         while let Some(id) = cur {
@@ -114,14 +115,17 @@ impl World {
     }
 
     /// Locks one SIM. A poisoned lock is recovered: rules never leave a record half-updated.
-    pub fn lock<'a>(&'a self, m: &'a Mutex<SimRecord>) -> std::sync::MutexGuard<'a, SimRecord> {
+    pub(crate) fn lock<'a>(
+        &'a self,
+        m: &'a Mutex<SimRecord>,
+    ) -> std::sync::MutexGuard<'a, SimRecord> {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// The portfolios every seed has: a tenant `pf-acme` with live, deleted and frozen
 /// children, and a second tenant `pf-other-co`.
-pub fn catalogue_portfolios() -> Vec<Portfolio> {
+pub(crate) fn catalogue_portfolios() -> Vec<Portfolio> {
     use PortfolioState::*;
     vec![
         Portfolio {
@@ -158,9 +162,9 @@ pub fn catalogue_portfolios() -> Vec<Portfolio> {
 }
 
 /// UK operator of most seeded SIMs.
-pub const MNO_UK: i64 = 234501;
+pub(crate) const MNO_UK: i64 = 234501;
 /// US operator.
-pub const MNO_US: i64 = 310410;
+pub(crate) const MNO_US: i64 = 310410;
 
 /// Packages chosen so that every package rule can fire on seeded data.
 /// The catalogue: id, name, status, operator and the portfolios each package is offered in.
@@ -188,6 +192,7 @@ const CATALOGUE: [(i64, &str, PackageStatus, i64, &[&str]); 12] = {
     ]
 };
 
+/// The simulator's package catalogue.
 pub fn catalogue_packages() -> Vec<Package> {
     CATALOGUE
         .iter()

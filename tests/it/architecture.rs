@@ -224,3 +224,62 @@ fn the_length_check_sees_a_long_function() {
     text += "}\n";
     assert_eq!(long_functions(&text, 80), vec![("long".to_owned(), 102)]);
 }
+
+/// Public items of `text` (outside its tests) without a doc comment: `pub` alone marks the
+/// library's surface, so each says what it is for.
+fn undocumented_public_items(text: &str) -> Vec<String> {
+    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
+    let lines: Vec<&str> = code.lines().collect();
+    let kinds = [
+        "fn ",
+        "async fn ",
+        "struct ",
+        "enum ",
+        "const ",
+        "static ",
+        "type ",
+        "trait ",
+    ];
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let Some(rest) = l.trim_start().strip_prefix("pub ") else {
+            continue;
+        };
+        if !kinds.iter().any(|k| rest.starts_with(k)) {
+            continue;
+        }
+        // Skip attributes (`#[…]`, possibly over several lines) above the item.
+        let above = lines[..i]
+            .iter()
+            .rev()
+            .map(|l| l.trim_start())
+            .find(|l| !(l.starts_with("#[") || l.ends_with(")]") || l.ends_with(',')));
+        if !above.is_some_and(|a| a.starts_with("///")) {
+            out.push(rest.to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_public_item_has_a_doc_comment() {
+    let mut bare = Vec::new();
+    for (p, text) in sources() {
+        for item in undocumented_public_items(&text) {
+            bare.push(format!("{}: {item}", p.display()));
+        }
+    }
+    assert!(
+        bare.is_empty(),
+        "public items without a doc comment: {bare:#?}"
+    );
+}
+
+#[test]
+fn the_doc_check_sees_a_bare_public_item() {
+    let text = "/// Documented.\n#[derive(Debug)]\npub struct A;\n\npub fn bare() {}\n\npub(crate) fn inner() {}\n";
+    assert_eq!(
+        undocumented_public_items(text),
+        vec!["fn bare() {}".to_owned()]
+    );
+}

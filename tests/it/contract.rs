@@ -465,7 +465,7 @@ fn tokens_expire_are_revoked_and_bad_credentials_are_refused() {
     assert!(s.server().revoke_all() >= 1);
     s.block(async {
         assert_eq!(api.get(&sim_path(&icc)).await.status, 401);
-        let http = simbulk::api::tls::plain_client().unwrap().build().unwrap();
+        let http = simbulk::api::plain_client().unwrap().build().unwrap();
         let form = |extra: &str| format!("grant_type=client_credentials{extra}");
         for (auth, body, want) in [
             (

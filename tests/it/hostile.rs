@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use simbulk::input::reader::{self, Defaults};
+use simbulk::input::{self as reader, Defaults};
 
 use crate::support::*;
 

@@ -148,7 +148,7 @@ fn preview_predicts_from_live_state_and_sends_no_write() {
     let susp = s
         .pick(1, |r, p| p == Profile::CustomerSuspended && acme(r))
         .remove(0);
-    let unknown = simbulk::input::iccid::with_check_digit("894450019999999999");
+    let unknown = simbulk::input::with_check_digit("894450019999999999");
     let body = format!(
         "iccid,action,value\n{avail},activate,\n{},activate,\n{susp},deactivate,\n{},set-package,20533\n{unknown},activate,\n123,activate,\n",
         active[0], active[1]

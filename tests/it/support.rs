@@ -126,7 +126,7 @@ impl Resp {
 
 impl Api {
     pub fn new(base: &str, id: &str, secret: &str) -> Self {
-        let http = simbulk::api::tls::plain_client().unwrap().build().unwrap();
+        let http = simbulk::api::plain_client().unwrap().build().unwrap();
         Self {
             base: base.to_owned(),
             http,

@@ -10,13 +10,13 @@ use super::{Ctx, RuleError, json_object};
 
 /// An attribute body that passed the shape rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AttributeBody {
-    pub name: Option<String>,
-    pub value: Option<String>,
+pub(crate) struct AttributeBody {
+    pub(crate) name: Option<String>,
+    pub(crate) value: Option<String>,
 }
 
 /// Shape rules for attribute bodies; `create` requires both fields, a patch at least one.
-pub fn parse_attribute_body(body: &[u8], create: bool) -> Result<AttributeBody, RuleError> {
+pub(crate) fn parse_attribute_body(body: &[u8], create: bool) -> Result<AttributeBody, RuleError> {
     let obj = json_object(body)?;
     let mut b = AttributeBody::default();
     for (k, v) in &obj {
@@ -65,7 +65,7 @@ pub fn parse_attribute_body(body: &[u8], create: bool) -> Result<AttributeBody, 
 }
 
 /// The suspension rule for attribute writes.
-pub fn check_attribute_write(rec: &SimRecord, ctx: &Ctx<'_>) -> Result<(), RuleError> {
+pub(crate) fn check_attribute_write(rec: &SimRecord, ctx: &Ctx<'_>) -> Result<(), RuleError> {
     if rec.sim.is_suspended() && !ctx.attribute_writes_on_suspended {
         return Err(RuleError::new(
             codes::SUSPENDED,
@@ -85,7 +85,7 @@ fn duplicate(a: &Attribute) -> RuleError {
 }
 
 /// `POST …/attribute`: creates the attribute unless the name is taken.
-pub fn create_attribute(
+pub(crate) fn create_attribute(
     rec: &mut SimRecord,
     b: AttributeBody,
     ctx: &Ctx<'_>,
@@ -108,7 +108,7 @@ pub fn create_attribute(
 }
 
 /// `PATCH …/attribute/{id}`: renames and/or sets the value; returns the old and new attribute.
-pub fn update_attribute(
+pub(crate) fn update_attribute(
     rec: &mut SimRecord,
     id: i64,
     b: AttributeBody,
@@ -146,7 +146,7 @@ pub fn update_attribute(
 }
 
 /// `DELETE …/attribute/{id}`: removes it and returns it as it was.
-pub fn delete_attribute(
+pub(crate) fn delete_attribute(
     rec: &mut SimRecord,
     id: i64,
     ctx: &Ctx<'_>,
@@ -157,7 +157,7 @@ pub fn delete_attribute(
 }
 
 /// The index of attribute `id` on this SIM, or 404 / 6002.
-pub fn find_attribute(rec: &SimRecord, id: i64) -> Result<usize, RuleError> {
+pub(crate) fn find_attribute(rec: &SimRecord, id: i64) -> Result<usize, RuleError> {
     rec.attributes
         .iter()
         .position(|a| a.icc_attribute_id == id)

@@ -7,11 +7,10 @@
 mod attribute;
 mod patch;
 
-pub use attribute::{
-    AttributeBody, check_attribute_write, create_attribute, delete_attribute, find_attribute,
-    parse_attribute_body, update_attribute,
+pub(crate) use attribute::{
+    create_attribute, delete_attribute, find_attribute, parse_attribute_body, update_attribute,
 };
-pub use patch::{SimPatchBody, apply_sim_patch, parse_sim_patch};
+pub(crate) use patch::{apply_sim_patch, parse_sim_patch};
 
 use std::time::{Duration, Instant};
 
@@ -23,16 +22,16 @@ use super::state::{SimRecord, World};
 
 /// A refusal: HTTP status plus the contract's `Error` body.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RuleError {
-    pub status: u16,
-    pub code: i64,
-    pub tag: &'static str,
-    pub message: String,
-    pub details: Value,
+pub(crate) struct RuleError {
+    pub(crate) status: u16,
+    pub(crate) code: i64,
+    pub(crate) tag: &'static str,
+    pub(crate) message: String,
+    pub(crate) details: Value,
 }
 
 impl RuleError {
-    pub fn new(code: i64, message: impl Into<String>, details: Value) -> Self {
+    pub(crate) fn new(code: i64, message: impl Into<String>, details: Value) -> Self {
         let (status, tag) = match code {
             codes::NOT_FOUND => (404, "not_found"),
             codes::BAD_BODY => (400, "bad_request"),
@@ -48,7 +47,7 @@ impl RuleError {
         }
     }
 
-    pub fn field(field: &str, reason: &str) -> Self {
+    pub(crate) fn field(field: &str, reason: &str) -> Self {
         Self::new(
             codes::FIELD_REJECTED,
             "Field rejected",
@@ -59,22 +58,22 @@ impl RuleError {
 
 /// One field changed by an accepted request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    pub field: &'static str,
-    pub old: Value,
-    pub new: Value,
+pub(crate) struct Change {
+    pub(crate) field: &'static str,
+    pub(crate) old: Value,
+    pub(crate) new: Value,
 }
 
 /// The knobs and the caller that rules depend on.
-pub struct Ctx<'a> {
-    pub world: &'a World,
-    pub sphere: &'a str,
-    pub now: Instant,
-    pub now_text: &'a str,
-    pub strict_no_op: bool,
-    pub activation_delay: Duration,
-    pub suspend_settle: Duration,
-    pub attribute_writes_on_suspended: bool,
+pub(crate) struct Ctx<'a> {
+    pub(crate) world: &'a World,
+    pub(crate) sphere: &'a str,
+    pub(crate) now: Instant,
+    pub(crate) now_text: &'a str,
+    pub(crate) strict_no_op: bool,
+    pub(crate) activation_delay: Duration,
+    pub(crate) suspend_settle: Duration,
+    pub(crate) attribute_writes_on_suspended: bool,
 }
 
 pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, RuleError> {
@@ -89,7 +88,7 @@ pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, RuleError> 
 }
 
 /// Turns a due `pendingProvision` into `active`; returns the change for the ledger.
-pub fn settle(rec: &mut SimRecord, now: Instant, now_text: &str) -> Option<Change> {
+pub(crate) fn settle(rec: &mut SimRecord, now: Instant, now_text: &str) -> Option<Change> {
     match rec.active_at {
         Some(at) if at <= now && rec.sim.status == "pendingProvision" => {
             rec.active_at = None;

@@ -10,11 +10,11 @@ use super::{Change, Ctx, RuleError, json_object};
 
 /// A SIM PATCH body that passed the shape rules (6 to 10).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SimPatchBody {
-    pub status: Option<String>,
-    pub customer_suspend: Option<bool>,
-    pub package_id: Option<i64>,
-    pub portfolio_id: Option<String>,
+pub(crate) struct SimPatchBody {
+    pub(crate) status: Option<String>,
+    pub(crate) customer_suspend: Option<bool>,
+    pub(crate) package_id: Option<i64>,
+    pub(crate) portfolio_id: Option<String>,
 }
 
 const READ_ONLY_SIM_FIELDS: [&str; 9] = [
@@ -30,7 +30,7 @@ const READ_ONLY_SIM_FIELDS: [&str; 9] = [
 ];
 
 /// Rules 6 to 10 of `PATCH /api/v2/sim/{iccId}`.
-pub fn parse_sim_patch(body: &[u8]) -> Result<SimPatchBody, RuleError> {
+pub(crate) fn parse_sim_patch(body: &[u8]) -> Result<SimPatchBody, RuleError> {
     let obj = json_object(body)?;
     let mut p = SimPatchBody::default();
     let mut null_package = false;
@@ -91,7 +91,7 @@ pub(super) fn suspended_by(rec: &SimRecord) -> Vec<&'static str> {
 }
 
 /// Rules 11 to 21 of `PATCH /api/v2/sim/{iccId}`, then the change itself.
-pub fn apply_sim_patch(
+pub(crate) fn apply_sim_patch(
     rec: &mut SimRecord,
     p: &SimPatchBody,
     ctx: &Ctx<'_>,
