@@ -1,9 +1,14 @@
 //! simbulk: bulk changes to IoT SIM cards through a provider's SIM REST API.
 //!
-//! Data flow: `input` (streamed CSV) → `engine` (scheduler, workers, retries, reconcile)
-//! → `api` (token cache, pacing, typed calls) → the provider; every outcome goes through the
-//! engine's recorder to `output` (results, failures, progress, summary) and `checkpoint`
-//! (crash-safe journal). `sim` is an independent implementation of the same contract.
+//! Data flow (one way): `commands` → `engine` (setup, reader, dispatcher, workers, recorder)
+//! → `api` (TLS, token cache, pacing, typed calls) → the provider; every outcome goes
+//! through the engine's recorder to `output` (results, failures, progress, summary) and
+//! `checkpoint` (crash-safe journal). `sim` is an independent implementation of the same
+//! contract, sharing only `model`. The map: `docs/design/architecture.md`.
+//!
+//! The public surface is what tests, benches and a library user need: the simulator
+//! ([`sim::SimServer`]), the engine entry ([`engine::run`] with [`engine::JobConfig`]), the
+//! input reader ([`input::open`]), the checkpoint journal and the results types.
 
 pub mod api;
 pub mod checkpoint;
