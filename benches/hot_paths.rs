@@ -58,6 +58,7 @@ fn row(i: u64) -> RowResult {
         reason: None,
         attempts: 1,
         sim_status: Some("available".into()),
+        before: Some("active".into()),
         finished_at: SystemTime::now(),
         fields: vec![
             "x".into(),
@@ -100,6 +101,7 @@ fn write_results_and_checkpoint(c: &mut Criterion) {
             action: None,
             value: None,
             attribute: None,
+            preview: false,
         },
         results: "r".into(),
         failures: "f".into(),

@@ -23,3 +23,4 @@ pub mod output;
 mod report;
 mod signal;
 pub mod sim;
+mod undo;

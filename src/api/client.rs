@@ -10,6 +10,7 @@
 //! logged.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
@@ -72,6 +73,24 @@ pub(crate) struct Client {
     born: std::time::Instant,
     /// Milliseconds after `born` of the last answer that was neither 429 nor 5xx.
     last_useful: std::sync::atomic::AtomicU64,
+    calls: Calls,
+}
+
+/// Requests sent, by kind (retries included; token requests apart).
+#[derive(Debug, Default)]
+struct Calls {
+    writes: AtomicU64,
+    reads: AtomicU64,
+    lists: AtomicU64,
+}
+
+/// Requests sent, by kind: writes (PATCH, POST, DELETE), single reads (a SIM, a SIM's
+/// attributes) and list calls (`GET /api/v2/sim`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct CallCounts {
+    pub(crate) writes: u64,
+    pub(crate) reads: u64,
+    pub(crate) lists: u64,
 }
 
 impl Client {
@@ -107,6 +126,7 @@ impl Client {
             deadline: None,
             born: std::time::Instant::now(),
             last_useful: std::sync::atomic::AtomicU64::new(0),
+            calls: Calls::default(),
         })
     }
 
@@ -248,6 +268,15 @@ impl Client {
         self.tokens.get(|| self.fetch_token(), &self.stop).await
     }
 
+    /// Requests sent so far, by kind.
+    pub(crate) fn calls(&self) -> CallCounts {
+        CallCounts {
+            writes: self.calls.writes.load(Ordering::Relaxed),
+            reads: self.calls.reads.load(Ordering::Relaxed),
+            lists: self.calls.lists.load(Ordering::Relaxed),
+        }
+    }
+
     /// Gets a token now: checks the credentials and the connection before a job starts.
     pub(crate) async fn preflight(&self) -> Result<(), ApiError> {
         self.token().await.map(|_| ())
@@ -285,6 +314,14 @@ impl Client {
             if let Some(b) = body {
                 req = req.json(b);
             }
+            let kind = if lenient {
+                &self.calls.writes
+            } else if path == "/api/v2/sim" {
+                &self.calls.lists
+            } else {
+                &self.calls.reads
+            };
+            kind.fetch_add(1, Ordering::Relaxed);
             let resp = self.send(req, lenient).await?;
             let status = resp.status();
             if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {

@@ -9,8 +9,8 @@ pub(crate) mod tls;
 pub(crate) mod token;
 pub(crate) mod url;
 
-pub(crate) use client::Client;
 pub use client::Endpoint;
+pub(crate) use client::{CallCounts, Client};
 pub use error::ApiError;
 pub use error::SetupError;
 pub(crate) use pace::Pacer;

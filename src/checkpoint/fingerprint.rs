@@ -19,12 +19,23 @@ pub struct JobIdentity {
     pub action: Option<String>,
     pub value: Option<String>,
     pub attribute: Option<String>,
+    /// A preview's checkpoint (predictions), not a run's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preview: bool,
 }
 
 impl JobIdentity {
     /// What differs between `self` (the checkpoint's job) and `now`, in words.
     pub(crate) fn differences(&self, now: &JobIdentity) -> Vec<String> {
         let mut d = Vec::new();
+        if self.preview != now.preview {
+            let what = |p: bool| if p { "a preview's" } else { "a run's" };
+            d.push(format!(
+                "it is {} checkpoint, and this is {}",
+                what(self.preview),
+                what(now.preview).trim_end_matches("'s")
+            ));
+        }
         if self.input_sha256 != now.input_sha256 || self.input_bytes != now.input_bytes {
             d.push(format!(
                 "the input file changed ({} bytes then, {} bytes now, different content)",
@@ -126,6 +137,7 @@ mod tests {
             action: Some("activate".into()),
             value: None,
             attribute: None,
+            preview: false,
         };
         let mut b = a.clone();
         assert!(a.differences(&b).is_empty());

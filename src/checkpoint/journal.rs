@@ -382,6 +382,7 @@ mod tests {
                 action: None,
                 value: None,
                 attribute: None,
+                preview: false,
             },
             results: "r.csv".into(),
             failures: "f.csv".into(),

@@ -130,6 +130,7 @@ fn fake_checkpoint(input: &Path, k: u64) -> anyhow::Result<()> {
             action: None,
             value: None,
             attribute: None,
+            preview: false,
         },
         results,
         failures,

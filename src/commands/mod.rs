@@ -8,10 +8,10 @@ pub(crate) mod args;
 pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod export;
-pub(crate) mod preview;
 pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod sim;
+pub(crate) mod undo;
 
 use std::process::ExitCode;
 
@@ -58,6 +58,8 @@ pub(crate) enum Command {
     Bench(Box<bench::BenchArgs>),
     /// Summarise a results file: outcomes, errors, throughput over time (text, or --html).
     Report(report::ReportArgs),
+    /// Write the job that puts back what a finished job changed (from its results file).
+    Undo(undo::UndoArgs),
     /// List SIMs (with filters) to a CSV that `simbulk run` can take as input.
     Export(Box<export::ExportArgs>),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
@@ -129,6 +131,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Sim(args) => sim::run(*args).await,
         Command::Bench(args) => bench::run(*args).await,
         Command::Report(args) => report::run(&args),
+        Command::Undo(args) => undo::run(&args),
         Command::Export(args) => export::run(*args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;

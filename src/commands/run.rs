@@ -129,10 +129,42 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) dry_run: bool,
 
-    /// With --dry-run: also read each SIM (read-only, paced) and predict each row's outcome
-    /// from its live state into <input stem>.preview.csv. No change is sent.
+    /// With --dry-run: read the SIMs in batches (one list call per 100 SIMs, paced) and
+    /// predict each row's outcome from its live state into the --preview file, with progress,
+    /// graceful stop and --resume. No change is sent.
     #[arg(long, requires = "dry_run")]
     pub(crate) check: bool,
+
+    /// The preview's file: the results' columns, with predicted outcomes; `simbulk report`
+    /// reads it [default: <input stem>.preview.csv; its failures and checkpoint beside it].
+    #[arg(
+        long,
+        requires = "check",
+        value_name = "PATH",
+        help_heading = "Outputs"
+    )]
+    pub(crate) preview: Option<PathBuf>,
+
+    /// Run the first N rows (file order), then look: on a terminal their summary and a
+    /// question; off one, go on only when none of them failed (else exit 3, resumable).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Safety")]
+    pub(crate) canary: Option<u64>,
+
+    /// Ask before a job with more than N rows of deactivate, suspend, set-package,
+    /// set-portfolio or delete-attribute; off a terminal such a job needs --yes (else exit 2,
+    /// nothing sent).
+    #[arg(long, value_name = "N", default_value_t = 100, help_heading = "Safety")]
+    pub(crate) confirm_over: u64,
+
+    /// Confirm a destructive job without asking (for scheduled jobs). It never overrides a
+    /// failed canary.
+    #[arg(long, short = 'y', help_heading = "Safety")]
+    pub(crate) yes: bool,
+
+    /// Do not read SIMs in batches before writing: every row reads or writes its own SIM
+    /// (for a provider whose list cannot filter by ICCID).
+    #[arg(long, help_heading = "Pacing")]
+    pub(crate) no_plan: bool,
 
     /// After an activation answers pendingProvision, poll the SIM (paced, backing off) until
     /// it is active or this long has passed; the results show the final status.
@@ -240,12 +272,41 @@ pub(crate) fn configure(
         },
         summary_json: a.summary_json.clone(),
         args,
+        plan: !a.no_plan,
+        canary: a.canary,
+        confirm_over: Some(a.confirm_over),
+        yes: a.yes,
         ..base
     };
+    let cfg = if a.check { as_preview(cfg, a) } else { cfg };
     if a.dry_run && !a.check {
         return Ok((cfg, None));
     }
     Ok((cfg, Some(endpoint(&a.connection, a.timeout)?)))
+}
+
+/// The job as a preview: predictions into `--preview` (or `<stem>.preview.csv`), with its
+/// failures and checkpoint beside it.
+fn as_preview(cfg: JobConfig, a: &RunArgs) -> JobConfig {
+    let stem = a
+        .input
+        .file_stem()
+        .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
+    let dir = a.input.parent().unwrap_or(Path::new(""));
+    let preview = a
+        .preview
+        .clone()
+        .unwrap_or_else(|| dir.join(format!("{stem}.preview.csv")));
+    let (_, failures, checkpoint) = engine::default_paths(&preview);
+    JobConfig {
+        results: preview,
+        failures,
+        checkpoint,
+        preview: true,
+        canary: None,
+        confirm_over: None,
+        ..cfg
+    }
 }
 
 /// Prints a summary (the engine wrote `--summary-json` already) and returns the exit code.
@@ -283,9 +344,6 @@ pub(crate) async fn run(a: RunArgs) -> u8 {
             Err(e) => fail(&e),
         };
     };
-    if a.check {
-        return preview(&a, &cfg, endpoint).await;
-    }
     let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
     crate::signal::escalate(drain.clone(), abort.clone());
     // On a worker thread, the dispatcher and the workers wake each other without crossing
@@ -304,38 +362,6 @@ pub(crate) async fn run(a: RunArgs) -> u8 {
 fn fail(e: &engine::Error) -> u8 {
     eprintln!("error: {e}");
     e.exit_code()
-}
-
-/// `--dry-run --check`: the preview into `<stem>.preview.csv`.
-async fn preview(a: &RunArgs, cfg: &JobConfig, endpoint: Endpoint) -> u8 {
-    let stem = a
-        .input
-        .file_stem()
-        .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
-    let out = a
-        .input
-        .parent()
-        .unwrap_or(Path::new(""))
-        .join(format!("{stem}.preview.csv"));
-    let done = super::preview::preview(
-        &a.input,
-        &cfg.defaults,
-        &out,
-        endpoint,
-        cfg.rate,
-        cfg.concurrency,
-    )
-    .await;
-    match done {
-        Ok((text, code)) => {
-            crate::output::stdout::print(&text);
-            code
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::USAGE
-        }
-    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,17 @@ pub struct JobConfig {
     pub args: Vec<String>,
     /// Benchmarks only: send results, failures and checkpoint to /dev/null (no lock, no resume).
     pub discard_outputs: bool,
+    /// Predict every row from its SIM's state and write the predictions; send no change.
+    pub preview: bool,
+    /// Read SIMs in batches before writing (one list call per 100 SIMs); off, every row
+    /// reads or writes its own SIM.
+    pub plan: bool,
+    /// `--canary N`: run the first N rows, then look before the rest.
+    pub canary: Option<u64>,
+    /// Ask before a job with more destructive rows than this (`None`: never ask).
+    pub confirm_over: Option<u64>,
+    /// `--yes`: the confirmation is given.
+    pub yes: bool,
 }
 
 impl JobConfig {
@@ -86,6 +97,11 @@ impl JobConfig {
             summary_json: None,
             args: Vec::new(),
             discard_outputs: false,
+            preview: false,
+            plan: true,
+            canary: None,
+            confirm_over: None,
+            yes: false,
         }
     }
 }
@@ -155,6 +171,16 @@ pub enum Error {
     Outputs(#[source] crate::files::Error),
     #[error("stopped before the first row; nothing was sent or written")]
     StoppedEarly,
+    /// A destructive job over `--confirm-over` without a yes.
+    #[error(
+        "this job would change {total} SIMs with destructive actions (more than --confirm-over {over}):\n{lines}nothing was sent; {how}"
+    )]
+    NotConfirmed {
+        total: u64,
+        over: u64,
+        lines: String,
+        how: &'static str,
+    },
     #[error("cannot start the {what}: {source}")]
     Thread {
         what: &'static str,

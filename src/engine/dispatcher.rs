@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 use fixedbitset::FixedBitSet;
 use futures::FutureExt;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::api::Client;
 use crate::input::{FileError, Item, Layout, Row};
 
-use super::halt::{self, Failures, Halt};
+use super::carry::{Carry, Mode};
+use super::halt::{self, End, Failures, Halt, Stops, Streak};
+use super::plan::{Planned, PlannedBatch, Seen};
 use super::recorder::RecorderHandle;
 use super::retry::RetryPolicy;
 use super::worker::{self, RowEnd, Unfinished};
@@ -34,49 +35,21 @@ use crate::output::row::{RowResult, Verdict};
 /// Rows held back behind a busy ICCID before reading pauses.
 pub(crate) const MAX_PARKED: usize = 4096;
 
-/// Why the loop ended.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum End {
-    /// Every row was read and has a record.
-    Complete,
-    /// Stopped taking rows (signal or deadline); rows in flight finished their call.
-    Stopped(String),
-    /// The job was halted.
-    Halted(Halt),
-    /// Aborted at once.
-    Aborted,
-    /// The outputs could not be written.
-    WriteFailed(String),
-    /// The input could not be read further.
-    ReadFailed(String),
-}
-
-/// When to stop taking new rows.
-pub(crate) struct Stops {
-    pub(crate) drain: CancellationToken,
-    pub(crate) abort: CancellationToken,
-    /// Cancelled to stop the rows: by the drain, a deadline, a halt. The client's stop token.
-    pub(crate) stop_rows: CancellationToken,
-    pub(crate) deadline: Option<tokio::time::Instant>,
-    /// Failed rows that halt the job (`--max-failures`), as a count or a share.
-    pub(crate) max_failures: Option<super::Threshold>,
-    /// Consecutive rows failing the same way that halt the job (`--halt-after-same-error`).
-    pub(crate) halt_after_same_error: Option<u32>,
-    /// No row finished and no useful answer for this long: the provider is not recovering.
-    pub(crate) stall_timeout: Duration,
-}
-
 pub(crate) struct Dispatch {
     pub(crate) client: Arc<Client>,
     pub(crate) policy: Arc<RetryPolicy>,
     pub(crate) layout: Layout,
     pub(crate) concurrency: usize,
-    pub(crate) done: FixedBitSet,
+    pub(crate) done: Arc<FixedBitSet>,
     /// Rows a run that ended without recording them had started to write: they are read
     /// (reconciled) before they are written.
     pub(crate) in_doubt: FixedBitSet,
     /// `--wait-active`.
-    pub(crate) wait: Option<Arc<worker::WaitActive>>,
+    pub(crate) wait: Option<Arc<super::activation::WaitActive>>,
+    /// A run writes; a preview predicts.
+    pub(crate) mode: Mode,
+    /// `--canary N`: the first N rows, then a look before the rest.
+    pub(crate) canary: Option<u64>,
 }
 
 /// What the loop leaves behind.
@@ -88,47 +61,15 @@ pub(crate) struct Drive {
     pub(crate) failures: Failures,
 }
 
-/// Rows travel from the reader in batches, so the reader and the dispatcher wake each other
-/// once per batch rather than once per row.
-pub(crate) type Batch = Vec<Result<Item, FileError>>;
-
-/// Rows per batch from the reader.
-pub(crate) const BATCH: usize = 128;
-
 /// Between two progress refreshes and stall checks.
 const TICK: Duration = Duration::from_millis(100);
 
 type Finished = (String, RowEnd);
 
-/// Consecutive failed rows with the same error: the streak that looks systemic.
-#[derive(Default)]
-struct Streak {
-    key: Option<(Option<u16>, Option<i64>)>,
-    len: u32,
-}
-
-impl Streak {
-    /// Counts a finished row; returns the streak's length when `r` extends it.
-    fn add(&mut self, r: &RowResult) -> u32 {
-        match r.verdict {
-            Verdict::Failed => {
-                let key = Some((r.http_status, r.error_code));
-                if self.key == key {
-                    self.len += 1;
-                } else {
-                    self.key = key;
-                    self.len = 1;
-                }
-                self.len
-            }
-            // Invalid rows say nothing about the API; they neither extend nor break a streak.
-            Verdict::Invalid => 0,
-            Verdict::Ok | Verdict::Skipped => {
-                self.len = 0;
-                0
-            }
-        }
-    }
+/// `--canary`: rows still to take before the look, and the canary's size.
+struct Canary {
+    left: u64,
+    rows: u64,
 }
 
 /// The state of one run of the loop.
@@ -139,12 +80,16 @@ struct Loop<'a> {
     done_tx: mpsc::Sender<Finished>,
     /// ICCIDs with a row running or a record not yet out, and the rows waiting behind them.
     busy: HashMap<String, VecDeque<(Item, Row)>>,
-    /// Finished rows whose record must reach the OS before their ICCID takes its next row.
-    flushing: VecDeque<(u64, String)>,
+    /// Finished rows whose record must reach the OS before their ICCID takes its next row,
+    /// with the state they leave for it.
+    flushing: VecDeque<(u64, String, Option<Seen>)>,
     /// Rows whose *started* record must reach the OS before they are spawned (they write
     /// first thing), with its sequence number.
-    starting: VecDeque<(u64, Item, Row)>,
-    buffer: VecDeque<Result<Item, FileError>>,
+    starting: VecDeque<(u64, Item, Row, Option<Seen>)>,
+    buffer: VecDeque<Result<Planned, FileError>>,
+    /// What this run's rows left behind, for later rows of their SIMs.
+    carry: Carry,
+    canary: Option<Canary>,
     running: usize,
     parked: usize,
     reading: bool,
@@ -169,7 +114,9 @@ impl Loop<'_> {
     }
 
     fn room(&self) -> bool {
-        self.running - self.waiting() < self.d.concurrency && self.parked < MAX_PARKED
+        self.running - self.waiting() < self.d.concurrency
+            && self.parked < MAX_PARKED
+            && self.canary.as_ref().is_none_or(|c| c.left != 0)
     }
 
     /// Stops taking rows and cuts every wait of the rows in flight.
@@ -187,29 +134,29 @@ impl Loop<'_> {
     /// Starts a row: at once when its first call reads; once its *started* record has reached
     /// the OS when its first call is a write (the record is sent here, with the others of
     /// this turn, rather than asked for by the worker: one round trip per flush, not per row).
-    fn start(&mut self, item: Item, row: Row) {
+    fn start(&mut self, item: Item, row: Row, seen: Option<Seen>) {
         self.running += 1;
         let in_doubt = self.d.in_doubt.contains(item.line as usize);
-        if in_doubt || !row.action.writes_first() {
-            self.spawn(item, row, false);
+        if in_doubt || !worker::writes_first(&row, seen.as_ref(), self.d.mode) {
+            self.spawn(item, row, seen, false);
             return;
         }
         let seq = self.rec.started(item.line);
-        self.starting.push_back((seq, item, row));
+        self.starting.push_back((seq, item, row, seen));
     }
 
     /// Spawns the rows whose *started* records are out (`durable` of them).
     fn launch(&mut self, durable: u64) {
-        while self.starting.front().is_some_and(|(s, _, _)| *s <= durable) {
-            if let Some((_, item, row)) = self.starting.pop_front() {
-                self.spawn(item, row, true);
+        while self.starting.front().is_some_and(|(s, ..)| *s <= durable) {
+            if let Some((_, item, row, seen)) = self.starting.pop_front() {
+                self.spawn(item, row, seen, true);
             }
         }
     }
 
     /// Spawns the worker of a row counted in `running`; `started`: its *started* record is
     /// already out.
-    fn spawn(&mut self, item: Item, row: Row, started: bool) {
+    fn spawn(&mut self, item: Item, row: Row, seen: Option<Seen>, started: bool) {
         let (client, policy, tx, stop, wait) = (
             self.d.client.clone(),
             self.d.policy.clone(),
@@ -219,6 +166,7 @@ impl Loop<'_> {
         );
         let journal = self.rec.journaling();
         let in_doubt = self.d.in_doubt.contains(item.line as usize);
+        let mode = self.d.mode;
         tokio::spawn(async move {
             let key = row.iccid.as_str().to_owned();
             let cx = worker::Ctx {
@@ -228,12 +176,15 @@ impl Loop<'_> {
                 journal: &journal,
                 started,
                 wait: wait.as_deref(),
+                mode,
             };
             // A panic in a worker is a bug; it must end the job, never hang it.
-            let end = AssertUnwindSafe(worker::execute(&cx, item, row, in_doubt))
+            let end = AssertUnwindSafe(worker::execute(&cx, item, row, seen, in_doubt))
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|p| RowEnd::Unfinished(Unfinished::Panicked(panic_text(&p))));
+                .unwrap_or_else(|p| {
+                    RowEnd::Unfinished(Unfinished::Panicked(worker::panic_text(&p)))
+                });
             let _ = tx.send((key, end)).await;
         });
     }
@@ -248,8 +199,8 @@ impl Loop<'_> {
             let Some(next) = self.buffer.pop_front() else {
                 break;
             };
-            let mut item = match next {
-                Ok(item) => item,
+            let Planned { mut item, seen } = match next {
+                Ok(p) => p,
                 Err(e) => {
                     self.reading = false;
                     self.buffer.clear();
@@ -259,6 +210,9 @@ impl Loop<'_> {
             };
             if self.d.done.contains(item.line as usize) {
                 continue;
+            }
+            if let Some(c) = self.canary.as_mut() {
+                c.left -= 1;
             }
             let placeholder = Err(crate::input::Invalid::new(
                 crate::input::Reason::NoAction,
@@ -272,13 +226,15 @@ impl Loop<'_> {
                 Ok(row) => {
                     let key = row.iccid.as_str().to_owned();
                     match self.busy.get_mut(&key) {
+                        // It takes what the running row leaves behind when its turn comes.
                         Some(q) => {
                             q.push_back((item, row));
                             self.parked += 1;
                         }
                         None => {
+                            let seen = self.carry.for_row(&key, seen);
                             self.busy.insert(key, VecDeque::new());
-                            self.start(item, row);
+                            self.start(item, row, seen);
                         }
                     }
                 }
@@ -330,11 +286,13 @@ impl Loop<'_> {
     fn finished(&mut self, icc: String, end: RowEnd) {
         self.running -= 1;
         match end {
-            RowEnd::Recorded(r) => {
-                let seq = self.record(*r);
-                self.flushing.push_back((seq, icc));
+            RowEnd::Recorded { result, after } => {
+                self.carry.ended(&icc, after.clone());
+                let seq = self.record(*result);
+                self.flushing.push_back((seq, icc, after));
             }
             RowEnd::Unfinished(why) => {
+                self.carry.ended(&icc, None);
                 self.unrecorded += 1;
                 // The ICCID's later rows wait for this one: they are not done either.
                 if let Some(q) = self.busy.remove(&icc) {
@@ -367,8 +325,8 @@ impl Loop<'_> {
 
     /// Records have reached the OS up to `durable`: their ICCIDs may take their next rows.
     fn released(&mut self, durable: u64) {
-        while self.flushing.front().is_some_and(|(s, _)| *s <= durable) {
-            let Some((_, icc)) = self.flushing.pop_front() else {
+        while self.flushing.front().is_some_and(|(s, ..)| *s <= durable) {
+            let Some((_, icc, after)) = self.flushing.pop_front() else {
                 break;
             };
             let next = if self.taking {
@@ -379,7 +337,7 @@ impl Loop<'_> {
             match next {
                 Some((item, row)) => {
                     self.parked -= 1;
-                    self.start(item, row);
+                    self.start(item, row, after);
                 }
                 None => {
                     if let Some(q) = self.busy.remove(&icc) {
@@ -392,12 +350,12 @@ impl Loop<'_> {
     }
 
     /// Whether rows are left after a halt: a halt on the job's last row is a completed job.
-    async fn rows_left(&mut self, input: &mut mpsc::Receiver<Batch>) -> bool {
+    async fn rows_left(&mut self, input: &mut mpsc::Receiver<PlannedBatch>) -> bool {
         if self.unrecorded > 0 || self.parked > 0 {
             return true;
         }
-        let not_done = |b: &Result<Item, FileError>| match b {
-            Ok(item) => !self.d.done.contains(item.line as usize),
+        let not_done = |b: &Result<Planned, FileError>| match b {
+            Ok(p) => !self.d.done.contains(p.item.line as usize),
             Err(_) => true,
         };
         if self.buffer.iter().any(not_done) {
@@ -416,24 +374,18 @@ impl Loop<'_> {
         false
     }
 
+    /// Rows run, or wait for the planner's reads, and nothing useful comes back.
     fn stalled(&self) -> bool {
-        self.running > 0
+        (self.running > 0 || (self.reading && self.buffer.is_empty()))
             && self.last_finish.elapsed() >= self.stops.stall_timeout
             && self.d.client.since_useful_answer() >= self.stops.stall_timeout
     }
 }
 
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a worker panicked".into())
-}
-
 /// Runs the job until the input is exhausted or a stop.
 pub(crate) async fn drive(
     d: Dispatch,
-    mut input: mpsc::Receiver<Batch>,
+    mut input: mpsc::Receiver<PlannedBatch>,
     rec: &mut RecorderHandle,
     stops: Stops,
 ) -> Drive {
@@ -458,7 +410,9 @@ impl<'a> Loop<'a> {
             busy: HashMap::new(),
             flushing: VecDeque::new(),
             starting: VecDeque::new(),
-            buffer: VecDeque::with_capacity(BATCH),
+            buffer: VecDeque::with_capacity(super::reader::BATCH),
+            carry: Carry::new(d.mode),
+            canary: d.canary.map(|rows| Canary { left: rows, rows }),
             running: 0,
             parked: 0,
             reading: true,
@@ -492,7 +446,7 @@ impl<'a> Loop<'a> {
     /// will be taken.
     async fn turns(
         &mut self,
-        input: &mut mpsc::Receiver<Batch>,
+        input: &mut mpsc::Receiver<PlannedBatch>,
         done_rx: &mut mpsc::Receiver<Finished>,
     ) {
         let (stops, d) = (self.stops, self.d);
@@ -503,6 +457,10 @@ impl<'a> Loop<'a> {
         loop {
             if !self.dispatch_and_send().await {
                 return;
+            }
+            if self.canary_due() {
+                self.canary_look().await;
+                continue;
             }
             let idle = self.running == 0;
             if idle
@@ -550,6 +508,32 @@ impl<'a> Loop<'a> {
         }
     }
 
+    /// The canary's rows are all taken, done and recorded: time to look.
+    fn canary_due(&self) -> bool {
+        self.taking
+            && self.canary.as_ref().is_some_and(|c| c.left == 0)
+            && self.running == 0
+            && self.flushing.is_empty()
+            && self.starting.is_empty()
+    }
+
+    /// After the canary: on a terminal, its summary and the question; off one, on only when
+    /// none of its rows failed.
+    async fn canary_look(&mut self) {
+        use super::gate::{AfterCanary, after_canary};
+        let Some(c) = self.canary.take() else { return };
+        let (rows, failed) = (c.rows, self.failed);
+        match after_canary(rows, failed, &self.stops.drain).await {
+            AfterCanary::GoOn => {}
+            AfterCanary::Failed => self.stop(End::Halted(Halt::Canary { rows, failed })),
+            AfterCanary::Declined => self.stop(End::Stopped(
+                "stopped after the canary at the operator's answer; run again with --resume to go on"
+                    .into(),
+            )),
+            AfterCanary::Signalled => self.stop(End::Stopped(halt::SIGNALLED.into())),
+        }
+    }
+
     /// The recorder says how far its records are out: rows may start, SIMs take their next
     /// rows. `false` when it failed (or is gone).
     fn out(&mut self, alive: bool, now: super::recorder::Durable) -> bool {
@@ -574,7 +558,7 @@ impl<'a> Loop<'a> {
     }
 
     /// How the loop ended.
-    async fn end(mut self, input: &mut mpsc::Receiver<Batch>) -> Drive {
+    async fn end(mut self, input: &mut mpsc::Receiver<PlannedBatch>) -> Drive {
         // Rows still running (an abort, a write failure) or never taken have no record.
         self.unrecorded += (self.running + self.parked) as u64;
         let end = match self.end.take() {

@@ -1,4 +1,5 @@
-//! Why a job halts, and the words that tell the operator the way out.
+//! How the dispatcher's loop ends and when it stops taking rows; why a job halts, and the
+//! words that tell the operator the way out.
 //!
 //! Guarantees: every halt message names the way out that works — `--resume` when only the
 //! environment had to be fixed (a permission, the provider's health), `--restart` (or the
@@ -8,10 +9,44 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::api::ApiError;
 use crate::model::codes;
 
 use super::Threshold;
+
+/// Why the loop ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum End {
+    /// Every row was read and has a record.
+    Complete,
+    /// Stopped taking rows (signal or deadline); rows in flight finished their call.
+    Stopped(String),
+    /// The job was halted.
+    Halted(Halt),
+    /// Aborted at once.
+    Aborted,
+    /// The outputs could not be written.
+    WriteFailed(String),
+    /// The input could not be read further.
+    ReadFailed(String),
+}
+
+/// When to stop taking new rows.
+pub(crate) struct Stops {
+    pub(crate) drain: CancellationToken,
+    pub(crate) abort: CancellationToken,
+    /// Cancelled to stop the rows: by the drain, a deadline, a halt. The client's stop token.
+    pub(crate) stop_rows: CancellationToken,
+    pub(crate) deadline: Option<tokio::time::Instant>,
+    /// Failed rows that halt the job (`--max-failures`), as a count or a share.
+    pub(crate) max_failures: Option<super::Threshold>,
+    /// Consecutive rows failing the same way that halt the job (`--halt-after-same-error`).
+    pub(crate) halt_after_same_error: Option<u32>,
+    /// No row finished and no useful answer for this long: the provider is not recovering.
+    pub(crate) stall_timeout: Duration,
+}
 
 /// The reason of a stop by signal.
 pub(crate) const SIGNALLED: &str = "interrupted by a signal";
@@ -41,6 +76,40 @@ pub(crate) enum Halt {
     Stall(Duration),
     /// A worker panicked.
     Panic(String),
+    /// `--canary`: rows of the canary failed.
+    Canary { rows: u64, failed: u64 },
+}
+
+/// Consecutive failed rows with the same error: the streak that looks systemic.
+#[derive(Default)]
+pub(crate) struct Streak {
+    key: Option<(Option<u16>, Option<i64>)>,
+    len: u32,
+}
+
+impl Streak {
+    /// Counts a finished row; returns the streak's length when `r` extends it.
+    pub(crate) fn add(&mut self, r: &crate::output::row::RowResult) -> u32 {
+        use crate::output::row::Verdict;
+        match r.verdict {
+            Verdict::Failed => {
+                let key = Some((r.http_status, r.error_code));
+                if self.key == key {
+                    self.len += 1;
+                } else {
+                    self.key = key;
+                    self.len = 1;
+                }
+                self.len
+            }
+            // Invalid rows say nothing about the API; they neither extend nor break a streak.
+            Verdict::Invalid => 0,
+            Verdict::Ok | Verdict::Skipped => {
+                self.len = 0;
+                0
+            }
+        }
+    }
 }
 
 fn code_text(status: Option<u16>, code: Option<i64>) -> String {
@@ -165,6 +234,18 @@ impl Halt {
             Halt::Panic(m) => format!(
                 "internal error: a worker panicked ({m}); the files are consistent: run again with --resume, and please report this"
             ),
+            Halt::Canary { rows, failed } => {
+                let top = failures
+                    .iter()
+                    .max_by_key(|(_, (n, _))| *n)
+                    .map(|((s, c), (n, m))| {
+                        format!(" (most: {} ({}) × {n})", code_text(*s, *c), plain(m))
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "the canary's {rows} rows had {failed} failed{top}; look at the results, fix the cause, then run again with --resume to go on from the row after the canary"
+                )
+            }
         }
     }
 }

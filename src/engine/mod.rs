@@ -1,16 +1,23 @@
 //! The bulk engine, as stages: [`setup`] (paths, lock, checkpoint, outputs) → [`reader`]
-//! (rows from the input, on their own thread) → [`dispatcher`] (per-SIM order, concurrency,
-//! stops and halts) → [`worker`] (one row's calls, retries, reconcile) → [`recorder`] (the
-//! one owner of every output, on its own thread). A planning stage that reads live state in
-//! batches slots in between the reader and the dispatcher.
+//! (rows from the input, on their own thread) → [`plan`] (each window of up to 100 SIMs read
+//! with one list call) → [`dispatcher`] (per-SIM order, the state carried from row to row,
+//! concurrency, canary, stops and halts) → [`worker`] (one row: [`calls`] in a run,
+//! [`preview`] in a preview) → [`recorder`] (the one owner of every output, on its own
+//! thread).
 //!
 //! It writes no file except through the recorder and the setup; it knows the provider only
 //! through `api`.
 
+pub(crate) mod activation;
+pub(crate) mod calls;
+pub(crate) mod carry;
 pub(crate) mod config;
 pub(crate) mod dispatcher;
 pub(crate) mod dry_run;
+pub(crate) mod gate;
 pub(crate) mod halt;
+pub(crate) mod plan;
+pub(crate) mod preview;
 pub(crate) mod reader;
 pub(crate) mod recorder;
 pub(crate) mod retry;

@@ -5,9 +5,14 @@
 //! the thread ends when the dispatcher stops listening.
 
 use crate::checkpoint::JobIdentity;
-use crate::input;
+use crate::input::{self, FileError, Item};
 
-use super::dispatcher;
+/// Rows travel from the reader in batches, so the reader and the dispatcher wake each other
+/// once per batch rather than once per row.
+pub(crate) type Batch = Vec<Result<Item, FileError>>;
+
+/// Rows per batch from the reader.
+pub(crate) const BATCH: usize = 128;
 
 /// The reader thread: rows in batches to the dispatcher; at the end, the blank rows it skipped
 /// and what it saw of the input (when it read to the end).
@@ -15,22 +20,19 @@ pub(crate) type Reader = std::thread::JoinHandle<(u64, Option<input::limit::Seen
 
 pub(crate) fn start(
     rows: input::Rows,
-    tx: tokio::sync::mpsc::Sender<dispatcher::Batch>,
+    tx: tokio::sync::mpsc::Sender<Batch>,
 ) -> std::io::Result<Reader> {
     std::thread::Builder::new()
         .name("simbulk-reader".into())
         .spawn(move || {
             let mut rows = rows;
-            let mut batch = Vec::with_capacity(dispatcher::BATCH);
+            let mut batch = Vec::with_capacity(BATCH);
             for item in rows.by_ref() {
                 let stop = item.is_err();
                 batch.push(item);
-                if (batch.len() == dispatcher::BATCH || stop)
+                if (batch.len() == BATCH || stop)
                     && tx
-                        .blocking_send(std::mem::replace(
-                            &mut batch,
-                            Vec::with_capacity(dispatcher::BATCH),
-                        ))
+                        .blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
                         .is_err()
                 {
                     return (rows.blank, None);

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::Journal;
 use crate::output::progress::Progress;
 use crate::output::row::Tally;
-use crate::output::summary::{ErrorCount, ErrorTally};
+use crate::output::summary::{ErrorCount, ErrorTally, ReasonTally};
 use crate::output::{FailuresFile, ResultsFile};
 
 use super::retry::GiveUp;
@@ -77,6 +77,7 @@ pub(crate) struct Counts {
     pub(crate) run: Tally,
     pub(crate) by_action: BTreeMap<String, Tally>,
     errors: ErrorTally,
+    pub(crate) reasons: ReasonTally,
     pub(crate) retries: u64,
     pub(crate) throttled: u64,
     /// Activations that ended `active` and those still `pendingProvision`.
@@ -113,6 +114,9 @@ impl Counts {
         if r.verdict.is_failure() {
             self.errors
                 .add(r.http_status, r.error_code, r.reason, &r.message);
+        }
+        if r.verdict != Verdict::Invalid {
+            self.reasons.add(r.verdict.as_str(), &r.message);
         }
         if r.verdict != Verdict::Invalid
             && let Some(h) = &mut self.latency
@@ -170,6 +174,7 @@ impl Recorder {
                 run: Tally::default(),
                 by_action: BTreeMap::new(),
                 errors: ErrorTally::default(),
+                reasons: ReasonTally::default(),
                 retries: 0,
                 throttled: 0,
                 activations: (0, 0),
@@ -450,6 +455,7 @@ impl Counts {
             run: Tally::default(),
             by_action: BTreeMap::new(),
             errors: ErrorTally::default(),
+            reasons: ReasonTally::default(),
             retries: 0,
             throttled: 0,
             activations: (0, 0),

@@ -48,6 +48,71 @@ pub(crate) fn satisfied(action: &Action, sim: &Sim) -> bool {
     }
 }
 
+/// Why a row whose SIM already shows what it asks for is skipped.
+pub(crate) fn skip_reason(action: &Action, sim: &Sim) -> String {
+    match action {
+        Action::Activate | Action::Deactivate => format!("already {}", sim.status),
+        Action::Suspend => "already suspended".into(),
+        Action::Unsuspend => "not suspended by the customer".into(),
+        Action::SetPackage(p) => format!("already on package {p}"),
+        Action::SetPortfolio(f) => format!("already in portfolio {f}"),
+        Action::SetAttribute { .. } => "the attribute already has this value".into(),
+        Action::DeleteAttribute { .. } => "the SIM has no attribute with this name".into(),
+    }
+}
+
+/// The value of the field a SIM action changes, as the results' `before` column shows it.
+pub(crate) fn field_text(action: &Action, sim: &Sim) -> Option<String> {
+    match action {
+        Action::Activate | Action::Deactivate => Some(sim.status.clone()),
+        Action::Suspend | Action::Unsuspend => Some(sim.customer_suspend.to_string()),
+        Action::SetPackage(_) => Some(sim.package_id.to_string()),
+        Action::SetPortfolio(_) => Some(sim.portfolio_id.clone()),
+        Action::SetAttribute { .. } | Action::DeleteAttribute { .. } => None,
+    }
+}
+
+/// The SIM as a SIM action would leave it (for a preview's next row of the same SIM).
+pub(crate) fn apply(action: &Action, sim: &Sim) -> Sim {
+    let mut s = sim.clone();
+    if let Some(p) = patch_for(action) {
+        if let Some(st) = p.status {
+            s.status = st;
+        }
+        if let Some(c) = p.customer_suspend {
+            s.customer_suspend = c;
+        }
+        if let Some(k) = p.package_id {
+            s.package_id = k;
+        }
+        if let Some(f) = p.portfolio_id {
+            s.portfolio_id = f;
+        }
+    }
+    s
+}
+
+/// The attributes as an attribute action would leave them.
+pub(crate) fn apply_attrs(action: &Action, attrs: &[Attribute], icc: &str) -> Vec<Attribute> {
+    let mut v = attrs.to_vec();
+    match action {
+        Action::SetAttribute { name, value } => match v.iter_mut().find(|a| &a.name == name) {
+            Some(a) => a.value = value.clone(),
+            None => v.push(Attribute {
+                icc_attribute_id: 0,
+                icc_id: icc.to_owned(),
+                name: name.clone(),
+                value: value.clone(),
+                created_date: None,
+                modified_date: None,
+            }),
+        },
+        Action::DeleteAttribute { name } => v.retain(|a| &a.name != name),
+        _ => {}
+    }
+    v
+}
+
 /// A predicted outcome: verdict, error code, reason.
 pub(crate) type Prediction = (Verdict, Option<i64>, String);
 
@@ -55,17 +120,13 @@ pub(crate) type Prediction = (Verdict, Option<i64>, String);
 /// actions), following the contract's rule order.
 pub(crate) fn predict(action: &Action, sim: &Sim, attrs: &[Attribute]) -> Prediction {
     let fail = |code: i64, why: &str| (Verdict::Failed, Some(code), why.to_owned());
-    let skip = |why: &str| (Verdict::Skipped, Some(codes::ALREADY_DONE), why.to_owned());
+    let skip = || (Verdict::Skipped, None, skip_reason(action, sim));
     let ok = |why: &str| (Verdict::Ok, None, why.to_owned());
     let suspended = sim.is_suspended();
     let pending = sim.status == "pendingProvision";
     match action {
         Action::SetAttribute { name, value } => match attrs.iter().find(|a| &a.name == name) {
-            Some(a) if &a.value == value => (
-                Verdict::Skipped,
-                None,
-                "the attribute already has this value".into(),
-            ),
+            Some(a) if &a.value == value => skip(),
             _ if suspended => fail(
                 codes::SUSPENDED,
                 "the SIM is suspended; attributes cannot be changed",
@@ -74,11 +135,7 @@ pub(crate) fn predict(action: &Action, sim: &Sim, attrs: &[Attribute]) -> Predic
             None => ok("would create the attribute"),
         },
         Action::DeleteAttribute { name } => match attrs.iter().find(|a| &a.name == name) {
-            None => (
-                Verdict::Skipped,
-                None,
-                "the SIM has no attribute with this name".into(),
-            ),
+            None => skip(),
             Some(_) if suspended => fail(
                 codes::SUSPENDED,
                 "the SIM is suspended; attributes cannot be changed",
@@ -97,17 +154,17 @@ pub(crate) fn predict(action: &Action, sim: &Sim, attrs: &[Attribute]) -> Predic
                 _ => false,
             };
             match action {
-                Action::Suspend if sim.customer_suspend => skip("already suspended"),
+                Action::Suspend if sim.customer_suspend => skip(),
                 Action::Suspend if sim.status != "active" => {
                     fail(codes::WRONG_STATUS, "only an active SIM can be suspended")
                 }
                 Action::Suspend => ok("would suspend"),
-                Action::Unsuspend if !sim.customer_suspend => skip("not suspended by the customer"),
+                Action::Unsuspend if !sim.customer_suspend => skip(),
                 Action::Unsuspend => {
                     ok("would unsuspend (refused if inside the provider's suspend-settle window)")
                 }
                 _ if changes && suspended => fail(codes::SUSPENDED, "the SIM is suspended"),
-                _ if !changes => skip("already in the requested state"),
+                _ if !changes => skip(),
                 Action::SetPackage(_) if sim.status == "active" => fail(
                     codes::WRONG_STATUS,
                     "the package of an active SIM cannot change",

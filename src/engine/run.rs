@@ -24,11 +24,15 @@ use crate::output::progress::Progress;
 use crate::output::row::Tally;
 use crate::output::summary::{Summary, resume_command};
 
+use super::carry::Mode;
 use super::config::{Error, JobConfig};
-use super::dispatcher::{self, Dispatch, Drive, End, Stops};
+use super::dispatcher::{self, Dispatch, Drive};
+use super::halt::{End, Stops};
+use super::plan::{self, PlannedBatch, Planner};
 use super::reader;
 use super::recorder::{Counts, Recorder, RecorderHandle, completed_code};
 use super::setup::{self, Bound, Start};
+use tokio::sync::mpsc::Receiver;
 
 /// What is known of a job before anything is sent.
 struct Prepared {
@@ -38,6 +42,8 @@ struct Prepared {
     /// The input's lines (an estimate of its rows, and a bound on its checkpoint).
     lines: u64,
     summary_file: Option<Replace>,
+    /// A second pass over the input, for the confirmation's counts (when one may be asked).
+    again: Option<Rows>,
 }
 
 /// Runs a job against the API described by `endpoint`.
@@ -48,7 +54,7 @@ pub async fn run(
     abort: CancellationToken,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
-    let p = prepare(&mut cfg, &drain).await?;
+    let mut p = prepare(&mut cfg, &drain).await?;
     let _lock = match cfg.discard_outputs {
         true => None,
         false => Some(JobLock::acquire(&cfg.checkpoint)?),
@@ -58,6 +64,9 @@ pub async fn run(
         Bound::Run(s) => s,
         Bound::Finished(code, tally) => return Ok(finished_before(&cfg, code, tally, started, p)),
     };
+    if let Some(rows) = p.again.take() {
+        super::gate::confirm(&cfg, rows, &start.done, &drain).await?;
+    }
     let pacer = Arc::new(Pacer::with_adaptation(
         cfg.rate,
         cfg.burst,
@@ -72,25 +81,8 @@ pub async fn run(
     preflight(&client).await?;
     let total = p.lines.saturating_sub(u64::from(!p.layout.headerless));
     let mut rec = recorder(&cfg, &p, &start, total)?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<dispatcher::Batch>(8);
-    let reading = reader::start(p.rows, tx).map_err(|source| Error::Thread {
-        what: "reader",
-        source,
-    })?;
-    let dispatch = Dispatch {
-        client,
-        policy: Arc::new(cfg.retry),
-        layout: p.layout,
-        concurrency: cfg.concurrency,
-        done: start.done,
-        in_doubt: start.in_doubt,
-        wait: cfg.wait_active.map(|within| {
-            Arc::new(super::worker::WaitActive {
-                within,
-                ..Default::default()
-            })
-        }),
-    };
+    let calls = client.clone();
+    let (dispatch, planned, reading) = stages(&cfg, p.rows, p.layout, start, client, &stop_rows)?;
     let stops = Stops {
         drain,
         abort,
@@ -100,13 +92,14 @@ pub async fn run(
         halt_after_same_error: cfg.halt_after_same_error,
         stall_timeout: cfg.stall_timeout,
     };
-    let drive = dispatcher::drive(dispatch, rx, &mut rec, stops).await;
+    let drive = dispatcher::drive(dispatch, planned, &mut rec, stops).await;
     let (blank, changed) = match drive.end {
         End::Complete => reader::check_input(reading, &p.identity).await,
         _ => (0, None),
     };
     let mut s = conclude(&cfg, &drive, changed, rec, started).await;
     s.requests = pacer.requests();
+    s.calls = calls_of(&calls.calls(), &s);
     s.throttled_429 = pacer.throttled_count();
     s.blank_rows_skipped = blank;
     s.first_request_after = pacer
@@ -115,6 +108,56 @@ pub async fn run(
     s.job_rows_estimate = total;
     write_summary(&s, p.summary_file);
     Ok(s)
+}
+
+/// The stages after the recorder: the reader's thread, the planner, and what the
+/// dispatcher needs.
+fn stages(
+    cfg: &JobConfig,
+    rows: Rows,
+    layout: Layout,
+    start: Start,
+    client: Arc<Client>,
+    stop_rows: &CancellationToken,
+) -> Result<(Dispatch, Receiver<PlannedBatch>, reader::Reader), Error> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<reader::Batch>(8);
+    let reading = reader::start(rows, tx).map_err(|source| Error::Thread {
+        what: "reader",
+        source,
+    })?;
+    let policy = Arc::new(cfg.retry);
+    let done = Arc::new(start.done);
+    let planned = plan::start(
+        Planner {
+            client: client.clone(),
+            policy: policy.clone(),
+            stop: stop_rows.clone(),
+            done: done.clone(),
+            enabled: cfg.plan,
+        },
+        rx,
+    );
+    let dispatch = Dispatch {
+        client,
+        policy,
+        layout,
+        concurrency: cfg.concurrency,
+        done,
+        in_doubt: start.in_doubt,
+        wait: cfg.wait_active.map(|within| {
+            Arc::new(super::activation::WaitActive {
+                within,
+                ..Default::default()
+            })
+        }),
+        mode: if cfg.preview {
+            Mode::Preview
+        } else {
+            Mode::Run
+        },
+        canary: cfg.canary.filter(|_| !cfg.preview),
+    };
+    Ok((dispatch, planned, reading))
 }
 
 /// Everything before the first request: the input opened once, the outputs checked, the
@@ -150,6 +193,12 @@ async fn prepare(cfg: &mut JobConfig, drain: &CancellationToken) -> Result<Prepa
     let Some((sha, bytes, lines)) = fingerprint.map_err(unreadable)? else {
         return Err(Error::StoppedEarly);
     };
+    let again = match cfg.confirm_over {
+        Some(_) if !cfg.yes && !cfg.preview && !cfg.discard_outputs => {
+            Some(file.rows_again(&cfg.defaults, bytes)?.1)
+        }
+        _ => None,
+    };
     let (layout, rows) = input::reader::rows(file, &cfg.defaults, Some(bytes))?;
     let identity = JobIdentity {
         input_sha256: sha,
@@ -157,6 +206,7 @@ async fn prepare(cfg: &mut JobConfig, drain: &CancellationToken) -> Result<Prepa
         action: cfg.defaults.action.clone(),
         value: cfg.defaults.value.clone(),
         attribute: cfg.defaults.attribute.clone(),
+        preview: cfg.preview,
     };
     Ok(Prepared {
         layout,
@@ -164,6 +214,7 @@ async fn prepare(cfg: &mut JobConfig, drain: &CancellationToken) -> Result<Prepa
         identity,
         lines,
         summary_file,
+        again,
     })
 }
 
@@ -315,8 +366,21 @@ fn write_summary(s: &Summary, file: Option<Replace>) {
     }
 }
 
+/// Requests of this run by kind, and per row.
+fn calls_of(c: &crate::api::CallCounts, s: &Summary) -> crate::output::summary::Calls {
+    let sent = c.writes + c.reads + c.lists;
+    crate::output::summary::Calls {
+        writes: c.writes,
+        reads: c.reads,
+        lists: c.lists,
+        retries: s.retries,
+        per_row: sent as f64 / s.this_run.total().max(1) as f64,
+    }
+}
+
 fn fill(s: &mut Summary, c: &Counts) {
     s.by_action = c.by_action.clone();
+    s.by_reason = c.reasons.all();
     s.top_errors = c.top_errors(10);
     s.retries = c.retries;
     s.activations = c.activations;
@@ -336,6 +400,7 @@ fn summary(
 ) -> Summary {
     let elapsed = started.elapsed().as_secs_f64();
     Summary {
+        preview: cfg.preview,
         state: state.into(),
         reason,
         exit_code: code,
@@ -348,6 +413,8 @@ fn summary(
         this_run: run,
         by_action: BTreeMap::new(),
         top_errors: Vec::new(),
+        by_reason: Vec::new(),
+        calls: Default::default(),
         elapsed_seconds: elapsed,
         rows_per_second: run.total() as f64 / elapsed.max(0.001),
         requests: 0,

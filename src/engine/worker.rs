@@ -1,13 +1,10 @@
-//! Doing one row: the API calls an action needs, the retries, and reconcile-before-repeat.
+//! Doing one row: in a run, the calls its action needs (see [`super::calls`]); in a
+//! preview, the prediction (see [`super::preview`]); and the row's result either way.
 //!
 //! Guarantees: a row's first write is sent only after its *started* record reached the OS;
-//! after an ambiguous outcome of a write (5xx, timeout, lost connection), and for a row that
-//! a crashed run had started, the SIM or its attributes are read before the write is sent
-//! again, and a change found in place is recorded `ok`; an attribute is created only after a
-//! fresh list shows it absent, so `set-attribute` never creates a duplicate; `6047` (already
-//! in the requested state) is `skipped`, not `failed`; a row that reaches no outcome (the
-//! job stops, or an error about the account halts it) ends [`RowEnd::Unfinished`] and is
-//! done again on resume.
+//! a row that reaches no outcome (the job stops, or an error about the account halts it)
+//! ends [`RowEnd::Unfinished`] and is done again on resume; a row that predicted a refusal
+//! says so in its message, whatever its outcome.
 
 use std::time::SystemTime;
 
@@ -15,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, Client};
 use crate::input::{Action, Item, Row};
-use crate::model::{AttributeCreate, AttributePatch, Sim, SimPatch, codes};
 
-use super::rules::{patch_for, satisfied, sim_status};
-
+use super::activation::{WaitActive, wait_for_active};
+use super::calls::{self, Done, Learned};
+use super::carry::Mode;
+use super::plan::Seen;
 use super::recorder::Journaling;
 use super::retry::{Attempts, GiveUp, RetryPolicy};
 use crate::output::row::{RowResult, Verdict};
@@ -26,8 +24,12 @@ use crate::output::row::{RowResult, Verdict};
 /// How a row's worker ended.
 #[derive(Debug)]
 pub(crate) enum RowEnd {
-    /// The row reached an outcome; it goes to the results.
-    Recorded(Box<RowResult>),
+    /// The row reached an outcome; it goes to the results. `after`: the SIM's state it
+    /// leaves behind, for the next row of the same SIM.
+    Recorded {
+        result: Box<RowResult>,
+        after: Option<Seen>,
+    },
     /// The row reached no outcome and has no record: it is done again on resume.
     Unfinished(Unfinished),
 }
@@ -43,179 +45,6 @@ pub(crate) enum Unfinished {
     Panicked(String),
 }
 
-/// How a row's calls ended.
-struct Done {
-    verdict: Verdict,
-    status: Option<u16>,
-    message: String,
-    sim_status: Option<String>,
-}
-
-impl Done {
-    fn ok(status: u16, message: &str, sim: Option<&Sim>) -> Self {
-        Self {
-            verdict: Verdict::Ok,
-            status: Some(status),
-            message: message.into(),
-            sim_status: sim.map(sim_status),
-        }
-    }
-
-    fn skipped(status: Option<u16>, message: &str) -> Self {
-        Self {
-            verdict: Verdict::Skipped,
-            status,
-            message: message.into(),
-            sim_status: None,
-        }
-    }
-}
-
-const APPLIED_EARLIER: &str =
-    "applied (the answer to an earlier attempt was lost; checked before repeating)";
-
-async fn sim_change(
-    c: &Client,
-    icc: &str,
-    action: &Action,
-    patch: &SimPatch,
-    a: &mut Attempts<'_>,
-) -> Result<Done, GiveUp> {
-    loop {
-        a.begin()?;
-        if a.ambiguous {
-            match c.get_sim(icc).await {
-                Ok(r) if satisfied(action, &r.value) => {
-                    return Ok(Done::ok(r.status, APPLIED_EARLIER, Some(&r.value)));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    a.after(e).await?;
-                    continue;
-                }
-            }
-        }
-        a.before_write().await?;
-        match c.patch_sim(icc, patch).await {
-            Ok(r) => return Ok(Done::ok(r.status, "", r.value.as_ref())),
-            Err(ApiError::Rejected {
-                code: Some(codes::ALREADY_DONE),
-                status,
-                message,
-                ..
-            }) => {
-                return Ok(Done::skipped(Some(status), &message));
-            }
-            Err(e) => a.after(e).await?,
-        }
-    }
-}
-
-/// Conflicts (attribute created or removed underneath) tolerated before giving up.
-const MAX_CONFLICTS: u32 = 5;
-
-async fn set_attribute(
-    c: &Client,
-    icc: &str,
-    name: &str,
-    value: &str,
-    a: &mut Attempts<'_>,
-) -> Result<Done, GiveUp> {
-    let mut conflicts = 0;
-    loop {
-        a.begin()?;
-        let list = match c.list_attributes(icc).await {
-            Ok(r) => r.value.data,
-            Err(e) => {
-                a.after(e).await?;
-                continue;
-            }
-        };
-        let result = match list.iter().find(|x| x.name == name) {
-            Some(x) if x.value == value => {
-                return Ok(if a.ambiguous {
-                    Done::ok(200, APPLIED_EARLIER, None)
-                } else {
-                    Done::skipped(None, "the attribute already has this value")
-                });
-            }
-            Some(x) => {
-                a.before_write().await?;
-                c.update_attribute(
-                    icc,
-                    x.icc_attribute_id,
-                    &AttributePatch {
-                        name: None,
-                        value: Some(value.into()),
-                    },
-                )
-                .await
-                .map(|r| Done::ok(r.status, "updated", None))
-            }
-            None => {
-                a.before_write().await?;
-                c.create_attribute(
-                    icc,
-                    &AttributeCreate {
-                        name: name.into(),
-                        value: value.into(),
-                    },
-                )
-                .await
-                .map(|r| Done::ok(r.status, "created", None))
-            }
-        };
-        match result {
-            Ok(d) => return Ok(d),
-            Err(ApiError::Rejected {
-                code: Some(codes::DUPLICATE_ATTRIBUTE | codes::NOT_FOUND),
-                ..
-            }) if conflicts < MAX_CONFLICTS => {
-                // Created or removed underneath us (or by our own lost attempt): look again.
-                conflicts += 1;
-            }
-            Err(e) => a.after(e).await?,
-        }
-    }
-}
-
-async fn delete_attribute(
-    c: &Client,
-    icc: &str,
-    name: &str,
-    a: &mut Attempts<'_>,
-) -> Result<Done, GiveUp> {
-    let mut conflicts = 0;
-    loop {
-        a.begin()?;
-        let list = match c.list_attributes(icc).await {
-            Ok(r) => r.value.data,
-            Err(e) => {
-                a.after(e).await?;
-                continue;
-            }
-        };
-        let Some(x) = list.iter().find(|x| x.name == name) else {
-            return Ok(if a.ambiguous {
-                Done::ok(200, APPLIED_EARLIER, None)
-            } else {
-                Done::skipped(None, "the SIM has no attribute with this name")
-            });
-        };
-        a.before_write().await?;
-        match c.delete_attribute(icc, x.icc_attribute_id).await {
-            Ok(r) => return Ok(Done::ok(r.status, "deleted", None)),
-            Err(ApiError::Rejected {
-                code: Some(codes::NOT_FOUND),
-                ..
-            }) if conflicts < MAX_CONFLICTS => {
-                conflicts += 1;
-            }
-            Err(e) => a.after(e).await?,
-        }
-    }
-}
-
 /// What a worker needs besides its row.
 pub(crate) struct Ctx<'a> {
     pub(crate) client: &'a Client,
@@ -225,12 +54,36 @@ pub(crate) struct Ctx<'a> {
     /// The row's *started* record is already out (the dispatcher sent it).
     pub(crate) started: bool,
     pub(crate) wait: Option<&'a WaitActive>,
+    pub(crate) mode: Mode,
 }
 
-/// Runs one valid row to its end. `in_doubt`: a run that ended without recording the row had
-/// started a write for it.
-pub(crate) async fn execute(cx: &Ctx<'_>, item: Item, row: Row, in_doubt: bool) -> RowEnd {
-    let (client, policy, stop, wait) = (cx.client, cx.policy, cx.stop, cx.wait);
+/// Whether a row's first call is a write, so its *started* record goes out before it: a SIM
+/// action whose state is known and not already what it asks for, or a `set-attribute` (the
+/// create goes first). A row in doubt reads first.
+pub(crate) fn writes_first(row: &Row, seen: Option<&Seen>, mode: Mode) -> bool {
+    if mode == Mode::Preview {
+        return false;
+    }
+    match &row.action {
+        Action::SetAttribute { .. } => seen.is_none_or(|s| s.state().is_some()),
+        Action::DeleteAttribute { .. } => false,
+        action => seen
+            .and_then(Seen::state)
+            .is_some_and(|sim| super::rules::predict(action, sim, &[]).0 != Verdict::Skipped),
+    }
+}
+
+/// Runs one valid row to its end, going on from `seen` (the state the plan or the SIM's
+/// previous row left). `in_doubt`: a run that ended without recording the row had started a
+/// write for it.
+pub(crate) async fn execute(
+    cx: &Ctx<'_>,
+    item: Item,
+    row: Row,
+    seen: Option<Seen>,
+    in_doubt: bool,
+) -> RowEnd {
+    let (client, policy, stop) = (cx.client, cx.policy, cx.stop);
     #[cfg(debug_assertions)]
     test_fault::maybe_panic(item.line);
     let started = std::time::Instant::now();
@@ -240,26 +93,14 @@ pub(crate) async fn execute(cx: &Ctx<'_>, item: Item, row: Row, in_doubt: bool) 
     // A row that was in flight when the previous run stopped may have been applied: look
     // before writing, exactly as after a lost answer.
     a.ambiguous = in_doubt;
-    let icc = row.iccid.as_str();
-    let done = match &row.action {
-        Action::SetAttribute { name, value } => {
-            set_attribute(client, icc, name, value, &mut a).await
-        }
-        Action::DeleteAttribute { name } => delete_attribute(client, icc, name, &mut a).await,
-        action => {
-            let patch = patch_for(action).unwrap_or_default();
-            let done = sim_change(client, icc, action, &patch, &mut a).await;
-            match (done, wait) {
-                (Ok(d), Some(w)) if d.sim_status.as_deref() == Some("pendingProvision") => {
-                    wait_for_active(client, icc, d, w, policy, stop).await
-                }
-                (other, _) => other,
-            }
-        }
+    let mut l = Learned::default();
+    let done = match cx.mode {
+        Mode::Preview => super::preview::foresee(cx, &row, seen, &mut a, &mut l).await,
+        Mode::Run => calls_of(cx, &row, seen, &mut a, &mut l).await,
     };
     let r = RowResult {
         line: item.line,
-        iccid: icc.to_owned(),
+        iccid: row.iccid.as_str().to_owned(),
         action: row.action.kind().name().to_owned(),
         value: row.action.value_text(),
         attribute: row.action.attribute_text().to_owned(),
@@ -270,6 +111,7 @@ pub(crate) async fn execute(cx: &Ctx<'_>, item: Item, row: Row, in_doubt: bool) 
         reason: None,
         attempts: a.tries,
         sim_status: None,
+        before: None,
         finished_at: SystemTime::now(),
         fields: item.fields,
         raw: item.raw,
@@ -277,15 +119,44 @@ pub(crate) async fn execute(cx: &Ctx<'_>, item: Item, row: Row, in_doubt: bool) 
         throttled: a.throttled,
         elapsed: started.elapsed(),
     };
-    outcome(r, done)
+    outcome(r, done, l)
 }
 
-/// The row's end from how its calls ended.
-fn outcome(mut r: RowResult, done: Result<Done, GiveUp>) -> RowEnd {
+/// A row's calls in a run.
+async fn calls_of(
+    cx: &Ctx<'_>,
+    row: &Row,
+    seen: Option<Seen>,
+    a: &mut Attempts<'_>,
+    l: &mut Learned,
+) -> Result<Done, GiveUp> {
+    let (c, icc) = (cx.client, row.iccid.as_str());
+    match &row.action {
+        Action::SetAttribute { name, value } => {
+            calls::set_attribute(c, icc, (name, value), seen, a, l).await
+        }
+        Action::DeleteAttribute { name } => calls::delete_attribute(c, icc, name, seen, a, l).await,
+        action => {
+            let done = calls::sim_change(c, icc, action, seen, a, l).await;
+            match (done, cx.wait) {
+                (Ok(d), Some(w)) if d.sim_status.as_deref() == Some("pendingProvision") => {
+                    // What the SIM ends as is the poll's to say.
+                    l.after = None;
+                    wait_for_active(c, icc, d, w, cx.policy, cx.stop).await
+                }
+                (other, _) => other,
+            }
+        }
+    }
+}
+
+/// The row's end from how its calls ended and what it learned.
+fn outcome(mut r: RowResult, done: Result<Done, GiveUp>, l: Learned) -> RowEnd {
     match done {
         Ok(d) => {
             r.verdict = d.verdict;
             r.http_status = d.status;
+            r.error_code = d.code;
             r.message = d.message;
             r.sim_status = d.sim_status;
         }
@@ -304,7 +175,23 @@ fn outcome(mut r: RowResult, done: Result<Done, GiveUp>) -> RowEnd {
             r.message = failure_message(&e, r.attempts);
         }
     }
-    RowEnd::Recorded(Box::new(r))
+    if let Some(p) = l.predicted.filter(|_| r.verdict != Verdict::Skipped) {
+        let sep = if r.message.is_empty() { "" } else { "; " };
+        r.message = format!("{}{sep}the SIM's state predicted: {p}", r.message);
+    }
+    r.before = l.before;
+    RowEnd::Recorded {
+        result: Box::new(r),
+        after: l.after,
+    }
+}
+
+/// The message of a worker's panic.
+pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a worker panicked".into())
 }
 
 /// A failed row's message: the API's own words (status and code have their own columns),
@@ -343,71 +230,6 @@ mod test_fault {
     }
 }
 
-/// `--wait-active`: how long to poll a `pendingProvision` SIM, and the counter that tells the
-/// dispatcher a waiting row no longer occupies a concurrency slot.
-#[derive(Debug, Default)]
-pub(crate) struct WaitActive {
-    pub(crate) within: std::time::Duration,
-    pub(crate) waiting: std::sync::atomic::AtomicUsize,
-    pub(crate) freed: tokio::sync::Notify,
-}
-
-/// Polls the SIM (paced, backing off from 1 s to 15 s) until it is active or the time is up.
-/// The row stays `ok`; its `sim_status` is the last status seen. A stop while polling leaves
-/// the row without an outcome (it is reconciled and polled again on resume).
-async fn wait_for_active(
-    c: &Client,
-    icc: &str,
-    mut d: Done,
-    w: &WaitActive,
-    policy: &RetryPolicy,
-    stop: &CancellationToken,
-) -> Result<Done, GiveUp> {
-    use std::sync::atomic::Ordering;
-    use std::time::Duration;
-    let started = std::time::Instant::now();
-    w.waiting.fetch_add(1, Ordering::SeqCst);
-    w.freed.notify_one();
-    let mut pause = Duration::from_secs(1);
-    let mut last = "pendingProvision".to_owned();
-    let mut stopped = false;
-    while started.elapsed() < w.within {
-        let left = w.within.saturating_sub(started.elapsed());
-        tokio::select! {
-            _ = tokio::time::sleep(pause.min(left)) => {}
-            _ = stop.cancelled() => { stopped = true; break }
-        }
-        pause = (pause * 2).min(Duration::from_secs(15));
-        match crate::engine::retry::with_retries(policy, stop, &c.pacer, || c.get_sim(icc)).await {
-            Ok(r) => {
-                last = sim_status(&r.value);
-                if r.value.status != "pendingProvision" {
-                    break;
-                }
-            }
-            Err(GiveUp::Interrupted) => {
-                stopped = true;
-                break;
-            }
-            Err(_) => break,
-        }
-    }
-    w.waiting.fetch_sub(1, Ordering::SeqCst);
-    if stopped {
-        return Err(GiveUp::Interrupted);
-    }
-    d.message = if last.starts_with("pendingProvision") {
-        format!(
-            "still pendingProvision after waiting {}s",
-            started.elapsed().as_secs()
-        )
-    } else {
-        format!("{last} after {}s", started.elapsed().as_secs())
-    };
-    d.sim_status = Some(last);
-    Ok(d)
-}
-
 /// The result of a row that failed validation.
 pub(crate) fn invalid(
     item: Item,
@@ -427,6 +249,7 @@ pub(crate) fn invalid(
         reason: Some(why.reason.label()),
         attempts: 0,
         sim_status: None,
+        before: None,
         finished_at: SystemTime::now(),
         fields: item.fields,
         raw: item.raw,

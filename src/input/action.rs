@@ -202,15 +202,6 @@ impl Action {
         })
     }
 
-    /// Whether the action's first call is a write (a SIM PATCH); attribute actions read the
-    /// SIM's attributes first.
-    pub(crate) fn writes_first(&self) -> bool {
-        !matches!(
-            self,
-            Action::SetAttribute { .. } | Action::DeleteAttribute { .. }
-        )
-    }
-
     /// The `value` cell this action stands for, as written back to the results.
     pub(crate) fn value_text(&self) -> String {
         match self {

@@ -226,7 +226,56 @@ pub(crate) fn rows(
     expect_len: Option<u64>,
 ) -> Result<(Layout, Rows), FileError> {
     let InputFile { path, file } = input;
-    let mut buf = BufReader::with_capacity(256 * 1024, file);
+    rows_from(path, Box::new(file), defaults, expect_len)
+}
+
+impl InputFile {
+    /// The rows once more, read at offsets through this handle (its cursor, and a reader of
+    /// [`rows`] over it, are left alone): a second pass over the same bytes.
+    pub(crate) fn rows_again(
+        &self,
+        defaults: &Defaults,
+        expect_len: u64,
+    ) -> Result<(Layout, Rows), FileError> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|source| FileError::Unreadable {
+                path: self.path.clone(),
+                source,
+            })?;
+        let source = AtOffsets { file, pos: 0 };
+        rows_from(
+            self.path.clone(),
+            Box::new(source),
+            defaults,
+            Some(expect_len),
+        )
+    }
+}
+
+/// Reads a file from the start by offset, without moving its cursor.
+struct AtOffsets {
+    file: File,
+    pos: u64,
+}
+
+impl Read for AtOffsets {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn rows_from(
+    path: PathBuf,
+    source: Box<dyn Read + Send>,
+    defaults: &Defaults,
+    expect_len: Option<u64>,
+) -> Result<(Layout, Rows), FileError> {
+    let mut buf = BufReader::with_capacity(256 * 1024, source);
     let head = buf
         .fill_buf()
         .map_err(|source| FileError::Unreadable {

@@ -8,6 +8,6 @@ pub(crate) mod stdout;
 pub(crate) mod summary;
 
 pub use results::ResultsFile;
-pub(crate) use results::{FailuresFile, formula_safe};
+pub(crate) use results::{FailuresFile, unguarded};
 pub use row::{RowResult, Tally, Verdict};
 pub use summary::Summary;

@@ -14,7 +14,7 @@ use crate::input::Layout;
 use crate::output::row::RowResult;
 
 /// The fixed columns of the results file, in order.
-pub(crate) const RESULT_COLUMNS: [&str; 12] = [
+pub(crate) const RESULT_COLUMNS: [&str; 13] = [
     "line",
     "iccid",
     "action",
@@ -26,6 +26,7 @@ pub(crate) const RESULT_COLUMNS: [&str; 12] = [
     "message",
     "attempts",
     "sim_status",
+    "before",
     "finished_at",
 ];
 
@@ -48,6 +49,14 @@ pub(crate) fn formula_safe(s: &str) -> std::borrow::Cow<'_, str> {
     };
     match s.as_bytes().first() {
         Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{s}").into(),
+        _ => s,
+    }
+}
+
+/// A cell as it was before [`formula_safe`] guarded it (the `'` it put in front removed).
+pub(crate) fn unguarded(s: &str) -> &str {
+    match s.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
         _ => s,
     }
 }
@@ -155,6 +164,7 @@ impl ResultsFile {
             formula_safe(&r.message).into_owned(),
             r.attempts.to_string(),
             formula_safe(r.sim_status.as_deref().unwrap_or("")).into_owned(),
+            formula_safe(r.before.as_deref().unwrap_or("")).into_owned(),
             finished,
         ];
         for &i in &self.carried {

@@ -52,6 +52,10 @@ pub struct RowResult {
     pub reason: Option<&'static str>,
     pub attempts: u32,
     pub sim_status: Option<String>,
+    /// The value the row's field had before the change: a status, `true`/`false` for the
+    /// customer suspension, a package or portfolio id, an attribute's value (empty when the
+    /// SIM had none); `None` when it is not known.
+    pub before: Option<String>,
     pub finished_at: SystemTime,
     /// The input record's cells, for the carried-through columns.
     pub fields: Vec<String>,

@@ -21,9 +21,34 @@ pub struct ErrorCount {
     pub count: u64,
 }
 
+/// How many rows ended one way for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReasonCount {
+    pub outcome: String,
+    pub reason: String,
+    pub count: u64,
+}
+
+/// Requests of this run by kind, and per row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Calls {
+    /// PATCH, POST and DELETE requests.
+    pub writes: u64,
+    /// Reads of one SIM or of one SIM's attributes.
+    pub reads: u64,
+    /// List calls (`GET /api/v2/sim`, up to 100 SIMs each).
+    pub lists: u64,
+    /// Attempts repeated after a 5xx, a timeout or a lost connection.
+    pub retries: u64,
+    /// Requests (writes, reads and lists) per row of this run.
+    pub per_row: f64,
+}
+
 /// The end of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// A preview: outcomes are predictions and nothing was changed.
+    pub preview: bool,
     /// `completed`, `stopped` (signal or deadline), `halted` or `aborted`.
     pub state: String,
     pub reason: Option<String>,
@@ -38,6 +63,9 @@ pub struct Summary {
     pub this_run: Tally,
     pub by_action: BTreeMap<String, Tally>,
     pub top_errors: Vec<ErrorCount>,
+    /// Rows by outcome and reason (the message without request ids), largest first.
+    pub by_reason: Vec<ReasonCount>,
+    pub calls: Calls,
     pub elapsed_seconds: f64,
     pub rows_per_second: f64,
     pub requests: u64,
@@ -65,13 +93,21 @@ impl Summary {
     pub(crate) fn to_text(&self) -> String {
         let mut s = String::new();
         let reason = self.reason.as_deref().map(|r| format!(": {r}"));
+        let what = if self.preview { "preview" } else { "job" };
         let _ = writeln!(
             s,
-            "simbulk: job {}{}",
+            "simbulk: {what} {}{}",
             self.state,
             reason.unwrap_or_default()
         );
+        if self.preview {
+            let _ = writeln!(
+                s,
+                "  (predictions from each SIM's state; nothing was changed)"
+            );
+        }
         self.rows_text(&mut s);
+        self.reasons_text(&mut s);
         self.errors_text(&mut s);
         self.timing_text(&mut s);
         let _ = writeln!(s, "  results:   {}", self.results.display());
@@ -112,6 +148,22 @@ impl Summary {
         }
     }
 
+    /// Outcomes by reason: every reason of a preview; the reasons rows were skipped in a run.
+    fn reasons_text(&self, s: &mut String) {
+        let shown: Vec<_> = self
+            .by_reason
+            .iter()
+            .filter(|r| self.preview || (r.outcome == "skipped" && !r.reason.is_empty()))
+            .collect();
+        if shown.is_empty() {
+            return;
+        }
+        let _ = writeln!(s, "  by reason:");
+        for r in shown {
+            let _ = writeln!(s, "    {:>7} × {} {}", r.count, r.outcome, r.reason);
+        }
+    }
+
     /// The largest error groups.
     fn errors_text(&self, s: &mut String) {
         if self.top_errors.is_empty() {
@@ -139,6 +191,12 @@ impl Summary {
             self.requests,
             self.retries,
             self.throttled_429
+        );
+        let c = &self.calls;
+        let _ = writeln!(
+            s,
+            "  calls:     {:.2} per row ({} writes, {} reads, {} list calls)",
+            c.per_row, c.writes, c.reads, c.lists
         );
         if self.activations.1 > 0 {
             let _ = writeln!(
@@ -215,6 +273,47 @@ impl ErrorTally {
             .collect();
         v.sort_by_key(|e| std::cmp::Reverse(e.count));
         v.truncate(n);
+        v
+    }
+}
+
+/// Distinct reasons kept; further ones are counted together.
+const MAX_REASONS: usize = 32;
+
+/// Rows by outcome and reason, bounded like [`ErrorTally`].
+#[derive(Debug, Default)]
+pub(crate) struct ReasonTally {
+    map: BTreeMap<(&'static str, String), u64>,
+}
+
+impl ReasonTally {
+    pub(crate) fn add(&mut self, outcome: &'static str, message: &str) {
+        let reason: String = message
+            .split(" (request ")
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(120)
+            .collect();
+        let mut key = (outcome, reason);
+        if self.map.len() >= MAX_REASONS && !self.map.contains_key(&key) {
+            key = (outcome, "(other reasons)".into());
+        }
+        *self.map.entry(key).or_default() += 1;
+    }
+
+    /// The groups, largest first.
+    pub(crate) fn all(&self) -> Vec<ReasonCount> {
+        let mut v: Vec<ReasonCount> = self
+            .map
+            .iter()
+            .map(|((o, r), n)| ReasonCount {
+                outcome: (*o).to_owned(),
+                reason: r.clone(),
+                count: *n,
+            })
+            .collect();
+        v.sort_by_key(|r| std::cmp::Reverse(r.count));
         v
     }
 }

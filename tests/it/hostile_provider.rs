@@ -85,6 +85,15 @@ fn token_ok(reply: &'static str) -> Response {
 
 const SIM_JSON: &str = r#"{"iccId":"8944500990000012342","status":"available","customerSuspend":false,"adminSuspend":false,"systemSuspend":false,"packageId":1,"portfolioId":"p","mnoId":1}"#;
 
+/// The list of the one SIM the hostile providers hold.
+fn sim_list_json() -> &'static str {
+    const LIST: &str = concat!(
+        r#"{"data":[{"iccId":"8944500990000012342","status":"available","customerSuspend":false,"#,
+        r#""adminSuspend":false,"systemSuspend":false,"packageId":1,"portfolioId":"p","mnoId":1}]}"#
+    );
+    LIST
+}
+
 fn one_row_job() -> Job {
     Job::new("h.csv", "iccid,action\n8944500990000012342,activate\n")
 }
@@ -106,6 +115,7 @@ fn an_endless_api_body_is_cut_at_its_cap_with_bounded_memory() {
                 "/oauth2/token",
                 post(|| async { token_ok(r#"{"access_token":"t","expires_in":3600}"#) }),
             )
+            .route("/api/v2/sim", get(|| async { token_ok(sim_list_json()) }))
             .route(
                 "/api/v2/sim/{icc}",
                 get(|| async { Response::new(endless()) })
@@ -113,7 +123,13 @@ fn an_endless_api_body_is_cut_at_its_cap_with_bounded_memory() {
             )
             .route(
                 "/api/v2/sim/{icc}/attribute",
-                get(|| async { Response::new(endless()) }),
+                get(|| async { Response::new(endless()) }).post(|| async {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        [("content-type", "application/json")],
+                        r#"{"errorCode":16002,"message":"exists"}"#,
+                    )
+                }),
             ),
     );
     // A write's 2xx is a success whatever its body: the row is ok, the rest is not read.
@@ -121,7 +137,22 @@ fn an_endless_api_body_is_cut_at_its_cap_with_bounded_memory() {
     let (code, out, err, rss) = measured(job_against(&s.url, &job, &[]));
     assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB\n{out}{err}");
     assert_eq!(code, Some(0), "{out}{err}");
-    // A read (the attribute list) that never ends fails the row, naming the cap.
+    // A read that never ends fails the row, naming the cap: the attribute list (after the
+    // create met 16002), and a SIM's own read when the batch list is not there to plan.
+    let job = Job::new(
+        "a.csv",
+        "iccid,action,attribute,value\n8944500990000012342,set-attribute,a,b\n",
+    );
+    let (code, out, err, rss) = measured(job_against(&s.url, &job, &["--no-plan"]));
+    assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB\n{out}{err}");
+    assert_eq!(code, Some(1), "{out}{err}");
+    let job = one_row_job();
+    let (code, out, err, rss) = measured(job_against(&s.url, &job, &["--no-plan"]));
+    assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB\n{out}{err}");
+    assert_eq!(code, Some(1), "{out}{err}");
+    let results = std::fs::read_to_string(job.path(".results.csv")).unwrap();
+    assert!(results.contains("larger than 1024 KiB"), "{results}");
+    // The same attribute row with the batch list planning it.
     let job = Job::new(
         "a.csv",
         "iccid,action,attribute,value\n8944500990000012342,set-attribute,a,b\n",

@@ -158,19 +158,19 @@ fn preview_predicts_from_live_state_and_sends_no_write() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let p = read_csv(&job.path(".preview.csv"), b',');
     let by_line = |l: &str| p.iter().find(|r| r["line"] == l).unwrap().clone();
-    assert_eq!(by_line("2")["prediction"], "ok");
-    assert_eq!(by_line("3")["prediction"], "skipped");
+    assert_eq!(by_line("2")["outcome"], "ok");
+    assert_eq!(by_line("3")["outcome"], "skipped");
     assert_eq!(
         (
-            by_line("4")["prediction"].as_str(),
+            by_line("4")["outcome"].as_str(),
             by_line("4")["error_code"].as_str()
         ),
         ("failed", "16000")
     );
     assert_eq!(by_line("5")["error_code"], "6046");
     assert_eq!(by_line("6")["error_code"], "6002");
-    assert_eq!(by_line("7")["prediction"], "invalid");
-    assert!(String::from_utf8_lossy(&o.stdout).contains("no change sent"));
+    assert_eq!(by_line("7")["outcome"], "invalid");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing was changed"));
     assert!(s.ledger().is_empty(), "no write was sent");
     let st = s.stats();
     assert!(

@@ -251,14 +251,23 @@ impl Job {
         std::fs::read_to_string(self.path(".failures.csv")).unwrap_or_default()
     }
 
-    /// `simbulk run <input> --base-url <sim> …`, fast pacing.
+    /// `simbulk run <input> --base-url <sim> …`, fast pacing; destructive jobs confirmed
+    /// (`--yes`, as a scheduled job gives it; the confirmation has tests of its own).
     pub fn command(&self, sim: &TestSim, extra: &[&str]) -> Command {
         let mut c = simbulk();
         c.arg("run")
             .arg(&self.input)
             .arg("--base-url")
             .arg(sim.url())
-            .args(["--rate", "0", "--concurrency", "8", "--timeout", "5s"])
+            .args([
+                "--rate",
+                "0",
+                "--concurrency",
+                "8",
+                "--timeout",
+                "5s",
+                "--yes",
+            ])
             .args(extra);
         c
     }

@@ -1,0 +1,329 @@
+//! One row's calls in a run: the SIM change, or the attribute write, in the fewest calls
+//! the contract allows, with reconcile-before-repeat.
+//!
+//! Guarantees: a SIM action starts from the state the plan saw (or reads the SIM itself when
+//! there is no plan) and is skipped without a write when that state already shows what it
+//! asks for; a SIM the provider's list did not hold fails `6002` without a write; a row
+//! predicted to be refused is still sent (the provider decides its rules) with the
+//! prediction noted; `set-attribute` sends the create first and lists only on `16002` or an
+//! ambiguous answer, so it never creates twice; after an ambiguous write the SIM or its
+//! attributes are read before anything is sent again, and a change found in place is `ok`;
+//! every row learns the value its field had before (the results' `before`) and the state it
+//! leaves behind (carried to the next row of its SIM).
+
+use std::time::Instant;
+
+use crate::api::{ApiError, Client};
+use crate::input::Action;
+use crate::model::{AttributeCreate, AttributePatch, Sim, codes};
+use crate::output::row::Verdict;
+
+use super::plan::{Known, Seen};
+use super::retry::{Attempts, GiveUp};
+use super::rules::{field_text, patch_for, predict, satisfied, sim_status};
+
+/// How a row's calls ended.
+pub(crate) struct Done {
+    pub(crate) verdict: Verdict,
+    pub(crate) status: Option<u16>,
+    /// An error code with the verdict (a preview's predicted refusal).
+    pub(crate) code: Option<i64>,
+    pub(crate) message: String,
+    pub(crate) sim_status: Option<String>,
+}
+
+impl Done {
+    pub(crate) fn ok(status: Option<u16>, message: &str, sim: Option<&Sim>) -> Self {
+        Self {
+            verdict: Verdict::Ok,
+            status,
+            code: None,
+            message: message.into(),
+            sim_status: sim.map(sim_status),
+        }
+    }
+
+    pub(crate) fn skipped(status: Option<u16>, message: &str, sim: Option<&Sim>) -> Self {
+        Self {
+            verdict: Verdict::Skipped,
+            status,
+            code: None,
+            message: message.into(),
+            sim_status: sim.map(sim_status),
+        }
+    }
+}
+
+/// What a row learned of its SIM on the way, whatever its end.
+#[derive(Debug, Default)]
+pub(crate) struct Learned {
+    /// The value the row's field had before the change (empty: an attribute was absent).
+    pub(crate) before: Option<String>,
+    /// The SIM's state the row leaves behind (`None`: unknown).
+    pub(crate) after: Option<Seen>,
+    /// What the SIM's state predicted, when it predicted a refusal.
+    pub(crate) predicted: Option<String>,
+}
+
+pub(crate) const APPLIED_EARLIER: &str =
+    "applied (the answer to an earlier attempt was lost; checked before repeating)";
+
+/// Conflicts (attribute created or removed underneath) tolerated before giving up.
+const MAX_CONFLICTS: u32 = 5;
+
+/// A SIM the provider's complete list did not hold: what a single read would have said.
+fn no_such_sim() -> GiveUp {
+    GiveUp::Error(ApiError::Rejected {
+        status: 404,
+        code: Some(codes::NOT_FOUND),
+        message: "No such SIM (the provider's list does not hold it)".into(),
+        request_id: None,
+    })
+}
+
+/// The SIM's state to start from: what the plan saw, or a read of its own.
+async fn starting_state(
+    c: &Client,
+    icc: &str,
+    seen: Option<Seen>,
+    a: &mut Attempts<'_>,
+) -> Result<Seen, GiveUp> {
+    if let Some(s) = seen {
+        return Ok(s);
+    }
+    loop {
+        a.begin()?;
+        let at = Instant::now();
+        match c.get_sim(icc).await {
+            Ok(r) => return Ok(Seen::sim(r.value, at)),
+            Err(e) => a.after(e).await?,
+        }
+    }
+}
+
+/// A SIM action: skipped when the state shows it done, else PATCHed.
+pub(crate) async fn sim_change(
+    c: &Client,
+    icc: &str,
+    action: &Action,
+    seen: Option<Seen>,
+    a: &mut Attempts<'_>,
+    l: &mut Learned,
+) -> Result<Done, GiveUp> {
+    let in_doubt = a.ambiguous;
+    let start = starting_state(c, icc, seen, a).await?;
+    let Some(sim) = start.state().cloned() else {
+        return Err(no_such_sim());
+    };
+    l.before = field_text(action, &sim);
+    l.after = Some(start);
+    if in_doubt && satisfied(action, &sim) {
+        // The crashed run's write is in place; what the field held before it is unknown.
+        l.before = None;
+        return Ok(Done::ok(None, APPLIED_EARLIER, Some(&sim)));
+    }
+    let (verdict, code, reason) = predict(action, &sim, &[]);
+    if verdict == Verdict::Skipped {
+        return Ok(Done::skipped(None, &reason, Some(&sim)));
+    }
+    if verdict == Verdict::Failed {
+        l.predicted = Some(match code {
+            Some(c) => format!("{reason} ({c})"),
+            None => reason,
+        });
+    }
+    let patch = patch_for(action).unwrap_or_default();
+    a.ambiguous = false;
+    loop {
+        a.begin()?;
+        if a.ambiguous {
+            let at = Instant::now();
+            match c.get_sim(icc).await {
+                Ok(r) if satisfied(action, &r.value) => {
+                    let d = Done::ok(Some(r.status), APPLIED_EARLIER, Some(&r.value));
+                    l.after = Some(Seen::sim(r.value, at));
+                    return Ok(d);
+                }
+                Ok(r) => l.after = Some(Seen::sim(r.value, at)),
+                Err(e) => {
+                    a.after(e).await?;
+                    continue;
+                }
+            }
+        }
+        a.before_write().await?;
+        match c.patch_sim(icc, &patch).await {
+            Ok(r) => {
+                let d = Done::ok(Some(r.status), "", r.value.as_ref());
+                l.after = r.value.map(|s| Seen::sim(s, Instant::now()));
+                return Ok(d);
+            }
+            Err(ApiError::Rejected {
+                code: Some(codes::ALREADY_DONE),
+                status,
+                message,
+                ..
+            }) => {
+                l.after = None;
+                return Ok(Done::skipped(Some(status), &message, None));
+            }
+            Err(e) => {
+                if e.ambiguous() {
+                    l.after = None;
+                }
+                a.after(e).await?;
+            }
+        }
+    }
+}
+
+/// The plan's word on an attribute row's SIM: absent fails it; suspended is noted.
+fn attribute_plan(seen: Option<Seen>, l: &mut Learned) -> Result<(), GiveUp> {
+    if let Some(s) = &seen {
+        match &s.known {
+            Known::Absent => return Err(no_such_sim()),
+            Known::Sim(sim) if sim.is_suspended() => {
+                l.predicted = Some(format!(
+                    "the SIM is suspended; attributes cannot be changed ({})",
+                    codes::SUSPENDED
+                ));
+            }
+            Known::Sim(_) => {}
+        }
+    }
+    // Attribute writes leave the SIM's own state as it was.
+    l.after = seen;
+    Ok(())
+}
+
+/// `set-attribute`: the create first; on `16002` (or an ambiguous answer) the list, then
+/// the update, or nothing when the value is already there.
+pub(crate) async fn set_attribute(
+    c: &Client,
+    icc: &str,
+    (name, value): (&str, &str),
+    seen: Option<Seen>,
+    a: &mut Attempts<'_>,
+    l: &mut Learned,
+) -> Result<Done, GiveUp> {
+    attribute_plan(seen, l)?;
+    // A crashed run or a lost answer may have written it: look before anything.
+    let mut maybe_applied = a.ambiguous;
+    let mut list_first = a.ambiguous;
+    let mut conflicts = 0;
+    loop {
+        a.begin()?;
+        let existing = if list_first {
+            match c.list_attributes(icc).await {
+                Ok(r) => r.value.data.into_iter().find(|x| x.name == name),
+                Err(e) => {
+                    a.after(e).await?;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(x) = existing.as_ref().filter(|x| x.value == value) {
+            if maybe_applied {
+                return Ok(Done::ok(None, APPLIED_EARLIER, None));
+            }
+            l.before = Some(x.value.clone());
+            return Ok(Done::skipped(
+                None,
+                "the attribute already has this value",
+                None,
+            ));
+        }
+        a.before_write().await?;
+        let sent = match &existing {
+            Some(x) => {
+                l.before = Some(x.value.clone());
+                let body = AttributePatch {
+                    name: None,
+                    value: Some(value.into()),
+                };
+                let r = c.update_attribute(icc, x.icc_attribute_id, &body).await;
+                r.map(|r| Done::ok(Some(r.status), "updated", None))
+            }
+            None => {
+                l.before = Some(String::new());
+                let body = AttributeCreate {
+                    name: name.into(),
+                    value: value.into(),
+                };
+                let r = c.create_attribute(icc, &body).await;
+                r.map(|r| Done::ok(Some(r.status), "created", None))
+            }
+        };
+        match sent {
+            Ok(d) => return Ok(d),
+            // There is one already (16002), or it went away underneath (6002 on an update).
+            Err(ApiError::Rejected { code: Some(k), .. })
+                if conflicts < MAX_CONFLICTS
+                    && (k == codes::DUPLICATE_ATTRIBUTE
+                        || (k == codes::NOT_FOUND && existing.is_some())) =>
+            {
+                conflicts += 1;
+                list_first = true;
+            }
+            Err(e) => {
+                if e.ambiguous() {
+                    maybe_applied = true;
+                    list_first = true;
+                }
+                a.after(e).await?;
+            }
+        }
+    }
+}
+
+/// `delete-attribute`: the list, then the delete of the named one.
+pub(crate) async fn delete_attribute(
+    c: &Client,
+    icc: &str,
+    name: &str,
+    seen: Option<Seen>,
+    a: &mut Attempts<'_>,
+    l: &mut Learned,
+) -> Result<Done, GiveUp> {
+    attribute_plan(seen, l)?;
+    let mut maybe_applied = a.ambiguous;
+    let mut conflicts = 0;
+    loop {
+        a.begin()?;
+        let list = match c.list_attributes(icc).await {
+            Ok(r) => r.value.data,
+            Err(e) => {
+                a.after(e).await?;
+                continue;
+            }
+        };
+        let Some(x) = list.iter().find(|x| x.name == name) else {
+            if maybe_applied {
+                return Ok(Done::ok(None, APPLIED_EARLIER, None));
+            }
+            l.before = Some(String::new());
+            return Ok(Done::skipped(
+                None,
+                "the SIM has no attribute with this name",
+                None,
+            ));
+        };
+        l.before = Some(x.value.clone());
+        a.before_write().await?;
+        match c.delete_attribute(icc, x.icc_attribute_id).await {
+            Ok(r) => return Ok(Done::ok(Some(r.status), "deleted", None)),
+            Err(ApiError::Rejected {
+                code: Some(codes::NOT_FOUND),
+                ..
+            }) if conflicts < MAX_CONFLICTS => conflicts += 1,
+            Err(e) => {
+                if e.ambiguous() {
+                    maybe_applied = true;
+                }
+                a.after(e).await?;
+            }
+        }
+    }
+}

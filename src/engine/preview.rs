@@ -1,0 +1,105 @@
+//! A row in a preview (`--dry-run --check`): its outcome predicted from the SIM's state,
+//! with no write.
+//!
+//! Guarantees: nothing but reads is ever sent (the plan's list calls, a SIM read when there
+//! is no plan, an attribute list for attribute rows whose SIM's attributes are not known
+//! yet); a prediction uses the state the SIM's previous rows would leave (their predicted
+//! changes applied), so the rows of one SIM are predicted as a run would do them in order;
+//! the vocabulary is the results' (`ok`, `skipped`, `failed` with the code the provider
+//! would answer); package and portfolio catalogue rules and the suspend-settle window are the
+//! provider's to decide, and such rows are predicted `ok` with a note.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::input::{Action, Row};
+use crate::output::row::Verdict;
+
+use super::calls::{Done, Learned};
+use super::plan::{Known, Seen};
+use super::retry::{Attempts, GiveUp};
+use super::rules::{apply, apply_attrs, field_text, predict, sim_status};
+use super::worker::Ctx;
+
+/// Predicts one row; fills what the SIM's field holds now (`before`) and the state the
+/// row would leave (`after`).
+pub(crate) async fn foresee(
+    cx: &Ctx<'_>,
+    row: &Row,
+    seen: Option<Seen>,
+    a: &mut Attempts<'_>,
+    l: &mut Learned,
+) -> Result<Done, GiveUp> {
+    let (c, icc) = (cx.client, row.iccid.as_str());
+    let mut seen = match seen {
+        Some(s) => s,
+        None => loop {
+            a.begin()?;
+            let at = Instant::now();
+            match c.get_sim(icc).await {
+                Ok(r) => break Seen::sim(r.value, at),
+                Err(e) => a.after(e).await?,
+            }
+        },
+    };
+    let Known::Sim(sim) = seen.known.clone() else {
+        return Ok(predicted(
+            Verdict::Failed,
+            Some(crate::model::codes::NOT_FOUND),
+            "No such SIM (the provider's list does not hold it)".into(),
+            None,
+        ));
+    };
+    let attribute_row = matches!(
+        row.action,
+        Action::SetAttribute { .. } | Action::DeleteAttribute { .. }
+    );
+    if attribute_row && seen.attrs.is_none() {
+        let list = loop {
+            a.begin()?;
+            match c.list_attributes(icc).await {
+                Ok(r) => break r.value.data,
+                Err(e) => a.after(e).await?,
+            }
+        };
+        seen.attrs = Some(Arc::new(list));
+    }
+    let attrs = seen.attrs.clone().unwrap_or_default();
+    let (verdict, code, reason) = predict(&row.action, &sim, &attrs);
+    l.before = match &row.action {
+        Action::SetAttribute { name, .. } | Action::DeleteAttribute { name } => Some(
+            attrs
+                .iter()
+                .find(|x| &x.name == name)
+                .map(|x| x.value.clone())
+                .unwrap_or_default(),
+        ),
+        action => field_text(action, &sim),
+    };
+    let mut after = seen;
+    if verdict == Verdict::Ok {
+        if attribute_row {
+            after.attrs = Some(Arc::new(apply_attrs(&row.action, &attrs, icc)));
+        } else {
+            after.known = Known::Sim(Arc::new(apply(&row.action, &sim)));
+        }
+    }
+    let status = after.state().map(sim_status);
+    l.after = Some(after);
+    Ok(predicted(verdict, code, reason, status))
+}
+
+fn predicted(
+    verdict: Verdict,
+    code: Option<i64>,
+    reason: String,
+    sim_status: Option<String>,
+) -> Done {
+    Done {
+        verdict,
+        status: None,
+        code,
+        message: reason,
+        sim_status,
+    }
+}
