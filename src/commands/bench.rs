@@ -31,6 +31,17 @@ pub(crate) enum Mix {
     /// Rows whose ICCIDs fail validation, each a different one: no call, every row invalid
     /// (measures that memory does not grow with the invalid rows).
     Invalid,
+    /// `suspend` then `unsuspend` passes over active SIMs: one PATCH that changes the SIM per
+    /// row (the throughput targets' job).
+    Toggle,
+    /// `activate` on available SIMs: one change per row.
+    Activate,
+    /// `set-attribute` of a name the SIMs do not have: one create per row.
+    Tag,
+    /// `set-attribute` of `friendlyName` (which the SIMs have) to a new value: updates.
+    Retag,
+    /// `delete-attribute` of `friendlyName`, which the SIMs have.
+    Untag,
 }
 
 #[derive(Debug, Args)]
@@ -85,11 +96,29 @@ pub(crate) struct BenchArgs {
 /// The generated job's header.
 const INPUT_HEADER: &str = "iccid,action,attribute,value";
 
-fn generate(path: &Path, a: &BenchArgs) -> std::io::Result<()> {
-    let active: Vec<String> = seed::iter(1, a.sims)
-        .filter(|(_, r, p)| *p == Profile::Active && r.sim.portfolio_id.starts_with("pf-acme"))
+/// The SIMs a mix's rows cycle over.
+fn targets(a: &BenchArgs) -> Vec<String> {
+    seed::iter(1, a.sims)
+        .filter(|(_, r, p)| {
+            let acme = r.sim.portfolio_id.starts_with("pf-acme");
+            let named = r.attributes.iter().any(|x| x.name == "friendlyName");
+            acme && match a.mix {
+                Mix::Activate => *p == Profile::Available,
+                Mix::Retag | Mix::Untag => *p == Profile::Active && named,
+                _ => *p == Profile::Active,
+            }
+        })
         .map(|(_, r, _)| r.sim.icc_id)
-        .collect();
+        .collect()
+}
+
+fn generate(path: &Path, a: &BenchArgs) -> std::io::Result<()> {
+    let active = targets(a);
+    if active.is_empty() {
+        return Err(std::io::Error::other(
+            "no seeded SIM fits this mix; raise --sims",
+        ));
+    }
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     writeln!(f, "{INPUT_HEADER}")?;
     let n = active.len() as u64;
@@ -102,6 +131,12 @@ fn generate(path: &Path, a: &BenchArgs) -> std::io::Result<()> {
                 1 => writeln!(f, "{icc},unsuspend,,")?,
                 _ => writeln!(f, "{icc},set-attribute,bench,v{}", i / n)?,
             },
+            Mix::Toggle if (i / n).is_multiple_of(2) => writeln!(f, "{icc},suspend,,")?,
+            Mix::Toggle => writeln!(f, "{icc},unsuspend,,")?,
+            Mix::Activate => writeln!(f, "{icc},activate,,")?,
+            Mix::Tag => writeln!(f, "{icc},set-attribute,bench{},v", i / n)?,
+            Mix::Retag => writeln!(f, "{icc},set-attribute,friendlyName,r{i}")?,
+            Mix::Untag => writeln!(f, "{icc},delete-attribute,friendlyName,")?,
             // 19 digits that fail the Luhn check, each one different.
             Mix::Invalid => {
                 let body = format!("894450{i:012}");
@@ -365,6 +400,14 @@ fn print_results(a: &BenchArgs, s: &Summary, cpu: f64, stats: Option<&crate::sim
         );
     }
     say!("  retries:      {}, 429s: {}", s.retries, s.throttled_429);
+    let c = &s.calls;
+    say!(
+        "  calls:        {:.3} per row ({} writes, {} reads, {} list calls)",
+        c.per_row,
+        c.writes,
+        c.reads,
+        c.lists
+    );
     say!(
         "  cpu:          {:.1} µs per row ({cpu:.2}s{cpu_of})",
         cpu * 1e6 / rows as f64

@@ -11,6 +11,7 @@
 //! every row learns the value its field had before (the results' `before`) and the state it
 //! leaves behind (carried to the next row of its SIM).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::api::{ApiError, Client};
@@ -68,6 +69,33 @@ pub(crate) struct Learned {
 pub(crate) const APPLIED_EARLIER: &str =
     "applied (the answer to an earlier attempt was lost; checked before repeating)";
 
+/// How `set-attribute`'s creates have fared in this job: a job that mostly updates names
+/// the SIMs already have lists first (2 calls per row, not 3); one that mostly adds new
+/// names creates first (1 call per row).
+#[derive(Debug, Default)]
+pub(crate) struct CreateOdds {
+    tried: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl CreateOdds {
+    /// Creates tried before the odds are trusted.
+    const WARM_UP: u64 = 32;
+
+    /// Whether to list first: more than half of the creates tried met an existing name.
+    fn list_first(&self) -> bool {
+        let tried = self.tried.load(Ordering::Relaxed);
+        tried >= Self::WARM_UP && self.refused.load(Ordering::Relaxed) * 2 > tried
+    }
+
+    fn record(&self, refused: bool) {
+        self.tried.fetch_add(1, Ordering::Relaxed);
+        if refused {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Conflicts (attribute created or removed underneath) tolerated before giving up.
 const MAX_CONFLICTS: u32 = 5;
 
@@ -112,7 +140,7 @@ pub(crate) async fn sim_change(
 ) -> Result<Done, GiveUp> {
     let in_doubt = a.ambiguous;
     let start = starting_state(c, icc, seen, a).await?;
-    let Some(sim) = start.state().cloned() else {
+    let Known::Sim(sim) = start.known.clone() else {
         return Err(no_such_sim());
     };
     l.before = field_text(action, &sim);
@@ -129,7 +157,7 @@ pub(crate) async fn sim_change(
     if verdict == Verdict::Failed {
         l.predicted = Some(match code {
             Some(c) => format!("{reason} ({c})"),
-            None => reason,
+            None => reason.into_owned(),
         });
     }
     let patch = patch_for(action).unwrap_or_default();
@@ -197,19 +225,20 @@ fn attribute_plan(seen: Option<Seen>, l: &mut Learned) -> Result<(), GiveUp> {
 }
 
 /// `set-attribute`: the create first; on `16002` (or an ambiguous answer) the list, then
-/// the update, or nothing when the value is already there.
+/// the update, or nothing when the value is already there. In a job whose creates mostly
+/// meet existing names (`odds`), the list first.
 pub(crate) async fn set_attribute(
     c: &Client,
     icc: &str,
     (name, value): (&str, &str),
     seen: Option<Seen>,
-    a: &mut Attempts<'_>,
-    l: &mut Learned,
+    (a, l): (&mut Attempts<'_>, &mut Learned),
+    odds: &CreateOdds,
 ) -> Result<Done, GiveUp> {
     attribute_plan(seen, l)?;
     // A crashed run or a lost answer may have written it: look before anything.
     let mut maybe_applied = a.ambiguous;
-    let mut list_first = a.ambiguous;
+    let mut list_first = a.ambiguous || odds.list_first();
     let mut conflicts = 0;
     loop {
         a.begin()?;
@@ -236,26 +265,14 @@ pub(crate) async fn set_attribute(
             ));
         }
         a.before_write().await?;
-        let sent = match &existing {
-            Some(x) => {
-                l.before = Some(x.value.clone());
-                let body = AttributePatch {
-                    name: None,
-                    value: Some(value.into()),
-                };
-                let r = c.update_attribute(icc, x.icc_attribute_id, &body).await;
-                r.map(|r| Done::ok(Some(r.status), "updated", None))
-            }
-            None => {
-                l.before = Some(String::new());
-                let body = AttributeCreate {
-                    name: name.into(),
-                    value: value.into(),
-                };
-                let r = c.create_attribute(icc, &body).await;
-                r.map(|r| Done::ok(Some(r.status), "created", None))
-            }
-        };
+        let sent = write_attribute(c, icc, (name, value), existing.as_ref(), l).await;
+        if existing.is_none() {
+            let refused = matches!(
+                &sent,
+                Err(ApiError::Rejected { code: Some(k), .. }) if *k == codes::DUPLICATE_ATTRIBUTE
+            );
+            odds.record(refused);
+        }
         match sent {
             Ok(d) => return Ok(d),
             // There is one already (16002), or it went away underneath (6002 on an update).
@@ -274,6 +291,36 @@ pub(crate) async fn set_attribute(
                 }
                 a.after(e).await?;
             }
+        }
+    }
+}
+
+/// The update of `existing`, or the create of a new attribute; `before` is what it held.
+async fn write_attribute(
+    c: &Client,
+    icc: &str,
+    (name, value): (&str, &str),
+    existing: Option<&crate::model::Attribute>,
+    l: &mut Learned,
+) -> Result<Done, ApiError> {
+    match existing {
+        Some(x) => {
+            l.before = Some(x.value.clone());
+            let body = AttributePatch {
+                name: None,
+                value: Some(value.into()),
+            };
+            let r = c.update_attribute(icc, x.icc_attribute_id, &body).await;
+            r.map(|r| Done::ok(Some(r.status), "updated", None))
+        }
+        None => {
+            l.before = Some(String::new());
+            let body = AttributeCreate {
+                name: name.into(),
+                value: value.into(),
+            };
+            let r = c.create_attribute(icc, &body).await;
+            r.map(|r| Done::ok(Some(r.status), "created", None))
         }
     }
 }

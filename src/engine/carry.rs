@@ -36,9 +36,9 @@ pub(crate) enum Mode {
 pub(crate) struct Carry {
     mode: Mode,
     /// ICCID → when its last row ended, and the state it left (`None`: unknown).
-    left: HashMap<String, (Instant, Option<Seen>)>,
+    left: HashMap<u128, (Instant, Option<Seen>)>,
     /// Ends in the order they happened, for forgetting.
-    order: VecDeque<(Instant, String)>,
+    order: VecDeque<(Instant, u128)>,
     /// The latest end forgotten for want of room.
     forgot_up_to: Option<Instant>,
     max: usize,
@@ -60,29 +60,29 @@ impl Carry {
     }
 
     /// A row of `icc` ended now, leaving `after` behind.
-    pub(crate) fn ended(&mut self, icc: &str, after: Option<Seen>) {
+    pub(crate) fn ended(&mut self, icc: u128, after: Option<Seen>) {
         let now = Instant::now();
-        self.left.insert(icc.to_owned(), (now, after));
-        self.order.push_back((now, icc.to_owned()));
+        self.left.insert(icc, (now, after));
+        self.order.push_back((now, icc));
         while self.order.len() > self.max {
             if let Some((at, icc)) = self.order.pop_front() {
-                self.forget(at, &icc);
+                self.forget(at, icc);
                 self.forgot_up_to = Some(self.forgot_up_to.map_or(at, |f| f.max(at)));
             }
         }
     }
 
     /// Removes `icc`'s entry if it is the one that ended at `at` (not a later one).
-    fn forget(&mut self, at: Instant, icc: &str) {
-        if self.left.get(icc).is_some_and(|(t, _)| *t == at) {
-            self.left.remove(icc);
+    fn forget(&mut self, at: Instant, icc: u128) {
+        if self.left.get(&icc).is_some_and(|(t, _)| *t == at) {
+            self.left.remove(&icc);
         }
     }
 
     /// What a new row of `icc` goes on with, given what the planner saw (`seen`).
-    pub(crate) fn for_row(&mut self, icc: &str, seen: Option<Seen>) -> Option<Seen> {
+    pub(crate) fn for_row(&mut self, icc: u128, seen: Option<Seen>) -> Option<Seen> {
         if self.mode == Mode::Preview {
-            return match self.left.get(icc) {
+            return match self.left.get(&icc) {
                 Some((_, Some(after))) => Some(after.clone()),
                 _ => seen,
             };
@@ -90,7 +90,7 @@ impl Carry {
         if let Some(s) = &seen {
             self.forget_older_than(s.at);
         }
-        match (self.left.get(icc), seen) {
+        match (self.left.get(&icc), seen) {
             // A read that left after the last row's end is the freshest there is.
             (Some((ended, _)), Some(s)) if s.at > *ended => Some(s),
             (Some((_, after)), _) => after.clone(),
@@ -103,7 +103,7 @@ impl Carry {
     fn forget_older_than(&mut self, read: Instant) {
         while self.order.front().is_some_and(|(at, _)| *at < read) {
             if let Some((at, icc)) = self.order.pop_front() {
-                self.forget(at, &icc);
+                self.forget(at, icc);
             }
         }
     }
@@ -139,53 +139,50 @@ mod tests {
         let mut c = Carry::new(Mode::Run);
         let t0 = Instant::now();
         let stale = seen("available", t0);
-        c.ended("x", Some(seen("active", Instant::now())));
-        assert_eq!(status(&c.for_row("x", Some(stale))), Some("active".into()));
+        c.ended(1, Some(seen("active", Instant::now())));
+        assert_eq!(status(&c.for_row(1, Some(stale))), Some("active".into()));
         // A read that left after the end is used as it is.
         std::thread::sleep(std::time::Duration::from_millis(2));
         let fresh = seen("available", Instant::now());
-        assert_eq!(
-            status(&c.for_row("x", Some(fresh))),
-            Some("available".into())
-        );
+        assert_eq!(status(&c.for_row(1, Some(fresh))), Some("available".into()));
         // An end whose state is unknown makes the row read for itself.
-        c.ended("y", None);
-        assert!(c.for_row("y", Some(seen("active", t0))).is_none());
+        c.ended(2, None);
+        assert!(c.for_row(2, Some(seen("active", t0))).is_none());
         // A row without a plan takes what was left behind.
-        c.ended("z", Some(seen("active", Instant::now())));
-        assert_eq!(status(&c.for_row("z", None)), Some("active".into()));
+        c.ended(3, Some(seen("active", Instant::now())));
+        assert_eq!(status(&c.for_row(3, None)), Some("active".into()));
     }
 
     #[test]
     fn ends_are_forgotten_once_reads_are_newer_and_past_the_cap() {
         let mut c = Carry::new(Mode::Run);
         for i in 0..1000 {
-            c.ended(&i.to_string(), None);
+            c.ended(i, None);
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
         let later = seen("active", Instant::now());
-        assert!(c.for_row("5", Some(later)).is_some());
+        assert!(c.for_row(5, Some(later)).is_some());
         assert_eq!(c.len(), 0);
 
         let mut small = Carry::with_capacity(Mode::Run, 10);
         let old = Instant::now();
         for i in 0..20 {
-            small.ended(&i.to_string(), Some(seen("active", Instant::now())));
+            small.ended(i, Some(seen("active", Instant::now())));
         }
         assert_eq!(small.len(), 10);
         // "3" was forgotten: its old read cannot be trusted, so the row reads for itself.
-        assert!(small.for_row("3", Some(seen("available", old))).is_none());
+        assert!(small.for_row(3, Some(seen("available", old))).is_none());
     }
 
     #[test]
     fn a_preview_carries_predictions_whatever_the_read() {
         let mut c = Carry::new(Mode::Preview);
-        c.ended("x", Some(seen("active", Instant::now())));
+        c.ended(1, Some(seen("active", Instant::now())));
         std::thread::sleep(std::time::Duration::from_millis(2));
         let read = seen("available", Instant::now());
-        assert_eq!(status(&c.for_row("x", Some(read))), Some("active".into()));
+        assert_eq!(status(&c.for_row(1, Some(read))), Some("active".into()));
         assert!(matches!(
-            c.for_row("q", Some(seen("available", Instant::now())))
+            c.for_row(4, Some(seen("available", Instant::now())))
                 .map(|s| s.known),
             Some(Known::Sim(_))
         ));

@@ -50,6 +50,7 @@ pub(crate) struct Dispatch {
     pub(crate) mode: Mode,
     /// `--canary N`: the first N rows, then a look before the rest.
     pub(crate) canary: Option<u64>,
+    pub(crate) odds: Arc<super::calls::CreateOdds>,
 }
 
 /// What the loop leaves behind.
@@ -64,7 +65,7 @@ pub(crate) struct Drive {
 /// Between two progress refreshes and stall checks.
 const TICK: Duration = Duration::from_millis(100);
 
-type Finished = (String, RowEnd);
+type Finished = (u128, RowEnd);
 
 /// `--canary`: rows still to take before the look, and the canary's size.
 struct Canary {
@@ -79,10 +80,10 @@ struct Loop<'a> {
     rec: &'a mut RecorderHandle,
     done_tx: mpsc::Sender<Finished>,
     /// ICCIDs with a row running or a record not yet out, and the rows waiting behind them.
-    busy: HashMap<String, VecDeque<(Item, Row)>>,
+    busy: HashMap<u128, VecDeque<(Item, Row)>>,
     /// Finished rows whose record must reach the OS before their ICCID takes its next row,
     /// with the state they leave for it.
-    flushing: VecDeque<(u64, String, Option<Seen>)>,
+    flushing: VecDeque<(u64, u128, Option<Seen>)>,
     /// Rows whose *started* record must reach the OS before they are spawned (they write
     /// first thing), with its sequence number.
     starting: VecDeque<(u64, Item, Row, Option<Seen>)>,
@@ -167,8 +168,9 @@ impl Loop<'_> {
         let journal = self.rec.journaling();
         let in_doubt = self.d.in_doubt.contains(item.line as usize);
         let mode = self.d.mode;
+        let odds = self.d.odds.clone();
         tokio::spawn(async move {
-            let key = row.iccid.as_str().to_owned();
+            let key = row.iccid.key();
             let cx = worker::Ctx {
                 client: &client,
                 policy: &policy,
@@ -177,6 +179,7 @@ impl Loop<'_> {
                 started,
                 wait: wait.as_deref(),
                 mode,
+                odds: &odds,
             };
             // A panic in a worker is a bug; it must end the job, never hang it.
             let end = AssertUnwindSafe(worker::execute(&cx, item, row, seen, in_doubt))
@@ -224,7 +227,7 @@ impl Loop<'_> {
                     self.record(r);
                 }
                 Ok(row) => {
-                    let key = row.iccid.as_str().to_owned();
+                    let key = row.iccid.key();
                     match self.busy.get_mut(&key) {
                         // It takes what the running row leaves behind when its turn comes.
                         Some(q) => {
@@ -232,7 +235,7 @@ impl Loop<'_> {
                             self.parked += 1;
                         }
                         None => {
-                            let seen = self.carry.for_row(&key, seen);
+                            let seen = self.carry.for_row(key, seen);
                             self.busy.insert(key, VecDeque::new());
                             self.start(item, row, seen);
                         }
@@ -283,16 +286,16 @@ impl Loop<'_> {
     }
 
     /// A worker ended.
-    fn finished(&mut self, icc: String, end: RowEnd) {
+    fn finished(&mut self, icc: u128, end: RowEnd) {
         self.running -= 1;
         match end {
             RowEnd::Recorded { result, after } => {
-                self.carry.ended(&icc, after.clone());
+                self.carry.ended(icc, after.clone());
                 let seq = self.record(*result);
                 self.flushing.push_back((seq, icc, after));
             }
             RowEnd::Unfinished(why) => {
-                self.carry.ended(&icc, None);
+                self.carry.ended(icc, None);
                 self.unrecorded += 1;
                 // The ICCID's later rows wait for this one: they are not done either.
                 if let Some(q) = self.busy.remove(&icc) {

@@ -12,12 +12,14 @@
 //! unplanned. What is seen carries the instant its request left, so the dispatcher can tell
 //! a read older than a write to the same SIM (see [`super::carry`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use fixedbitset::FixedBitSet;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Client;
@@ -90,11 +92,20 @@ pub(crate) struct Planner {
     pub(crate) done: Arc<FixedBitSet>,
     /// Whether to read at all (off: every row passes through unplanned).
     pub(crate) enabled: bool,
+    /// Windows read at once: enough for the reads to keep up with the writes (a window
+    /// feeds 100 rows, and `concurrency` writes are in flight).
+    pub(crate) depth: usize,
+}
+
+/// Windows read at once for `concurrency` rows in flight.
+pub(crate) fn depth_for(concurrency: usize) -> usize {
+    (concurrency.div_ceil(WINDOW) + 2).min(8)
 }
 
 /// Starts the planning stage: batches from the reader in, planned batches out.
 pub(crate) fn start(p: Planner, input: mpsc::Receiver<Batch>) -> mpsc::Receiver<PlannedBatch> {
-    // Two windows ahead: rows are read seconds before their write, not minutes.
+    // A window ahead besides the reads in flight: rows are read seconds before their
+    // write, not minutes.
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(p.run(input, tx));
     rx
@@ -104,100 +115,178 @@ pub(crate) fn start(p: Planner, input: mpsc::Receiver<Batch>) -> mpsc::Receiver<
 #[derive(Default)]
 struct Window {
     rows: Vec<Result<Item, FileError>>,
-    iccids: HashSet<String>,
+    /// The window's distinct ICCIDs, as keys and as text for the query.
+    keys: HashSet<u128>,
+    ids: Vec<String>,
+}
+
+/// What one window's read needs (cheap to clone into its task).
+#[derive(Clone)]
+struct Reads {
+    client: Arc<Client>,
+    policy: Arc<RetryPolicy>,
+    stop: CancellationToken,
+    done: Arc<FixedBitSet>,
+    enabled: Arc<AtomicBool>,
+}
+
+/// What the planner's loop waits for next.
+enum Next {
+    Rows(Option<Batch>),
+    /// No row came for a moment: read the partial window.
+    Lingered,
+    Read(Option<PlannedBatch>),
 }
 
 impl Planner {
-    async fn run(mut self, mut input: mpsc::Receiver<Batch>, tx: mpsc::Sender<PlannedBatch>) {
+    async fn run(self, mut input: mpsc::Receiver<Batch>, tx: mpsc::Sender<PlannedBatch>) {
+        let r = Reads {
+            client: self.client,
+            policy: self.policy,
+            stop: self.stop,
+            done: self.done,
+            enabled: Arc::new(AtomicBool::new(self.enabled)),
+        };
         let mut w = Window::default();
+        let mut reading: VecDeque<JoinHandle<PlannedBatch>> = VecDeque::new();
+        let mut ended = false;
         loop {
-            let next = if w.rows.is_empty() {
-                input.recv().await
-            } else {
-                match tokio::time::timeout(LINGER, input.recv()).await {
-                    Ok(b) => b,
-                    Err(_) => {
-                        if !self.flush(&mut w, &tx).await {
-                            return;
-                        }
-                        continue;
+            if ended && w.rows.is_empty() && reading.is_empty() {
+                return;
+            }
+            let take = !ended && reading.len() < self.depth;
+            let linger = !w.rows.is_empty();
+            let next = tokio::select! {
+                biased;
+                b = async { reading.front_mut().expect("a read").await }, if !reading.is_empty() => {
+                    reading.pop_front();
+                    Next::Read(b.ok())
+                }
+                b = input.recv(), if take => Next::Rows(b),
+                _ = tokio::time::sleep(LINGER), if take && linger => Next::Lingered,
+                // The input ended and every read is out: the last window.
+                _ = std::future::ready(()), if ended && reading.is_empty() => Next::Lingered,
+            };
+            match next {
+                Next::Read(Some(batch)) => {
+                    if tx.send(batch).await.is_err() {
+                        return;
                     }
                 }
-            };
-            let Some(batch) = next else { break };
-            for item in batch {
-                let key = self.needs_read(&item);
-                if let Some(k) = &key
-                    && !w.iccids.contains(k)
-                    && w.iccids.len() == WINDOW
-                    && !self.flush(&mut w, &tx).await
-                {
+                // A read's task died (a bug): the job must not pass for complete without
+                // its rows, so the input ends here in an error.
+                Next::Read(None) => {
+                    let bug = FileError::Unreadable {
+                        path: "(the planning stage)".into(),
+                        source: std::io::Error::other("a read of SIM states panicked"),
+                    };
+                    let _ = tx.send(vec![Err(bug)]).await;
                     return;
                 }
-                let failed = item.is_err();
-                w.rows.push(item);
-                if let Some(k) = key {
-                    w.iccids.insert(k);
+                Next::Rows(None) => {
+                    ended = true;
+                    reading.extend(r.spawn_read(&mut w));
                 }
-                if failed && !self.flush(&mut w, &tx).await {
-                    return;
+                Next::Lingered => reading.extend(r.spawn_read(&mut w)),
+                Next::Rows(Some(batch)) => {
+                    for item in batch {
+                        if let Some(read) = r.add(&mut w, item) {
+                            reading.push_back(read);
+                        }
+                    }
                 }
             }
         }
-        self.flush(&mut w, &tx).await;
+    }
+}
+
+impl Reads {
+    /// Adds a row to the window; a window that is full (or ends at a file error) goes to be
+    /// read.
+    fn add(
+        &self,
+        w: &mut Window,
+        item: Result<Item, FileError>,
+    ) -> Option<JoinHandle<PlannedBatch>> {
+        let key = self.needs_read(&item);
+        let mut full = None;
+        if let Some((k, _)) = key
+            && !w.keys.contains(&k)
+            && w.keys.len() == WINDOW
+        {
+            full = self.spawn_read(w);
+        }
+        if let Some((k, id)) = key
+            && w.keys.insert(k)
+        {
+            w.ids.push(id.to_owned());
+        }
+        let failed = item.is_err();
+        w.rows.push(item);
+        if failed {
+            // Nothing follows a file error: read what is there (a full window went before).
+            return full.or_else(|| self.spawn_read(w));
+        }
+        full
     }
 
     /// The ICCID a row needs read, if any (a valid row the checkpoint does not have).
-    fn needs_read(&self, item: &Result<Item, FileError>) -> Option<String> {
+    fn needs_read<'i>(&self, item: &'i Result<Item, FileError>) -> Option<(u128, &'i str)> {
         let item = item.as_ref().ok()?;
         let row = item.parsed.as_ref().ok()?;
-        (!self.done.contains(item.line as usize)).then(|| row.iccid.as_str().to_owned())
+        (!self.done.contains(item.line as usize)).then(|| (row.iccid.key(), row.iccid.as_str()))
     }
 
-    /// Reads the window's SIMs and hands its rows on; `false` when the dispatcher is gone.
-    async fn flush(&mut self, w: &mut Window, tx: &mpsc::Sender<PlannedBatch>) -> bool {
+    /// Starts the read of the window's SIMs; its task hands back the window's rows with
+    /// what was seen.
+    fn spawn_read(&self, w: &mut Window) -> Option<JoinHandle<PlannedBatch>> {
         if w.rows.is_empty() {
-            return true;
+            return None;
         }
-        let ids: Vec<String> = w.iccids.drain().collect();
-        let seen = if self.enabled && !ids.is_empty() && !self.stop.is_cancelled() {
-            self.read(&ids).await
-        } else {
-            None
-        };
-        let batch = w
-            .rows
-            .drain(..)
-            .map(|r| {
-                r.map(|item| {
-                    let seen = seen.as_ref().and_then(|(m, at)| {
-                        let row = item.parsed.as_ref().ok()?;
-                        if self.done.contains(item.line as usize) {
-                            return None;
-                        }
-                        let known = match m.get(row.iccid.as_str()) {
-                            Some(s) => Known::Sim(s.clone()),
-                            None => Known::Absent,
-                        };
-                        Some(Seen {
-                            known,
-                            attrs: None,
-                            at: *at,
-                        })
-                    });
-                    Planned { item, seen }
-                })
-            })
-            .collect();
-        tx.send(batch).await.is_ok()
+        w.keys.clear();
+        let ids = std::mem::take(&mut w.ids);
+        let rows = std::mem::take(&mut w.rows);
+        let r = self.clone();
+        // The read's instant is taken here, in file order: later windows never read earlier.
+        let at = Instant::now();
+        Some(tokio::spawn(async move {
+            let seen =
+                if r.enabled.load(Ordering::Relaxed) && !ids.is_empty() && !r.stop.is_cancelled() {
+                    r.read(&ids).await.map(|m| (m, at))
+                } else {
+                    None
+                };
+            rows.into_iter()
+                .map(|row| row.map(|item| r.planned(item, seen.as_ref())))
+                .collect()
+        }))
     }
 
-    /// One window's SIMs by ICCID, and when the read left; `None` when the provider could
-    /// not answer completely (planning then stops for the rest of the job).
-    async fn read(&mut self, ids: &[String]) -> Option<(HashMap<String, Arc<Sim>>, Instant)> {
-        let at = Instant::now();
+    /// A row with what its window's read saw of its SIM.
+    fn planned(&self, item: Item, seen: Option<&(HashMap<String, Arc<Sim>>, Instant)>) -> Planned {
+        let seen = seen.and_then(|(m, at)| {
+            let row = item.parsed.as_ref().ok()?;
+            if self.done.contains(item.line as usize) {
+                return None;
+            }
+            let known = match m.get(row.iccid.as_str()) {
+                Some(s) => Known::Sim(s.clone()),
+                None => Known::Absent,
+            };
+            Some(Seen {
+                known,
+                attrs: None,
+                at: *at,
+            })
+        });
+        Planned { item, seen }
+    }
+
+    /// One window's SIMs by ICCID; `None` when the provider could not answer completely
+    /// (after an error that will not pass, planning stops for the rest of the job).
+    async fn read(&self, ids: &[String]) -> Option<HashMap<String, Arc<Sim>>> {
         match self.list(ids).await {
-            Ok(m) => Some((m, at)),
+            Ok(m) => Some(m),
             // Retries ran out, or the job stops or halts: this window goes unplanned.
             Err(GiveUp::Error(e))
                 if e.retryable() && !matches!(e, crate::api::ApiError::TooLarge { .. }) =>
@@ -206,10 +295,11 @@ impl Planner {
             }
             Err(GiveUp::Interrupted | GiveUp::Halting(_)) => None,
             Err(GiveUp::Error(e)) => {
-                tracing::warn!(
-                    "cannot read SIMs in batches ({e}); every row reads its own SIM from now on"
-                );
-                self.enabled = false;
+                if self.enabled.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "cannot read SIMs in batches ({e}); every row reads its own SIM from now on"
+                    );
+                }
                 None
             }
         }

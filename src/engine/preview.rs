@@ -86,7 +86,7 @@ pub(crate) async fn foresee(
     }
     let status = after.state().map(sim_status);
     l.after = Some(after);
-    Ok(predicted(verdict, code, reason, status))
+    Ok(predicted(verdict, code, reason.into_owned(), status))
 }
 
 fn predicted(

@@ -7,6 +7,8 @@
 //! catalogue rules and the suspend-settle window are the provider's to decide, and such rows
 //! are predicted `ok` with a note.
 
+use std::borrow::Cow;
+
 use crate::input::Action;
 use crate::model::{Attribute, Sim, SimPatch, codes};
 use crate::output::row::Verdict;
@@ -113,15 +115,16 @@ pub(crate) fn apply_attrs(action: &Action, attrs: &[Attribute], icc: &str) -> Ve
     v
 }
 
-/// A predicted outcome: verdict, error code, reason.
-pub(crate) type Prediction = (Verdict, Option<i64>, String);
+/// A predicted outcome: verdict, error code, reason (borrowed when it is fixed text, so a
+/// prediction that is only compared costs no allocation).
+pub(crate) type Prediction = (Verdict, Option<i64>, Cow<'static, str>);
 
 /// Predicts what the API will do with `action` on `sim` (with its attributes for attribute
 /// actions), following the contract's rule order.
 pub(crate) fn predict(action: &Action, sim: &Sim, attrs: &[Attribute]) -> Prediction {
-    let fail = |code: i64, why: &str| (Verdict::Failed, Some(code), why.to_owned());
-    let skip = || (Verdict::Skipped, None, skip_reason(action, sim));
-    let ok = |why: &str| (Verdict::Ok, None, why.to_owned());
+    let fail = |code: i64, why: &'static str| (Verdict::Failed, Some(code), Cow::Borrowed(why));
+    let skip = || (Verdict::Skipped, None, Cow::Owned(skip_reason(action, sim)));
+    let ok = |why: &'static str| (Verdict::Ok, None, Cow::Borrowed(why));
     let suspended = sim.is_suspended();
     let pending = sim.status == "pendingProvision";
     match action {

@@ -31,6 +31,7 @@ use super::halt::{End, Stops};
 use super::plan::{self, PlannedBatch, Planner};
 use super::reader;
 use super::recorder::{Counts, Recorder, RecorderHandle, completed_code};
+use super::retry::RetryPolicy;
 use super::setup::{self, Bound, Start};
 use tokio::sync::mpsc::Receiver;
 
@@ -88,8 +89,9 @@ pub async fn run(
         abort,
         stop_rows,
         deadline,
-        max_failures: cfg.max_failures,
-        halt_after_same_error: cfg.halt_after_same_error,
+        // A preview's failures are predictions: they are the point, not a reason to halt.
+        max_failures: cfg.max_failures.filter(|_| !cfg.preview),
+        halt_after_same_error: cfg.halt_after_same_error.filter(|_| !cfg.preview),
         stall_timeout: cfg.stall_timeout,
     };
     let drive = dispatcher::drive(dispatch, planned, &mut rec, stops).await;
@@ -130,10 +132,13 @@ fn stages(
     let planned = plan::start(
         Planner {
             client: client.clone(),
-            policy: policy.clone(),
+            // A window that cannot be read soon goes unplanned (its rows read their own SIM,
+            // with every retry a row has): planning never holds a failing job back long.
+            policy: Arc::new(RetryPolicy::new(cfg.retry.max_retries.min(2))),
             stop: stop_rows.clone(),
             done: done.clone(),
             enabled: cfg.plan,
+            depth: plan::depth_for(cfg.concurrency),
         },
         rx,
     );
@@ -156,6 +161,7 @@ fn stages(
             Mode::Run
         },
         canary: cfg.canary.filter(|_| !cfg.preview),
+        odds: Arc::default(),
     };
     Ok((dispatch, planned, reading))
 }

@@ -55,6 +55,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) started: bool,
     pub(crate) wait: Option<&'a WaitActive>,
     pub(crate) mode: Mode,
+    /// How this job's attribute creates fare.
+    pub(crate) odds: &'a calls::CreateOdds,
 }
 
 /// Whether a row's first call is a write, so its *started* record goes out before it: a SIM
@@ -133,7 +135,7 @@ async fn calls_of(
     let (c, icc) = (cx.client, row.iccid.as_str());
     match &row.action {
         Action::SetAttribute { name, value } => {
-            calls::set_attribute(c, icc, (name, value), seen, a, l).await
+            calls::set_attribute(c, icc, (name, value), seen, (a, l), cx.odds).await
         }
         Action::DeleteAttribute { name } => calls::delete_attribute(c, icc, name, seen, a, l).await,
         action => {

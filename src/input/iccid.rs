@@ -54,6 +54,16 @@ impl Iccid {
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The ICCID as a number that tells 19 digits from 20 (a key that costs no allocation
+    /// and hashes fast): its value, doubled, plus one for 20 digits.
+    pub(crate) fn key(&self) -> u128 {
+        let value = self
+            .0
+            .bytes()
+            .fold(0u128, |v, b| v * 10 + u128::from(b - b'0'));
+        value * 2 + u128::from(self.0.len() == 20)
+    }
 }
 
 impl fmt::Display for Iccid {

@@ -280,26 +280,33 @@ impl ErrorTally {
 /// Distinct reasons kept; further ones are counted together.
 const MAX_REASONS: usize = 32;
 
-/// Rows by outcome and reason, bounded like [`ErrorTally`].
+/// Rows by outcome and reason, bounded like [`ErrorTally`]; a reason already counted costs
+/// no allocation.
 #[derive(Debug, Default)]
 pub(crate) struct ReasonTally {
-    map: BTreeMap<(&'static str, String), u64>,
+    map: BTreeMap<&'static str, std::collections::HashMap<String, u64>>,
+    groups: usize,
 }
 
 impl ReasonTally {
     pub(crate) fn add(&mut self, outcome: &'static str, message: &str) {
-        let reason: String = message
-            .split(" (request ")
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(120)
-            .collect();
-        let mut key = (outcome, reason);
-        if self.map.len() >= MAX_REASONS && !self.map.contains_key(&key) {
-            key = (outcome, "(other reasons)".into());
+        let reason = message.split(" (request ").next().unwrap_or("");
+        let reason = match reason.char_indices().nth(120) {
+            Some((cut, _)) => &reason[..cut],
+            None => reason,
+        };
+        let by = self.map.entry(outcome).or_default();
+        if let Some(n) = by.get_mut(reason) {
+            *n += 1;
+            return;
         }
-        *self.map.entry(key).or_default() += 1;
+        let key = if self.groups < MAX_REASONS {
+            self.groups += 1;
+            reason
+        } else {
+            "(other reasons)"
+        };
+        *by.entry(key.to_owned()).or_default() += 1;
     }
 
     /// The groups, largest first.
@@ -307,13 +314,15 @@ impl ReasonTally {
         let mut v: Vec<ReasonCount> = self
             .map
             .iter()
-            .map(|((o, r), n)| ReasonCount {
-                outcome: (*o).to_owned(),
-                reason: r.clone(),
-                count: *n,
+            .flat_map(|(o, by)| {
+                by.iter().map(|(r, n)| ReasonCount {
+                    outcome: (*o).to_owned(),
+                    reason: r.clone(),
+                    count: *n,
+                })
             })
             .collect();
-        v.sort_by_key(|r| std::cmp::Reverse(r.count));
+        v.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
         v
     }
 }

@@ -451,7 +451,18 @@ fn kill_9_at_20_seeded_moments_gives_the_outcomes_of_an_uninterrupted_run() {
     for id in &tagged {
         body += &format!("{id},delete-attribute,orderId,\n");
     }
-    let rows = (available.len() + suspended.len() + tagged.len()) as u64;
+    // Rows already in the requested state: skipped on the plan's read, with no write.
+    let in_state = calm.pick(40, |r, p| {
+        p == Profile::Active && acme(r) && !tagged.contains(&r.sim.icc_id)
+    });
+    for (i, id) in in_state.iter().enumerate() {
+        body += &if i % 2 == 0 {
+            format!("{id},activate,,\n")
+        } else {
+            format!("{id},delete-attribute,crash,\n")
+        };
+    }
+    let rows = (available.len() + suspended.len() + tagged.len() + in_state.len()) as u64;
     let straight = Job::new("kill.csv", &body);
     let o = straight.run(&calm, &["--rate", "300", "--concurrency", "6"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

@@ -74,11 +74,11 @@ fn endless() -> Body {
     }))
 }
 
-fn token_ok(reply: &'static str) -> Response {
+fn token_ok(reply: impl Into<String>) -> Response {
     (
         StatusCode::OK,
         [("content-type", "application/json")],
-        reply,
+        reply.into(),
     )
         .into_response()
 }
@@ -785,4 +785,48 @@ fn a_ca_bundle_trusts_a_self_signed_certificate_that_openssl_marks_as_a_ca() {
     );
     let o = run(Some("selfsigned-cert.pem"));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn a_list_that_ignores_its_filter_or_never_ends_leaves_each_row_to_read_its_own_sim() {
+    for kind in [
+        "other SIMs",
+        "pages for ever",
+        "endless body",
+        "no list at all",
+    ] {
+        let list = get(move || async move {
+            match kind {
+                "other SIMs" => token_ok(
+                    r#"{"data":[{"iccId":"8944500990000099999","status":"active","customerSuspend":false,"adminSuspend":false,"systemSuspend":false,"packageId":1,"portfolioId":"p","mnoId":1}]}"#,
+                ),
+                "pages for ever" => token_ok(r#"{"data":[],"nextPageToken":"again"}"#),
+                "endless body" => Response::new(endless()),
+                _ => StatusCode::NOT_FOUND.into_response(),
+            }
+        });
+        let s = serve(
+            Router::new()
+                .route(
+                    "/oauth2/token",
+                    post(|| async { token_ok(r#"{"access_token":"t","expires_in":3600}"#) }),
+                )
+                .route("/api/v2/sim", list)
+                .route(
+                    "/api/v2/sim/{icc}",
+                    get(|| async { token_ok(SIM_JSON) })
+                        .patch(|| async { token_ok(SIM_JSON.replace("available", "active")) }),
+                ),
+        );
+        let job = one_row_job();
+        let (code, out, err, rss) = measured(job_against(&s.url, &job, &[]));
+        assert!(
+            rss < RSS_BOUND_KIB,
+            "{kind}: peak RSS {rss} KiB\n{out}{err}"
+        );
+        assert_eq!(code, Some(0), "{kind}: {out}{err}");
+        assert!(err.contains("every row reads its own SIM"), "{kind}: {err}");
+        let results = std::fs::read_to_string(job.path(".results.csv")).unwrap();
+        assert!(results.contains(",ok,"), "{kind}: {results}");
+    }
 }

@@ -10,5 +10,6 @@ mod faults;
 mod hostile;
 mod hostile_provider;
 mod operator;
+mod plan;
 mod resume;
 mod variant;
