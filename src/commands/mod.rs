@@ -4,6 +4,7 @@
 //! Guarantees: the library below (engine, api, input, …) never sees a raw argument; every
 //! command's outcome becomes an exit code of the documented table.
 
+pub(crate) mod apply;
 pub(crate) mod args;
 pub(crate) mod bench;
 pub(crate) mod demo;
@@ -50,6 +51,9 @@ pub(crate) enum Command {
     /// Run a bulk job: apply every row of INPUT through the SIM API.
     #[command(after_help = exit::TABLE, args_override_self = true)]
     Run(Box<run::RunArgs>),
+    /// Make the fleet what a desired-state file says: plan against live state, show, apply.
+    #[command(after_help = exit::TABLE, args_override_self = true)]
+    Apply(Box<apply::ApplyArgs>),
     /// Run sample jobs against an embedded simulator, to see simbulk at work.
     Demo(demo::DemoArgs),
     /// Serve the SIM API simulator (for rehearsals, tests and benchmarks).
@@ -132,6 +136,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Bench(args) => bench::run(*args).await,
         Command::Report(args) => report::run(&args),
         Command::Undo(args) => undo::run(&args),
+        Command::Apply(args) => apply::run(*args).await,
         Command::Export(args) => export::run(*args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -32,6 +32,52 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
 
+    /// Action for rows whose action cell is empty (required for a plain list of ICCIDs).
+    #[arg(long, help_heading = "Row defaults")]
+    pub(crate) action: Option<String>,
+
+    /// Value for rows whose value cell is empty (package id, portfolio id, attribute value).
+    #[arg(long, help_heading = "Row defaults")]
+    pub(crate) value: Option<String>,
+
+    /// Attribute name for rows whose attribute cell is empty.
+    #[arg(long, help_heading = "Row defaults")]
+    pub(crate) attribute: Option<String>,
+
+    /// Read and validate the whole file, print counts per action and every invalid row,
+    /// and send nothing. Exit 0 when every row is valid, 1 otherwise.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
+    /// With --dry-run: read the SIMs in batches (one list call per 100 SIMs, paced) and
+    /// predict each row's outcome from its live state into the --preview file, with progress,
+    /// graceful stop and --resume. No change is sent.
+    #[arg(long, requires = "dry_run")]
+    pub(crate) check: bool,
+
+    /// The preview's file: the results' columns, with predicted outcomes; `simbulk report`
+    /// reads it [default: <input stem>.preview.csv; its failures and checkpoint beside it].
+    #[arg(
+        long,
+        requires = "check",
+        value_name = "PATH",
+        help_heading = "Outputs"
+    )]
+    pub(crate) preview: Option<PathBuf>,
+
+    /// After an activation answers pendingProvision, poll the SIM (paced, backing off) until
+    /// it is active or this long has passed; the results show the final status.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) wait_active: Option<Duration>,
+
+    #[command(flatten)]
+    pub(crate) job: JobFlags,
+}
+
+/// The flags of a job the engine runs, shared by `run` and `apply`: outputs, resume, run
+/// windows, pacing and safety.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct JobFlags {
     /// Results CSV: one row per input row [default: <input stem>.results.csv beside the input].
     #[arg(long, help_heading = "Outputs")]
     pub(crate) results: Option<PathBuf>,
@@ -112,39 +158,6 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value_t = 25, value_name = "K", help_heading = "Pacing")]
     pub(crate) halt_after_same_error: u32,
 
-    /// Action for rows whose action cell is empty (required for a plain list of ICCIDs).
-    #[arg(long, help_heading = "Row defaults")]
-    pub(crate) action: Option<String>,
-
-    /// Value for rows whose value cell is empty (package id, portfolio id, attribute value).
-    #[arg(long, help_heading = "Row defaults")]
-    pub(crate) value: Option<String>,
-
-    /// Attribute name for rows whose attribute cell is empty.
-    #[arg(long, help_heading = "Row defaults")]
-    pub(crate) attribute: Option<String>,
-
-    /// Read and validate the whole file, print counts per action and every invalid row,
-    /// and send nothing. Exit 0 when every row is valid, 1 otherwise.
-    #[arg(long)]
-    pub(crate) dry_run: bool,
-
-    /// With --dry-run: read the SIMs in batches (one list call per 100 SIMs, paced) and
-    /// predict each row's outcome from its live state into the --preview file, with progress,
-    /// graceful stop and --resume. No change is sent.
-    #[arg(long, requires = "dry_run")]
-    pub(crate) check: bool,
-
-    /// The preview's file: the results' columns, with predicted outcomes; `simbulk report`
-    /// reads it [default: <input stem>.preview.csv; its failures and checkpoint beside it].
-    #[arg(
-        long,
-        requires = "check",
-        value_name = "PATH",
-        help_heading = "Outputs"
-    )]
-    pub(crate) preview: Option<PathBuf>,
-
     /// Run the first N rows (file order), then look: on a terminal their summary and a
     /// question; off one, go on only when none of them failed (else exit 3, resumable).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Safety")]
@@ -165,11 +178,6 @@ pub(crate) struct RunArgs {
     /// (for a provider whose list cannot filter by ICCID).
     #[arg(long, help_heading = "Pacing")]
     pub(crate) no_plan: bool,
-
-    /// After an activation answers pendingProvision, poll the SIM (paced, backing off) until
-    /// it is active or this long has passed; the results show the final status.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub(crate) wait_active: Option<Duration>,
 }
 
 /// A local time of day (`--until`).
@@ -235,54 +243,61 @@ pub(crate) fn configure(
     a: &RunArgs,
     args: Vec<String>,
 ) -> Result<(JobConfig, Option<Endpoint>), SettingsError> {
-    let base = JobConfig::new(a.input.clone());
     let cfg = JobConfig {
         defaults: Defaults {
             action: a.action.clone(),
             value: a.value.clone(),
             attribute: a.attribute.clone(),
         },
-        results: a.results.clone().unwrap_or(base.results.clone()),
-        failures: a.failures.clone().unwrap_or(base.failures.clone()),
-        checkpoint: a.checkpoint.clone().unwrap_or(base.checkpoint.clone()),
-        resume: if a.resume {
-            ResumeMode::Resume
-        } else if a.restart {
-            ResumeMode::Restart
-        } else {
-            ResumeMode::Refuse
-        },
-        concurrency: a.concurrency.get(),
-        rate: a.rate.0,
-        burst: a
-            .burst
-            .and_then(std::num::NonZeroU32::new)
-            .unwrap_or_else(|| crate::api::pace::default_burst(a.rate.0)),
-        retry: RetryPolicy::new(a.max_retries),
-        max_duration: a.max_duration,
-        until: a.until.map(Until::time_left),
-        max_failures: a.max_failures,
-        adaptive_rate: !a.fixed_rate,
         wait_active: a.wait_active,
-        halt_after_same_error: (a.halt_after_same_error > 0).then_some(a.halt_after_same_error),
-        stall_timeout: if a.stall_timeout.is_zero() {
-            Duration::MAX
-        } else {
-            a.stall_timeout
-        },
-        summary_json: a.summary_json.clone(),
-        args,
-        plan: !a.no_plan,
-        canary: a.canary,
-        confirm_over: Some(a.confirm_over),
-        yes: a.yes,
-        ..base
+        ..job_config(a.input.clone(), &a.job, args)
     };
     let cfg = if a.check { as_preview(cfg, a) } else { cfg };
     if a.dry_run && !a.check {
         return Ok((cfg, None));
     }
-    Ok((cfg, Some(endpoint(&a.connection, a.timeout)?)))
+    Ok((cfg, Some(endpoint(&a.connection, a.job.timeout)?)))
+}
+
+/// The job on `input` that `f` describes (outputs beside `input` unless given).
+pub(crate) fn job_config(input: PathBuf, f: &JobFlags, args: Vec<String>) -> JobConfig {
+    let base = JobConfig::new(input);
+    JobConfig {
+        results: f.results.clone().unwrap_or(base.results.clone()),
+        failures: f.failures.clone().unwrap_or(base.failures.clone()),
+        checkpoint: f.checkpoint.clone().unwrap_or(base.checkpoint.clone()),
+        resume: if f.resume {
+            ResumeMode::Resume
+        } else if f.restart {
+            ResumeMode::Restart
+        } else {
+            ResumeMode::Refuse
+        },
+        concurrency: f.concurrency.get(),
+        rate: f.rate.0,
+        burst: f
+            .burst
+            .and_then(std::num::NonZeroU32::new)
+            .unwrap_or_else(|| crate::api::pace::default_burst(f.rate.0)),
+        retry: RetryPolicy::new(f.max_retries),
+        max_duration: f.max_duration,
+        until: f.until.map(Until::time_left),
+        max_failures: f.max_failures,
+        adaptive_rate: !f.fixed_rate,
+        halt_after_same_error: (f.halt_after_same_error > 0).then_some(f.halt_after_same_error),
+        stall_timeout: if f.stall_timeout.is_zero() {
+            Duration::MAX
+        } else {
+            f.stall_timeout
+        },
+        summary_json: f.summary_json.clone(),
+        args,
+        plan: !f.no_plan,
+        canary: f.canary,
+        confirm_over: Some(f.confirm_over),
+        yes: f.yes,
+        ..base
+    }
 }
 
 /// The job as a preview: predictions into `--preview` (or `<stem>.preview.csv`), with its
@@ -350,7 +365,7 @@ pub(crate) async fn run(a: RunArgs) -> u8 {
     // into the runtime's blocking entry thread.
     let job = tokio::spawn(engine::run(cfg, endpoint, drain, abort));
     match job.await {
-        Ok(Ok(s)) => report(&s, a.summary_json.as_deref()),
+        Ok(Ok(s)) => report(&s, a.job.summary_json.as_deref()),
         Ok(Err(e)) => fail(&e),
         Err(e) => {
             eprintln!("error: the job stopped unexpectedly: {e}");

@@ -78,7 +78,19 @@ pub(crate) fn destructive(action: &Action) -> Option<String> {
         Action::SetPackage(p) => Some(format!("set-package {p}")),
         Action::SetPortfolio(f) => Some(format!("set-portfolio {f}")),
         Action::DeleteAttribute { name } => Some(format!("delete-attribute {name}")),
-        Action::Activate | Action::Unsuspend | Action::SetAttribute { .. } => None,
+        Action::Patch(p)
+            if p.status.as_deref() == Some("available")
+                || p.customer_suspend == Some(true)
+                || p.package_id.is_some()
+                || p.portfolio_id.is_some() =>
+        {
+            Some(format!("patch {}", crate::input::action::patch_text(p)))
+        }
+        Action::Activate
+        | Action::Unsuspend
+        | Action::SetAttribute { .. }
+        | Action::Patch(_)
+        | Action::Blocked(_) => None,
     }
 }
 

@@ -9,9 +9,11 @@
 //! through `api`.
 
 pub(crate) mod activation;
+pub(crate) mod apply;
 pub(crate) mod calls;
 pub(crate) mod carry;
 pub(crate) mod config;
+pub(crate) mod diff;
 pub(crate) mod dispatcher;
 pub(crate) mod dry_run;
 pub(crate) mod gate;

@@ -285,7 +285,7 @@ impl Reads {
     /// One window's SIMs by ICCID; `None` when the provider could not answer completely
     /// (after an error that will not pass, planning stops for the rest of the job).
     async fn read(&self, ids: &[String]) -> Option<HashMap<String, Arc<Sim>>> {
-        match self.list(ids).await {
+        match list_sims((&self.client, &self.policy, &self.stop), ids).await {
             Ok(m) => Some(m),
             // Retries ran out, or the job stops or halts: this window goes unplanned.
             Err(GiveUp::Error(e))
@@ -304,37 +304,41 @@ impl Reads {
             }
         }
     }
+}
 
-    /// Every page of the list of `ids`.
-    async fn list(&self, ids: &[String]) -> Result<HashMap<String, Arc<Sim>>, GiveUp> {
-        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
-        let mut query: Vec<(&str, String)> = ids.iter().map(|i| ("iccId", i.clone())).collect();
-        query.push(("pageSize", WINDOW.to_string()));
-        let mut found = HashMap::with_capacity(ids.len());
-        let (c, policy, stop) = (&self.client, &self.policy, &self.stop);
-        for _ in 0..MAX_PAGES {
-            let page = with_retries(policy, stop, &c.pacer, || c.list_sims(&query)).await?;
-            for sim in page.value.data {
-                if !wanted.contains(sim.icc_id.as_str()) {
-                    // The filter was ignored: this answer cannot say which SIMs are absent.
-                    return Err(GiveUp::Error(crate::api::ApiError::Decode(
-                        "the list answered SIMs that were not asked for".into(),
-                    )));
-                }
-                found
-                    .entry(sim.icc_id.clone())
-                    .or_insert_with(|| Arc::new(sim));
+/// Every page of the list of `ids` (at most [`WINDOW`]): the SIMs the provider holds, by
+/// ICCID. An answer that holds SIMs not asked for, or does not end, is an error: it cannot
+/// say which SIMs are absent.
+pub(crate) async fn list_sims(
+    (c, policy, stop): (&Client, &RetryPolicy, &CancellationToken),
+    ids: &[String],
+) -> Result<HashMap<String, Arc<Sim>>, GiveUp> {
+    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut query: Vec<(&str, String)> = ids.iter().map(|i| ("iccId", i.clone())).collect();
+    query.push(("pageSize", WINDOW.to_string()));
+    let mut found = HashMap::with_capacity(ids.len());
+    for _ in 0..MAX_PAGES {
+        let page = with_retries(policy, stop, &c.pacer, || c.list_sims(&query)).await?;
+        for sim in page.value.data {
+            if !wanted.contains(sim.icc_id.as_str()) {
+                // The filter was ignored: this answer cannot say which SIMs are absent.
+                return Err(GiveUp::Error(crate::api::ApiError::Decode(
+                    "the list answered SIMs that were not asked for".into(),
+                )));
             }
-            match page.value.next_page_token {
-                Some(t) if !t.is_empty() => {
-                    query.retain(|(k, _)| *k != "pageToken");
-                    query.push(("pageToken", t));
-                }
-                _ => return Ok(found),
-            }
+            found
+                .entry(sim.icc_id.clone())
+                .or_insert_with(|| Arc::new(sim));
         }
-        Err(GiveUp::Error(crate::api::ApiError::Decode(
-            "the list of one window did not end".into(),
-        )))
+        match page.value.next_page_token {
+            Some(t) if !t.is_empty() => {
+                query.retain(|(k, _)| *k != "pageToken");
+                query.push(("pageToken", t));
+            }
+            _ => return Ok(found),
+        }
     }
+    Err(GiveUp::Error(crate::api::ApiError::Decode(
+        "the list of one window did not end".into(),
+    )))
 }

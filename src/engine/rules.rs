@@ -32,22 +32,31 @@ pub(crate) fn patch_for(action: &Action) -> Option<SimPatch> {
         Action::Unsuspend => p.customer_suspend = Some(false),
         Action::SetPackage(id) => p.package_id = Some(*id),
         Action::SetPortfolio(id) => p.portfolio_id = Some(id.clone()),
-        Action::SetAttribute { .. } | Action::DeleteAttribute { .. } => return None,
+        Action::Patch(patch) => return Some(patch.clone()),
+        Action::SetAttribute { .. } | Action::DeleteAttribute { .. } | Action::Blocked(_) => {
+            return None;
+        }
     }
     Some(p)
 }
 
-/// Whether `sim` already shows what `action` asks for.
+/// Whether `sim` already shows what `action` asks for (an activation that answered
+/// `pendingProvision` counts as done).
 pub(crate) fn satisfied(action: &Action, sim: &Sim) -> bool {
-    match action {
-        Action::Activate => sim.status == "active" || sim.status == "pendingProvision",
-        Action::Deactivate => sim.status == "available",
-        Action::Suspend => sim.customer_suspend,
-        Action::Unsuspend => !sim.customer_suspend,
-        Action::SetPackage(id) => sim.package_id == *id,
-        Action::SetPortfolio(id) => sim.portfolio_id == *id,
-        Action::SetAttribute { .. } | Action::DeleteAttribute { .. } => false,
-    }
+    let Some(p) = patch_for(action) else {
+        return false;
+    };
+    let status = match p.status.as_deref() {
+        None => true,
+        Some("active") => sim.status == "active" || sim.status == "pendingProvision",
+        Some(s) => sim.status == s,
+    };
+    status
+        && p.customer_suspend.is_none_or(|c| c == sim.customer_suspend)
+        && p.package_id.is_none_or(|k| k == sim.package_id)
+        && p.portfolio_id
+            .as_ref()
+            .is_none_or(|f| *f == sim.portfolio_id)
 }
 
 /// Why a row whose SIM already shows what it asks for is skipped.
@@ -60,6 +69,8 @@ pub(crate) fn skip_reason(action: &Action, sim: &Sim) -> String {
         Action::SetPortfolio(f) => format!("already in portfolio {f}"),
         Action::SetAttribute { .. } => "the attribute already has this value".into(),
         Action::DeleteAttribute { .. } => "the SIM has no attribute with this name".into(),
+        Action::Patch(_) => "already as requested".into(),
+        Action::Blocked(_) => String::new(),
     }
 }
 
@@ -70,7 +81,13 @@ pub(crate) fn field_text(action: &Action, sim: &Sim) -> Option<String> {
         Action::Suspend | Action::Unsuspend => Some(sim.customer_suspend.to_string()),
         Action::SetPackage(_) => Some(sim.package_id.to_string()),
         Action::SetPortfolio(_) => Some(sim.portfolio_id.clone()),
-        Action::SetAttribute { .. } | Action::DeleteAttribute { .. } => None,
+        Action::Patch(p) => Some(crate::input::action::patch_text(&SimPatch {
+            status: p.status.as_ref().map(|_| sim.status.clone()),
+            customer_suspend: p.customer_suspend.map(|_| sim.customer_suspend),
+            package_id: p.package_id.map(|_| sim.package_id),
+            portfolio_id: p.portfolio_id.as_ref().map(|_| sim.portfolio_id.clone()),
+        })),
+        Action::SetAttribute { .. } | Action::DeleteAttribute { .. } | Action::Blocked(_) => None,
     }
 }
 
@@ -126,7 +143,6 @@ pub(crate) fn predict(action: &Action, sim: &Sim, attrs: &[Attribute]) -> Predic
     let skip = || (Verdict::Skipped, None, Cow::Owned(skip_reason(action, sim)));
     let ok = |why: &'static str| (Verdict::Ok, None, Cow::Borrowed(why));
     let suspended = sim.is_suspended();
-    let pending = sim.status == "pendingProvision";
     match action {
         Action::SetAttribute { name, value } => match attrs.iter().find(|a| &a.name == name) {
             Some(a) if &a.value == value => skip(),
@@ -145,41 +161,57 @@ pub(crate) fn predict(action: &Action, sim: &Sim, attrs: &[Attribute]) -> Predic
             ),
             Some(_) => ok("would delete the attribute"),
         },
-        _ => {
-            if pending {
-                return fail(codes::WRONG_STATUS, "the SIM is pendingProvision");
-            }
-            let changes = match action {
-                Action::Activate => sim.status != "active",
-                Action::Deactivate => sim.status != "available",
-                Action::SetPackage(p) => sim.package_id != *p,
-                Action::SetPortfolio(f) => sim.portfolio_id != *f,
-                _ => false,
-            };
-            match action {
-                Action::Suspend if sim.customer_suspend => skip(),
-                Action::Suspend if sim.status != "active" => {
-                    fail(codes::WRONG_STATUS, "only an active SIM can be suspended")
-                }
-                Action::Suspend => ok("would suspend"),
-                Action::Unsuspend if !sim.customer_suspend => skip(),
-                Action::Unsuspend => {
-                    ok("would unsuspend (refused if inside the provider's suspend-settle window)")
-                }
-                _ if changes && suspended => fail(codes::SUSPENDED, "the SIM is suspended"),
-                _ if !changes => skip(),
-                Action::SetPackage(_) if sim.status == "active" => fail(
-                    codes::WRONG_STATUS,
-                    "the package of an active SIM cannot change",
-                ),
-                Action::SetPackage(_) | Action::SetPortfolio(_) => {
-                    ok("would change it (package and portfolio links are checked by the provider)")
-                }
-                Action::Activate => ok("would activate"),
-                _ => ok("would deactivate"),
-            }
-        }
+        Action::Blocked(why) => (Verdict::Failed, None, Cow::Owned(format!("blocked: {why}"))),
+        _ => patch_for(action)
+            .and_then(|p| predict_patch(&p, sim, would(action)))
+            .unwrap_or_else(skip),
     }
+}
+
+/// What a SIM action that goes through would do, in words.
+fn would(action: &Action) -> &'static str {
+    match action {
+        Action::Activate => "would activate",
+        Action::Deactivate => "would deactivate",
+        Action::Suspend => "would suspend",
+        Action::Unsuspend => {
+            "would unsuspend (refused if inside the provider's suspend-settle window)"
+        }
+        _ => "would change it (package and portfolio links are checked by the provider)",
+    }
+}
+
+/// Predicts a PATCH of `p` on `sim`, in the contract's rule order (11 to 15; the catalogue's
+/// rules are the provider's); `None`: nothing to change (the row is skipped).
+fn predict_patch(p: &SimPatch, sim: &Sim, ok_text: &'static str) -> Option<Prediction> {
+    let fail = |code: i64, why: &'static str| (Verdict::Failed, Some(code), Cow::Borrowed(why));
+    let status_change = p.status.as_ref().is_some_and(|s| *s != sim.status);
+    let cs_change = p
+        .customer_suspend
+        .is_some_and(|c| c != sim.customer_suspend);
+    let package_change = p.package_id.is_some_and(|k| k != sim.package_id);
+    let other = status_change
+        || package_change
+        || p.portfolio_id
+            .as_ref()
+            .is_some_and(|f| *f != sim.portfolio_id);
+    let resulting_status = p.status.as_deref().unwrap_or(&sim.status);
+    Some(if sim.status == "pendingProvision" {
+        fail(codes::WRONG_STATUS, "the SIM is pendingProvision")
+    } else if other && sim.is_suspended() {
+        fail(codes::SUSPENDED, "the SIM is suspended")
+    } else if !other && !cs_change {
+        return None;
+    } else if cs_change && p.customer_suspend == Some(true) && resulting_status != "active" {
+        fail(codes::WRONG_STATUS, "only an active SIM can be suspended")
+    } else if package_change && sim.status == "active" {
+        fail(
+            codes::WRONG_STATUS,
+            "the package of an active SIM cannot change",
+        )
+    } else {
+        (Verdict::Ok, None, Cow::Borrowed(ok_text))
+    })
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ pub(crate) fn writes_first(row: &Row, seen: Option<&Seen>, mode: Mode) -> bool {
     }
     match &row.action {
         Action::SetAttribute { .. } => seen.is_none_or(|s| s.state().is_some()),
-        Action::DeleteAttribute { .. } => false,
+        Action::DeleteAttribute { .. } | Action::Blocked(_) => false,
         action => seen
             .and_then(Seen::state)
             .is_some_and(|sim| super::rules::predict(action, sim, &[]).0 != Verdict::Skipped),
@@ -138,6 +138,14 @@ async fn calls_of(
             calls::set_attribute(c, icc, (name, value), seen, (a, l), cx.odds).await
         }
         Action::DeleteAttribute { name } => calls::delete_attribute(c, icc, name, seen, a, l).await,
+        // A change `apply` found no order for: nothing is sent.
+        Action::Blocked(why) => Ok(Done {
+            verdict: crate::output::row::Verdict::Failed,
+            status: None,
+            code: None,
+            message: format!("blocked: {why}"),
+            sim_status: None,
+        }),
         action => {
             let done = calls::sim_change(c, icc, action, seen, a, l).await;
             match (done, cx.wait) {

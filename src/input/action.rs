@@ -7,6 +7,7 @@
 use std::fmt;
 
 use super::invalid::{Invalid, Reason};
+use crate::model::SimPatch;
 
 /// One change to one SIM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +18,19 @@ pub enum Action {
     Unsuspend,
     SetPackage(i64),
     SetPortfolio(String),
-    SetAttribute { name: String, value: String },
-    DeleteAttribute { name: String },
+    SetAttribute {
+        name: String,
+        value: String,
+    },
+    DeleteAttribute {
+        name: String,
+    },
+    /// Several SIM fields in one PATCH (`simbulk apply` plans them where they must, or can,
+    /// go together); value `status=active;packageId=20533;portfolioId=pf-x`.
+    Patch(SimPatch),
+    /// A change `simbulk apply` found no order for; nothing is sent and the row fails with
+    /// this reason.
+    Blocked(String),
 }
 
 /// The action names, as users write them (case-insensitive), without arguments.
@@ -32,10 +44,12 @@ pub enum ActionKind {
     SetPortfolio,
     SetAttribute,
     DeleteAttribute,
+    Patch,
+    Blocked,
 }
 
 impl ActionKind {
-    pub(crate) const ALL: [ActionKind; 8] = [
+    pub(crate) const ALL: [ActionKind; 10] = [
         ActionKind::Activate,
         ActionKind::Deactivate,
         ActionKind::Suspend,
@@ -44,6 +58,8 @@ impl ActionKind {
         ActionKind::SetPortfolio,
         ActionKind::SetAttribute,
         ActionKind::DeleteAttribute,
+        ActionKind::Patch,
+        ActionKind::Blocked,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -56,6 +72,8 @@ impl ActionKind {
             ActionKind::SetPortfolio => "set-portfolio",
             ActionKind::SetAttribute => "set-attribute",
             ActionKind::DeleteAttribute => "delete-attribute",
+            ActionKind::Patch => "patch",
+            ActionKind::Blocked => "blocked",
         }
     }
 
@@ -73,7 +91,11 @@ impl ActionKind {
     pub(crate) fn needs_value(self) -> bool {
         matches!(
             self,
-            ActionKind::SetPackage | ActionKind::SetPortfolio | ActionKind::SetAttribute
+            ActionKind::SetPackage
+                | ActionKind::SetPortfolio
+                | ActionKind::SetAttribute
+                | ActionKind::Patch
+                | ActionKind::Blocked
         )
     }
 
@@ -152,7 +174,60 @@ fn package(value: &str) -> Result<i64, Invalid> {
     }
 }
 
-const KNOWN: &str = "activate, deactivate, suspend, unsuspend, set-package, set-portfolio, set-attribute, delete-attribute";
+const KNOWN: &str = "activate, deactivate, suspend, unsuspend, set-package, set-portfolio, set-attribute, delete-attribute (and patch, blocked in plans of simbulk apply)";
+
+/// The fields of a `patch` value, `status=…;customerSuspend=…;packageId=…;portfolioId=…`.
+pub(crate) fn patch_text(p: &SimPatch) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = &p.status {
+        parts.push(format!("status={s}"));
+    }
+    if let Some(c) = p.customer_suspend {
+        parts.push(format!("customerSuspend={c}"));
+    }
+    if let Some(k) = p.package_id {
+        parts.push(format!("packageId={k}"));
+    }
+    if let Some(f) = &p.portfolio_id {
+        parts.push(format!("portfolioId={f}"));
+    }
+    parts.join(";")
+}
+
+/// Reads a `patch` value.
+pub(crate) fn parse_patch(value: &str) -> Result<SimPatch, Invalid> {
+    let bad = |why: String| Invalid::new(Reason::BadPatch, why);
+    let mut p = SimPatch::default();
+    for part in value.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("patch part {part:?} is not field=value")))?;
+        match k.trim().to_ascii_lowercase().as_str() {
+            "status" if matches!(v, "active" | "available") => p.status = Some(v.into()),
+            "status" => return Err(bad(format!("status {v:?} is not active or available"))),
+            "customersuspend" => {
+                p.customer_suspend = Some(
+                    v.parse()
+                        .map_err(|_| bad(format!("customerSuspend {v:?} is not true or false")))?,
+                );
+            }
+            "packageid" => p.package_id = Some(package(v)?),
+            "portfolioid" => {
+                check_cells(ActionKind::SetPortfolio, v, "")?;
+                p.portfolio_id = Some(v.to_owned());
+            }
+            other => {
+                return Err(bad(format!(
+                    "patch field {other:?} is not one a client may set"
+                )));
+            }
+        }
+    }
+    if p == SimPatch::default() {
+        return Err(bad("a patch needs at least one field=value".into()));
+    }
+    Ok(p)
+}
 
 impl Action {
     pub(crate) fn kind(&self) -> ActionKind {
@@ -165,6 +240,8 @@ impl Action {
             Action::SetPortfolio(_) => ActionKind::SetPortfolio,
             Action::SetAttribute { .. } => ActionKind::SetAttribute,
             Action::DeleteAttribute { .. } => ActionKind::DeleteAttribute,
+            Action::Patch(_) => ActionKind::Patch,
+            Action::Blocked(_) => ActionKind::Blocked,
         }
     }
 
@@ -196,6 +273,8 @@ impl Action {
                 name: attribute.to_owned(),
                 value: value.to_owned(),
             },
+            ActionKind::Patch => Action::Patch(parse_patch(value)?),
+            ActionKind::Blocked => Action::Blocked(value.chars().take(255).collect()),
             ActionKind::DeleteAttribute => Action::DeleteAttribute {
                 name: attribute.to_owned(),
             },
@@ -208,6 +287,8 @@ impl Action {
             Action::SetPackage(p) => p.to_string(),
             Action::SetPortfolio(p) => p.clone(),
             Action::SetAttribute { value, .. } => value.clone(),
+            Action::Patch(p) => patch_text(p),
+            Action::Blocked(why) => why.clone(),
             _ => String::new(),
         }
     }

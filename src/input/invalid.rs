@@ -46,6 +46,8 @@ pub enum Reason {
     NotUtf8,
     TooManyCells,
     CellsInList,
+    BadPatch,
+    BadDesired,
 }
 
 impl Reason {
@@ -68,6 +70,8 @@ impl Reason {
             Reason::NotUtf8 => "not UTF-8",
             Reason::TooManyCells => "more cells than the header",
             Reason::CellsInList => "extra cells in a bare list",
+            Reason::BadPatch => "patch value malformed",
+            Reason::BadDesired => "desired value malformed",
         }
     }
 }

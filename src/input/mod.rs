@@ -2,6 +2,7 @@
 //! Nothing here calls the API.
 
 pub(crate) mod action;
+pub(crate) mod desired;
 pub(crate) mod iccid;
 pub(crate) mod invalid;
 pub(crate) mod limit;

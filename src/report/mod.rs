@@ -59,6 +59,9 @@ pub(crate) struct Report {
     pub(crate) bad_lines: u64,
     pub(crate) first: Option<u64>,
     pub(crate) last: Option<u64>,
+    /// A plan of `simbulk apply` (one row per call; `ok` counts calls to make, `failed`
+    /// blocked changes), not results.
+    pub(crate) plan: bool,
 }
 
 /// Highest line number followed for duplicates (a bitset of 128 MiB at most).
@@ -107,6 +110,8 @@ pub(crate) enum ReportError {
 struct Columns {
     line: usize,
     outcome: usize,
+    /// A plan: `outcome` is its `kind` column (`change` or `blocked`).
+    plan: bool,
     action: Option<usize>,
     status: Option<usize>,
     code: Option<usize>,
@@ -118,9 +123,23 @@ struct Columns {
 impl Columns {
     fn of(headers: &csv::StringRecord) -> Option<Self> {
         let col = |name: &str| headers.iter().position(|h| h == name);
+        if col("outcome").is_none() && col("kind").is_some() && col("sim_line").is_some() {
+            return Some(Self {
+                line: col("sim_line")?,
+                outcome: col("kind")?,
+                plan: true,
+                action: col("action"),
+                status: None,
+                code: None,
+                message: col("reason"),
+                attempts: None,
+                at: None,
+            });
+        }
         Some(Self {
             line: col("line")?,
             outcome: col("outcome")?,
+            plan: false,
             action: col("action"),
             status: col("http_status"),
             code: col("error_code"),
@@ -152,6 +171,7 @@ pub(crate) fn read(path: &Path) -> Result<Report, ReportError> {
     };
     let mut rep = Report {
         file: path.to_owned(),
+        plan: cols.plan,
         ..Report::default()
     };
     let mut seen = FixedBitSet::new();
@@ -170,6 +190,8 @@ impl Report {
         // A line past the bound (no job has a billion rows) is not a row of a job: it is
         // counted, not remembered.
         match get(Some(cols.line)).parse::<usize>() {
+            // A plan has a row per call: a SIM's line comes back for each of its calls.
+            Ok(_) if cols.plan => {}
             Ok(l) if l <= MAX_LINE => {
                 if l >= seen.len() {
                     seen.grow((l + 1).max(seen.len() * 2).min(MAX_LINE + 1));
@@ -180,7 +202,11 @@ impl Report {
             }
             _ => self.bad_lines += 1,
         }
-        let outcome = get(Some(cols.outcome));
+        let outcome = match get(Some(cols.outcome)) {
+            "change" if cols.plan => "ok",
+            "blocked" if cols.plan => "failed",
+            o => o,
+        };
         self.outcomes.add(outcome);
         let action = match outcome {
             "invalid" => "(invalid rows)",

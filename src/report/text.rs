@@ -9,6 +9,12 @@ impl Report {
         let mut s = String::new();
         let o = &self.outcomes;
         let _ = writeln!(s, "simbulk report: {}", self.file.display());
+        if self.plan {
+            let _ = writeln!(
+                s,
+                "  a plan of simbulk apply: ok = calls to make, failed = changes blocked"
+            );
+        }
         let _ = writeln!(
             s,
             "  rows:       {} (ok {}, skipped {}, failed {}, invalid {})",

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod apply;
 mod architecture;
 mod contract;
 mod endings;

@@ -1,0 +1,216 @@
+//! `simbulk apply FILE`: the fleet as a spreadsheet. The file says what each SIM should be;
+//! apply reads the live fleet, plans the calls that close the gap, shows the plan, asks as a
+//! destructive `run` does, and runs the plan with the engine (pacing, retries, reconcile,
+//! checkpoint, results, failures, undo). `--check` reports drift without writing.
+//!
+//! Guarantees: nothing is written before the plan is complete and shown (and confirmed where
+//! a `run` would ask); `--plan-only` and `--check` never write; `--resume` reuses the plan of
+//! the same desired file (its digest is kept beside the plan) and the engine re-reads each
+//! SIM before its call, so a SIM already in its desired state is not touched again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::args::{ConnectionArgs, endpoint};
+use super::run::{JobFlags, job_config, report};
+use crate::api::{Client, Pacer};
+use crate::engine::apply::{Planned, Reading, make_plan};
+use crate::engine::{self, ResumeMode};
+use crate::exit;
+
+#[derive(Debug, Args)]
+pub(crate) struct ApplyArgs {
+    /// The desired state: a CSV with an iccid column and any of status, customerSuspend,
+    /// packageId, portfolioId and attr:NAME (as `simbulk export` writes them); an empty
+    /// cell leaves the field as it is, `(delete)` in an attr: column deletes the attribute.
+    pub(crate) input: PathBuf,
+
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+
+    /// Where the plan goes: one row per call, a job `simbulk run` takes, that `simbulk
+    /// report` reads [default: <input stem>.plan.csv].
+    #[arg(long, value_name = "PATH", help_heading = "Apply")]
+    pub(crate) plan: Option<PathBuf>,
+
+    /// Make and show the plan, change nothing.
+    #[arg(long, help_heading = "Apply")]
+    pub(crate) plan_only: bool,
+
+    /// Drift check: report which SIMs differ from the file and how, change nothing; exit 0
+    /// when none differ, 1 when some do.
+    #[arg(long, conflicts_with = "plan_only", help_heading = "Apply")]
+    pub(crate) check: bool,
+
+    #[command(flatten)]
+    pub(crate) job: JobFlags,
+}
+
+/// `<dir>/<stem><suffix>` beside the input.
+fn beside(input: &Path, suffix: &str) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
+    input
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(format!("{stem}{suffix}"))
+}
+
+/// `simbulk apply`.
+pub(crate) async fn run(a: ApplyArgs) -> u8 {
+    match apply(a).await {
+        Ok(code) => code,
+        Err((code, e)) => {
+            eprintln!("error: {e}");
+            code
+        }
+    }
+}
+
+type Failure = (u8, String);
+
+fn usage(e: impl std::fmt::Display) -> Failure {
+    (exit::USAGE, e.to_string())
+}
+
+async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let plan_path = a
+        .plan
+        .clone()
+        .unwrap_or_else(|| beside(&a.input, ".plan.csv"));
+    let stamp_path = beside(&plan_path, ".json");
+    let mut cfg = job_config(plan_path.clone(), &a.job, args);
+    cfg.results = a
+        .job
+        .results
+        .clone()
+        .unwrap_or_else(|| beside(&a.input, ".results.csv"));
+    cfg.failures = a
+        .job
+        .failures
+        .clone()
+        .unwrap_or_else(|| beside(&a.input, ".failures.csv"));
+    cfg.checkpoint = a
+        .job
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| beside(&a.input, ".checkpoint"));
+    if !a.check && !a.plan_only && cfg.resume == ResumeMode::Refuse && cfg.checkpoint.exists() {
+        return Err(usage(format!(
+            "checkpoint {} exists from an earlier apply of this file; add --resume to continue it (the plan is kept), or --restart to plan and apply afresh",
+            cfg.checkpoint.display()
+        )));
+    }
+    let endpoint = endpoint(&a.connection, a.job.timeout).map_err(usage)?;
+    let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
+    crate::signal::escalate(drain.clone(), abort.clone());
+    let digest = crate::checkpoint::digest_file(&a.input)
+        .map(|(sha, _, _)| sha)
+        .map_err(|e| usage(format!("cannot read {}: {e}", a.input.display())))?;
+    let reuse = cfg.resume == ResumeMode::Resume
+        && !a.check
+        && plan_path.exists()
+        && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s.contains(&digest));
+    if !reuse {
+        let reads = super::args::endpoint(&a.connection, a.job.timeout).map_err(usage)?;
+        let planned = plan(&a, reads, &plan_path, &drain).await?;
+        crate::output::stdout::print(&planned.text());
+        if a.check {
+            return Ok(drift(&planned));
+        }
+        let stamp = format!("{{\"desired_sha256\":\"{digest}\"}}\n");
+        std::fs::write(&stamp_path, stamp).map_err(|e| (exit::HALTED, e.to_string()))?;
+        if a.plan_only {
+            crate::output::stdout::print(&format!("  plan:      {}\n", plan_path.display()));
+            return Ok(if planned.invalid > 0 {
+                exit::ROWS_FAILED
+            } else {
+                exit::OK
+            });
+        }
+        if planned.calls == 0 {
+            crate::output::stdout::print("nothing to change.\n");
+            return Ok(exit::OK);
+        }
+    }
+    let summary_json = cfg.summary_json.clone();
+    let job = tokio::spawn(engine::run(cfg, endpoint, drain, abort));
+    match job.await {
+        Ok(Ok(s)) => Ok(report(&s, summary_json.as_deref())),
+        Ok(Err(e)) => Err((e.exit_code(), e.to_string())),
+        Err(e) => Err((exit::HALTED, format!("the job stopped unexpectedly: {e}"))),
+    }
+}
+
+/// Reads the fleet and writes the plan (to `--plan`, or nowhere for a drift check).
+async fn plan(
+    a: &ApplyArgs,
+    endpoint: crate::api::Endpoint,
+    plan_path: &Path,
+    drain: &CancellationToken,
+) -> Result<Planned, Failure> {
+    let rate = a.job.rate.0;
+    let pacer = Arc::new(Pacer::new(rate, crate::api::pace::default_burst(rate)));
+    let client = Client::new(endpoint, pacer, a.job.concurrency.get())
+        .map_err(usage)?
+        .with_stop(drain.clone(), None);
+    client
+        .preflight()
+        .await
+        .map_err(|e| (exit::HALTED, e.to_string()))?;
+    let policy = engine::RetryPolicy::new(a.job.max_retries);
+    let reading = Reading {
+        client: &client,
+        policy: &policy,
+        stop: drain,
+        concurrency: a.job.concurrency.get(),
+        check: a.check,
+    };
+    let code = |e: engine::apply::ApplyError| match e {
+        engine::apply::ApplyError::Read(_) => (exit::HALTED, e.to_string()),
+        engine::apply::ApplyError::Stopped => (exit::STOPPED, e.to_string()),
+        other => usage(other),
+    };
+    if a.check && a.plan.is_none() {
+        return make_plan(&a.input, &reading, &mut std::io::sink())
+            .await
+            .map_err(code);
+    }
+    let spare: Vec<_> = crate::files::output_place(&a.input, "the desired-state file", true)
+        .into_iter()
+        .collect();
+    let mut out = crate::files::Replace::prepare(plan_path, "--plan", &spare).map_err(usage)?;
+    let planned = make_plan(&a.input, &reading, &mut std::io::BufWriter::new(out.file()))
+        .await
+        .map_err(code)?;
+    out.commit().map_err(|e| (exit::HALTED, e.to_string()))?;
+    Ok(planned)
+}
+
+/// A drift check's verdict: the SIMs that differ, and the exit code.
+fn drift(p: &Planned) -> u8 {
+    if p.differing == 0 && p.invalid == 0 {
+        crate::output::stdout::print("no drift: every SIM is as the file says.\n");
+        return exit::OK;
+    }
+    let mut s = format!("drift: {} SIMs differ from the file", p.differing);
+    if p.invalid > 0 {
+        s += &format!(", {} rows are invalid", p.invalid);
+    }
+    s += ":\n";
+    for line in &p.shown {
+        s += &format!("  {line}\n");
+    }
+    if p.differing > p.shown.len() as u64 {
+        s += &format!("  … and {} more\n", p.differing - p.shown.len() as u64);
+    }
+    crate::output::stdout::print(&s);
+    exit::ROWS_FAILED
+}
