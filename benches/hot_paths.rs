@@ -106,6 +106,10 @@ fn write_results_and_checkpoint(c: &mut Criterion) {
         results: "r".into(),
         failures: "f".into(),
         created: "now".into(),
+        input: None,
+        change_ref: None,
+        operator: None,
+        version: None,
     };
     g.bench_function("append_10k_checkpoint_records", |b| {
         b.iter(|| {

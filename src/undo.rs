@@ -167,7 +167,8 @@ pub(crate) fn undo(path: &Path, out: &mut dyn Write) -> Result<Undo, UndoError> 
         if !r.read_record(&mut rec).map_err(csv)? {
             break;
         }
-        if rec.get(c.outcome) == Some("ok") {
+        // A pending activation was applied too (the SIM is coming up).
+        if matches!(rec.get(c.outcome), Some("ok" | "pending")) {
             let line = rec.get(c.line).and_then(|l| l.parse().ok()).unwrap_or(0);
             at.push((line, pos));
         }

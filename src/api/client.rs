@@ -10,7 +10,6 @@
 //! logged.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
@@ -25,6 +24,7 @@ use crate::model::{
 };
 
 use super::body::{self, BodyError};
+use super::calls::{CallCounts, Calls};
 use super::error::{ApiError, SetupError, cut};
 use super::pace::{Pacer, parse_retry_after, unless_stopped};
 use super::token::{Token, TokenCache};
@@ -76,23 +76,6 @@ pub(crate) struct Client {
     calls: Calls,
 }
 
-/// Requests sent, by kind (retries included; token requests apart).
-#[derive(Debug, Default)]
-struct Calls {
-    writes: AtomicU64,
-    reads: AtomicU64,
-    lists: AtomicU64,
-}
-
-/// Requests sent, by kind: writes (PATCH, POST, DELETE), single reads (a SIM, a SIM's
-/// attributes) and list calls (`GET /api/v2/sim`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct CallCounts {
-    pub(crate) writes: u64,
-    pub(crate) reads: u64,
-    pub(crate) lists: u64,
-}
-
 impl Client {
     pub(crate) fn new(
         endpoint: Endpoint,
@@ -126,7 +109,7 @@ impl Client {
             deadline: None,
             born: std::time::Instant::now(),
             last_useful: std::sync::atomic::AtomicU64::new(0),
-            calls: Calls::default(),
+            calls: Calls::new(),
         })
     }
 
@@ -270,11 +253,13 @@ impl Client {
 
     /// Requests sent so far, by kind.
     pub(crate) fn calls(&self) -> CallCounts {
-        CallCounts {
-            writes: self.calls.writes.load(Ordering::Relaxed),
-            reads: self.calls.reads.load(Ordering::Relaxed),
-            lists: self.calls.lists.load(Ordering::Relaxed),
-        }
+        self.calls.counts()
+    }
+
+    /// How long the API took to answer (request sent to answer's headers): p50, p99 and
+    /// max in milliseconds; `None` before the first answer.
+    pub(crate) fn answer_latency_ms(&self) -> Option<(f64, f64, f64)> {
+        self.calls.answer_latency_ms()
     }
 
     /// Gets a token now: checks the credentials and the connection before a job starts.
@@ -314,14 +299,7 @@ impl Client {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let kind = if lenient {
-                &self.calls.writes
-            } else if path == "/api/v2/sim" {
-                &self.calls.lists
-            } else {
-                &self.calls.reads
-            };
-            kind.fetch_add(1, Ordering::Relaxed);
+            self.calls.count(lenient, path == "/api/v2/sim");
             let resp = self.send(req, lenient).await?;
             let status = resp.status();
             if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
@@ -368,6 +346,7 @@ impl Client {
         req: reqwest::RequestBuilder,
         write: bool,
     ) -> Result<reqwest::Response, ApiError> {
+        let t0 = std::time::Instant::now();
         let sent = if write {
             req.send().await
         } else {
@@ -375,6 +354,9 @@ impl Client {
                 .await
                 .map_err(|_| ApiError::Interrupted)?
         };
+        if sent.is_ok() {
+            self.calls.answered(t0.elapsed());
+        }
         sent.map_err(|e| classify_transport(&e, self.endpoint.timeout))
     }
 

@@ -2,6 +2,7 @@
 //! It knows nothing about rows or files.
 
 pub(crate) mod body;
+pub(crate) mod calls;
 pub(crate) mod client;
 pub(crate) mod error;
 pub(crate) mod pace;
@@ -9,8 +10,9 @@ pub(crate) mod tls;
 pub(crate) mod token;
 pub(crate) mod url;
 
+pub(crate) use calls::CallCounts;
+pub(crate) use client::Client;
 pub use client::Endpoint;
-pub(crate) use client::{CallCounts, Client};
 pub use error::ApiError;
 pub use error::SetupError;
 pub(crate) use pace::Pacer;

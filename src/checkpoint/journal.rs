@@ -41,6 +41,7 @@ fn letter(v: Verdict) -> char {
         Verdict::Skipped => 's',
         Verdict::Failed => 'f',
         Verdict::Invalid => 'i',
+        Verdict::Pending => 'p',
     }
 }
 
@@ -50,6 +51,7 @@ fn from_letter(c: &str) -> Option<Verdict> {
         "s" => Verdict::Skipped,
         "f" => Verdict::Failed,
         "i" => Verdict::Invalid,
+        "p" => Verdict::Pending,
         _ => return None,
     })
 }
@@ -61,7 +63,24 @@ pub struct Header {
     pub results: PathBuf,
     pub failures: PathBuf,
     pub created: String,
+    /// The job's input (absolute), for the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<PathBuf>,
+    /// `--change-ref`: the change ticket the job belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_ref: Option<String>,
+    /// The OS user who started the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// The simbulk version that started the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
+
+pub use super::runs::{Run, RunStats};
+
+/// Runs of a job remembered at most (later ones are counted).
+pub const MAX_RUNS: usize = 1000;
 
 /// What a journal says, read back.
 #[derive(Debug, Clone)]
@@ -81,6 +100,8 @@ pub struct Replay {
     /// Bytes of the journal that are good (the rest is a torn tail).
     pub good_bytes: u64,
     pub dropped_tail: bool,
+    /// The job's runs, first to last (at most [`MAX_RUNS`]).
+    pub runs: Vec<Run>,
 }
 
 /// Why a journal cannot be used.
@@ -203,6 +224,7 @@ pub(crate) fn replay_from(
         results_len: None,
         failures_len: 0,
         finished: None,
+        runs: Vec::new(),
         good_bytes: n as u64,
         dropped_tail: false,
     };
@@ -257,10 +279,22 @@ impl Replay {
         };
         let f: Vec<&str> = body.split(' ').collect();
         match f.as_slice() {
-            ["S", x, y] => {
+            ["S", x, y, rest @ ..] if rest.len() <= 1 => {
                 let (x, y) = lens(x, y)?;
                 self.results_len = Some(x);
                 self.failures_len = y;
+                if self.runs.len() < MAX_RUNS {
+                    self.runs.push(Run {
+                        started_ms: rest.first().and_then(|m| m.parse().ok()),
+                        ..Run::default()
+                    });
+                }
+            }
+            ["X", rest @ ..] => {
+                let end = super::runs::parse_end(rest)?;
+                if let Some(run) = self.runs.last_mut() {
+                    run.end(end);
+                }
             }
             ["B", l] => {
                 put(&mut self.started, line_number(l, b.max_line)?);
@@ -278,6 +312,13 @@ impl Replay {
         }
         Some(())
     }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Longest line number a record may name: a bitset over a billion lines is 128 MiB, and no
@@ -331,7 +372,7 @@ impl Journal {
 
     /// A run starts with the results and failures files at these lengths.
     pub fn start(&mut self, results_len: u64, failures_len: u64) {
-        let l = crc_line(&format!("S {results_len} {failures_len}"));
+        let l = crc_line(&format!("S {results_len} {failures_len} {}", now_ms()));
         self.file.buf().extend_from_slice(l.as_bytes());
     }
 
@@ -347,6 +388,12 @@ impl Journal {
             "R {line} {} {results_len} {failures_len}",
             letter(verdict)
         ));
+        self.file.buf().extend_from_slice(l.as_bytes());
+    }
+
+    /// The run ends with this exit code, having sent and met `stats`.
+    pub(crate) fn ran(&mut self, code: u8, stats: RunStats) {
+        let l = crc_line(&super::runs::end_record(code, now_ms(), stats));
         self.file.buf().extend_from_slice(l.as_bytes());
     }
 
@@ -387,6 +434,10 @@ mod tests {
             results: "r.csv".into(),
             failures: "f.csv".into(),
             created: "now".into(),
+            input: None,
+            change_ref: Some("CHG-1".into()),
+            operator: None,
+            version: None,
         }
     }
 
@@ -417,7 +468,8 @@ mod tests {
                 ok: 1,
                 skipped: 1,
                 failed: 1,
-                invalid: 0
+                invalid: 0,
+                pending: 0
             }
         );
         assert!(!r.dropped_tail);

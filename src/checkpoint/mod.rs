@@ -4,8 +4,9 @@
 pub(crate) mod fingerprint;
 pub(crate) mod journal;
 pub(crate) mod lock;
+pub(crate) mod runs;
 
 pub use fingerprint::JobIdentity;
 pub(crate) use fingerprint::digest_file;
-pub use journal::{Bounds, Header, Journal, JournalError, Replay, replay};
+pub use journal::{Bounds, Header, Journal, JournalError, Replay, Run, RunStats, replay};
 pub use lock::{JobLock, LockError};

@@ -65,7 +65,7 @@ pub(crate) async fn run(a: ApplyArgs) -> u8 {
     match apply(a).await {
         Ok(code) => code,
         Err((code, e)) => {
-            eprintln!("error: {e}");
+            super::fatal(e);
             code
         }
     }

@@ -170,6 +170,10 @@ fn fake_checkpoint(input: &Path, k: u64) -> anyhow::Result<()> {
         results,
         failures,
         created: "bench".into(),
+        input: None,
+        change_ref: None,
+        operator: None,
+        version: None,
     };
     let mut j = Journal::create(&cp, &header)?;
     j.start(r_head as u64, f_head as u64);
@@ -391,13 +395,18 @@ fn print_results(a: &BenchArgs, s: &Summary, cpu: f64, stats: Option<&crate::sim
         s.elapsed_seconds,
         s.requests
     );
-    if let Some(l) = s.latency_ms {
-        say!(
-            "  row latency:  p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            l.p50,
-            l.p99,
-            l.max
-        );
+    for (what, l) in [
+        ("row time:    ", s.row_time_ms),
+        ("API answers: ", s.api_latency_ms),
+    ] {
+        if let Some(l) = l {
+            say!(
+                "  {what} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                l.p50,
+                l.p99,
+                l.max
+            );
+        }
     }
     say!("  retries:      {}, 429s: {}", s.retries, s.throttled_429);
     let c = &s.calls;
@@ -415,7 +424,7 @@ fn print_results(a: &BenchArgs, s: &Summary, cpu: f64, stats: Option<&crate::sim
     if let Some(m) = peak_rss_mib() {
         say!("  peak rss:     {m:.1} MiB");
     }
-    if let Some(f) = s.first_request_after {
+    if let Some(f) = s.first_request_after_seconds {
         say!("  first request after {:.3}s", f);
     }
     if let Some(st) = stats {

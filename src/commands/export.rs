@@ -184,27 +184,63 @@ fn csv_failed(e: csv::Error) -> Failure {
     }
 }
 
+/// Statuses the contract lists (`x-known-values`); the API may use others.
+const KNOWN_STATUSES: [&str; 3] = ["available", "pendingProvision", "active"];
+
+/// A warning for a `--status` the contract does not list (a typo exports 0 SIMs).
+fn status_warning(status: &str) -> Option<String> {
+    if KNOWN_STATUSES.contains(&status) {
+        return None;
+    }
+    let closest = KNOWN_STATUSES
+        .iter()
+        .min_by_key(|k| strsim::levenshtein(&k.to_lowercase(), &status.to_lowercase()))
+        .filter(|k| strsim::levenshtein(&k.to_lowercase(), &status.to_lowercase()) <= 3);
+    let hint = closest.map_or_else(String::new, |k| format!(" Did you mean {k:?}?"));
+    Some(format!(
+        "--status {status:?} is not a status the API is known to use ({}); values are case-sensitive.{hint} Exporting with it anyway.",
+        KNOWN_STATUSES.join(", ")
+    ))
+}
+
+/// Where the export is: pages and SIMs read so far (for the message of a failure).
+#[derive(Debug, Default)]
+struct Read {
+    pages: u64,
+    sims: u64,
+}
+
 /// One page of a query: its SIMs and the token of the next page.
 async fn page(
     client: &Client,
     base: &[(&'static str, String)],
-    page_size: u32,
-    token: Option<&str>,
+    (page_size, token): (u32, Option<&str>),
     policy: &RetryPolicy,
+    read: &mut Read,
 ) -> Result<(Vec<Sim>, Option<String>), Failure> {
     let mut q: Vec<(&str, String)> = base.to_vec();
     q.push(("pageSize", page_size.to_string()));
     if let Some(t) = token {
         q.push(("pageToken", t.to_owned()));
     }
+    let tries = std::cell::Cell::new(0u32);
     let r = with_retries(policy, client.stop_token(), &client.pacer, || {
+        tries.set(tries.get() + 1);
         client.list_sims(&q)
     })
     .await
     .map_err(|g| match g {
-        GiveUp::Error(e) | GiveUp::Halting(e) => halted(format!("listing SIMs failed: {e}")),
-        GiveUp::Interrupted => halted("interrupted; nothing was written"),
+        GiveUp::Error(e) | GiveUp::Halting(e) => halted(format!(
+            "listing SIMs failed: gave up on page {} after {} attempts ({} pages, {} SIMs read before it): {e}",
+            read.pages + 1,
+            tries.get(),
+            read.pages,
+            read.sims
+        )),
+        GiveUp::Interrupted => halted("interrupted"),
     })?;
+    read.pages += 1;
+    read.sims += r.value.data.len() as u64;
     Ok((
         r.value.data,
         r.value.next_page_token.filter(|t| !t.is_empty()),
@@ -214,7 +250,17 @@ async fn page(
 /// `simbulk export`.
 pub(crate) async fn run(a: ExportArgs) -> u8 {
     let to_stdout = a.output.is_none();
+    if let Some(w) = a.status.as_deref().and_then(status_warning) {
+        tracing::warn!("{w}");
+    }
+    let filtered = !filters(&a).is_empty() || !a.iccids.is_empty() || a.iccid_file.is_some();
     match export(a).await {
+        Ok(0) if filtered => {
+            eprintln!(
+                "exported 0 SIMs: no SIM matches the filters; check their values (they are case-sensitive), or run simbulk export without filters to see every SIM"
+            );
+            exit::OK
+        }
         Ok(n) => {
             eprintln!("exported {n} SIMs");
             exit::OK
@@ -223,7 +269,12 @@ pub(crate) async fn run(a: ExportArgs) -> u8 {
         // Stopped because the reader of the CSV went away (`| head`): a quiet end.
         Err(_) if to_stdout && crate::output::stdout::closed() => exit::OK,
         Err(Failure::Code(code, e)) => {
-            eprintln!("error: {e}");
+            let what = if to_stdout {
+                "the CSV on standard output is NOT complete; do not run it"
+            } else {
+                "no output file was written (an export appears whole or not at all)"
+            };
+            super::fatal(format_args!("{e}; {what}"));
             code
         }
     }
@@ -333,10 +384,18 @@ async fn plain(
 ) -> Result<u64, Failure> {
     w.write_record(COLUMNS).map_err(csv_failed)?;
     let mut n = 0u64;
+    let mut read = Read::default();
     for q in queries {
         let mut token: Option<String> = None;
         loop {
-            let (sims, next) = page(client, q, a.page_size, token.as_deref(), policy).await?;
+            let (sims, next) = page(
+                client,
+                q,
+                (a.page_size, token.as_deref()),
+                policy,
+                &mut read,
+            )
+            .await?;
             n += sims.len() as u64;
             for s in &sims {
                 w.write_record(cells(s)).map_err(csv_failed)?;
@@ -365,10 +424,18 @@ async fn with_attributes(
     let mut spool = std::io::BufWriter::new(tempfile::NamedTempFile::new().map_err(halted)?);
     let mut names = BTreeSet::new();
     let mut n = 0u64;
+    let mut read = Read::default();
     for q in queries {
         let mut token: Option<String> = None;
         loop {
-            let (sims, next) = page(client, q, a.page_size, token.as_deref(), policy).await?;
+            let (sims, next) = page(
+                client,
+                q,
+                (a.page_size, token.as_deref()),
+                policy,
+                &mut read,
+            )
+            .await?;
             n += sims.len() as u64;
             for chunk in sims.chunks(a.concurrency.max(1)) {
                 let lists = futures::future::join_all(chunk.iter().map(|s| {

@@ -75,9 +75,29 @@ pub(crate) enum Command {
     Man,
 }
 
+/// `-q`: a job's summary stays off standard output (set once, at start).
+static QUIET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Says why simbulk cannot go on: `error: …` on standard error, or with `--log-format
+/// json` one JSON log record (level ERROR, the message in `error`).
+pub(crate) fn fatal(e: impl std::fmt::Display) {
+    if crate::output::progress::json() {
+        tracing::error!(error = %e, "fatal");
+    } else {
+        eprintln!("error: {e}");
+    }
+}
+
+/// Whether `-q` was given.
+pub(crate) fn quiet() -> bool {
+    QUIET.get().copied().unwrap_or(false)
+}
+
 /// Runs `simbulk` with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = QUIET.set(cli.quiet);
+    crate::output::progress::set_json(cli.log_format == LogFormat::Json);
     init_logging(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -15,14 +15,18 @@ pub(crate) struct ReportArgs {
     /// Also write a self-contained HTML report here.
     #[arg(long)]
     pub(crate) html: Option<PathBuf>,
+    /// The job's checkpoint, for its runs, operator and change reference [default: the
+    /// one beside the results file, as `simbulk run` names it].
+    #[arg(long)]
+    pub(crate) checkpoint: Option<PathBuf>,
 }
 
 /// `simbulk report`.
 pub(crate) fn run(a: &ReportArgs) -> u8 {
-    let rep = match read(&a.results) {
+    let rep = match read(&a.results, a.checkpoint.as_deref()) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::fatal(e);
             return exit::USAGE;
         }
     };
@@ -41,7 +45,7 @@ pub(crate) fn run(a: &ReportArgs) -> u8 {
                 })
         });
         if let Err(e) = written {
-            eprintln!("error: {e}");
+            super::fatal(e);
             return exit::USAGE;
         }
         crate::output::stdout::print(&format!("  html:       {}\n", p.display()));

@@ -178,6 +178,20 @@ pub(crate) struct JobFlags {
     /// (for a provider whose list cannot filter by ICCID).
     #[arg(long, help_heading = "Pacing")]
     pub(crate) no_plan: bool,
+
+    /// The change ticket this job belongs to (e.g. CHG-1234): kept in the checkpoint, a
+    /// column of the results, the summary and the report, with the OS user who ran it. A
+    /// resume keeps the job's reference unless given a new one.
+    #[arg(long, value_name = "TEXT", value_parser = parse_change_ref, help_heading = "Outputs")]
+    pub(crate) change_ref: Option<String>,
+}
+
+/// A change reference: one line of printable text, at most 200 characters.
+fn parse_change_ref(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() || s.chars().count() > 200 || s.chars().any(char::is_control) {
+        return Err("give one line of text of at most 200 characters, e.g. CHG-1234".into());
+    }
+    Ok(s.trim().to_owned())
 }
 
 /// A local time of day (`--until`).
@@ -296,6 +310,7 @@ pub(crate) fn job_config(input: PathBuf, f: &JobFlags, args: Vec<String>) -> Job
         canary: f.canary,
         confirm_over: Some(f.confirm_over),
         yes: f.yes,
+        change_ref: f.change_ref.clone(),
         ..base
     }
 }
@@ -326,13 +341,27 @@ fn as_preview(cfg: JobConfig, a: &RunArgs) -> JobConfig {
 
 /// Prints a summary (the engine wrote `--summary-json` already) and returns the exit code.
 /// With `--summary-json -` the JSON goes to standard output and the text to standard error.
+/// With `-q` the text is not printed (a cron job mails nothing when all went well); a run
+/// that did not complete says so in one line on standard error.
 pub(crate) fn report(s: &Summary, json: Option<&Path>) -> u8 {
-    if json.is_some_and(crate::engine::setup::is_stdout) {
+    let to_stdout = json.is_some_and(crate::engine::setup::is_stdout);
+    if super::quiet() {
+        if s.exit_code != exit::OK {
+            let why = s
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            eprintln!("simbulk: job {} (exit {}){why}", s.state, s.exit_code);
+        }
+    } else if to_stdout {
         eprint!("{}", s.to_text());
-        let json = serde_json::to_string_pretty(s).unwrap_or_default();
-        crate::output::stdout::print(&format!("{json}\n"));
     } else {
         crate::output::stdout::print(&s.to_text());
+    }
+    if to_stdout {
+        let json = serde_json::to_string_pretty(s).unwrap_or_default();
+        crate::output::stdout::print(&format!("{json}\n"));
     }
     s.exit_code
 }
@@ -346,12 +375,12 @@ pub(crate) async fn run(a: RunArgs) -> u8 {
     let (cfg, endpoint) = match configure(&a, args) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::fatal(e);
             return exit::USAGE;
         }
     };
     let Some(endpoint) = endpoint else {
-        return match engine::dry_run(&cfg.input, &cfg.defaults) {
+        return match engine::dry_run(&cfg) {
             Ok((text, code)) => {
                 crate::output::stdout::print(&text);
                 code
@@ -368,14 +397,14 @@ pub(crate) async fn run(a: RunArgs) -> u8 {
         Ok(Ok(s)) => report(&s, a.job.summary_json.as_deref()),
         Ok(Err(e)) => fail(&e),
         Err(e) => {
-            eprintln!("error: the job stopped unexpectedly: {e}");
+            super::fatal(format_args!("the job stopped unexpectedly: {e}"));
             exit::HALTED
         }
     }
 }
 
 fn fail(e: &engine::Error) -> u8 {
-    eprintln!("error: {e}");
+    super::fatal(e);
     e.exit_code()
 }
 

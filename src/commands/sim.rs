@@ -232,7 +232,7 @@ pub(crate) async fn run(args: SimArgs) -> u8 {
     let cfg = match args.to_config() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::fatal(e);
             return exit::USAGE;
         }
     };
@@ -241,7 +241,7 @@ pub(crate) async fn run(args: SimArgs) -> u8 {
     let server = match crate::sim::SimServer::start(cfg).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            super::fatal(format_args!("{e:#}"));
             return exit::USAGE;
         }
     };

@@ -60,7 +60,7 @@ pub(crate) fn run(a: &UndoArgs) -> u8 {
         Ok(u) if u.unknown > 0 => exit::ROWS_FAILED,
         Ok(_) => exit::OK,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::fatal(e);
             exit::USAGE
         }
     }

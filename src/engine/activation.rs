@@ -23,7 +23,9 @@ pub(crate) struct WaitActive {
 }
 
 /// Polls the SIM (paced, backing off from 1 s to 15 s) until it is active or the time is up.
-/// The row stays `ok`; its `sim_status` is the last status seen. A stop while polling leaves
+/// A SIM still `pendingProvision` at the end makes the row `pending` (it goes to the
+/// failures file, to be polled again); else the row keeps its verdict. Its `sim_status` is
+/// the last status seen. A stop while polling leaves
 /// the row without an outcome (it is reconciled and polled again on resume).
 pub(crate) async fn wait_for_active(
     c: &Client,
@@ -67,12 +69,13 @@ pub(crate) async fn wait_for_active(
         return Err(GiveUp::Interrupted);
     }
     d.message = if last.starts_with("pendingProvision") {
+        d.verdict = crate::output::row::Verdict::Pending;
         format!(
-            "still pendingProvision after waiting {}s",
-            started.elapsed().as_secs()
+            "still pendingProvision after waiting {:.1}s; poll again with simbulk run FAILURES --wait-active",
+            started.elapsed().as_secs_f64()
         )
     } else {
-        format!("{last} after {}s", started.elapsed().as_secs())
+        format!("{last} after {:.1}s", started.elapsed().as_secs_f64())
     };
     d.sim_status = Some(last);
     Ok(d)

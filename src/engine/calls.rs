@@ -53,6 +53,15 @@ impl Done {
             sim_status: sim.map(sim_status),
         }
     }
+
+    /// The provider answered that the SIM already was as asked (6047): skipped, with its
+    /// answer's status and code.
+    fn already_done(status: u16, message: &str, sim: &Sim) -> Self {
+        Self {
+            code: Some(codes::ALREADY_DONE),
+            ..Self::skipped(Some(status), message, Some(sim))
+        }
+    }
 }
 
 /// What a row learned of its SIM on the way, whatever its end.
@@ -193,7 +202,9 @@ pub(crate) async fn sim_change(
                 ..
             }) => {
                 l.after = None;
-                return Ok(Done::skipped(Some(status), &message, None));
+                // The SIM is as the row asks: the state read, with the row's change in it.
+                let now = super::rules::apply(action, &sim);
+                return Ok(Done::already_done(status, &message, &now));
             }
             Err(e) => {
                 if e.ambiguous() {

@@ -67,6 +67,9 @@ pub struct JobConfig {
     pub confirm_over: Option<u64>,
     /// `--yes`: the confirmation is given.
     pub yes: bool,
+    /// `--change-ref`: the change ticket this job belongs to (kept in the checkpoint, the
+    /// results and the summary).
+    pub change_ref: Option<String>,
 }
 
 impl JobConfig {
@@ -102,6 +105,7 @@ impl JobConfig {
             canary: None,
             confirm_over: None,
             yes: false,
+            change_ref: None,
         }
     }
 }

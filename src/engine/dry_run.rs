@@ -1,61 +1,195 @@
-//! `--dry-run`: every row read and validated, counts per action and the invalid rows
-//! reported; nothing is sent and nothing is written.
+//! `--dry-run`: every row read and validated, and the numbers to plan the job by: rows per
+//! action, invalid rows grouped by reason (with sample lines), ICCIDs with more than one
+//! row, and the calls and time the job will take at the given `--rate` (in windows of
+//! `--until`/`--max-duration` when one is set). Nothing is sent and nothing is written.
+//!
+//! Guarantees: streamed; memory grows with distinct ICCIDs (16 bytes each, to find
+//! repeats) and not with rows otherwise; the exit code is that of a run's validation
+//! (1 when a row is invalid, else 0).
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use crate::exit;
-use crate::input::{self, Defaults};
+use crate::input::{self, ActionKind};
+use crate::output::groups::Groups;
+use crate::output::summary::thousands;
 
-use super::config::Error;
+use super::config::{Error, JobConfig};
+
+/// First lines of repeated ICCIDs shown.
+const REPEATS_SHOWN: usize = 5;
+
+/// What a dry run counted.
+#[derive(Debug, Default)]
+struct Counted {
+    total: u64,
+    invalid: u64,
+    per_action: BTreeMap<&'static str, u64>,
+    groups: Groups,
+    /// ICCID key → its first line.
+    first_line: HashMap<u128, u64>,
+    /// Rows whose ICCID came before, and the first few as (line, first line, ICCID).
+    repeated: u64,
+    repeats: Vec<(u64, u64, String)>,
+    /// Rows that read the SIM's attributes before their write (delete-attribute).
+    list_first: u64,
+}
 
 /// `--dry-run`: validates every row and reports; sends nothing, writes nothing.
-pub(crate) fn dry_run(input: &Path, defaults: &Defaults) -> Result<(String, u8), Error> {
-    let (_, rows) = input::reader::open(input, defaults)?;
-    let mut per_action: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut invalid = Vec::new();
-    let mut n_invalid = 0u64;
-    let mut total = 0u64;
-    let mut rows = rows;
+pub(crate) fn dry_run(cfg: &JobConfig) -> Result<(String, u8), Error> {
+    let (_, mut rows) = input::reader::open(&cfg.input, &cfg.defaults)?;
+    let mut c = Counted::default();
     for item in rows.by_ref() {
         let item = item?;
-        total += 1;
+        c.total += 1;
         match &item.parsed {
-            Ok(r) => *per_action.entry(r.action.kind().name()).or_default() += 1,
-            Err(reason) => {
-                n_invalid += 1;
-                if invalid.len() < 1000 {
-                    invalid.push(format!("  line {}: {reason}", item.line));
+            Ok(r) => {
+                let kind = r.action.kind();
+                *c.per_action.entry(kind.name()).or_default() += 1;
+                c.list_first += u64::from(kind == ActionKind::DeleteAttribute);
+                match c.first_line.entry(r.iccid.key()) {
+                    std::collections::hash_map::Entry::Occupied(first) => {
+                        c.repeated += 1;
+                        if c.repeats.len() < REPEATS_SHOWN {
+                            c.repeats
+                                .push((item.line, *first.get(), r.iccid.as_str().to_owned()));
+                        }
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(item.line);
+                    }
                 }
+            }
+            Err(why) => {
+                c.invalid += 1;
+                let iccid = item.fields.first().map_or("", String::as_str);
+                c.groups.add(
+                    "invalid",
+                    (None, None, Some(why.reason.label())),
+                    &why.message,
+                    (item.line, iccid),
+                );
             }
         }
     }
-    let mut out = format!(
-        "dry run of {}: {total} rows, {} valid, {n_invalid} invalid\n",
-        input.display(),
-        total - n_invalid
-    );
-    for (a, n) in &per_action {
-        out += &format!("  {a:<17} {n}\n");
-    }
+    let mut out = c.text(cfg);
     if rows.blank > 0 {
-        out += &format!("  blank rows skipped: {}\n", rows.blank);
-    }
-    if !invalid.is_empty() {
-        out += "invalid rows:\n";
-        out += &invalid.join("\n");
-        out.push('\n');
-        if n_invalid > invalid.len() as u64 {
-            out += &format!("  … and {} more\n", n_invalid - invalid.len() as u64);
-        }
+        out += &format!("  blank rows skipped: {}\n", thousands(rows.blank));
     }
     out += "nothing was sent.\n";
-    Ok((
-        out,
-        if n_invalid == 0 {
-            exit::OK
-        } else {
-            exit::ROWS_FAILED
-        },
-    ))
+    let code = if c.invalid == 0 {
+        exit::OK
+    } else {
+        exit::ROWS_FAILED
+    };
+    Ok((out, code))
+}
+
+impl Counted {
+    fn text(&self, cfg: &JobConfig) -> String {
+        let valid = self.total - self.invalid;
+        let mut out = format!(
+            "dry run of {}: {} rows, {} valid, {} invalid\n",
+            cfg.input.display(),
+            thousands(self.total),
+            thousands(valid),
+            thousands(self.invalid)
+        );
+        for (a, n) in &self.per_action {
+            out += &format!("  {a:<17} {}\n", thousands(*n));
+        }
+        let groups = self.groups.top(usize::MAX, self.total, "the input");
+        if !groups.is_empty() {
+            out += "invalid rows by reason:\n";
+            for g in &groups {
+                let lines: Vec<String> = g.samples.iter().map(|s| s.line.to_string()).collect();
+                out += &format!(
+                    "  {:>9} × {} ({:.1} %), e.g. lines {}: {}\n",
+                    thousands(g.count),
+                    g.label,
+                    g.percent,
+                    lines.join(", "),
+                    g.message
+                );
+            }
+        }
+        if self.repeated > 0 {
+            out += &format!(
+                "repeated ICCIDs: {} rows name an ICCID an earlier row names (they run after it, in file order); first:\n",
+                thousands(self.repeated)
+            );
+            for (line, first, iccid) in &self.repeats {
+                out += &format!("  line {line}: {iccid} (first on line {first})\n");
+            }
+        }
+        out += &estimate(cfg, valid, self.list_first);
+        out
+    }
+}
+
+/// The calls of `valid` rows and the time they take at `--rate`: one write per row, a read
+/// before each of `list_first` rows, and one list call per 100 rows (`--no-plan`: a read
+/// per row instead); rows found already done cost less.
+fn estimate(cfg: &JobConfig, valid: u64, list_first: u64) -> String {
+    if valid == 0 {
+        return String::new();
+    }
+    let reads = if cfg.plan {
+        valid.div_ceil(100) + list_first
+    } else {
+        valid
+    };
+    let calls = valid + reads;
+    let mut out = format!(
+        "estimate: {} rows ≈ {} calls at most (rows already in state cost less)",
+        thousands(valid),
+        thousands(calls)
+    );
+    match cfg.rate.filter(|r| *r > 0.0) {
+        Some(rate) => {
+            let secs = (calls as f64 / rate).ceil();
+            let d = Duration::from_secs_f64(secs.min(1e10));
+            out += &format!(" ≈ {} at {rate}/s", minutes_text(d));
+            let window = [cfg.max_duration, cfg.until].into_iter().flatten().min();
+            if let Some(w) = window.filter(|w| !w.is_zero() && *w < d) {
+                let n = d.as_secs_f64() / w.as_secs_f64();
+                out += &format!(": {} windows of {}", n.ceil(), minutes_text(w));
+            }
+        }
+        None => out += " (no --rate: as fast as the provider answers)",
+    }
+    out.push('\n');
+    out
+}
+
+/// A duration to the minute (`11 h 7 min`), or in seconds under a minute.
+fn minutes_text(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600).div_ceil(60)) {
+        _ if s < 60 => format!("{s} s"),
+        (h, 60) => format!("{} h", h + 1),
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimates_calls_time_and_windows() {
+        let mut cfg = JobConfig::new("x.csv".into());
+        cfg.rate = Some(10.0);
+        cfg.until = Some(Duration::from_secs(4 * 3600));
+        let e = estimate(&cfg, 400_000, 0);
+        assert!(e.contains("400,000 rows ≈ 404,000 calls"), "{e}");
+        assert!(e.contains("≈ 11 h 14 min at 10/s: 3 windows of 4 h"), "{e}");
+        cfg.rate = None;
+        assert!(estimate(&cfg, 5, 0).contains("no --rate"));
+        assert_eq!(minutes_text(Duration::from_secs(59)), "59 s");
+        assert_eq!(minutes_text(Duration::from_secs(3599)), "1 h");
+    }
 }

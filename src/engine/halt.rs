@@ -104,6 +104,11 @@ impl Streak {
             }
             // Invalid rows say nothing about the API; they neither extend nor break a streak.
             Verdict::Invalid => 0,
+            // The provider took the activation: the API works.
+            Verdict::Pending => {
+                self.len = 0;
+                0
+            }
             Verdict::Ok | Verdict::Skipped => {
                 self.len = 0;
                 0

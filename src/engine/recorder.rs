@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::Journal;
+use crate::checkpoint::{Journal, RunStats};
+use crate::output::groups::{ErrorGroup, Groups};
 use crate::output::progress::Progress;
 use crate::output::row::Tally;
-use crate::output::summary::{ErrorCount, ErrorTally, ReasonTally};
+use crate::output::summary::ReasonTally;
 use crate::output::{FailuresFile, ResultsFile};
 
 use super::retry::GiveUp;
@@ -55,6 +56,10 @@ enum Event {
     /// The run is over; `complete`: every row of the job has a record (write the end record).
     Finish {
         complete: bool,
+        /// The run's exit code when it is not complete.
+        code: u8,
+        /// Requests and API answer times of the run (from the client).
+        sent: RunStats,
     },
     /// Several events of one turn of the dispatcher, in order (one wake of the recorder).
     Batch(Vec<Event>),
@@ -76,7 +81,7 @@ pub(crate) struct Counts {
     pub(crate) job: Tally,
     pub(crate) run: Tally,
     pub(crate) by_action: BTreeMap<String, Tally>,
-    errors: ErrorTally,
+    errors: Groups,
     pub(crate) reasons: ReasonTally,
     pub(crate) retries: u64,
     pub(crate) throttled: u64,
@@ -97,8 +102,9 @@ impl Counts {
         ))
     }
 
-    pub(crate) fn top_errors(&self, n: usize) -> Vec<ErrorCount> {
-        self.errors.top(n)
+    /// The `n` largest groups of failed and invalid rows of this run.
+    pub(crate) fn top_errors(&self, n: usize, failures: &str) -> Vec<ErrorGroup> {
+        self.errors.top(n, self.run.total(), failures)
     }
 
     fn add(&mut self, r: &RowResult) {
@@ -112,8 +118,12 @@ impl Counts {
         };
         self.by_action.entry(action).or_default().add(m);
         if r.verdict.is_failure() {
-            self.errors
-                .add(r.http_status, r.error_code, r.reason, &r.message);
+            self.errors.add(
+                r.verdict.as_str(),
+                (r.http_status, r.error_code, r.reason),
+                &r.message,
+                (r.line, &r.iccid),
+            );
         }
         if r.verdict != Verdict::Invalid {
             self.reasons.add(r.verdict.as_str(), &r.message);
@@ -123,7 +133,7 @@ impl Counts {
         {
             h.saturating_record((r.elapsed.as_micros() as u64).max(1));
         }
-        if r.verdict == Verdict::Ok && r.action == "activate" {
+        if matches!(r.verdict, Verdict::Ok | Verdict::Pending) && r.action == "activate" {
             match r.sim_status.as_deref() {
                 Some(s) if s.starts_with("pendingProvision") => self.activations.1 += 1,
                 Some(_) => self.activations.0 += 1,
@@ -173,7 +183,7 @@ impl Recorder {
                 job,
                 run: Tally::default(),
                 by_action: BTreeMap::new(),
-                errors: ErrorTally::default(),
+                errors: Groups::default(),
                 reasons: ReasonTally::default(),
                 retries: 0,
                 throttled: 0,
@@ -216,8 +226,13 @@ impl Recorder {
             let mut next = Some(first);
             let mut handled = 0;
             while let Some(ev) = next.take() {
-                if let Event::Finish { complete } = ev {
-                    self.finish(complete);
+                if let Event::Finish {
+                    complete,
+                    code,
+                    sent,
+                } = ev
+                {
+                    self.finish(complete, code, sent);
                     self.publish();
                     return self.counts_out();
                 }
@@ -230,7 +245,7 @@ impl Recorder {
             self.publish();
         }
         // Every sender is gone without a `Finish`: hand over what was written.
-        self.finish(false);
+        self.finish(false, crate::exit::HALTED, RunStats::default());
         self.counts_out()
     }
 
@@ -346,14 +361,21 @@ impl Recorder {
         Ok(())
     }
 
-    fn finish(&mut self, complete: bool) {
+    fn finish(&mut self, complete: bool, code: u8, sent: RunStats) {
         self.progress.finish();
         self.flush();
         if self.failed.is_some() {
             return;
         }
+        let done = completed_code(&self.counts.job);
+        let stats = RunStats {
+            retries: self.counts.retries,
+            throttled: self.counts.throttled,
+            ..sent
+        };
+        self.journal.ran(if complete { done } else { code }, stats);
         if complete {
-            self.journal.end(completed_code(&self.counts.job));
+            self.journal.end(done);
         }
         let r = self.journal.flush().and_then(|()| self.sync());
         if let Err(e) = r {
@@ -427,9 +449,23 @@ impl RecorderHandle {
     /// Ends the run: everything is handed to the OS and synced, the end record written when
     /// the job is `complete`; returns the counts, and the write error that stopped the
     /// outputs if one did.
-    pub(crate) async fn finish(mut self, complete: bool) -> (Counts, Option<String>) {
+    /// Ends the recorder: the last records, the run's end (with `code` when the job is not
+    /// complete), and the end record of a complete job.
+    pub(crate) async fn finish(
+        mut self,
+        complete: bool,
+        code: u8,
+        sent: RunStats,
+    ) -> (Counts, Option<String>) {
         let _ = self.send().await;
-        let _ = self.tx.send(Event::Finish { complete }).await;
+        let _ = self
+            .tx
+            .send(Event::Finish {
+                complete,
+                code,
+                sent,
+            })
+            .await;
         let durable = self.durable.clone();
         let thread = self.thread.take();
         drop(self);
@@ -454,7 +490,7 @@ impl Counts {
             job: Tally::default(),
             run: Tally::default(),
             by_action: BTreeMap::new(),
-            errors: ErrorTally::default(),
+            errors: Groups::default(),
             reasons: ReasonTally::default(),
             retries: 0,
             throttled: 0,
@@ -466,7 +502,7 @@ impl Counts {
 
 /// The exit code of a job whose every row has a record.
 pub(crate) fn completed_code(job: &Tally) -> u8 {
-    if job.failed + job.invalid > 0 {
+    if job.failed + job.invalid + job.pending > 0 {
         crate::exit::ROWS_FAILED
     } else {
         crate::exit::OK

@@ -162,6 +162,8 @@ pub(crate) fn predict(action: &Action, sim: &Sim, attrs: &[Attribute]) -> Predic
             Some(_) => ok("would delete the attribute"),
         },
         Action::Blocked(why) => (Verdict::Failed, None, Cow::Owned(format!("blocked: {why}"))),
+        // An earlier activation is under way: nothing to send (`--wait-active` polls it).
+        Action::Activate if sim.status == "pendingProvision" => skip(),
         _ => patch_for(action)
             .and_then(|p| predict_patch(&p, sim, would(action)))
             .unwrap_or_else(skip),
@@ -297,8 +299,16 @@ mod tests {
             c(&Action::Suspend, &sim("available", false, false, 1)),
             Some(6046)
         );
+        // An activation under way is not sent again; anything else is refused.
         assert_eq!(
-            c(&Action::Activate, &sim("pendingProvision", false, false, 1)),
+            v(&Action::Activate, &sim("pendingProvision", false, false, 1)),
+            Verdict::Skipped
+        );
+        assert_eq!(
+            c(
+                &Action::Deactivate,
+                &sim("pendingProvision", false, false, 1)
+            ),
             Some(6046)
         );
         assert_eq!(

@@ -65,6 +65,10 @@ pub async fn run(
         Bound::Run(s) => s,
         Bound::Finished(code, tally) => return Ok(finished_before(&cfg, code, tally, started, p)),
     };
+    // A resume without --change-ref keeps the job's.
+    if cfg.change_ref.is_none() {
+        cfg.change_ref.clone_from(&start.change_ref);
+    }
     if let Some(rows) = p.again.take() {
         super::gate::confirm(&cfg, rows, &start.done, &drain).await?;
     }
@@ -99,14 +103,15 @@ pub async fn run(
         End::Complete => reader::check_input(reading, &p.identity).await,
         _ => (0, None),
     };
-    let mut s = conclude(&cfg, &drive, changed, rec, started).await;
-    s.requests = pacer.requests();
-    s.calls = calls_of(&calls.calls(), &s);
-    s.throttled_429 = pacer.throttled_count();
+    let mut s = conclude(&cfg, &drive, changed, (rec, &calls), started).await;
     s.blank_rows_skipped = blank;
-    s.first_request_after = pacer
-        .first_request()
-        .map(|t| t.duration_since(started).as_secs_f64());
+    s.deadline_at = deadline.map(|d| {
+        let left = d.saturating_duration_since(tokio::time::Instant::now());
+        crate::clock::rfc3339(
+            std::time::SystemTime::now() + left,
+            crate::clock::Precision::Seconds,
+        )
+    });
     s.job_rows_estimate = total;
     write_summary(&s, p.summary_file);
     Ok(s)
@@ -272,7 +277,12 @@ fn recorder(
 ) -> Result<RecorderHandle, Error> {
     let (results, failures, journal) =
         setup::open_outputs(cfg, &p.layout, &p.identity, start).map_err(Error::Outputs)?;
-    let progress = Progress::new(total, start.tally.total());
+    let deadline = [cfg.max_duration, cfg.until]
+        .into_iter()
+        .flatten()
+        .min()
+        .and_then(|d| std::time::SystemTime::now().checked_add(d));
+    let progress = Progress::new(total, start.tally.total()).with_deadline(deadline);
     Recorder::new(
         results,
         failures,
@@ -294,12 +304,20 @@ async fn conclude(
     cfg: &JobConfig,
     drive: &Drive,
     changed: Option<String>,
-    rec: RecorderHandle,
+    (rec, client): (RecorderHandle, &Client),
     started: Instant,
 ) -> Summary {
+    let pacer = &client.pacer;
+    let api = client.answer_latency_ms();
+    let sent = crate::checkpoint::RunStats {
+        requests: pacer.requests(),
+        api_p50_ms: api.map_or(0.0, |l| l.0),
+        api_p99_ms: api.map_or(0.0, |l| l.1),
+        ..Default::default()
+    };
     let (state, reason, code) = ending(cfg, drive, changed);
     let complete = state == "completed";
-    let (counts, write_error) = rec.finish(complete).await;
+    let (counts, write_error) = rec.finish(complete, code, sent).await;
     let (state, reason, code) = match write_error {
         // The end record may be missing: the job is not known to be finished.
         Some(e) if complete => (
@@ -314,6 +332,13 @@ async fn conclude(
     };
     let mut s = summary(cfg, state, reason, code, counts.job, counts.run, started);
     fill(&mut s, &counts);
+    s.requests = pacer.requests();
+    s.calls = calls_of(&client.calls(), &s);
+    s.throttled_429 = pacer.throttled_count();
+    s.first_request_after_seconds = pacer
+        .first_request()
+        .map(|t| t.duration_since(started).as_secs_f64());
+    s.api_latency_ms = api.map(latency);
     s
 }
 
@@ -387,12 +412,18 @@ fn calls_of(c: &crate::api::CallCounts, s: &Summary) -> crate::output::summary::
 fn fill(s: &mut Summary, c: &Counts) {
     s.by_action = c.by_action.clone();
     s.by_reason = c.reasons.all();
-    s.top_errors = c.top_errors(10);
+    let failures = crate::output::summary::shell_quote(&s.failures.display().to_string());
+    s.top_errors = c.top_errors(10, &failures);
     s.retries = c.retries;
-    s.activations = c.activations;
-    s.latency_ms = c
-        .latency_ms()
-        .map(|(p50, p99, max)| crate::output::summary::Latency { p50, p99, max });
+    s.activations = crate::output::summary::Activations {
+        active: c.activations.0,
+        still_pending: c.activations.1,
+    };
+    s.row_time_ms = c.latency_ms().map(latency);
+}
+
+fn latency((p50, p99, max): (f64, f64, f64)) -> crate::output::summary::Latency {
+    crate::output::summary::Latency { p50, p99, max }
 }
 
 fn summary(
@@ -405,7 +436,16 @@ fn summary(
     started: Instant,
 ) -> Summary {
     let elapsed = started.elapsed().as_secs_f64();
+    let now = std::time::SystemTime::now();
+    let at = |t| crate::clock::rfc3339(t, crate::clock::Precision::Millis);
     Summary {
+        schema_version: crate::output::summary::SCHEMA_VERSION,
+        version: env!("CARGO_PKG_VERSION").into(),
+        change_ref: cfg.change_ref.clone(),
+        operator: setup::operator(),
+        started_at: at(now - started.elapsed()),
+        finished_at: at(now),
+        deadline_at: None,
         preview: cfg.preview,
         state: state.into(),
         reason,
@@ -427,9 +467,10 @@ fn summary(
         retries: 0,
         throttled_429: 0,
         blank_rows_skipped: 0,
-        latency_ms: None,
-        first_request_after: None,
-        activations: (0, 0),
+        api_latency_ms: None,
+        row_time_ms: None,
+        first_request_after_seconds: None,
+        activations: Default::default(),
         resume_command: matches!(code, exit::STOPPED | exit::HALTED)
             .then(|| resume_command(&cfg.args)),
     }

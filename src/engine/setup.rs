@@ -104,6 +104,8 @@ pub(crate) struct Start {
     pub(crate) tally: Tally,
     /// Lengths of the results, failures and journal to keep (`None`: a fresh job).
     pub(crate) outputs: Option<(u64, u64, u64)>,
+    /// The change reference the job started with (a resume without `--change-ref` keeps it).
+    pub(crate) change_ref: Option<String>,
 }
 
 impl Start {
@@ -113,6 +115,7 @@ impl Start {
             in_doubt: FixedBitSet::new(),
             tally: Tally::default(),
             outputs: None,
+            change_ref: None,
         }
     }
 }
@@ -188,6 +191,7 @@ pub(crate) fn bind_checkpoint(
             in_doubt,
             tally: rep.tally,
             outputs: Some((r, rep.failures_len, rep.good_bytes)),
+            change_ref: rep.header.change_ref,
         },
         // The headers never reached the files: nothing else did either.
         None => Start::fresh(),
@@ -210,17 +214,25 @@ pub(crate) fn open_outputs(
             source,
         }
     };
+    let change_ref = cfg.change_ref.clone().or_else(|| start.change_ref.clone());
     match start.outputs {
-        Some((r, f, j)) => Ok((
-            ResultsFile::open(&cfg.results, OpenMode::KeepPrefix(r), layout)
-                .map_err(named("--results", &cfg.results))?,
-            FailuresFile::open(&cfg.failures, OpenMode::KeepPrefix(f), layout)
-                .map_err(named("--failures", &cfg.failures))?,
-            Journal::resume(&cfg.checkpoint, j).map_err(named("--checkpoint", &cfg.checkpoint))?,
-        )),
+        Some((r, f, j)) => {
+            let mut results = ResultsFile::open(&cfg.results, OpenMode::KeepPrefix(r), layout)
+                .map_err(named("--results", &cfg.results))?;
+            results.set_change_ref(change_ref.as_deref().unwrap_or(""));
+            let failures = FailuresFile::open(&cfg.failures, OpenMode::KeepPrefix(f), layout)
+                .map_err(named("--failures", &cfg.failures))?;
+            let cp = named("--checkpoint", &cfg.checkpoint);
+            let mut journal = Journal::resume(&cfg.checkpoint, j).map_err(&cp)?;
+            // This run's start, at the lengths the outputs were cut back to.
+            journal.start(r, f);
+            journal.flush().map_err(cp)?;
+            Ok((results, failures, journal))
+        }
         None => {
             let mut results = ResultsFile::open(&cfg.results, OpenMode::Truncate, layout)
                 .map_err(named("--results", &cfg.results))?;
+            results.set_change_ref(change_ref.as_deref().unwrap_or(""));
             let mut failures = FailuresFile::open(&cfg.failures, OpenMode::Truncate, layout)
                 .map_err(named("--failures", &cfg.failures))?;
             let flushed = results
@@ -239,6 +251,10 @@ pub(crate) fn open_outputs(
                 results: files::resolve(&cfg.results),
                 failures: files::resolve(&cfg.failures),
                 created: crate::clock::now_rfc3339(),
+                input: Some(files::resolve(&cfg.input)),
+                change_ref: cfg.change_ref.clone(),
+                operator: Some(operator()),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
             };
             let cp = named("--checkpoint", &cfg.checkpoint);
             let mut journal = Journal::create(&cfg.checkpoint, &header).map_err(&cp)?;
@@ -247,6 +263,18 @@ pub(crate) fn open_outputs(
             Ok((results, failures, journal))
         }
     }
+}
+
+/// The OS user running simbulk (`USER`, `LOGNAME`, or the numeric uid).
+pub(crate) fn operator() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|v| !v.is_empty())
+        .unwrap_or_else(|| {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            format!("uid {}", unsafe { libc::getuid() })
+        })
 }
 
 /// The job's deadline (`--max-duration`, `--until`), logged as a local time; none when it

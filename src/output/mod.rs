@@ -1,6 +1,7 @@
 //! Everything the user reads: results and failures files, progress, and the summary.
 //! Nothing here decides an outcome.
 
+pub(crate) mod groups;
 pub(crate) mod progress;
 pub(crate) mod results;
 pub(crate) mod row;

@@ -46,12 +46,27 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     }
 }
 
+/// `--log-format json`: progress lines carry their numbers as fields (set once, at start).
+static JSON: OnceLock<bool> = OnceLock::new();
+
+/// Makes progress lines structured (`--log-format json`).
+pub(crate) fn set_json(json: bool) {
+    let _ = JSON.set(json);
+}
+
+/// Whether logs are JSON.
+pub(crate) fn json() -> bool {
+    JSON.get().copied().unwrap_or(false)
+}
+
 /// Progress of one run.
 pub(crate) struct Progress {
     bar: ProgressBar,
     start: Instant,
     last_log: Instant,
     base: u64,
+    /// When the run must stop (`--until`, `--max-duration`), as RFC 3339.
+    deadline: Option<String>,
 }
 
 /// Between two plain-text progress lines.
@@ -82,7 +97,14 @@ impl Progress {
             start: Instant::now(),
             last_log: Instant::now(),
             base: done,
+            deadline: None,
         }
+    }
+
+    /// Shows the run's deadline beside its ETA.
+    pub(crate) fn with_deadline(mut self, at: Option<std::time::SystemTime>) -> Self {
+        self.deadline = at.map(|t| crate::clock::rfc3339(t, crate::clock::Precision::Seconds));
+        self
     }
 
     /// One more row finished; `tally` covers the whole job.
@@ -91,23 +113,44 @@ impl Progress {
         if self.bar.length().is_some_and(|l| tally.total() > l) {
             self.bar.set_length(tally.total());
         }
-        let msg = format!(
-            "ok {}  skipped {}  failed {}  invalid {}  retries {retries}  429s {throttled}",
-            tally.ok, tally.skipped, tally.failed, tally.invalid
-        );
-        if self.bar.is_hidden() {
-            if self.last_log.elapsed() >= LOG_EVERY {
-                self.last_log = Instant::now();
-                let done = tally.total().saturating_sub(self.base);
-                let rate = done as f64 / self.start.elapsed().as_secs_f64().max(0.001);
-                tracing::info!(
-                    "progress: {}/{} rows ({rate:.1} rows/s); {msg}",
-                    tally.total(),
-                    self.bar.length().unwrap_or(0)
-                );
-            }
-        } else {
+        let mut msg = format!("{}  retries {retries}  429s {throttled}", tally.text("  "));
+        if let Some(d) = &self.deadline {
+            msg += &format!("  deadline {d}");
+        }
+        if !self.bar.is_hidden() {
             self.bar.set_message(msg);
+            return;
+        }
+        if self.last_log.elapsed() < LOG_EVERY {
+            return;
+        }
+        self.last_log = Instant::now();
+        let (done, total) = (tally.total(), self.bar.length().unwrap_or(0));
+        let rate =
+            done.saturating_sub(self.base) as f64 / self.start.elapsed().as_secs_f64().max(0.001);
+        let eta = (rate > 0.0).then(|| total.saturating_sub(done) as f64 / rate);
+        if json() {
+            tracing::info!(
+                rows_done = done,
+                rows_total = total,
+                rows_per_second = rate,
+                ok = tally.ok,
+                skipped = tally.skipped,
+                failed = tally.failed,
+                invalid = tally.invalid,
+                pending = tally.pending,
+                retries,
+                throttled_429 = throttled,
+                eta_seconds = eta,
+                deadline = self.deadline.as_deref(),
+                "progress"
+            );
+        } else {
+            let eta = eta.map_or_else(
+                || "?".to_owned(),
+                |s| crate::clock::duration_text(Duration::from_secs_f64(s.min(1e9))),
+            );
+            tracing::info!("progress: {done}/{total} rows ({rate:.1} rows/s, eta {eta}); {msg}");
         }
     }
 

@@ -14,7 +14,7 @@ use crate::input::Layout;
 use crate::output::row::RowResult;
 
 /// The fixed columns of the results file, in order.
-pub(crate) const RESULT_COLUMNS: [&str; 13] = [
+pub(crate) const RESULT_COLUMNS: [&str; 16] = [
     "line",
     "iccid",
     "action",
@@ -23,11 +23,14 @@ pub(crate) const RESULT_COLUMNS: [&str; 13] = [
     "outcome",
     "http_status",
     "error_code",
+    "reason",
     "message",
     "attempts",
+    "retries",
     "sim_status",
     "before",
     "finished_at",
+    "change_ref",
 ];
 
 /// Neutralises a cell a spreadsheet would read as a formula, and shows control characters
@@ -124,6 +127,7 @@ impl CsvFile {
 pub struct ResultsFile {
     csv: CsvFile,
     carried: Vec<usize>,
+    change_ref: String,
 }
 
 impl ResultsFile {
@@ -145,7 +149,13 @@ impl ResultsFile {
         Ok(Self {
             csv,
             carried: layout.carried.clone(),
+            change_ref: String::new(),
         })
+    }
+
+    /// Every row written from now on carries `change_ref` (`--change-ref`).
+    pub fn set_change_ref(&mut self, change_ref: &str) {
+        self.change_ref = formula_safe(change_ref).into_owned();
     }
 
     /// Appends one row's result (buffered; see [`ResultsFile::flush`]).
@@ -161,11 +171,14 @@ impl ResultsFile {
             r.verdict.as_str().to_owned(),
             opt(r.http_status.map(|s| s.to_string())),
             opt(r.error_code.map(|s| s.to_string())),
+            r.reason.unwrap_or_default().to_owned(),
             formula_safe(&r.message).into_owned(),
             r.attempts.to_string(),
+            r.retries.to_string(),
             formula_safe(r.sim_status.as_deref().unwrap_or("")).into_owned(),
             formula_safe(r.before.as_deref().unwrap_or("")).into_owned(),
             finished,
+            self.change_ref.clone(),
         ];
         for &i in &self.carried {
             cells.push(formula_safe(r.fields.get(i).map_or("", String::as_str)).into_owned());

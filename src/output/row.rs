@@ -17,6 +17,9 @@ pub enum Verdict {
     Failed,
     /// The row itself is malformed; no call was made.
     Invalid,
+    /// `--wait-active`: the activation went through, but the SIM was still
+    /// `pendingProvision` when the wait ended (poll it again with `run --wait-active`).
+    Pending,
 }
 
 impl Verdict {
@@ -26,12 +29,14 @@ impl Verdict {
             Verdict::Skipped => "skipped",
             Verdict::Failed => "failed",
             Verdict::Invalid => "invalid",
+            Verdict::Pending => "pending",
         }
     }
 
-    /// Whether the row belongs in the failures file.
+    /// Whether the row belongs in the failures file (failed, invalid, and pending rows to
+    /// poll again).
     pub(crate) fn is_failure(self) -> bool {
-        matches!(self, Verdict::Failed | Verdict::Invalid)
+        matches!(self, Verdict::Failed | Verdict::Invalid | Verdict::Pending)
     }
 }
 
@@ -76,6 +81,9 @@ pub struct Tally {
     pub skipped: u64,
     pub failed: u64,
     pub invalid: u64,
+    /// `--wait-active` rows whose SIM was still `pendingProvision` at the end.
+    #[serde(default)]
+    pub pending: u64,
 }
 
 impl Tally {
@@ -85,10 +93,23 @@ impl Tally {
             Verdict::Skipped => self.skipped += 1,
             Verdict::Failed => self.failed += 1,
             Verdict::Invalid => self.invalid += 1,
+            Verdict::Pending => self.pending += 1,
         }
     }
 
     pub(crate) fn total(&self) -> u64 {
-        self.ok + self.skipped + self.failed + self.invalid
+        self.ok + self.skipped + self.failed + self.invalid + self.pending
+    }
+
+    /// `ok 5, skipped 0, failed 1, invalid 0` (and `pending` when there are some).
+    pub(crate) fn text(&self, sep: &str) -> String {
+        let mut s = format!(
+            "ok {}{sep}skipped {}{sep}failed {}{sep}invalid {}",
+            self.ok, self.skipped, self.failed, self.invalid
+        );
+        if self.pending > 0 {
+            s += &format!("{sep}pending {}", self.pending);
+        }
+        s
     }
 }

@@ -9,18 +9,6 @@ use serde::Serialize;
 
 use crate::output::row::Tally;
 
-/// How often one error was seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ErrorCount {
-    pub http_status: Option<u16>,
-    pub error_code: Option<i64>,
-    /// The group of errors without a status or code (invalid rows, transport failures).
-    pub reason: Option<String>,
-    /// The first message seen in the group.
-    pub message: String,
-    pub count: u64,
-}
-
 /// How many rows ended one way for one reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReasonCount {
@@ -44,15 +32,32 @@ pub struct Calls {
     pub per_row: f64,
 }
 
-/// The end of a run.
+/// The version of the summary's JSON shape (`schema_version`); it grows when a field changes
+/// meaning or goes away, not when one is added.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The end of a run. As JSON (`--summary-json`) its fields are the README's schema:
+/// times are RFC 3339 UTC, durations carry their unit in the name.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    pub schema_version: u32,
+    /// The simbulk version that ran.
+    pub version: String,
     /// A preview: outcomes are predictions and nothing was changed.
     pub preview: bool,
     /// `completed`, `stopped` (signal or deadline), `halted` or `aborted`.
     pub state: String,
     pub reason: Option<String>,
     pub exit_code: u8,
+    /// `--change-ref` of the job (a resume keeps the first one unless given another).
+    pub change_ref: Option<String>,
+    /// The OS user who ran this run.
+    pub operator: String,
+    /// When this run started and ended.
+    pub started_at: String,
+    pub finished_at: String,
+    /// When the run had to stop (`--until`, `--max-duration`), if it had to.
+    pub deadline_at: Option<String>,
     pub input: PathBuf,
     pub results: PathBuf,
     pub failures: PathBuf,
@@ -62,26 +67,40 @@ pub struct Summary {
     pub job_rows_estimate: u64,
     pub this_run: Tally,
     pub by_action: BTreeMap<String, Tally>,
-    pub top_errors: Vec<ErrorCount>,
+    /// The largest groups of failed and invalid rows, with samples and the next step.
+    pub top_errors: Vec<crate::output::groups::ErrorGroup>,
     /// Rows by outcome and reason (the message without request ids), largest first.
     pub by_reason: Vec<ReasonCount>,
     pub calls: Calls,
     pub elapsed_seconds: f64,
     pub rows_per_second: f64,
+    /// Requests of this run, token requests included.
     pub requests: u64,
+    /// Attempts repeated after a 5xx, a timeout or a lost connection (429s apart).
     pub retries: u64,
+    /// 429 answers (each repeated after its Retry-After).
     pub throttled_429: u64,
     pub blank_rows_skipped: u64,
-    /// Row latency in milliseconds: p50, p99, max.
-    pub latency_ms: Option<Latency>,
-    /// Activations of this run: (ended active, still pendingProvision).
-    pub activations: (u64, u64),
+    /// How long the API took to answer a request (sent to answer), in milliseconds.
+    pub api_latency_ms: Option<Latency>,
+    /// A row's time from its first request to its end (pacer waits, retries and polling
+    /// included), in milliseconds.
+    pub row_time_ms: Option<Latency>,
+    /// Activations of this run that ended active, and still pendingProvision.
+    pub activations: Activations,
     /// Seconds from start to the first request of this run (start-up and resume cost).
-    pub first_request_after: Option<f64>,
+    pub first_request_after_seconds: Option<f64>,
     pub resume_command: Option<String>,
 }
 
-/// Row latency percentiles in milliseconds.
+/// Activations of a run by the status they ended in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Activations {
+    pub active: u64,
+    pub still_pending: u64,
+}
+
+/// Percentiles in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Latency {
     pub p50: f64,
@@ -106,6 +125,11 @@ impl Summary {
                 "  (predictions from each SIM's state; nothing was changed)"
             );
         }
+        let mut who = format!("  run by:    {}", self.operator);
+        if let Some(c) = &self.change_ref {
+            who += &format!(", change {c}");
+        }
+        let _ = writeln!(s, "{who}");
         self.rows_text(&mut s);
         self.reasons_text(&mut s);
         self.errors_text(&mut s);
@@ -121,12 +145,7 @@ impl Summary {
 
     /// Rows of the job, of this run, and by action.
     fn rows_text(&self, s: &mut String) {
-        let counts = |t: &Tally| {
-            format!(
-                "ok {}, skipped {}, failed {}, invalid {}",
-                t.ok, t.skipped, t.failed, t.invalid
-            )
-        };
+        let counts = |t: &Tally| t.text(", ");
         let t = &self.job;
         let _ = writeln!(
             s,
@@ -140,11 +159,14 @@ impl Summary {
             let _ = writeln!(s, "  this run:  {} rows ({})", r.total(), counts(r));
         }
         for (action, c) in &self.by_action {
-            let _ = writeln!(
-                s,
+            let mut line = format!(
                 "    {action:<17} ok {:<7} skipped {:<7} failed {:<7} invalid {}",
                 c.ok, c.skipped, c.failed, c.invalid
             );
+            if c.pending > 0 {
+                line += &format!("  pending {}", c.pending);
+            }
+            let _ = writeln!(s, "{line}");
         }
     }
 
@@ -164,20 +186,49 @@ impl Summary {
         }
     }
 
-    /// The largest error groups.
+    /// The largest error groups: count, share, the API's message, samples, what to do.
     fn errors_text(&self, s: &mut String) {
         if self.top_errors.is_empty() {
             return;
         }
         let _ = writeln!(s, "  top errors:");
         for e in &self.top_errors {
-            let code = match (e.http_status, e.error_code, &e.reason) {
-                (_, Some(c), _) => format!("error {c}"),
-                (Some(h), None, _) => format!("HTTP {h}"),
-                (None, None, Some(r)) => r.clone(),
-                (None, None, None) => "other".into(),
+            let what = if e.outcome == "invalid" {
+                format!("invalid: {}", e.label)
+            } else {
+                e.label.clone()
             };
-            let _ = writeln!(s, "    {:>7} × {code}: {}", e.count, e.message);
+            let _ = writeln!(
+                s,
+                "    {:>7} × {what} ({:.1} %): {}",
+                e.count, e.percent, e.message
+            );
+            let lines: Vec<String> = e
+                .samples
+                .iter()
+                .map(|x| format!("{} ({})", x.line, x.iccid))
+                .collect();
+            let _ = writeln!(s, "              e.g. lines {}", lines.join(", "));
+            let _ = writeln!(s, "              next: {}", e.next_step);
+        }
+    }
+
+    /// The rows left and the time they take at this run's pace; the deadline that stopped
+    /// the run.
+    fn left_text(&self, s: &mut String) {
+        let left = self.job_rows_estimate.saturating_sub(self.job.total());
+        if self.state != "completed" && left > 0 && self.rows_per_second > 0.0 {
+            let eta = std::time::Duration::from_secs_f64(left as f64 / self.rows_per_second);
+            let _ = writeln!(
+                s,
+                "  left:      ~{} rows, about {} at this run's {:.1} rows/s",
+                thousands(left),
+                crate::clock::duration_text(eta),
+                self.rows_per_second
+            );
+        }
+        if let Some(d) = &self.deadline_at {
+            let _ = writeln!(s, "  deadline:  {d}");
         }
     }
 
@@ -192,25 +243,36 @@ impl Summary {
             self.retries,
             self.throttled_429
         );
+        let _ = writeln!(
+            s,
+            "  ran:       {} to {}",
+            self.started_at, self.finished_at
+        );
+        self.left_text(s);
         let c = &self.calls;
         let _ = writeln!(
             s,
             "  calls:     {:.2} per row ({} writes, {} reads, {} list calls)",
             c.per_row, c.writes, c.reads, c.lists
         );
-        if self.activations.1 > 0 {
+        if self.activations.still_pending > 0 {
             let _ = writeln!(
                 s,
                 "  activations: {} active, {} still pendingProvision",
-                self.activations.0, self.activations.1
+                self.activations.active, self.activations.still_pending
             );
         }
-        if let Some(l) = &self.latency_ms {
-            let _ = writeln!(
-                s,
-                "  latency:   p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        let ms = |l: &Latency| {
+            format!(
+                "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
                 l.p50, l.p99, l.max
-            );
+            )
+        };
+        if let Some(l) = &self.api_latency_ms {
+            let _ = writeln!(s, "  API answers: {}", ms(l));
+        }
+        if let Some(l) = &self.row_time_ms {
+            let _ = writeln!(s, "  time per row: {} (waits and retries included)", ms(l));
         }
         if self.blank_rows_skipped > 0 {
             let _ = writeln!(s, "  blank rows skipped: {}", self.blank_rows_skipped);
@@ -218,63 +280,17 @@ impl Summary {
     }
 }
 
-/// Distinct error groups kept; further ones are counted together.
-const MAX_GROUPS: usize = 256;
-
-type GroupKey = (Option<u16>, Option<i64>, Option<&'static str>);
-
-/// Error counts by group — HTTP status and API error code, or a reason for errors that have
-/// neither — with the first message of each. Bounded: past [`MAX_GROUPS`] groups, new ones
-/// are counted as "other errors".
-#[derive(Debug, Default)]
-pub(crate) struct ErrorTally {
-    map: BTreeMap<GroupKey, (u64, String)>,
-}
-
-impl ErrorTally {
-    pub(crate) fn add(
-        &mut self,
-        status: Option<u16>,
-        code: Option<i64>,
-        reason: Option<&'static str>,
-        message: &str,
-    ) {
-        let mut key = (status, code, reason);
-        if self.map.len() >= MAX_GROUPS && !self.map.contains_key(&key) {
-            key = (None, None, Some("other errors"));
+/// `n` with a comma every three digits: `400,010`.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
         }
-        let e = self.map.entry(key).or_insert_with(|| {
-            (
-                0,
-                message
-                    .split(" (request ")
-                    .next()
-                    .unwrap_or("")
-                    .chars()
-                    .take(200)
-                    .collect(),
-            )
-        });
-        e.0 += 1;
+        out.push(c);
     }
-
-    /// The `n` largest groups.
-    pub(crate) fn top(&self, n: usize) -> Vec<ErrorCount> {
-        let mut v: Vec<ErrorCount> = self
-            .map
-            .iter()
-            .map(|((s, c, r), (count, m))| ErrorCount {
-                http_status: *s,
-                error_code: *c,
-                reason: r.map(str::to_owned),
-                message: m.clone(),
-                count: *count,
-            })
-            .collect();
-        v.sort_by_key(|e| std::cmp::Reverse(e.count));
-        v.truncate(n);
-        v
-    }
+    out
 }
 
 /// Distinct reasons kept; further ones are counted together.
@@ -355,24 +371,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_groups_hold_no_row_detail_and_stay_bounded() {
-        let mut t = ErrorTally::default();
-        for i in 0..100_000u64 {
-            let msg = format!("ICCID \"{i:019}\" fails the Luhn check");
-            t.add(None, None, Some("ICCID fails the Luhn check"), &msg);
-        }
-        for code in 0..10_000 {
-            t.add(Some(400), Some(code), None, "refused (request req-1)");
-        }
-        assert!(t.map.len() <= MAX_GROUPS + 1);
-        let top = t.top(3);
-        assert_eq!(top[0].count, 100_000);
-        assert_eq!(top[0].reason.as_deref(), Some("ICCID fails the Luhn check"));
-        assert!(
-            top.iter()
-                .any(|e| e.reason.as_deref() == Some("other errors"))
-        );
-        assert!(top.iter().all(|e| !e.message.contains("req-1")));
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(400_010), "400,010");
+        assert_eq!(thousands(12_345_678), "12,345,678");
     }
 
     #[test]

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use fixedbitset::FixedBitSet;
 
+use crate::output::groups::{ErrorGroup, Groups};
+
 /// Counts by outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Counts {
@@ -22,6 +24,7 @@ pub(crate) struct Counts {
     pub(crate) skipped: u64,
     pub(crate) failed: u64,
     pub(crate) invalid: u64,
+    pub(crate) pending: u64,
 }
 
 impl Counts {
@@ -30,30 +33,50 @@ impl Counts {
             "ok" => self.ok += 1,
             "skipped" => self.skipped += 1,
             "failed" => self.failed += 1,
+            "pending" => self.pending += 1,
             _ => self.invalid += 1,
         }
     }
 
     pub(crate) fn total(&self) -> u64 {
-        self.ok + self.skipped + self.failed + self.invalid
+        self.ok + self.skipped + self.failed + self.invalid + self.pending
     }
 }
 
-/// An error's HTTP status and code (or, for invalid rows, the start of the reason).
-pub(crate) type ErrorKey = (String, String);
+/// Outcomes in one bucket of time, and the requests repeated there.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Minute {
+    pub(crate) outcomes: Counts,
+    /// Requests repeated after a 5xx, a timeout or a lost connection (the results' `retries`).
+    pub(crate) repeats: u64,
+}
+
+/// What the job's checkpoint says of it: who ran it, for which change, its runs.
+#[derive(Debug)]
+pub(crate) struct JobContext {
+    pub(crate) checkpoint: PathBuf,
+    pub(crate) header: crate::checkpoint::Header,
+    pub(crate) runs: Vec<crate::checkpoint::Run>,
+    /// The end record's exit code: the job is complete.
+    pub(crate) finished: Option<u8>,
+}
 
 /// What a results file says.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Report {
     pub(crate) file: PathBuf,
     pub(crate) rows: u64,
     pub(crate) outcomes: Counts,
     pub(crate) by_action: BTreeMap<String, Counts>,
-    /// (status, code) → (count, first message).
-    pub(crate) errors: BTreeMap<ErrorKey, (u64, String)>,
-    /// Rows finished per minute (Unix minute).
-    pub(crate) per_minute: BTreeMap<u64, u64>,
+    /// What the rows asked, in words (`set-package 1234`), with their rows.
+    pub(crate) changes: BTreeMap<String, u64>,
+    /// Failed and invalid rows, grouped.
+    pub(crate) groups: Groups,
+    /// Rows finished per minute (Unix minute), by outcome.
+    pub(crate) per_minute: BTreeMap<u64, Minute>,
     pub(crate) attempts: BTreeMap<u32, u64>,
+    /// Requests repeated after a 5xx, a timeout or a lost connection, over the file.
+    pub(crate) repeats: u64,
     pub(crate) duplicate_lines: u64,
     /// Rows whose `line` is not a line number simbulk writes.
     pub(crate) bad_lines: u64,
@@ -62,6 +85,13 @@ pub(crate) struct Report {
     /// A plan of `simbulk apply` (one row per call; `ok` counts calls to make, `failed`
     /// blocked changes), not results.
     pub(crate) plan: bool,
+    /// The change references the rows carry (a few).
+    pub(crate) change_refs: std::collections::BTreeSet<String>,
+    /// The job's checkpoint, when it is found (or why not).
+    pub(crate) job: Result<JobContext, String>,
+    /// The failures file the next steps point at.
+    pub(crate) failures: String,
+    pub(crate) generated: String,
 }
 
 /// Highest line number followed for duplicates (a bitset of 128 MiB at most).
@@ -70,6 +100,8 @@ const MAX_LINE: usize = 1 << 30;
 const MAX_ATTEMPTS: u32 = 1000;
 /// Minutes of activity charted (about 139 days).
 const MAX_MINUTES: usize = 200_000;
+/// Largest checkpoint read for the job's context.
+const MAX_CHECKPOINT: u64 = 8 << 30;
 
 /// The entry for `key`, or for `other` once `map` has `cap` keys: tallies stay bounded
 /// whatever the file holds.
@@ -90,7 +122,6 @@ fn unguard(s: &str) -> &str {
     }
 }
 
-/// Reads a results file.
 /// Why a results file cannot be reported on.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReportError {
@@ -112,46 +143,48 @@ struct Columns {
     outcome: usize,
     /// A plan: `outcome` is its `kind` column (`change` or `blocked`).
     plan: bool,
+    iccid: Option<usize>,
     action: Option<usize>,
+    value: Option<usize>,
+    attribute: Option<usize>,
     status: Option<usize>,
     code: Option<usize>,
+    reason: Option<usize>,
     message: Option<usize>,
     attempts: Option<usize>,
+    retries: Option<usize>,
     at: Option<usize>,
+    change_ref: Option<usize>,
 }
 
 impl Columns {
     fn of(headers: &csv::StringRecord) -> Option<Self> {
         let col = |name: &str| headers.iter().position(|h| h == name);
-        if col("outcome").is_none() && col("kind").is_some() && col("sim_line").is_some() {
-            return Some(Self {
-                line: col("sim_line")?,
-                outcome: col("kind")?,
-                plan: true,
-                action: col("action"),
-                status: None,
-                code: None,
-                message: col("reason"),
-                attempts: None,
-                at: None,
-            });
-        }
+        let plan = col("outcome").is_none() && col("kind").is_some() && col("sim_line").is_some();
         Some(Self {
-            line: col("line")?,
-            outcome: col("outcome")?,
-            plan: false,
+            line: col(if plan { "sim_line" } else { "line" })?,
+            outcome: col(if plan { "kind" } else { "outcome" })?,
+            plan,
+            iccid: col("iccid"),
             action: col("action"),
+            value: col("value"),
+            attribute: col("attribute"),
             status: col("http_status"),
             code: col("error_code"),
-            message: col("message"),
+            // A plan's reason is its message; a results file has both.
+            reason: col("reason").filter(|_| !plan),
+            message: col(if plan { "reason" } else { "message" }),
             attempts: col("attempts"),
+            retries: col("retries"),
             at: col("finished_at"),
+            change_ref: col("change_ref"),
         })
     }
 }
 
-/// Reads a results file (streamed, bounded as inputs are).
-pub(crate) fn read(path: &Path) -> Result<Report, ReportError> {
+/// Reads a results file (streamed, bounded as inputs are), and the job's checkpoint:
+/// `checkpoint`, or the one beside the results file.
+pub(crate) fn read(path: &Path, checkpoint: Option<&Path>) -> Result<Report, ReportError> {
     let csv_error = |source| ReportError::Csv {
         path: path.to_owned(),
         source,
@@ -169,10 +202,33 @@ pub(crate) fn read(path: &Path) -> Result<Report, ReportError> {
             path: path.to_owned(),
         });
     };
+    let job = job_context(path, checkpoint);
+    let failures = match &job {
+        Ok(j) => j.header.failures.clone(),
+        Err(_) => beside(path, ".failures.csv"),
+    };
     let mut rep = Report {
         file: path.to_owned(),
+        rows: 0,
+        outcomes: Counts::default(),
+        by_action: BTreeMap::new(),
+        changes: BTreeMap::new(),
+        groups: Groups::default(),
+        per_minute: BTreeMap::new(),
+        attempts: BTreeMap::new(),
+        repeats: 0,
+        duplicate_lines: 0,
+        bad_lines: 0,
+        first: None,
+        last: None,
         plan: cols.plan,
-        ..Report::default()
+        change_refs: std::collections::BTreeSet::new(),
+        job,
+        failures: crate::output::summary::shell_quote(&failures.display().to_string()),
+        generated: crate::clock::rfc3339(
+            std::time::SystemTime::now(),
+            crate::clock::Precision::Seconds,
+        ),
     };
     let mut seen = FixedBitSet::new();
     let mut rec = csv::StringRecord::new();
@@ -182,6 +238,52 @@ pub(crate) fn read(path: &Path) -> Result<Report, ReportError> {
     Ok(rep)
 }
 
+/// The file beside the results file `path` named as simbulk names a job's files:
+/// `job.results.csv` → `job<suffix>`, `job.preview.csv` → `job.preview<suffix>`.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let stem = name
+        .strip_suffix(".results.csv")
+        .or_else(|| name.strip_suffix(".csv"))
+        .unwrap_or(&name);
+    path.with_file_name(format!("{stem}{suffix}"))
+}
+
+/// The job's context from its checkpoint, or why there is none.
+fn job_context(results: &Path, checkpoint: Option<&Path>) -> Result<JobContext, String> {
+    let cp = checkpoint.map_or_else(|| beside(results, ".checkpoint"), Path::to_owned);
+    if checkpoint.is_none() && !cp.exists() {
+        return Err(format!(
+            "no checkpoint at {} (give --checkpoint for the job's runs, operator and change reference)",
+            cp.display()
+        ));
+    }
+    let bounds = crate::checkpoint::Bounds {
+        max_bytes: MAX_CHECKPOINT,
+        ..crate::checkpoint::Bounds::unlimited()
+    };
+    let rep = crate::checkpoint::replay(&cp, bounds).map_err(|e| e.to_string())?;
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !same(&rep.header.results, results) && !same(&cp, &beside(results, ".checkpoint")) {
+        return Err(format!(
+            "the checkpoint {} belongs to {}, not to this results file",
+            cp.display(),
+            rep.header.results.display()
+        ));
+    }
+    Ok(JobContext {
+        checkpoint: cp,
+        header: rep.header,
+        runs: rep.runs,
+        finished: rep.finished,
+    })
+}
+
 impl Report {
     /// Counts one results row.
     fn add(&mut self, rec: &csv::StringRecord, cols: &Columns, seen: &mut FixedBitSet) {
@@ -189,10 +291,11 @@ impl Report {
         self.rows += 1;
         // A line past the bound (no job has a billion rows) is not a row of a job: it is
         // counted, not remembered.
-        match get(Some(cols.line)).parse::<usize>() {
+        let line = get(Some(cols.line)).parse::<u64>().ok();
+        match line.and_then(|l| usize::try_from(l).ok()) {
             // A plan has a row per call: a SIM's line comes back for each of its calls.
-            Ok(_) if cols.plan => {}
-            Ok(l) if l <= MAX_LINE => {
+            Some(_) if cols.plan => {}
+            Some(l) if l <= MAX_LINE => {
                 if l >= seen.len() {
                     seen.grow((l + 1).max(seen.len() * 2).min(MAX_LINE + 1));
                 }
@@ -205,42 +308,69 @@ impl Report {
         let outcome = match get(Some(cols.outcome)) {
             "change" if cols.plan => "ok",
             "blocked" if cols.plan => "failed",
-            o => o,
+            o @ ("ok" | "skipped" | "failed" | "pending") => o,
+            _ => "invalid",
         };
         self.outcomes.add(outcome);
-        let action = match outcome {
-            "invalid" => "(invalid rows)",
-            _ => unguard(get(cols.action)),
+        let action: String = match outcome {
+            "invalid" => "(invalid rows)".into(),
+            _ => unguard(get(cols.action)).chars().take(40).collect(),
         };
-        let action = action.chars().take(40).collect();
+        if outcome != "invalid" {
+            let what = [
+                unguard(get(cols.action)),
+                unguard(get(cols.attribute)),
+                unguard(get(cols.value)),
+            ]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+            let what: String = what.chars().take(80).collect();
+            *bump(&mut self.changes, what, "(other changes)".into(), 32) += 1;
+        }
         bump(&mut self.by_action, action, "(other)".into(), 64).add(outcome);
-        if outcome == "failed" || outcome == "invalid" {
-            self.add_error(get(cols.status), get(cols.code), unguard(get(cols.message)));
+        if matches!(outcome, "failed" | "invalid" | "pending") {
+            self.add_error(outcome, rec, cols, line.unwrap_or(0));
         }
         if let Ok(a) = get(cols.attempts).parse::<u32>() {
             *self.attempts.entry(a.min(MAX_ATTEMPTS)).or_default() += 1;
         }
-        self.add_time(get(cols.at));
-    }
-
-    fn add_error(&mut self, status: &str, code: &str, msg: &str) {
-        let msg = msg.split(" (request ").next().unwrap_or("");
-        // Invalid rows have no code: group them by the first words of their reason.
-        let key_code = if code.is_empty() && status.is_empty() {
-            let first = msg.split([';', '"']).next().unwrap_or("");
-            first.trim().chars().take(60).collect()
-        } else {
-            code.to_owned()
-        };
-        let other = (String::new(), "(other)".to_owned());
-        let e = bump(&mut self.errors, (status.to_owned(), key_code), other, 256);
-        if e.1.is_empty() {
-            e.1 = msg.chars().take(200).collect();
+        let repeats = get(cols.retries)
+            .parse::<u64>()
+            .unwrap_or(0)
+            .min(u64::from(MAX_ATTEMPTS));
+        self.repeats += repeats;
+        let cr = unguard(get(cols.change_ref));
+        if !cr.is_empty() && self.change_refs.len() < 8 {
+            self.change_refs.insert(cr.chars().take(200).collect());
         }
-        e.0 += 1;
+        self.add_time(get(cols.at), outcome, repeats);
     }
 
-    fn add_time(&mut self, at: &str) {
+    fn add_error(&mut self, outcome: &str, rec: &csv::StringRecord, cols: &Columns, line: u64) {
+        let get = |c: Option<usize>| c.and_then(|i| rec.get(i)).unwrap_or("");
+        let msg = unguard(get(cols.message));
+        let status = get(cols.status).parse::<u16>().ok();
+        let code = get(cols.code).parse::<i64>().ok();
+        let reason: String = match cols.reason.map(|_| unguard(get(cols.reason))) {
+            Some(r) if !r.is_empty() => r.chars().take(80).collect(),
+            // An older results file, or a plan: the words before the row's own text.
+            _ => msg
+                .split(['"', ';', ':'])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .chars()
+                .take(60)
+                .collect(),
+        };
+        let iccid = unguard(get(cols.iccid));
+        self.groups
+            .add(outcome, (status, code, Some(&reason)), msg, (line, iccid));
+    }
+
+    fn add_time(&mut self, at: &str, outcome: &str, repeats: u64) {
         let Some(t) = crate::clock::parse_rfc3339(at) else {
             return;
         };
@@ -249,7 +379,9 @@ impl Report {
         };
         let s = d.as_secs();
         if self.per_minute.len() < MAX_MINUTES || self.per_minute.contains_key(&(s / 60)) {
-            *self.per_minute.entry(s / 60).or_default() += 1;
+            let m = self.per_minute.entry(s / 60).or_default();
+            m.outcomes.add(outcome);
+            m.repeats += repeats;
         }
         self.first = Some(self.first.map_or(s, |f| f.min(s)));
         self.last = Some(self.last.map_or(s, |l| l.max(s)));
@@ -262,15 +394,41 @@ fn minute_text(m: u64) -> String {
     s.get(..16).unwrap_or(&s).replace('T', " ")
 }
 
+/// A time in milliseconds since the epoch, as `2026-11-27 03:00:12 UTC`.
+fn ms_text(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let s = crate::clock::rfc3339(t, crate::clock::Precision::Seconds);
+    format!("{} UTC", s.trim_end_matches('Z').replace('T', " "))
+}
+
+/// What an exit code says.
+fn exit_text(code: u8) -> &'static str {
+    match code {
+        crate::exit::OK => "every row done",
+        crate::exit::ROWS_FAILED => "done, some rows failed",
+        crate::exit::USAGE => "refused (usage)",
+        crate::exit::HALTED => "halted",
+        crate::exit::STOPPED => "stopped (signal or deadline)",
+        _ => "ended",
+    }
+}
+
+/// A bucket width in minutes for a span of `span` minutes: about 60 bars of a round size.
+const WIDTHS: [u64; 12] = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440];
+
 impl Report {
-    fn top_errors(&self) -> Vec<(&ErrorKey, &(u64, String))> {
-        let mut v: Vec<_> = self.errors.iter().collect();
-        v.sort_by_key(|(_, (n, _))| std::cmp::Reverse(*n));
-        v
+    fn top_errors(&self) -> Vec<ErrorGroup> {
+        self.groups.top(50, self.rows, &self.failures)
     }
 
-    /// Rows per bucket for the throughput chart: at most 60 buckets over the run.
-    fn throughput_buckets(&self) -> (u64, Vec<(u64, u64)>) {
+    /// Percent of the rows.
+    fn pct(&self, n: u64) -> String {
+        format!("{:.1} %", n as f64 * 100.0 / self.rows.max(1) as f64)
+    }
+
+    /// Rows per bucket for the throughput chart: about 60 buckets of a round width over
+    /// the run (per minute for a short job, per hour or more for long ones).
+    fn throughput_buckets(&self) -> (u64, Vec<(u64, Minute)>) {
         let (Some(&first), Some(&last)) = (
             self.per_minute.keys().next(),
             self.per_minute.keys().next_back(),
@@ -278,15 +436,54 @@ impl Report {
             return (1, Vec::new());
         };
         let span = last - first + 1;
-        let width = span.div_ceil(60).max(1);
-        let mut b: Vec<(u64, u64)> = (0..span.div_ceil(width))
-            .map(|i| (first + i * width, 0))
+        let width = WIDTHS
+            .into_iter()
+            .find(|w| span.div_ceil(*w) <= 72)
+            .unwrap_or_else(|| span.div_ceil(72));
+        let start = first - first % width;
+        let n = (last - start) / width + 1;
+        let mut b: Vec<(u64, Minute)> = (0..n)
+            .map(|i| (start + i * width, Minute::default()))
             .collect();
-        for (m, n) in &self.per_minute {
-            b[((m - first) / width) as usize].1 += n;
+        for (m, c) in &self.per_minute {
+            let slot = &mut b[((m - start) / width) as usize].1;
+            slot.outcomes.ok += c.outcomes.ok;
+            slot.outcomes.skipped += c.outcomes.skipped;
+            slot.outcomes.failed += c.outcomes.failed;
+            slot.outcomes.invalid += c.outcomes.invalid;
+            slot.repeats += c.repeats;
         }
         (width, b)
     }
+
+    /// The steps the reader can take, first the job's, then each group's.
+    fn next_steps(&self) -> Vec<String> {
+        let mut steps = Vec::new();
+        if let Ok(j) = &self.job
+            && j.finished.is_none()
+        {
+            let input = j.header.input.as_ref().map_or_else(
+                || "INPUT".to_owned(),
+                |p| crate::output::summary::shell_quote(&p.display().to_string()),
+            );
+            steps.push(format!(
+                "the job is not complete: continue it with simbulk run {input} --resume --checkpoint {}",
+                crate::output::summary::shell_quote(&j.checkpoint.display().to_string())
+            ));
+        }
+        if self.outcomes.failed + self.outcomes.invalid + self.outcomes.pending > 0 {
+            steps.push(format!(
+                "failed, invalid and pending rows are in {} (the input's own columns): fix what the groups below say, then run it: simbulk run {}",
+                self.failures, self.failures
+            ));
+        }
+        steps
+    }
+}
+
+/// An interval in words (`2 h 5 min`).
+fn span_text(ms: u64) -> String {
+    crate::clock::duration_text(std::time::Duration::from_millis(ms))
 }
 
 #[cfg(test)]
@@ -312,20 +509,29 @@ mod tests {
 3,1,activate,,,failed,400,16000,The SIM is suspended (request r-1),2,,2026-11-26T21:00:02.000Z\n\
 4,1,'=x,,,invalid,,,unknown action \"=x\"; use one of,0,,2026-11-26T21:02:00.000Z\n\
 3,1,activate,,,failed,400,16000,The SIM is suspended (request r-2),1,,2026-11-26T21:03:00.000Z\n").unwrap();
-        let r = read(&p).unwrap();
+        let r = read(&p, None).unwrap();
         assert_eq!(
             (r.rows, r.outcomes.ok, r.outcomes.failed, r.outcomes.invalid),
             (4, 1, 2, 1)
         );
         assert_eq!(r.duplicate_lines, 1);
+        let top = r.top_errors();
+        assert_eq!(top.len(), 2);
         assert_eq!(
-            r.errors[&("400".to_owned(), "16000".to_owned())],
-            (2, "The SIM is suspended".to_owned())
+            (top[0].count, top[0].label.as_str(), top[0].message.as_str()),
+            (2, "HTTP 400 error 16000", "The SIM is suspended")
         );
+        // An older file without a reason column: the reason's words, not the row's text.
+        assert_eq!(
+            (top[1].outcome.as_str(), top[1].label.as_str()),
+            ("invalid", "unknown action")
+        );
+        assert!(r.job.is_err());
         assert_eq!(r.per_minute.len(), 3);
         let html = r.to_html();
         assert!(html.contains("id=\"failed\">2<") && !html.contains("<script"));
         assert!(r.to_text().contains("error 16000"));
-        assert!(read(Path::new("/no/such")).is_err());
+        assert!(html.contains("id=\"failed-pct\">50.0 %<"), "{html}");
+        assert!(read(Path::new("/no/such"), None).is_err());
     }
 }

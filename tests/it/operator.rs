@@ -206,23 +206,49 @@ fn wait_active_polls_pending_activations_until_they_come_up() {
     assert!(r.iter().all(|x| x["sim_status"] == "active"), "{r:?}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("ok 20"));
     // Waiting rows free their slot: 20 rows, 2 slots, 2 s each would take 20 s otherwise.
+    // A SIM still pending when the wait ends is `pending`: exit 1, in the failures file.
     let slow = TestSim::start(SimConfig {
-        activation_delay: Duration::from_secs(60),
+        activation_delay: Duration::from_secs(4),
         ..SimConfig::unlimited(1000)
     });
     let job = Job::new("ship2.csv", &(ids[..5].join("\n") + "\n"));
-    let o = job.run(&slow, &["--action", "activate", "--wait-active", "1500ms"]);
+    let o = job.run(&slow, &["--action", "activate", "--wait-active", "500ms"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let r = job.results();
+    assert!(
+        r.iter()
+            .all(|x| x["outcome"] == "pending" && x["sim_status"] == "pendingProvision"),
+        "{r:?}"
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("5 still pendingProvision"), "{out}");
+    assert!(out.contains("pending 5"), "{out}");
+    let failures = job.path(".failures.csv");
+    assert_eq!(
+        std::fs::read_to_string(&failures).unwrap().lines().count(),
+        5
+    );
+    // The failures file polls them again, and sends no second activation.
+    let patches = || {
+        slow.stats()
+            .by_route
+            .get("PATCH /api/v2/sim/{iccId}")
+            .map_or(0, |m| m.values().sum::<u64>())
+    };
+    let writes = patches();
+    let again = Job::new(
+        "ship2.failures.csv",
+        &std::fs::read_to_string(&failures).unwrap(),
+    );
+    let o = again.run(&slow, &["--action", "activate", "--wait-active", "30s"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = again.results();
     assert!(
-        job.results()
-            .iter()
-            .all(|x| x["sim_status"] == "pendingProvision")
+        r.iter()
+            .all(|x| x["outcome"] == "skipped" && x["sim_status"] == "active"),
+        "{r:?}"
     );
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("5 still pendingProvision"),
-        "{}",
-        text(&o)
-    );
+    assert_eq!(patches(), writes, "no second activation");
 }
 
 #[test]
@@ -260,7 +286,7 @@ fn report_summarises_a_resumed_run_in_text_and_in_a_browser() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let t = String::from_utf8_lossy(&o.stdout);
     assert!(
-        t.contains("rows:       131 (ok 120, skipped 0, failed 10, invalid 1)"),
+        t.contains("rows:       131 (ok 120 (91.6 %), skipped 0 (0.0 %), failed 10 (7.6 %), invalid 1 (0.8 %))"),
         "{t}"
     );
     assert!(t.contains("error 16000"), "{t}");
