@@ -1,9 +1,11 @@
-//! Serde types of the SIM API contract (`../shared/sim-api`), shared by the client and the
+//! Serde types of the SIM API contract (`docs/sim-api`), shared by the client and the
 //! simulator and by nothing else.
 //!
-//! Guarantees: the client side is tolerant (unknown fields are ignored, `status` is an open
-//! string, both error body shapes parse into [`ErrorBody`]); every type here round-trips
-//! through JSON exactly as the contract spells it.
+//! Guarantees: the reading side is tolerant (unknown fields are ignored, `status` is an open
+//! string, both error body shapes parse into [`ErrorBody`], a flag may be `true`/`"true"`/
+//! `"yes"`/`1` as providers' documents differ, an attribute's name may come as `key`); every
+//! type here is written exactly as the contract spells it, and the request bodies (which the
+//! simulator reads) are read as strictly as the contract defines them.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +20,11 @@ pub struct Sim {
     pub eid: Option<String>,
     /// An open set: `available`, `pendingProvision`, `active` and whatever else a provider sends.
     pub status: String,
+    #[serde(deserialize_with = "loose_bool")]
     pub customer_suspend: bool,
+    #[serde(deserialize_with = "loose_bool")]
     pub admin_suspend: bool,
+    #[serde(deserialize_with = "loose_bool")]
     pub system_suspend: bool,
     pub package_id: i64,
     pub portfolio_id: String,
@@ -68,6 +73,7 @@ pub struct SimPage {
 pub struct Attribute {
     pub icc_attribute_id: i64,
     pub icc_id: String,
+    #[serde(alias = "key")]
     pub name: String,
     pub value: String,
     #[serde(default)]
@@ -96,6 +102,39 @@ pub struct AttributePatch {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+}
+
+/// A flag as providers write it: `true`/`false`, `"true"`/`"false"`, `"yes"`/`"no"` (any
+/// case), or `1`/`0`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LooseBool {
+    Bool(bool),
+    Number(i64),
+    Text(String),
+}
+
+impl LooseBool {
+    fn get<E: serde::de::Error>(self) -> Result<bool, E> {
+        match self {
+            LooseBool::Bool(b) => Ok(b),
+            LooseBool::Number(0) => Ok(false),
+            LooseBool::Number(1) => Ok(true),
+            LooseBool::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "y" | "1" => Ok(true),
+                "false" | "no" | "n" | "0" => Ok(false),
+                _ => Err(E::custom(format!(
+                    "expected a flag (true/false, yes/no, 1/0), found {:?}",
+                    t.chars().take(20).collect::<String>()
+                ))),
+            },
+            LooseBool::Number(n) => Err(E::custom(format!("expected a flag (1/0), found {n}"))),
+        }
+    }
+}
+
+fn loose_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    LooseBool::deserialize(d)?.get()
 }
 
 /// Both error shapes: the application `Error` body and the gateway's `{"message": …}`.
@@ -207,6 +246,39 @@ mod tests {
         .unwrap();
         assert_eq!(sim.status, "provisioned");
         assert_eq!(sim.sim_id, None);
+    }
+
+    #[test]
+    fn flags_and_attribute_names_are_read_in_the_forms_providers_use() {
+        let json = |cs: &str| {
+            format!(
+                r#"{{"iccId":"1","status":"active","customerSuspend":{cs},"adminSuspend":0,"systemSuspend":"NO","packageId":1,"portfolioId":"p","mnoId":2}}"#
+            )
+        };
+        for (cs, want) in [
+            ("true", true),
+            ("\"yes\"", true),
+            ("\"no\"", false),
+            ("1", true),
+            ("\"False\"", false),
+        ] {
+            let sim: Sim = serde_json::from_str(&json(cs)).unwrap();
+            assert_eq!(sim.customer_suspend, want, "{cs}");
+            assert!(!sim.admin_suspend && !sim.system_suspend);
+        }
+        for bad in ["\"maybe\"", "2", "null"] {
+            assert!(serde_json::from_str::<Sim>(&json(bad)).is_err(), "{bad}");
+        }
+        let a: Attribute =
+            serde_json::from_str(r#"{"iccAttributeId":1,"iccId":"1","key":"k","value":"v"}"#)
+                .unwrap();
+        assert_eq!(a.name, "k");
+        // Written as the contract spells it.
+        assert!(
+            serde_json::to_string(&a)
+                .unwrap()
+                .contains("\"name\":\"k\"")
+        );
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct Endpoint {
     pub client_secret: SecretString,
     pub timeout: Duration,
     pub ca_bundle: Option<std::path::PathBuf>,
+    /// How request bodies are spelled (the contract's form unless a profile says otherwise).
+    pub wire: super::wire::Wire,
+    /// The token URL was not given but guessed as `<base-url>/oauth2/token`.
+    pub token_url_guessed: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -218,14 +222,7 @@ impl Client {
                     ra.unwrap_or(Duration::from_secs(1 << attempt))
                 }
                 Ok(resp) if resp.status().is_client_error() => {
-                    let status = resp.status().as_u16();
-                    let bytes = unless_stopped(&self.stop, body::read_lossy(resp, body::ERROR_CAP))
-                        .await
-                        .map_err(|_| ApiError::Interrupted)?;
-                    let body: Option<OAuthError> = serde_json::from_slice(&bytes).ok();
-                    return Err(ApiError::Credentials {
-                        error: body.map_or_else(|| format!("HTTP {status}"), |b| cut(&b.error)),
-                    });
+                    return Err(self.token_refusal(resp).await);
                 }
                 Ok(resp) => {
                     last = format!("token endpoint answered HTTP {}", resp.status().as_u16());
@@ -245,6 +242,23 @@ impl Client {
             .map_err(|_| ApiError::Interrupted)?;
         }
         Err(ApiError::TokenUnavailable { message: last })
+    }
+
+    /// A 4xx from the token endpoint: the credentials refused, or (an answer that is not
+    /// OAuth's from a URL that was only guessed) most likely not the token endpoint at all.
+    async fn token_refusal(&self, resp: reqwest::Response) -> ApiError {
+        let status = resp.status().as_u16();
+        let Ok(bytes) = unless_stopped(&self.stop, body::read_lossy(resp, body::ERROR_CAP)).await
+        else {
+            return ApiError::Interrupted;
+        };
+        let body: Option<OAuthError> = serde_json::from_slice(&bytes).ok();
+        let guessed = (self.endpoint.token_url_guessed && body.is_none())
+            .then(|| self.endpoint.token_url.to_string());
+        ApiError::Credentials {
+            error: body.map_or_else(|| format!("HTTP {status}"), |b| cut(&b.error)),
+            guessed,
+        }
     }
 
     async fn token(&self) -> Result<Token, ApiError> {
@@ -297,7 +311,10 @@ impl Client {
                 req = req.query(query);
             }
             if let Some(b) = body {
-                req = req.json(b);
+                req = match self.endpoint.wire {
+                    w if w.is_contract() => req.json(b),
+                    w => req.json(&w.shape(serde_json::to_value(b).unwrap_or_default())),
+                };
             }
             self.calls.count(lenient, path == "/api/v2/sim");
             let resp = self.send(req, lenient).await?;

@@ -53,10 +53,12 @@ pub enum ApiError {
         request_id: Option<String>,
     },
     /// The token endpoint refused the credentials.
-    #[error(
-        "the token endpoint refused the client credentials ({error}); check SIMBULK_CLIENT_ID and the secret"
-    )]
-    Credentials { error: String },
+    #[error("{}", credentials_text(error, guessed.as_deref()))]
+    Credentials {
+        error: String,
+        /// The token URL, when it was guessed from the base URL rather than given.
+        guessed: Option<String>,
+    },
     /// The token endpoint could not be used just now.
     #[error("cannot get a token: {message}")]
     TokenUnavailable { message: String },
@@ -186,6 +188,18 @@ impl ApiError {
             | ApiError::Server { request_id, .. } => request_id.as_deref(),
             _ => None,
         }
+    }
+}
+
+/// Why the token endpoint said no, and what to check.
+fn credentials_text(error: &str, guessed: Option<&str>) -> String {
+    match guessed {
+        Some(url) => format!(
+            "the token endpoint {url} answered {error}; that URL was guessed from --base-url (<base-url>/oauth2/token), and a provider's token endpoint is often elsewhere (an identity provider): give --token-url, or --provider eseye --region REGION; if the URL is right, check the client id and secret"
+        ),
+        None => format!(
+            "the token endpoint refused the client credentials ({error}); check SIMBULK_CLIENT_ID and the secret"
+        ),
     }
 }
 

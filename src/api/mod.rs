@@ -9,6 +9,7 @@ pub(crate) mod pace;
 pub(crate) mod tls;
 pub(crate) mod token;
 pub(crate) mod url;
+pub mod wire;
 
 pub(crate) use calls::CallCounts;
 pub(crate) use client::Client;

@@ -78,6 +78,9 @@ fn usage(e: impl std::fmt::Display) -> Failure {
 }
 
 async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
+    if let Some(code) = super::run::outside_window(a.job.window) {
+        return Ok(code);
+    }
     let args: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();

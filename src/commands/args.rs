@@ -86,26 +86,135 @@ pub(crate) fn parse_concurrency(s: &str) -> Result<NonZeroUsize, String> {
 /// How to reach the API; shared by the commands that call it.
 #[derive(Debug, Args)]
 pub(crate) struct ConnectionArgs {
-    /// Base URL of the SIM API, e.g. https://sim.api.example.com (http:// only for loopback).
+    /// Base URL of the SIM API, e.g. https://sim.api.example.com (http:// only for loopback)
+    /// [default: the --provider's].
     #[arg(long, env = "SIMBULK_BASE_URL", help_heading = "Connection")]
     pub(crate) base_url: Option<String>,
 
-    /// OAuth2 token endpoint [default: <base-url>/oauth2/token].
+    /// OAuth2 token endpoint [default: the --provider's, else <base-url>/oauth2/token].
     #[arg(long, env = "SIMBULK_TOKEN_URL", help_heading = "Connection")]
     pub(crate) token_url: Option<String>,
+
+    /// A known provider: fills the base URL and the token URL (its identity provider's, in
+    /// --region).
+    #[arg(long, value_enum, help_heading = "Connection")]
+    pub(crate) provider: Option<Provider>,
+
+    /// The provider's region, for its token URL.
+    #[arg(long, default_value = "eu-west-1", value_parser = parse_region, help_heading = "Connection")]
+    pub(crate) region: String,
 
     /// OAuth2 client id. The secret comes from SIMBULK_CLIENT_SECRET or --client-secret-file,
     /// never from a flag.
     #[arg(long, env = "SIMBULK_CLIENT_ID", help_heading = "Connection")]
     pub(crate) client_id: Option<String>,
 
-    /// File holding the OAuth2 client secret (first line), instead of SIMBULK_CLIENT_SECRET.
+    /// File holding the OAuth2 client secret (first line), instead of SIMBULK_CLIENT_SECRET;
+    /// refused when other users can read it (chmod 600).
     #[arg(long, help_heading = "Connection")]
     pub(crate) client_secret_file: Option<PathBuf>,
+
+    /// A command (run with sh -c) that prints the client secret on its first line, e.g.
+    /// `pass show simbulk/prod` or `aws secretsmanager get-secret-value …`; it wins over a
+    /// secret file.
+    #[arg(long, value_name = "COMMAND", help_heading = "Connection")]
+    pub(crate) client_secret_command: Option<String>,
+
+    /// How the provider spells customerSuspend in requests: `bool` (the contract) or
+    /// `yes-no`. Answers are read in either form.
+    #[arg(long, value_enum, default_value = "bool", help_heading = "Connection")]
+    pub(crate) wire_suspend: WireSuspend,
+
+    /// The key of an attribute's name in requests: `name` (the contract) or `key`.
+    #[arg(long, value_enum, default_value = "name", help_heading = "Connection")]
+    pub(crate) wire_attribute_name: WireName,
 
     /// Extra CA certificate bundle (PEM) to trust, for providers behind a private CA.
     #[arg(long, help_heading = "Connection")]
     pub(crate) ca_bundle: Option<PathBuf>,
+}
+
+/// `--action`: the actions a row can name (the input's action cells take the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ActionArg {
+    /// status active (pendingProvision first where the provider delays it)
+    Activate,
+    /// status available
+    Deactivate,
+    /// customerSuspend true (an active SIM)
+    Suspend,
+    /// customerSuspend false
+    Unsuspend,
+    /// packageId = the value (a number)
+    #[value(alias = "change-package", alias = "set_package")]
+    SetPackage,
+    /// portfolioId = the value
+    #[value(alias = "change-portfolio", alias = "set_portfolio")]
+    SetPortfolio,
+    /// attribute (--attribute or the attribute column) = the value; created if absent
+    #[value(alias = "set_attribute")]
+    SetAttribute,
+    /// the attribute removed
+    #[value(alias = "delete_attribute")]
+    DeleteAttribute,
+}
+
+impl ActionArg {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ActionArg::Activate => "activate",
+            ActionArg::Deactivate => "deactivate",
+            ActionArg::Suspend => "suspend",
+            ActionArg::Unsuspend => "unsuspend",
+            ActionArg::SetPackage => "set-package",
+            ActionArg::SetPortfolio => "set-portfolio",
+            ActionArg::SetAttribute => "set-attribute",
+            ActionArg::DeleteAttribute => "delete-attribute",
+        }
+    }
+}
+
+/// A provider simbulk knows the addresses of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Provider {
+    /// Eseye's Infinity SIM API (sim.api.anynetiot.com; tokens from its Cognito domain).
+    Eseye,
+}
+
+impl Provider {
+    /// The base URL and the token URL in `region`.
+    fn urls(self, region: &str) -> (String, String) {
+        match self {
+            Provider::Eseye => (
+                "https://sim.api.anynetiot.com".into(),
+                format!("https://eseye-idp-prod.auth.{region}.amazoncognito.com/oauth2/token"),
+            ),
+        }
+    }
+}
+
+/// A cloud region name: lowercase letters, digits and dashes (e.g. eu-west-1).
+fn parse_region(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    ok.then(|| s.to_owned())
+        .ok_or_else(|| format!("{s:?} is not a region name (e.g. eu-west-1)"))
+}
+
+/// `--wire-suspend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WireSuspend {
+    Bool,
+    YesNo,
+}
+
+/// `--wire-attribute-name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WireName {
+    Name,
+    Key,
 }
 
 /// Longest secret file read.
@@ -123,11 +232,18 @@ pub(crate) enum SettingsError {
     File(#[from] crate::files::Error),
     #[error("--client-secret-file {} {reason}", path.display())]
     Secret { path: PathBuf, reason: &'static str },
+    #[error("--client-secret-command: {0}")]
+    Command(String),
 }
 
-const NO_BASE: &str = "the API address (--base-url or SIMBULK_BASE_URL)";
-const NO_ID: &str = "the client id (--client-id or SIMBULK_CLIENT_ID)";
-const NO_SECRET: &str = "the client secret (SIMBULK_CLIENT_SECRET or --client-secret-file)";
+const NO_BASE: &str =
+    "the API address (--base-url or SIMBULK_BASE_URL, --provider, or a profile's base-url)";
+const NO_ID: &str = "the client id (--client-id or SIMBULK_CLIENT_ID, or a profile's client-id)";
+const NO_SECRET: &str =
+    "the client secret (SIMBULK_CLIENT_SECRET, --client-secret-file or --client-secret-command)";
+
+/// Longest time a secret command may take.
+const SECRET_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The secret, from `--client-secret-file` (a bounded regular file, its first line) or
 /// `SIMBULK_CLIENT_SECRET`; `None` when neither gives one.
@@ -139,16 +255,15 @@ fn read_secret(file: Option<&Path>) -> Result<Option<SecretString>, SettingsErro
             .map(SecretString::from));
     };
     let bytes = crate::files::read_regular(p, "--client-secret-file", MAX_SECRET_FILE)?;
-    if crate::files::readable_by_others(p) {
-        tracing::warn!(
-            "--client-secret-file {} can be read by other users; `chmod 600` it",
-            p.display()
-        );
-    }
     let refuse = |reason| SettingsError::Secret {
         path: p.to_owned(),
         reason,
     };
+    if crate::files::readable_by_others(p) {
+        return Err(refuse(
+            "can be read by other users; make it private first: chmod 600 it",
+        ));
+    }
     let text = String::from_utf8(bytes).map_err(|_| refuse("is not UTF-8 text"))?;
     let first = text.lines().next().unwrap_or("").trim().to_owned();
     if first.is_empty() {
@@ -160,15 +275,24 @@ fn read_secret(file: Option<&Path>) -> Result<Option<SecretString>, SettingsErro
 /// The API endpoint the connection flags describe, with the secret read in. Every missing
 /// setting is named at once.
 pub(crate) fn endpoint(c: &ConnectionArgs, timeout: Duration) -> Result<Endpoint, SettingsError> {
-    let secret = read_secret(c.client_secret_file.as_deref())?;
+    let preset = c.provider.map(|p| p.urls(&c.region));
+    let base = c
+        .base_url
+        .clone()
+        .or_else(|| preset.as_ref().map(|p| p.0.clone()));
+    let secret = match &c.client_secret_command {
+        Some(cmd) => Some(secret_from_command(cmd)?),
+        None => read_secret(c.client_secret_file.as_deref())?,
+    };
     let (Some(base), Some(client_id), Some(client_secret)) =
-        (c.base_url.as_deref(), c.client_id.clone(), secret)
+        (base.as_deref(), c.client_id.clone(), secret)
     else {
         let missing = [
-            (c.base_url.is_none(), NO_BASE),
+            (base.is_none(), NO_BASE),
             (c.client_id.is_none(), NO_ID),
             (
                 c.client_secret_file.is_none()
+                    && c.client_secret_command.is_none()
                     && std::env::var("SIMBULK_CLIENT_SECRET").map_or(true, |s| s.is_empty()),
                 NO_SECRET,
             ),
@@ -182,8 +306,10 @@ pub(crate) fn endpoint(c: &ConnectionArgs, timeout: Duration) -> Result<Endpoint
         ));
     };
     let base_url = check_url("--base-url", base)?;
-    let token_url = match &c.token_url {
-        Some(t) => check_url("--token-url", t)?,
+    let given = c.token_url.clone().or_else(|| preset.map(|p| p.1));
+    let token_url_guessed = given.is_none();
+    let token_url = match given {
+        Some(t) => check_url("--token-url", &t)?,
         None => check_url(
             "--token-url",
             &format!("{}/oauth2/token", base.trim_end_matches('/')),
@@ -196,7 +322,69 @@ pub(crate) fn endpoint(c: &ConnectionArgs, timeout: Duration) -> Result<Endpoint
         client_secret,
         timeout,
         ca_bundle: c.ca_bundle.clone(),
+        wire: crate::api::wire::Wire {
+            suspend: match c.wire_suspend {
+                WireSuspend::Bool => crate::api::wire::SuspendForm::Bool,
+                WireSuspend::YesNo => crate::api::wire::SuspendForm::YesNo,
+            },
+            attribute_name: match c.wire_attribute_name {
+                WireName::Name => crate::api::wire::NameForm::Name,
+                WireName::Key => crate::api::wire::NameForm::Key,
+            },
+        },
+        token_url_guessed,
     })
+}
+
+/// The secret a command prints on its first line (`sh -c COMMAND`, within
+/// [`SECRET_COMMAND_TIMEOUT`], its output bounded); the command's own words never reach a
+/// message (they may hold the secret).
+fn secret_from_command(cmd: &str) -> Result<SecretString, SettingsError> {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+    let fail = |why: String| SettingsError::Command(why);
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| fail(format!("cannot start sh: {e}")))?;
+    let mut out = Vec::new();
+    let stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        if let Some(s) = stdout {
+            let _ = s.take(MAX_SECRET_FILE).read_to_end(&mut out);
+        }
+        out
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if started.elapsed() > SECRET_COMMAND_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!(
+                    "did not finish within {}s",
+                    SECRET_COMMAND_TIMEOUT.as_secs()
+                )));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(fail(format!("cannot wait for it: {e}"))),
+        }
+    };
+    let out = reader.join().unwrap_or_default();
+    if !status.success() {
+        return Err(fail(format!("exited with {status}")));
+    }
+    let text = String::from_utf8(out).map_err(|_| fail("printed text that is not UTF-8".into()))?;
+    let first = text.lines().next().unwrap_or("").trim().to_owned();
+    if first.is_empty() {
+        return Err(fail("printed nothing".into()));
+    }
+    Ok(SecretString::from(first))
 }
 
 #[cfg(test)]

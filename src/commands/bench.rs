@@ -381,14 +381,7 @@ fn print_results(a: &BenchArgs, s: &Summary, cpu: f64, stats: Option<&crate::sim
         a.sim_rate_limit,
         a.sim_burst
     );
-    let r = &s.this_run;
-    say!(
-        "  outcomes:     ok {} skipped {} failed {} invalid {}",
-        r.ok,
-        r.skipped,
-        r.failed,
-        r.invalid
-    );
+    say!("  outcomes:     {}", s.this_run.text(" "));
     say!(
         "  throughput:   {:.0} rows/s over {:.2}s ({} requests)",
         s.rows_per_second,

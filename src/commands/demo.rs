@@ -160,6 +160,8 @@ pub(crate) fn simulator_endpoint(
     timeout: Duration,
 ) -> Result<Endpoint, crate::api::SetupError> {
     Ok(Endpoint {
+        wire: Default::default(),
+        token_url_guessed: false,
         base_url: check_url("the simulator", base_url)?,
         token_url: check_url(
             "the simulator",

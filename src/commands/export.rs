@@ -17,7 +17,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::args::{ConnectionArgs, Rate, endpoint, parse_duration, parse_rate};
+use super::args::{ConnectionArgs, Rate, endpoint, parse_rate, parse_timeout};
 use crate::api::{Client, Pacer};
 use crate::engine::RetryPolicy;
 use crate::engine::retry::{GiveUp, with_retries};
@@ -67,12 +67,14 @@ pub(crate) struct ExportArgs {
     /// Requests per second (0 or `unlimited`: no limit).
     #[arg(long, default_value = "10", value_parser = parse_rate)]
     pub(crate) rate: Rate,
-    /// Concurrent attribute reads with --with-attributes.
-    #[arg(long, default_value_t = 4)]
-    pub(crate) concurrency: usize,
-    #[arg(long, default_value_t = 8)]
+    /// Concurrent attribute reads with --with-attributes (1 to 1000).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub(crate) concurrency: u16,
+    /// Retries per request after a 5xx, a timeout or a lost connection (0 to 1000).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub(crate) max_retries: u32,
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// Timeout of one HTTP request (100ms to 1h).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
     pub(crate) timeout: Duration,
 }
 
@@ -336,7 +338,7 @@ async fn export(a: ExportArgs) -> Result<u64, Failure> {
     if a.output.is_none() {
         crate::output::stdout::stop_when_reader_gone(drain.clone());
     }
-    let client = Client::new(endpoint, pacer, a.concurrency.max(1))
+    let client = Client::new(endpoint, pacer, usize::from(a.concurrency))
         .map_err(usage)?
         .with_stop(drain, None);
     let client = Arc::new(client);
@@ -437,7 +439,7 @@ async fn with_attributes(
             )
             .await?;
             n += sims.len() as u64;
-            for chunk in sims.chunks(a.concurrency.max(1)) {
+            for chunk in sims.chunks(usize::from(a.concurrency)) {
                 let lists = futures::future::join_all(chunk.iter().map(|s| {
                     with_retries(policy, client.stop_token(), &client.pacer, move || {
                         client.list_attributes(&s.icc_id)
@@ -474,13 +476,23 @@ async fn with_attributes(
         }
     }
     spool.flush().map_err(halted)?;
+    let file = spool.into_inner().map_err(|e| halted(e.error()))?;
+    write_spooled(&file, &names, w)?;
+    Ok(n)
+}
+
+/// Writes the spooled SIMs with one column per attribute name.
+fn write_spooled(
+    file: &tempfile::NamedTempFile,
+    names: &BTreeSet<String>,
+    w: &mut Writer<'_>,
+) -> Result<(), Failure> {
     let header: Vec<String> = COLUMNS
         .iter()
         .map(|c| (*c).to_owned())
         .chain(names.iter().map(|n| format!("attr:{n}")))
         .collect();
     w.write_record(&header).map_err(csv_failed)?;
-    let file = spool.into_inner().map_err(|e| halted(e.error()))?;
     let mut reader = std::io::BufReader::new(file.reopen().map_err(halted)?);
     let mut line = String::new();
     while reader.read_line(&mut line).map_err(halted)? > 0 {
@@ -496,5 +508,5 @@ async fn with_attributes(
         w.write_record(&row).map_err(csv_failed)?;
         line.clear();
     }
-    Ok(n)
+    Ok(())
 }

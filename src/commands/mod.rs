@@ -7,8 +7,11 @@
 pub(crate) mod apply;
 pub(crate) mod args;
 pub(crate) mod bench;
+pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod export;
+pub(crate) mod help;
+pub(crate) mod profile;
 pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod sim;
@@ -44,36 +47,128 @@ pub(crate) struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
+
+    /// Colours on stderr: auto (a terminal, and NO_COLOR unset), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub(crate) color: Color,
+
+    /// The config file with the profiles [default: $XDG_CONFIG_HOME/simbulk/config.toml].
+    #[arg(long, global = true, env = "SIMBULK_CONFIG", value_name = "PATH")]
+    pub(crate) config: Option<std::path::PathBuf>,
+
+    /// The profile of the config file to use [default: its default-profile].
+    #[arg(long, global = true, env = "SIMBULK_PROFILE", value_name = "NAME")]
+    pub(crate) profile: Option<String>,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+impl Color {
+    /// Whether stderr gets colours.
+    pub(crate) fn on(self) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::IsTerminal::is_terminal(&std::io::stderr())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run a bulk job: apply every row of INPUT through the SIM API.
-    #[command(after_help = exit::TABLE, args_override_self = true)]
+    #[command(after_help = help::run(), args_override_self = true)]
     Run(Box<run::RunArgs>),
     /// Make the fleet what a desired-state file says: plan against live state, show, apply.
-    #[command(after_help = exit::TABLE, args_override_self = true)]
+    #[command(after_help = help::apply(), args_override_self = true)]
     Apply(Box<apply::ApplyArgs>),
     /// Run sample jobs against an embedded simulator, to see simbulk at work.
+    #[command(after_help = help::DEMO)]
     Demo(demo::DemoArgs),
     /// Serve the SIM API simulator (for rehearsals, tests and benchmarks).
+    #[command(after_help = help::SIM)]
     Sim(Box<sim::SimArgs>),
     /// Measure the engine against a simulator (rows/s, latency, memory, CPU per row).
+    #[command(after_help = help::BENCH, args_override_self = true)]
     Bench(Box<bench::BenchArgs>),
     /// Summarise a results file: outcomes, errors, throughput over time (text, or --html).
+    #[command(after_help = help::REPORT)]
     Report(report::ReportArgs),
     /// Write the job that puts back what a finished job changed (from its results file).
+    #[command(after_help = help::UNDO)]
     Undo(undo::UndoArgs),
     /// List SIMs (with filters) to a CSV that `simbulk run` can take as input.
+    #[command(after_help = help::EXPORT, args_override_self = true)]
     Export(Box<export::ExportArgs>),
+    /// Profiles and settings: `config show` prints the effective settings and their sources.
+    #[command(after_help = help::CONFIG, subcommand)]
+    Config(ConfigCommand),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout.
-    Man,
+    /// Print the man page (roff) to stdout, or write one page per subcommand with --dir.
+    #[command(after_help = help::MAN)]
+    Man {
+        /// Write simbulk.1 and simbulk-<subcommand>.1 into this folder.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
+
+/// `simbulk config …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// The settings a subcommand would use, each with its source (flag > env > profile >
+    /// default); secrets masked.
+    Show {
+        /// The subcommand whose settings to show.
+        #[arg(long = "for", value_name = "SUBCOMMAND", default_value = "run")]
+        command: String,
+    },
+    /// Where the config file is looked for, and the profiles it has.
+    Path,
+}
+
+/// The command line as clap sees it: every option reading `SIMBULK_<OPTION>`.
+pub(crate) fn command() -> clap::Command {
+    use clap::CommandFactory;
+    profile::with_env(Cli::command())
+}
+
+/// Parses the process's arguments with the selected profile's settings in them.
+fn parse() -> Result<(Cli, Option<profile::Selected>), String> {
+    use clap::FromArgMatches;
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cmd = command();
+    let selected = profile::select(&argv)?;
+    let argv = match &selected {
+        Some(sel) => profile::apply(&cmd, argv, sel)?,
+        None => argv,
+    };
+    let color = match profile::global(&argv, "--color").is_some_and(|c| c == "never")
+        || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+    {
+        true => clap::ColorChoice::Never,
+        false => clap::ColorChoice::Auto,
+    };
+    let matches = cmd.color(color).get_matches_from(argv);
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+    Ok((cli, selected))
+}
+
+/// The profile in use (set once, at start), for `config show`.
+static PROFILE: std::sync::OnceLock<profile::Selected> = std::sync::OnceLock::new();
 
 /// `-q`: a job's summary stays off standard output (set once, at start).
 static QUIET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -95,7 +190,16 @@ pub(crate) fn quiet() -> bool {
 
 /// Runs `simbulk` with the process's arguments.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, selected) = match parse() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    if let Some(sel) = &selected {
+        PROFILE.get_or_init(|| sel.clone());
+    }
     let _ = QUIET.set(cli.quiet);
     crate::output::progress::set_json(cli.log_format == LogFormat::Json);
     init_logging(&cli);
@@ -141,7 +245,7 @@ fn init_logging(cli: &Cli) {
         .with_env_filter(filter)
         .with_writer(crate::output::progress::LogWriter)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(cli.color.on());
     let _ = match cli.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -158,28 +262,15 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Undo(args) => undo::run(&args),
         Command::Apply(args) => apply::run(*args).await,
         Command::Export(args) => export::run(*args).await,
+        Command::Config(c) => config::run(&c, PROFILE.get()),
         Command::Completions { shell } => {
-            use clap::CommandFactory;
             let mut out = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "simbulk", &mut out);
+            clap_complete::generate(shell, &mut command(), "simbulk", &mut out);
             // A closed pipe (`| head`) is the reader's choice, not an error.
             crate::output::stdout::write_bytes(&out);
             exit::OK
         }
-        Command::Man => {
-            use clap::CommandFactory;
-            let mut out = Vec::new();
-            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
-                Ok(()) => {
-                    crate::output::stdout::write_bytes(&out);
-                    exit::OK
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    exit::HALTED
-                }
-            }
-        }
+        Command::Man { dir } => config::man(dir.as_deref()),
     }
 }
 

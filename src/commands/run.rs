@@ -33,8 +33,8 @@ pub(crate) struct RunArgs {
     pub(crate) connection: ConnectionArgs,
 
     /// Action for rows whose action cell is empty (required for a plain list of ICCIDs).
-    #[arg(long, help_heading = "Row defaults")]
-    pub(crate) action: Option<String>,
+    #[arg(long, value_enum, ignore_case = true, help_heading = "Row defaults")]
+    pub(crate) action: Option<super::args::ActionArg>,
 
     /// Value for rows whose value cell is empty (package id, portfolio id, attribute value).
     #[arg(long, help_heading = "Row defaults")]
@@ -108,6 +108,12 @@ pub(crate) struct JobFlags {
     /// machine's time zone or TZ); no request starts after it; exit 75, resumable.
     #[arg(long, value_name = "HH:MM", value_parser = parse_until, help_heading = "Resume")]
     pub(crate) until: Option<Until>,
+
+    /// The change window (local times HH:MM-HH:MM; may span midnight): outside it the run
+    /// exits 75 at once, sending nothing; inside it, it stops at the window's end (exit 75,
+    /// resumable).
+    #[arg(long, value_name = "HH:MM-HH:MM", value_parser = parse_window, help_heading = "Resume")]
+    pub(crate) window: Option<Window>,
 
     /// Stop gracefully after this long (e.g. 4h30m); exit 75, resumable.
     #[arg(long, value_parser = parse_duration, help_heading = "Resume")]
@@ -252,6 +258,48 @@ impl Until {
     }
 }
 
+/// `--window`: a start and an end time of day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub(crate) start: Until,
+    pub(crate) end: Until,
+}
+
+/// Parses `HH:MM-HH:MM` (seconds allowed).
+pub(crate) fn parse_window(s: &str) -> Result<Window, String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not a window; give HH:MM-HH:MM, e.g. 01:00-05:30"))?;
+    let w = Window {
+        start: parse_until(a)?,
+        end: parse_until(b)?,
+    };
+    if w.start == w.end {
+        return Err(format!("{s:?}: a window's start and end differ"));
+    }
+    Ok(w)
+}
+
+impl Window {
+    /// Whether now is inside the window: its end comes before its next start.
+    pub(crate) fn open(self) -> bool {
+        self.end.time_left() < self.start.time_left()
+    }
+}
+
+/// `--window` closed: says so, and the run ends with exit 75 before anything is sent.
+pub(crate) fn outside_window(w: Option<Window>) -> Option<u8> {
+    let w = w.filter(|w| !w.open())?;
+    let at = |u: Until| format!("{:02}:{:02}", u.hour, u.minute);
+    eprintln!(
+        "simbulk: outside the change window {}-{} (local time; opens in {}); nothing was sent",
+        at(w.start),
+        at(w.end),
+        crate::clock::duration_text(w.start.time_left())
+    );
+    Some(exit::STOPPED)
+}
+
 /// Builds the job and the endpoint from the flags.
 pub(crate) fn configure(
     a: &RunArgs,
@@ -259,7 +307,7 @@ pub(crate) fn configure(
 ) -> Result<(JobConfig, Option<Endpoint>), SettingsError> {
     let cfg = JobConfig {
         defaults: Defaults {
-            action: a.action.clone(),
+            action: a.action.map(|x| x.name().to_owned()),
             value: a.value.clone(),
             attribute: a.attribute.clone(),
         },
@@ -295,7 +343,13 @@ pub(crate) fn job_config(input: PathBuf, f: &JobFlags, args: Vec<String>) -> Job
             .unwrap_or_else(|| crate::api::pace::default_burst(f.rate.0)),
         retry: RetryPolicy::new(f.max_retries),
         max_duration: f.max_duration,
-        until: f.until.map(Until::time_left),
+        until: [
+            f.until.map(Until::time_left),
+            f.window.map(|w| w.end.time_left()),
+        ]
+        .into_iter()
+        .flatten()
+        .min(),
         max_failures: f.max_failures,
         adaptive_rate: !f.fixed_rate,
         halt_after_same_error: (f.halt_after_same_error > 0).then_some(f.halt_after_same_error),
@@ -368,6 +422,9 @@ pub(crate) fn report(s: &Summary, json: Option<&Path>) -> u8 {
 
 /// `simbulk run`.
 pub(crate) async fn run(a: RunArgs) -> u8 {
+    if let Some(code) = outside_window(a.job.window) {
+        return code;
+    }
     // An argument need not be UTF-8 (a file name); the resume line shows it as best it can.
     let args: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
@@ -421,5 +478,41 @@ mod tests {
         assert!(parse_until("12:00:60").is_err());
         assert!(parse_until("5").is_err());
         assert!(parse_until("1:2:3:4").is_err());
+    }
+
+    #[test]
+    fn a_window_is_open_between_its_times_across_midnight_too() {
+        let w = parse_window("22:00-04:00").unwrap();
+        assert_eq!((w.start.hour, w.end.hour), (22, 4));
+        assert!(parse_window("05:00-05:00").is_err());
+        assert!(parse_window("05:00").is_err());
+        // A window that opened a minute ago and closes in an hour is open; its complement
+        // is closed.
+        let now = jiff::Zoned::now();
+        let t = |z: jiff::Zoned| Until {
+            hour: z.hour(),
+            minute: z.minute(),
+            second: z.second(),
+        };
+        let ago = t(now
+            .checked_sub(jiff::SignedDuration::from_secs(60))
+            .unwrap());
+        let later = t(now
+            .checked_add(jiff::SignedDuration::from_secs(3600))
+            .unwrap());
+        assert!(
+            Window {
+                start: ago,
+                end: later
+            }
+            .open()
+        );
+        assert!(
+            !Window {
+                start: later,
+                end: ago
+            }
+            .open()
+        );
     }
 }

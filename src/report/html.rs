@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::{Counts, Report, exit_text, minute_text, ms_text, span_text};
 use crate::output::summary::thousands;
 
-const STYLE: &str = "<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}h1{font-size:20px}h2{font-size:16px;margin-top:1.6em}table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}.ok{fill:#2e7d32;background:#2e7d32}.skipped{fill:#9e9e9e;background:#9e9e9e}.failed{fill:#c62828;background:#c62828}.invalid{fill:#ef6c00;background:#ef6c00}.pending{fill:#1565c0;background:#1565c0}.key{display:inline-block;width:10px;height:10px;margin-right:4px}svg text{font:11px system-ui,sans-serif;fill:#444}.dim{color:#777}th{vertical-align:top}</style>";
+const STYLE: &str = "<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}h1{font-size:20px}h2{font-size:16px;margin-top:1.6em}table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}tr.group td{border-bottom:none}tr.more td{color:#555;font-size:13px;padding-bottom:8px}.ok{fill:#2e7d32;background:#2e7d32}.skipped{fill:#9e9e9e;background:#9e9e9e}.failed{fill:#c62828;background:#c62828}.invalid{fill:#ef6c00;background:#ef6c00}.pending{fill:#1565c0;background:#1565c0}.key{display:inline-block;width:10px;height:10px;margin-right:4px}svg text{font:11px system-ui,sans-serif;fill:#444}.dim{color:#777}th{vertical-align:top}</style>";
 
 /// Outcomes, their CSS classes and labels, in stacking order.
 const OUTCOMES: [&str; 5] = ["ok", "skipped", "failed", "invalid", "pending"];
@@ -82,54 +82,7 @@ impl Report {
             esc(&state),
             esc(&j.checkpoint.display().to_string())
         );
-        *h += "<h2>Runs</h2><table id=\"runs\"><tr><th>run</th><th>started</th><th>ended</th><th>took</th><th>pause before</th><th>exit</th><th>requests</th><th>retries</th><th>429s</th><th>API p50</th><th>API p99</th></tr>";
-        let mut prev_end = None;
-        for (i, r) in j.runs.iter().enumerate() {
-            let took = match (r.started_ms, r.ended_ms) {
-                (Some(a), Some(b)) if b >= a => span_text(b - a),
-                _ => String::new(),
-            };
-            let gap = match (prev_end, r.started_ms) {
-                (Some(a), Some(b)) if b > a => span_text(b - a),
-                _ => String::new(),
-            };
-            let exit = match r.exit_code {
-                Some(c) => format!("{c} ({})", exit_text(c)),
-                None => "no end recorded (killed, or running)".into(),
-            };
-            let st = r.stats.unwrap_or_default();
-            let stat = |v: u64| {
-                if r.stats.is_some() {
-                    thousands(v)
-                } else {
-                    String::new()
-                }
-            };
-            let ms = |v: f64| {
-                if r.stats.is_some() {
-                    format!("{v:.1} ms")
-                } else {
-                    String::new()
-                }
-            };
-            let _ = write!(
-                h,
-                "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                i + 1,
-                r.started_ms.map_or_else(String::new, ms_text),
-                r.ended_ms.map_or_else(String::new, ms_text),
-                esc(&took),
-                esc(&gap),
-                esc(&exit),
-                stat(st.requests),
-                stat(st.retries),
-                stat(st.throttled),
-                ms(st.api_p50_ms),
-                ms(st.api_p99_ms),
-            );
-            prev_end = r.ended_ms;
-        }
-        *h += "</table>";
+        runs_html(h, &j.runs);
     }
 
     /// The totals with their shares, and a stacked bar of the outcomes.
@@ -214,7 +167,7 @@ impl Report {
         if groups.is_empty() {
             return;
         }
-        *h += "<h2>Errors</h2><table id=\"errors\"><tr><th>rows</th><th>share</th><th>outcome</th><th>group</th><th>HTTP</th><th>error code</th><th>message (first seen)</th><th>sample lines (ICCID)</th><th>next step</th></tr>";
+        *h += "<h2>Errors</h2><table id=\"errors\"><tr><th>rows</th><th>share</th><th>outcome</th><th>group</th><th>HTTP</th><th>error code</th><th>message (first seen)</th></tr>";
         for g in &groups {
             let samples: Vec<String> = g
                 .samples
@@ -223,7 +176,7 @@ impl Report {
                 .collect();
             let _ = write!(
                 h,
-                "<tr><td class=\"n\">{}</td><td class=\"n\">{:.1} %</td><td><span class=\"key {}\"></span>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr class=\"group\"><td class=\"n\">{}</td><td class=\"n\">{:.1} %</td><td><span class=\"key {}\"></span>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr><tr class=\"more\"><td></td><td colspan=\"6\">e.g. lines {}<br><b>next:</b> {}</td></tr>",
                 thousands(g.count),
                 g.percent,
                 match g.outcome.as_str() {
@@ -236,7 +189,7 @@ impl Report {
                 g.http_status.map_or_else(String::new, |s| s.to_string()),
                 g.error_code.map_or_else(String::new, |c| c.to_string()),
                 esc(&g.message),
-                samples.join("<br>"),
+                samples.join(", "),
                 esc(&g.next_step)
             );
         }
@@ -344,6 +297,58 @@ impl Report {
         }
         *h += "</svg>";
     }
+}
+
+/// Each run: start, end, how long, the pause before it, exit code, requests and answer times.
+fn runs_html(h: &mut String, runs: &[crate::checkpoint::Run]) {
+    *h += "<h2>Runs</h2><table id=\"runs\"><tr><th>run</th><th>started</th><th>ended</th><th>took</th><th>pause before</th><th>exit</th><th>requests</th><th>retries</th><th>429s</th><th>API p50</th><th>API p99</th></tr>";
+    let mut prev_end = None;
+    for (i, r) in runs.iter().enumerate() {
+        let took = match (r.started_ms, r.ended_ms) {
+            (Some(a), Some(b)) if b >= a => span_text(b - a),
+            _ => String::new(),
+        };
+        let gap = match (prev_end, r.started_ms) {
+            (Some(a), Some(b)) if b > a => span_text(b - a),
+            _ => String::new(),
+        };
+        let exit = match r.exit_code {
+            Some(c) => format!("{c} ({})", exit_text(c)),
+            None => "no end recorded (killed, or running)".into(),
+        };
+        let st = r.stats.unwrap_or_default();
+        let stat = |v: u64| {
+            if r.stats.is_some() {
+                thousands(v)
+            } else {
+                String::new()
+            }
+        };
+        let ms = |v: f64| {
+            if r.stats.is_some() {
+                format!("{v:.1} ms")
+            } else {
+                String::new()
+            }
+        };
+        let _ = write!(
+            h,
+            "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            i + 1,
+            r.started_ms.map_or_else(String::new, ms_text),
+            r.ended_ms.map_or_else(String::new, ms_text),
+            esc(&took),
+            esc(&gap),
+            esc(&exit),
+            stat(st.requests),
+            stat(st.retries),
+            stat(st.throttled),
+            ms(st.api_p50_ms),
+            ms(st.api_p99_ms),
+        );
+        prev_end = r.ended_ms;
+    }
+    *h += "</table>";
 }
 
 /// Escapes text for HTML content and attributes.

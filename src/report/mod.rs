@@ -473,7 +473,7 @@ impl Report {
         }
         if self.outcomes.failed + self.outcomes.invalid + self.outcomes.pending > 0 {
             steps.push(format!(
-                "failed, invalid and pending rows are in {} (the input's own columns): fix what the groups below say, then run it: simbulk run {}",
+                "failed, invalid and pending rows are in {} (the input's own columns): fix what each error group says, then run it: simbulk run {}",
                 self.failures, self.failures
             ));
         }

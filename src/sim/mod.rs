@@ -1,4 +1,4 @@
-//! The SIM API simulator: a faithful, fast, seeded implementation of `../shared/sim-api`
+//! The SIM API simulator: a faithful, fast, seeded implementation of `docs/sim-api`
 //! with fault injection and an introspection surface (`/__sim/stats`, `/__sim/ledger`).
 //!
 //! It shares only `model` with the client, so it is a second, independent reading of the

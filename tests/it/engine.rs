@@ -427,6 +427,11 @@ fn no_secret_or_token_appears_in_any_output_even_at_trace_level() {
     let job = Job::new("secret.csv", &body);
     let secret_file = job.dir.path().join("secret.txt");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    std::fs::set_permissions(
+        &secret_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let o = job
         .command(&s, &["-vv", "--log-format", "json"])
         .env_remove("SIMBULK_CLIENT_SECRET")

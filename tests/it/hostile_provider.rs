@@ -44,28 +44,6 @@ fn measured(mut cmd: Command) -> (Option<i32>, String, String, i64) {
     )
 }
 
-/// A server on 127.0.0.1:0 running `app` on its own runtime, stopped when dropped.
-struct Server {
-    url: String,
-    _rt: tokio::runtime::Runtime,
-}
-
-fn serve(app: Router) -> Server {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    rt.spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Server { url, _rt: rt }
-}
-
 /// A body that never ends: 64 KiB chunks for ever.
 fn endless() -> Body {
     let chunk = bytes::Bytes::from(vec![b'x'; 64 << 10]);

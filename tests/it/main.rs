@@ -13,5 +13,6 @@ mod hostile_provider;
 mod morning;
 mod operator;
 mod plan;
+mod profiles;
 mod resume;
 mod variant;

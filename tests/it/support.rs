@@ -469,3 +469,25 @@ pub fn outcomes_by_line(job: &Job) -> std::collections::BTreeMap<u64, String> {
         .map(|r| (r["line"].parse().unwrap(), r["outcome"].clone()))
         .collect()
 }
+
+/// A server on 127.0.0.1:0 running `app` on its own runtime, stopped when dropped.
+pub struct Server {
+    pub url: String,
+    _rt: tokio::runtime::Runtime,
+}
+
+pub fn serve(app: axum::Router) -> Server {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    rt.spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Server { url, _rt: rt }
+}
