@@ -20,6 +20,7 @@ pub mod files;
 pub mod input;
 pub mod model;
 pub mod output;
+pub mod quota;
 mod report;
 mod signal;
 pub mod sim;

@@ -68,6 +68,9 @@ pub(crate) struct Pacer {
     turn: tokio::sync::Mutex<()>,
     budget: Mutex<RetryBudget>,
     pub(crate) budget_waits: AtomicU64,
+    /// The account's rate budget shared with its other jobs (it replaces the local bucket
+    /// and the local AIMD).
+    shared: Option<Arc<crate::quota::Budget>>,
 }
 
 /// Retries earn their place: each first attempt deposits [`BUDGET_RATIO`] of a retry, and a
@@ -113,7 +116,21 @@ impl Pacer {
                 last: Instant::now(),
             }),
             budget_waits: AtomicU64::new(0),
+            shared: None,
         }
+    }
+
+    /// Paces by the account's shared budget instead of a local bucket.
+    pub(crate) fn with_shared(mut self, b: Arc<crate::quota::Budget>) -> Self {
+        self.shared = Some(b);
+        self.adaptive = None;
+        *self.limiter.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self
+    }
+
+    /// The shared budget, if the job draws from one.
+    pub(crate) fn shared(&self) -> Option<&Arc<crate::quota::Budget>> {
+        self.shared.as_ref()
     }
 
     fn gate(&self) -> Option<Instant> {
@@ -131,6 +148,12 @@ impl Pacer {
             {
                 unless_stopped(stop, tokio::time::sleep_until(t)).await?;
                 continue;
+            }
+            if let Some(b) = &self.shared {
+                let wait = unless_stopped(stop, b.reserve()).await?;
+                if !wait.is_zero() {
+                    unless_stopped(stop, tokio::time::sleep(wait)).await?;
+                }
             }
             let l = self
                 .limiter
@@ -160,6 +183,9 @@ impl Pacer {
     /// A 429 arrived: close the gate for everyone.
     pub(crate) fn throttled(&self, retry_after: Option<Duration>) {
         self.throttled.fetch_add(1, Ordering::Relaxed);
+        if let Some(b) = &self.shared {
+            b.throttled(retry_after);
+        }
         if let Some(a) = &self.adaptive {
             let mut a = a.lock().unwrap_or_else(|e| e.into_inner());
             if a.last_cut
@@ -168,7 +194,11 @@ impl Pacer {
                 a.current = (a.current * 0.7).max(a.configured * 0.02).max(0.2);
                 a.successes = 0;
                 a.last_cut = Some(Instant::now());
-                tracing::debug!(rate = a.current, "429: lowering the request rate");
+                tracing::info!(
+                    rate = a.current,
+                    "a 429: lowering the request rate to {:.1}/s",
+                    a.current
+                );
                 self.set_rate(a.current);
             }
         }

@@ -12,6 +12,7 @@ pub(crate) mod demo;
 pub(crate) mod export;
 pub(crate) mod help;
 pub(crate) mod profile;
+pub(crate) mod quota;
 pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod sim;
@@ -109,6 +110,9 @@ pub(crate) enum Command {
     /// List SIMs (with filters) to a CSV that `simbulk run` can take as input.
     #[command(after_help = help::EXPORT, args_override_self = true)]
     Export(Box<export::ExportArgs>),
+    /// The account rate budgets shared by concurrent jobs: `quota status` lists them.
+    #[command(subcommand)]
+    Quota(quota::QuotaCommand),
     /// Profiles and settings: `config show` prints the effective settings and their sources.
     #[command(after_help = help::CONFIG, subcommand)]
     Config(ConfigCommand),
@@ -263,6 +267,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Apply(args) => apply::run(*args).await,
         Command::Export(args) => export::run(*args).await,
         Command::Config(c) => config::run(&c, PROFILE.get()),
+        Command::Quota(c) => quota::run(c).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut command(), "simbulk", &mut out);

@@ -185,11 +185,41 @@ pub(crate) struct JobFlags {
     #[arg(long, help_heading = "Pacing")]
     pub(crate) no_plan: bool,
 
+    /// Where the account's shared rate budget lives on this host: every job of the account
+    /// (base URL and client id) with --rate draws from one budget [default:
+    /// $XDG_RUNTIME_DIR/simbulk].
+    #[arg(long, value_name = "DIR", help_heading = "Pacing")]
+    pub(crate) quota_dir: Option<PathBuf>,
+
+    /// Share the account's rate budget across hosts through Redis (redis://host:port/db).
+    #[arg(long, value_name = "URL", help_heading = "Pacing")]
+    pub(crate) quota_url: Option<String>,
+
+    /// The account's name in the shared budget [default: base URL and client id].
+    #[arg(long, value_name = "TEXT", help_heading = "Pacing")]
+    pub(crate) quota_key: Option<String>,
+
+    /// This job's weight in the account's budget (jobs share it in proportion; 0.01 to 100).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_share, help_heading = "Pacing")]
+    pub(crate) share: f64,
+
+    /// Pace this job alone, outside its account's shared budget.
+    #[arg(long, help_heading = "Pacing")]
+    pub(crate) no_shared_budget: bool,
+
     /// The change ticket this job belongs to (e.g. CHG-1234): kept in the checkpoint, a
     /// column of the results, the summary and the report, with the OS user who ran it. A
     /// resume keeps the job's reference unless given a new one.
     #[arg(long, value_name = "TEXT", value_parser = parse_change_ref, help_heading = "Outputs")]
     pub(crate) change_ref: Option<String>,
+}
+
+/// `--share`: a weight from 0.01 to 100.
+fn parse_share(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|w| (0.01..=100.0).contains(w))
+        .ok_or_else(|| format!("{s:?}: --share is a weight from 0.01 to 100 (1 = an equal share)"))
 }
 
 /// A change reference: one line of printable text, at most 200 characters.
@@ -365,6 +395,18 @@ pub(crate) fn job_config(input: PathBuf, f: &JobFlags, args: Vec<String>) -> Job
         confirm_over: Some(f.confirm_over),
         yes: f.yes,
         change_ref: f.change_ref.clone(),
+        quota: (!f.no_shared_budget).then(|| crate::quota::QuotaConfig {
+            place: match &f.quota_url {
+                Some(u) => crate::quota::Place::Redis(u.clone()),
+                None => crate::quota::Place::Dir(
+                    f.quota_dir
+                        .clone()
+                        .unwrap_or_else(crate::quota::default_dir),
+                ),
+            },
+            key: f.quota_key.clone(),
+            weight: f.share,
+        }),
         ..base
     }
 }

@@ -70,6 +70,8 @@ pub struct JobConfig {
     /// `--change-ref`: the change ticket this job belongs to (kept in the checkpoint, the
     /// results and the summary).
     pub change_ref: Option<String>,
+    /// The account's shared rate budget to draw from (`None`: this job paces alone).
+    pub quota: Option<crate::quota::QuotaConfig>,
 }
 
 impl JobConfig {
@@ -106,6 +108,7 @@ impl JobConfig {
             confirm_over: None,
             yes: false,
             change_ref: None,
+            quota: None,
         }
     }
 }
@@ -116,6 +119,9 @@ pub enum Error {
     /// The input file itself is unusable.
     #[error(transparent)]
     Input(#[from] FileError),
+    /// The account's shared rate budget cannot be reached at start.
+    #[error(transparent)]
+    Quota(#[from] crate::quota::QuotaError),
     /// An output path, the secret or another file refused.
     #[error(transparent)]
     File(#[from] crate::files::Error),
@@ -198,7 +204,10 @@ impl Error {
     /// when the API or the outputs refused, 75 when stopped).
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Error::Credentials(_) | Error::Unreachable { .. } | Error::Outputs(_) => exit::HALTED,
+            Error::Credentials(_)
+            | Error::Unreachable { .. }
+            | Error::Outputs(_)
+            | Error::Quota(_) => exit::HALTED,
             Error::StoppedEarly => exit::STOPPED,
             _ => exit::USAGE,
         }

@@ -72,11 +72,7 @@ pub async fn run(
     if let Some(rows) = p.again.take() {
         super::gate::confirm(&cfg, rows, &start.done, &drain).await?;
     }
-    let pacer = Arc::new(Pacer::with_adaptation(
-        cfg.rate,
-        cfg.burst,
-        cfg.adaptive_rate,
-    ));
+    let pacer = Arc::new(pacer(&cfg, &endpoint).await?);
     let stop_rows = drain.child_token();
     let deadline = setup::deadline(&cfg);
     let client = Arc::new(
@@ -104,6 +100,10 @@ pub async fn run(
         _ => (0, None),
     };
     let mut s = conclude(&cfg, &drive, changed, (rec, &calls), started).await;
+    if let Some(b) = pacer.shared() {
+        s.rate_share = Some(b.share());
+        b.leave().await;
+    }
     s.blank_rows_skipped = blank;
     s.deadline_at = deadline.map(|d| {
         let left = d.saturating_duration_since(tokio::time::Instant::now());
@@ -250,6 +250,22 @@ fn finished_before(
     s.job_rows_estimate = tally.total();
     write_summary(&s, p.summary_file);
     s
+}
+
+/// The job's pacer: alone, or drawing from its account's shared budget.
+async fn pacer(cfg: &JobConfig, endpoint: &Endpoint) -> Result<Pacer, Error> {
+    let p = Pacer::with_adaptation(cfg.rate, cfg.burst, cfg.adaptive_rate);
+    let (Some(rate), Some(q)) = (cfg.rate, &cfg.quota) else {
+        return Ok(p);
+    };
+    let account = q
+        .key
+        .clone()
+        .unwrap_or_else(|| format!("{} {}", endpoint.base_url.as_str(), endpoint.client_id));
+    let job = crate::files::resolve(&cfg.checkpoint).display().to_string();
+    let b =
+        crate::quota::Budget::join(q, (&account, &job), rate, f64::from(cfg.burst.get())).await?;
+    Ok(p.with_shared(Arc::new(b)))
 }
 
 /// Gets the first token: refused credentials or an unreachable API end the run before any
@@ -468,6 +484,7 @@ fn summary(
         throttled_429: 0,
         blank_rows_skipped: 0,
         api_latency_ms: None,
+        rate_share: None,
         row_time_ms: None,
         first_request_after_seconds: None,
         activations: Default::default(),

@@ -86,6 +86,9 @@ pub struct Summary {
     /// A row's time from its first request to its end (pacer waits, retries and polling
     /// included), in milliseconds.
     pub row_time_ms: Option<Latency>,
+    /// This job's share (0–1) of its account's shared rate budget at its end (`None`: it
+    /// paced alone).
+    pub rate_share: Option<f64>,
     /// Activations of this run that ended active, and still pendingProvision.
     pub activations: Activations,
     /// Seconds from start to the first request of this run (start-up and resume cost).
@@ -249,6 +252,13 @@ impl Summary {
             self.started_at, self.finished_at
         );
         self.left_text(s);
+        if let Some(share) = self.rate_share.filter(|s| *s < 0.999) {
+            let _ = writeln!(
+                s,
+                "  rate:      {:.0} % of the account's shared budget at the end (other jobs had the rest)",
+                share * 100.0
+            );
+        }
         let c = &self.calls;
         let _ = writeln!(
             s,

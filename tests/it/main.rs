@@ -14,5 +14,6 @@ mod morning;
 mod operator;
 mod plan;
 mod profiles;
+mod quota;
 mod resume;
 mod variant;

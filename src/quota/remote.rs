@@ -1,0 +1,137 @@
+//! The budget across hosts: the state in Redis, changed by one Lua script per call
+//! (`redis.lua`, the algorithm of [`super::state`]), through a connection that reconnects.
+//!
+//! Guarantees: a call takes one round trip; every call is bounded by a short timeout, so a
+//! lost Redis turns into an error the budget answers with a local pace, never a hang.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::QuotaError;
+use super::state::{Grant, Me, State};
+
+const SCRIPT: &str = include_str!("redis.lua");
+
+/// Longest a Redis call may take.
+const TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// One account's state in Redis.
+pub(crate) struct RedisStore {
+    url: String,
+    conn: ConnectionManager,
+    script: redis::Script,
+    key: String,
+    account: String,
+}
+
+/// The key of `account`'s state.
+pub(crate) fn key_for(account: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(account.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("simbulk:budget:{hex}")
+}
+
+impl RedisStore {
+    /// Connects to `url` (an unreachable server is an error now).
+    pub(crate) async fn connect(url: &str, account: &str) -> Result<Self, QuotaError> {
+        let err = |source| QuotaError::Redis {
+            url: url.to_owned(),
+            source,
+        };
+        let client = redis::Client::open(url).map_err(err)?;
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_number_of_retries(1);
+        let conn =
+            tokio::time::timeout(TIMEOUT * 3, client.get_connection_manager_with_config(cfg))
+                .await
+                .map_err(|_| {
+                    err(redis::RedisError::from(std::io::Error::from(
+                        std::io::ErrorKind::TimedOut,
+                    )))
+                })?
+                .map_err(err)?;
+        Ok(Self {
+            url: url.to_owned(),
+            conn,
+            script: redis::Script::new(SCRIPT),
+            key: key_for(account),
+            account: account.to_owned(),
+        })
+    }
+
+    async fn run(&self, op: &str, me: &Me, retry_after: Option<f64>) -> Result<Grant, QuotaError> {
+        let mut conn = self.conn.clone();
+        let mut inv = self.script.key(&self.key);
+        inv.arg(op)
+            .arg(&me.id)
+            .arg(&me.host)
+            .arg(me.pid)
+            .arg(me.weight)
+            .arg(me.rate)
+            .arg(me.burst)
+            .arg(retry_after.unwrap_or(-1.0))
+            .arg(&self.account);
+        let call = inv.invoke_async::<Vec<i64>>(&mut conn);
+        let r = tokio::time::timeout(TIMEOUT, call)
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut).into())
+            .and_then(|r| r);
+        let v = r.map_err(|source| QuotaError::Redis {
+            url: self.url.clone(),
+            source,
+        })?;
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        Ok(Grant {
+            wait: at(0) as f64 / 1e6,
+            share: at(1) as f64 / 1e6,
+            rate: at(2) as f64 / 1e3,
+            jobs: usize::try_from(at(3)).unwrap_or(1),
+        })
+    }
+
+    pub(crate) async fn reserve(&self, me: &Me) -> Result<Grant, QuotaError> {
+        self.run("reserve", me, None).await
+    }
+
+    pub(crate) async fn throttled(
+        &self,
+        me: &Me,
+        retry_after: Option<f64>,
+    ) -> Result<(), QuotaError> {
+        self.run("throttled", me, retry_after).await.map(|_| ())
+    }
+
+    pub(crate) async fn release(&self, me: &Me) -> Result<(), QuotaError> {
+        self.run("release", me, None).await.map(|_| ())
+    }
+
+    /// Every account's state in this Redis.
+    pub(crate) async fn all(&self) -> Result<Vec<State>, QuotaError> {
+        let err = |source| QuotaError::Redis {
+            url: self.url.clone(),
+            source,
+        };
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("simbulk:budget:*")
+            .query_async(&mut conn)
+            .await
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for k in keys.iter().take(1000) {
+            let raw: Option<String> = redis::cmd("GET")
+                .arg(k)
+                .query_async(&mut conn)
+                .await
+                .map_err(err)?;
+            if let Some(s) = raw.and_then(|r| serde_json::from_str(&r).ok()) {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+}

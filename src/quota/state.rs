@@ -1,0 +1,256 @@
+//! The shared budget's state and its algorithm (GCRA with leases), one implementation for the
+//! local file; `redis.lua` runs the same steps inside Redis.
+//!
+//! An account has a rate (the smallest any job asked for) and a burst. Each active job holds
+//! a lease that expires [`LEASE_SECONDS`] after its last call, and a weight; its share is its
+//! weight over the sum of the active leases' weights. A call is granted at the earliest time
+//! both the job's GCRA (rate × share) and the account's GCRA (the whole rate) allow: the sum of
+//! the jobs never passes the account's rate, and each job gets its share. A 429 seen by any
+//! job pauses every job until its Retry-After and cuts the account's rate to 70 % (at most once
+//! a second); the rate climbs back by 5 % of the configured rate each second.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A lease lasts this long after the job's last call (a killed job frees its share so soon).
+pub(crate) const LEASE_SECONDS: f64 = 3.0;
+
+/// A job's lease.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Lease {
+    pub(crate) host: String,
+    pub(crate) pid: u32,
+    pub(crate) weight: f64,
+    /// Seconds since the epoch when the lease lapses.
+    pub(crate) expires: f64,
+    /// The job's theoretical arrival time (GCRA).
+    pub(crate) tat: f64,
+    pub(crate) calls: u64,
+    pub(crate) throttled: u64,
+    /// The rate this job asked for.
+    pub(crate) asked: f64,
+}
+
+/// The state of one account's budget.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct State {
+    /// What the budget belongs to (base URL and client id, or `--quota-key`).
+    pub(crate) account: String,
+    /// Requests per second (the smallest asked) and burst.
+    pub(crate) rate: f64,
+    pub(crate) burst: f64,
+    /// The account's theoretical arrival time.
+    pub(crate) tat: f64,
+    /// The rate a 429 cut to, and when (`cut_rate` 0: no cut in force).
+    pub(crate) cut_rate: f64,
+    pub(crate) cut_at: f64,
+    /// No job starts a request before this (a 429's Retry-After).
+    pub(crate) paused_until: f64,
+    pub(crate) jobs: BTreeMap<String, Lease>,
+}
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+pub(crate) struct Me {
+    pub(crate) id: String,
+    pub(crate) host: String,
+    pub(crate) pid: u32,
+    pub(crate) weight: f64,
+    pub(crate) rate: f64,
+    pub(crate) burst: f64,
+}
+
+/// What a call was granted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Grant {
+    /// Seconds to wait before the request starts.
+    pub(crate) wait: f64,
+    /// This job's share of the account (0–1).
+    pub(crate) share: f64,
+    /// The account's rate now (after 429 cuts), requests per second.
+    pub(crate) rate: f64,
+    /// Active jobs of the account, this one included.
+    pub(crate) jobs: usize,
+}
+
+impl State {
+    /// The account's rate now: the configured rate, or a 429's cut climbing back.
+    pub(crate) fn effective(&self, now: f64) -> f64 {
+        if self.cut_rate <= 0.0 {
+            return self.rate;
+        }
+        let climbed = self.cut_rate + 0.05 * self.rate * (now - self.cut_at).max(0.0);
+        climbed.min(self.rate)
+    }
+
+    /// Drops the lapsed leases and renews `me`'s.
+    fn renew(&mut self, me: &Me, now: f64) {
+        self.jobs.retain(|_, l| l.expires >= now);
+        if self.rate <= 0.0 || me.rate < self.rate {
+            self.rate = me.rate;
+        }
+        if self.burst <= 0.0 || me.burst < self.burst {
+            self.burst = me.burst;
+        }
+        let l = self.jobs.entry(me.id.clone()).or_insert_with(|| Lease {
+            host: me.host.clone(),
+            pid: me.pid,
+            weight: me.weight,
+            expires: now,
+            tat: now,
+            calls: 0,
+            throttled: 0,
+            asked: me.rate,
+        });
+        l.expires = now + LEASE_SECONDS;
+        l.weight = me.weight;
+        l.pid = me.pid;
+    }
+
+    /// Grants `me` one request at `now` (seconds since the epoch).
+    pub(crate) fn reserve(&mut self, me: &Me, now: f64) -> Grant {
+        self.renew(me, now);
+        let rate = self.effective(now).max(1e-6);
+        let total: f64 = self.jobs.values().map(|l| l.weight).sum();
+        let share = (me.weight / total.max(1e-9)).clamp(0.0, 1.0);
+        let job_rate = (rate * share).max(1e-6);
+        let job_burst = (self.burst * share).max(1.0);
+        let jobs = self.jobs.len();
+        let Some(l) = self.jobs.get_mut(&me.id) else {
+            return Grant {
+                wait: 0.0,
+                share,
+                rate,
+                jobs,
+            };
+        };
+        // The earliest time both the job's and the account's GCRA allow (a burst of b: b
+        // requests at once).
+        let t = now
+            .max(self.paused_until)
+            .max(l.tat - (job_burst - 1.0) / job_rate)
+            .max(self.tat - (self.burst - 1.0).max(0.0) / rate);
+        l.tat = l.tat.max(t) + 1.0 / job_rate;
+        self.tat = self.tat.max(t) + 1.0 / rate;
+        l.calls += 1;
+        Grant {
+            wait: t - now,
+            share,
+            rate,
+            jobs,
+        }
+    }
+
+    /// A 429 seen by `me`: every job pauses until its `retry_after` (without one, each job
+    /// backs off on its own 429s), and the account's rate is cut to 70 % once a second at
+    /// most. Returns the new rate when cut.
+    pub(crate) fn throttled(&mut self, me: &Me, retry_after: Option<f64>, now: f64) -> Option<f64> {
+        self.renew(me, now);
+        if let Some(l) = self.jobs.get_mut(&me.id) {
+            l.throttled += 1;
+        }
+        if let Some(ra) = retry_after {
+            self.paused_until = self.paused_until.max(now + ra.min(300.0));
+        }
+        if now - self.cut_at < 1.0 && self.cut_rate > 0.0 {
+            return None;
+        }
+        let cut = (self.effective(now) * 0.7).max(self.rate * 0.02);
+        self.cut_rate = cut;
+        self.cut_at = now;
+        Some(cut)
+    }
+
+    /// `me` is done: its share goes to the others at once.
+    pub(crate) fn release(&mut self, id: &str) {
+        self.jobs.remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me(id: &str, rate: f64) -> Me {
+        Me {
+            id: id.into(),
+            host: "h".into(),
+            pid: 1,
+            weight: 1.0,
+            rate,
+            burst: 5.0,
+        }
+    }
+
+    /// Requests each job is granted in `secs` seconds when each asks as fast as it may.
+    fn run(state: &mut State, jobs: &[Me], secs: f64) -> Vec<u64> {
+        let mut next = vec![0.0f64; jobs.len()];
+        let mut n = vec![0u64; jobs.len()];
+        let mut starts = Vec::new();
+        loop {
+            let (i, &t) = next
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap();
+            if t >= secs {
+                break;
+            }
+            let g = state.reserve(&jobs[i], 1000.0 + t);
+            let at = t + g.wait;
+            if at < secs {
+                n[i] += 1;
+                starts.push(at);
+            }
+            next[i] = at;
+        }
+        // No one-second window sees more than rate + burst.
+        starts.sort_by(f64::total_cmp);
+        for (k, s) in starts.iter().enumerate() {
+            let within = starts[k..].iter().take_while(|x| **x < s + 1.0).count();
+            assert!(within as f64 <= 20.0 + 5.0, "{within} in a second");
+        }
+        n
+    }
+
+    #[test]
+    fn jobs_share_the_rate_equally_and_never_pass_it_together() {
+        let mut s = State::default();
+        let jobs = [me("a", 20.0), me("b", 20.0), me("c", 20.0)];
+        let n = run(&mut s, &jobs, 30.0);
+        let total: u64 = n.iter().sum();
+        assert!((560..=630).contains(&total), "{n:?}");
+        for x in &n {
+            assert!(
+                (*x as f64 - total as f64 / 3.0).abs() < total as f64 * 0.05,
+                "{n:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_smallest_rate_wins_a_lapsed_lease_frees_its_share_and_a_429_pauses_everyone() {
+        let mut s = State::default();
+        s.reserve(&me("a", 20.0), 0.0);
+        s.reserve(&me("b", 10.0), 0.0);
+        assert_eq!(s.rate, 10.0);
+        let g = s.reserve(&me("a", 20.0), 0.5);
+        assert!((g.share - 0.5).abs() < 1e-9 && g.jobs == 2);
+        // b stops calling: after its lease, a has it all.
+        let g = s.reserve(&me("a", 20.0), 0.5 + LEASE_SECONDS + 0.1);
+        assert!((g.share - 1.0).abs() < 1e-9 && g.jobs == 1, "{g:?}");
+        let cut = s.throttled(&me("a", 20.0), Some(2.0), 10.0).unwrap();
+        assert!((cut - 7.0).abs() < 1e-9);
+        assert_eq!(
+            s.throttled(&me("a", 20.0), None, 10.5),
+            None,
+            "once a second"
+        );
+        let g = s.reserve(&me("b", 10.0), 10.6);
+        assert!(g.wait >= 1.39, "paused until the Retry-After: {g:?}");
+        assert!(s.effective(20.0) > s.effective(11.0) && s.effective(100.0) == 10.0);
+        s.release("a");
+        assert!(!s.jobs.contains_key("a"));
+    }
+}

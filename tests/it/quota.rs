@@ -1,0 +1,348 @@
+//! One account, one budget: separate `simbulk run` processes of one account share its rate —
+//! on one host through a state file, across hosts through Redis — fairly, within the
+//! provider's limit, freeing a killed job's share, and going on alone when Redis is lost.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use simbulk::sim::SimConfig;
+use simbulk::sim::seed::Profile;
+
+use crate::support::*;
+
+/// The provider's limit in these tests, per second, and its burst.
+const LIMIT: u32 = 20;
+const BURST: u32 = 5;
+
+fn limited_sim() -> TestSim {
+    TestSim::start(SimConfig {
+        rate_limit_per_second: LIMIT,
+        rate_limit_burst: BURST,
+        ..SimConfig::unlimited(3000)
+    })
+}
+
+/// A Redis server of the test's own on a free loopback port, stopped when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    /// `None` where redis-server is not installed (off CI).
+    fn start() -> Option<Self> {
+        let Ok(_) = Command::new("redis-server").arg("--version").output() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must install redis-server (see .ci/run)"
+            );
+            eprintln!("redis-server not installed: skipping");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Some(Self::on(port))
+    }
+
+    fn on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("redis to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `n` jobs of `rows` activations each, on separate SIMs.
+fn jobs(s: &TestSim, n: usize, rows: usize) -> Vec<Job> {
+    let ids = s.pick(n * rows, |r, p| p == Profile::Available && acme(r));
+    ids.chunks(rows)
+        .enumerate()
+        .map(|(i, c)| Job::new(&format!("j{i}.csv"), &(c.join("\n") + "\n")))
+        .collect()
+}
+
+fn start(s: &TestSim, job: &Job, extra: &[&str]) -> Child {
+    let mut c = job.command(
+        s,
+        &[
+            "--action",
+            "activate",
+            "--rate",
+            &LIMIT.to_string(),
+            "--burst",
+            &BURST.to_string(),
+            "--concurrency",
+            "4",
+            "-q",
+            "--summary-json",
+            job.path(".json").to_str().unwrap(),
+        ],
+    );
+    c.args(extra);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.spawn().unwrap()
+}
+
+fn summary(job: &Job) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(job.path(".json")).unwrap()).unwrap()
+}
+
+/// The account's checks: within limit + burst each second, few 429s, fair shares, and
+/// together near the limit.
+fn assert_shared_fairly(s: &TestSim, jobs: &[Job], children: Vec<Child>) {
+    for c in children {
+        let (o, _) = exit_within(c, Duration::from_secs(120));
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let st = s.stats();
+    assert!(
+        st.peak_per_second <= u64::from(LIMIT + BURST),
+        "peak {} in {:?}",
+        st.peak_per_second,
+        st.per_second
+    );
+    assert!(
+        st.too_many_requests * 100 <= st.requests,
+        "429s: {} of {}",
+        st.too_many_requests,
+        st.requests
+    );
+    let sums: Vec<serde_json::Value> = jobs.iter().map(summary).collect();
+    let rates: Vec<f64> = sums
+        .iter()
+        .map(|v| v["rows_per_second"].as_f64().unwrap())
+        .collect();
+    let (lo, hi) = rates
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(a, b), r| (a.min(*r), b.max(*r)));
+    assert!(hi <= lo * 1.25, "fair shares: {rates:?}");
+    let requests: f64 = sums.iter().map(|v| v["requests"].as_f64().unwrap()).sum();
+    let longest = sums
+        .iter()
+        .map(|v| v["elapsed_seconds"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    // Start-up (a token, the first list) is in the elapsed time: a few per cent.
+    assert!(
+        requests / longest >= 0.85 * f64::from(LIMIT),
+        "together {:.1}/s of {LIMIT}: {rates:?}",
+        requests / longest
+    );
+    for j in jobs {
+        assert_each_line_once(j, 1, (j.results().len()) as u64);
+    }
+}
+
+#[test]
+fn two_and_three_jobs_on_one_host_share_the_account_fairly() {
+    for n in [2usize, 3] {
+        let s = limited_sim();
+        let js = jobs(&s, n, 240 / n);
+        let dir = tempfile::tempdir().unwrap();
+        let qd = dir.path().to_str().unwrap().to_owned();
+        let children: Vec<Child> = js
+            .iter()
+            .map(|j| start(&s, j, &["--quota-dir", &qd]))
+            .collect();
+        assert_shared_fairly(&s, &js, children);
+        for j in &js {
+            let share = summary(j)["rate_share"].as_f64().unwrap();
+            assert!(share > 0.0 && share <= 1.0, "{share}");
+        }
+    }
+}
+
+#[test]
+fn jobs_on_different_hosts_share_the_account_through_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let s = limited_sim();
+    let js = jobs(&s, 2, 120);
+    // Different quota folders, as on different hosts: only Redis joins them.
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let url = redis.url();
+    let children: Vec<Child> = js
+        .iter()
+        .zip(&dirs)
+        .map(|(j, d)| {
+            start(
+                &s,
+                j,
+                &[
+                    "--quota-dir",
+                    d.path().to_str().unwrap(),
+                    "--quota-url",
+                    &url,
+                ],
+            )
+        })
+        .collect();
+    assert_shared_fairly(&s, &js, children);
+    // Redis unreachable at start: a clear error, nothing sent.
+    let job = &jobs(&s, 1, 3)[0];
+    let before = s.stats().requests;
+    let o = job.run(
+        &s,
+        &[
+            "--action",
+            "activate",
+            "--rate",
+            "5",
+            "--quota-url",
+            "redis://127.0.0.1:9/0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("--quota-url"), "{}", text(&o));
+    assert_eq!(s.stats().requests, before);
+}
+
+/// Rows each job finished per second, by second since the epoch.
+fn finished_per_second(job: &Job) -> std::collections::BTreeMap<u64, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for r in job.results() {
+        let t = jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%.fZ", &r["finished_at"])
+            .or_else(|_| r["finished_at"].parse::<jiff::Timestamp>())
+            .unwrap();
+        *m.entry(t.as_second() as u64).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn a_killed_job_frees_its_share_within_seconds() {
+    let s = limited_sim();
+    let js = jobs(&s, 2, 260);
+    let dir = tempfile::tempdir().unwrap();
+    let qd = dir.path().to_str().unwrap().to_owned();
+    let survivor = start(&s, &js[0], &["--quota-dir", &qd]);
+    let mut victim = start(&s, &js[1], &["--quota-dir", &qd]);
+    std::thread::sleep(Duration::from_secs(5));
+    signal(&victim, 9);
+    let _ = victim.wait();
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (o, _) = exit_within(survivor, Duration::from_secs(120));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let per = finished_per_second(&js[0]);
+    let before: Vec<u64> = per
+        .range(killed_at - 4..killed_at - 1)
+        .map(|(_, n)| *n)
+        .collect();
+    // From 5 s after the kill, whole seconds before the job's last one.
+    let last = *per.keys().next_back().unwrap();
+    let after: Vec<u64> = per.range(killed_at + 5..last).map(|(_, n)| *n).collect();
+    assert!(
+        !after.is_empty(),
+        "the survivor ran on after the kill: {per:?}"
+    );
+    let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
+    assert!(
+        mean(&after) >= 0.75 * f64::from(LIMIT) && mean(&after) > mean(&before) * 1.4,
+        "before {before:?} after {after:?}"
+    );
+}
+
+#[test]
+fn jobs_go_on_alone_when_redis_is_lost_and_rejoin_when_it_is_back() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let s = limited_sim();
+    let js = jobs(&s, 2, 150);
+    let url = redis.url();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let children: Vec<Child> = js
+        .iter()
+        .zip(&dirs)
+        .map(|(j, d)| {
+            start(
+                &s,
+                j,
+                &[
+                    "--quota-dir",
+                    d.path().to_str().unwrap(),
+                    "--quota-url",
+                    &url,
+                ],
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let port = redis.port;
+    redis.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    let _back = Redis::on(port);
+    let t0 = Instant::now();
+    for (c, j) in children.into_iter().zip(&js) {
+        let (o, _) = exit_within(c, Duration::from_secs(120));
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("going on alone"), "{err}");
+        assert!(err.contains("rejoins"), "{err}");
+        assert_each_line_once(j, 1, 150);
+    }
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    let st = s.stats();
+    // A restarted Redis starts its budget afresh: a few 429s as the jobs meet again.
+    assert!(
+        st.too_many_requests * 10 <= st.requests,
+        "{} 429s of {}",
+        st.too_many_requests,
+        st.requests
+    );
+}
+
+#[test]
+fn three_sharing_jobs_keep_their_max_duration() {
+    let s = limited_sim();
+    let js = jobs(&s, 3, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let qd = dir.path().to_str().unwrap().to_owned();
+    let t0 = Instant::now();
+    let children: Vec<Child> = js
+        .iter()
+        .map(|j| start(&s, j, &["--quota-dir", &qd, "--max-duration", "6s"]))
+        .collect();
+    for c in children {
+        let (o, _) = exit_within(c, Duration::from_secs(60));
+        assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(6 + 4),
+        "{:?}",
+        t0.elapsed()
+    );
+}
