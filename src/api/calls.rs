@@ -13,6 +13,8 @@ pub(crate) struct Calls {
     writes: AtomicU64,
     reads: AtomicU64,
     lists: AtomicU64,
+    /// Answers by class: 2xx, 4xx, 5xx, none (the connection failed or timed out).
+    classes: [AtomicU64; 4],
     /// From sending a request to its answer's headers, in microseconds (`None` if the
     /// histogram could not be made).
     answers: Mutex<Option<hdrhistogram::Histogram<u64>>>,
@@ -33,6 +35,7 @@ impl Calls {
             writes: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             lists: AtomicU64::new(0),
+            classes: Default::default(),
             answers: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).ok()),
         }
     }
@@ -45,6 +48,23 @@ impl Calls {
             (false, false) => &self.reads,
         };
         kind.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an answer by its status class (`None`: no answer).
+    pub(crate) fn class(&self, status: Option<u16>) {
+        let i = match status {
+            Some(200..=299) => 0,
+            Some(400..=499) => 1,
+            Some(500..=599) => 2,
+            Some(_) => return,
+            None => 3,
+        };
+        self.classes[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Answers by class: 2xx, 4xx, 5xx, none.
+    pub(crate) fn classes(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.classes[i].load(Ordering::Relaxed))
     }
 
     /// Records one answer's time.

@@ -147,6 +147,22 @@ impl Client {
             .saturating_sub(Duration::from_millis(ms))
     }
 
+    /// Answers by class: 2xx, 4xx, 5xx, none.
+    pub(crate) fn answer_classes(&self) -> [u64; 4] {
+        self.calls.classes()
+    }
+
+    /// When the API last answered with neither a 429 nor a 5xx (seconds since the epoch).
+    pub(crate) fn last_success(&self) -> Option<f64> {
+        let ms = self.last_useful.load(std::sync::atomic::Ordering::Relaxed);
+        let ago = self.born.elapsed().checked_sub(Duration::from_millis(ms))?;
+        let t = std::time::SystemTime::now().checked_sub(ago)?;
+        (ms > 0).then(|| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        })
+    }
+
     fn useful_answer(&self) {
         let ms = self.born.elapsed().as_millis() as u64;
         self.last_useful
@@ -371,8 +387,12 @@ impl Client {
                 .await
                 .map_err(|_| ApiError::Interrupted)?
         };
-        if sent.is_ok() {
-            self.calls.answered(t0.elapsed());
+        match &sent {
+            Ok(r) => {
+                self.calls.answered(t0.elapsed());
+                self.calls.class(Some(r.status().as_u16()));
+            }
+            Err(_) => self.calls.class(None),
         }
         sent.map_err(|e| classify_transport(&e, self.endpoint.timeout))
     }

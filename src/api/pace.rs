@@ -128,6 +128,17 @@ impl Pacer {
         self
     }
 
+    /// The rate requests go at now (after 429 cuts, and the account's share): `None`
+    /// without a limit.
+    pub(crate) fn rate_now(&self) -> Option<f64> {
+        if let Some(b) = &self.shared {
+            return Some(b.rate_now());
+        }
+        self.adaptive
+            .as_ref()
+            .map(|a| a.lock().unwrap_or_else(|e| e.into_inner()).current)
+    }
+
     /// The shared budget, if the job draws from one.
     pub(crate) fn shared(&self) -> Option<&Arc<crate::quota::Budget>> {
         self.shared.as_ref()

@@ -146,7 +146,11 @@ async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
     let summary_json = cfg.summary_json.clone();
     let job = tokio::spawn(engine::run(cfg, endpoint, drain, abort));
     match job.await {
-        Ok(Ok(s)) => Ok(report(&s, summary_json.as_deref())),
+        Ok(Ok(s)) => {
+            let code = report(&s, summary_json.as_deref());
+            super::hook::on_finish(&a.job, Ok(&s));
+            Ok(code)
+        }
         Ok(Err(e)) => Err((e.exit_code(), e.to_string())),
         Err(e) => Err((exit::HALTED, format!("the job stopped unexpectedly: {e}"))),
     }

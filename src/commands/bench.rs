@@ -49,6 +49,9 @@ pub(crate) struct BenchArgs {
     /// Rows in the generated job.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) rows: u64,
+    /// Keep the job's metrics in this file, as `run --metrics-file` does (to measure its cost).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) metrics_file: Option<PathBuf>,
     /// The job's actions.
     #[arg(long, value_enum, default_value_t = Mix::Noop)]
     pub(crate) mix: Mix,
@@ -357,6 +360,7 @@ fn job(a: &BenchArgs, input: &Path) -> anyhow::Result<JobConfig> {
         adaptive_rate: !a.fixed_rate,
         args: vec!["simbulk".into(), "bench".into()],
         discard_outputs: a.discard_outputs,
+        metrics_file: a.metrics_file.clone(),
         ..JobConfig::new(input.to_owned())
     })
 }

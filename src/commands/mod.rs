@@ -11,6 +11,7 @@ pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod export;
 pub(crate) mod help;
+pub(crate) mod hook;
 pub(crate) mod profile;
 pub(crate) mod quota;
 pub(crate) mod report;

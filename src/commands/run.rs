@@ -95,6 +95,22 @@ pub(crate) struct JobFlags {
     #[arg(long, help_heading = "Outputs")]
     pub(crate) summary_json: Option<PathBuf>,
 
+    /// Keep the job's numbers in this file in the Prometheus text format (for the node
+    /// exporter's textfile collector), replaced whole every 5 s and at the end; it is also
+    /// the job's heartbeat.
+    #[arg(long, value_name = "PATH", help_heading = "Outputs")]
+    pub(crate) metrics_file: Option<PathBuf>,
+
+    /// Run this command (sh -c) once when the job ends, with SIMBULK_EXIT_CODE,
+    /// SIMBULK_STATE, SIMBULK_SUMMARY_JSON and the job's paths in its environment; its
+    /// failure is logged and never changes the job's exit code.
+    #[arg(long, value_name = "COMMAND", help_heading = "Outputs")]
+    pub(crate) on_finish: Option<String>,
+
+    /// Longest time the --on-finish command may take before it is killed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Outputs")]
+    pub(crate) on_finish_timeout: Duration,
+
     /// Continue from the checkpoint if there is one (start fresh if there is none), so a
     /// nightly cron line can always say --resume.
     #[arg(long, conflicts_with = "restart", help_heading = "Resume")]
@@ -395,6 +411,7 @@ pub(crate) fn job_config(input: PathBuf, f: &JobFlags, args: Vec<String>) -> Job
         confirm_over: Some(f.confirm_over),
         yes: f.yes,
         change_ref: f.change_ref.clone(),
+        metrics_file: f.metrics_file.clone(),
         quota: (!f.no_shared_budget).then(|| crate::quota::QuotaConfig {
             place: match &f.quota_url {
                 Some(u) => crate::quota::Place::Redis(u.clone()),
@@ -493,8 +510,16 @@ pub(crate) async fn run(a: RunArgs) -> u8 {
     // into the runtime's blocking entry thread.
     let job = tokio::spawn(engine::run(cfg, endpoint, drain, abort));
     match job.await {
-        Ok(Ok(s)) => report(&s, a.job.summary_json.as_deref()),
-        Ok(Err(e)) => fail(&e),
+        Ok(Ok(s)) => {
+            let code = report(&s, a.job.summary_json.as_deref());
+            super::hook::on_finish(&a.job, Ok(&s));
+            code
+        }
+        Ok(Err(e)) => {
+            let code = fail(&e);
+            super::hook::on_finish(&a.job, Err((code, e.to_string())));
+            code
+        }
         Err(e) => {
             super::fatal(format_args!("the job stopped unexpectedly: {e}"));
             exit::HALTED

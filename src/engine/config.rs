@@ -72,6 +72,8 @@ pub struct JobConfig {
     pub change_ref: Option<String>,
     /// The account's shared rate budget to draw from (`None`: this job paces alone).
     pub quota: Option<crate::quota::QuotaConfig>,
+    /// `--metrics-file`: the job's numbers in the Prometheus text format.
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl JobConfig {
@@ -109,6 +111,7 @@ impl JobConfig {
             yes: false,
             change_ref: None,
             quota: None,
+            metrics_file: None,
         }
     }
 }

@@ -554,7 +554,8 @@ impl<'a> Loop<'a> {
 
     /// Time passes: the progress line, and a provider that does not recover.
     fn tick(&mut self) {
-        self.rec.tick(self.d.client.pacer.throttled_count());
+        self.rec
+            .tick(self.d.client.pacer.throttled_count(), self.end.is_some());
         if self.end.is_none() && self.stalled() {
             self.stop(End::Halted(Halt::Stall(self.stops.stall_timeout)));
         }

@@ -49,9 +49,11 @@ enum Event {
         ack: oneshot::Sender<()>,
     },
     Finished(Box<RowResult>),
-    /// Time passes: refresh the progress line, sync if due.
+    /// Time passes: refresh the progress line and the metrics file, sync if due.
     Tick {
         throttled: u64,
+        /// The job is stopping (no row starts any more).
+        stopping: bool,
     },
     /// The run is over; `complete`: every row of the job has a record (write the end record).
     Finish {
@@ -163,6 +165,8 @@ pub(crate) struct Recorder {
     acks: Vec<oneshot::Sender<()>>,
     failed: Option<String>,
     durable: watch::Sender<Durable>,
+    /// `--metrics-file`.
+    metrics: Option<super::metrics::Sink>,
 }
 
 impl Recorder {
@@ -199,7 +203,14 @@ impl Recorder {
             acks: Vec::new(),
             failed: None,
             durable: watch::Sender::new(Durable::default()),
+            metrics: None,
         }
+    }
+
+    /// Writes `--metrics-file` on each tick and at the end.
+    pub(crate) fn with_metrics(mut self, m: Option<super::metrics::Sink>) -> Self {
+        self.metrics = m;
+        self
     }
 
     /// Starts the recorder's thread.
@@ -291,15 +302,25 @@ impl Recorder {
             }
             Event::Finished(r) => {
                 self.finished += 1;
+                if let Some(m) = &mut self.metrics {
+                    m.row();
+                }
                 if self.failed.is_none()
                     && let Err(e) = self.record(&r)
                 {
                     self.fail(e);
                 }
             }
-            Event::Tick { throttled } => {
+            Event::Tick {
+                throttled,
+                stopping,
+            } => {
                 self.progress
                     .update(&self.counts.job, self.counts.retries, throttled);
+                let state = if stopping { "stopping" } else { "running" };
+                if let Some(m) = &mut self.metrics {
+                    m.write(&self.counts, (state, None), false);
+                }
             }
             Event::Finish { .. } => {}
         }
@@ -373,7 +394,16 @@ impl Recorder {
             throttled: self.counts.throttled,
             ..sent
         };
-        self.journal.ran(if complete { done } else { code }, stats);
+        let end = if complete { done } else { code };
+        if let Some(m) = &mut self.metrics {
+            let state = if end == crate::exit::HALTED {
+                "halted"
+            } else {
+                "finished"
+            };
+            m.write(&self.counts, (state, Some(end)), true);
+        }
+        self.journal.ran(end, stats);
         if complete {
             self.journal.end(done);
         }
@@ -442,8 +472,11 @@ impl RecorderHandle {
     }
 
     /// Refreshes the progress line (dropped when the inbox is full: the next tick will do).
-    pub(crate) fn tick(&self, throttled: u64) {
-        let _ = self.tx.try_send(Event::Tick { throttled });
+    pub(crate) fn tick(&self, throttled: u64, stopping: bool) {
+        let _ = self.tx.try_send(Event::Tick {
+            throttled,
+            stopping,
+        });
     }
 
     /// Ends the run: everything is handed to the OS and synced, the end record written when

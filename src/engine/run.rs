@@ -81,7 +81,7 @@ pub async fn run(
     );
     preflight(&client).await?;
     let total = p.lines.saturating_sub(u64::from(!p.layout.headerless));
-    let mut rec = recorder(&cfg, &p, &start, total)?;
+    let mut rec = recorder(&cfg, (&p, &client), &start, total)?;
     let calls = client.clone();
     let (dispatch, planned, reading) = stages(&cfg, p.rows, p.layout, start, client, &stop_rows)?;
     let stops = Stops {
@@ -287,7 +287,7 @@ async fn preflight(client: &Client) -> Result<(), Error> {
 /// Opens the outputs and starts the recorder that owns them.
 fn recorder(
     cfg: &JobConfig,
-    p: &Prepared,
+    (p, client): (&Prepared, &Arc<Client>),
     start: &Start,
     total: u64,
 ) -> Result<RecorderHandle, Error> {
@@ -299,6 +299,16 @@ fn recorder(
         .min()
         .and_then(|d| std::time::SystemTime::now().checked_add(d));
     let progress = Progress::new(total, start.tally.total()).with_deadline(deadline);
+    let metrics = cfg.metrics_file.as_ref().map(|path| {
+        let file = crate::output::metrics::MetricsFile::new(
+            path.clone(),
+            &cfg.input,
+            cfg.change_ref.as_deref(),
+        );
+        let live = live_numbers(client.clone(), cfg.rate);
+        let within = [cfg.max_duration, cfg.until].into_iter().flatten().min();
+        super::metrics::Sink::new(file, live, (total, start.tally.total()), within)
+    });
     Recorder::new(
         results,
         failures,
@@ -307,10 +317,33 @@ fn recorder(
         start.tally,
         cfg.sync_every,
     )
+    .with_metrics(metrics)
     .spawn()
     .map_err(|source| Error::Thread {
         what: "recorder",
         source,
+    })
+}
+
+/// The client's numbers for the metrics file.
+fn live_numbers(
+    client: Arc<Client>,
+    rate: Option<f64>,
+) -> Box<dyn Fn() -> crate::output::metrics::Live + Send> {
+    Box::new(move || {
+        let c = client.calls();
+        let p = &client.pacer;
+        crate::output::metrics::Live {
+            writes: c.writes,
+            reads: c.reads,
+            lists: c.lists,
+            answers: client.answer_classes(),
+            throttled: p.throttled_count(),
+            target_rate: rate,
+            current_rate: p.rate_now().or(rate),
+            share: p.shared().map_or(1.0, |b| b.share()),
+            last_success: client.last_success(),
+        }
     })
 }
 

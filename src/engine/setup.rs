@@ -74,6 +74,9 @@ pub(crate) fn check_paths(cfg: &JobConfig, input: &InputFile) -> Result<Places, 
     if let Some(p) = cfg.summary_json.as_ref().filter(|p| !is_stdout(p)) {
         outputs.push(("--summary-json", p, false));
     }
+    if let Some(p) = &cfg.metrics_file {
+        outputs.push(("--metrics-file", p, false));
+    }
     for (what, path, devices) in outputs {
         let place = files::output_place(path, what, devices)?;
         named.push((what, path.clone(), place));

@@ -2,6 +2,7 @@
 //! Nothing here decides an outcome.
 
 pub(crate) mod groups;
+pub(crate) mod metrics;
 pub(crate) mod progress;
 pub(crate) mod results;
 pub(crate) mod row;

@@ -261,6 +261,12 @@ impl Budget {
         let _ = self.call(true).await;
     }
 
+    /// This job's rate at its last call: the account's rate times its share.
+    pub(crate) fn rate_now(&self) -> f64 {
+        let g = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        g.rate * g.share
+    }
+
     /// This job's share at its last call (0–1).
     pub(crate) fn share(&self) -> f64 {
         self.last.lock().unwrap_or_else(|e| e.into_inner()).share

@@ -17,3 +17,4 @@ mod profiles;
 mod quota;
 mod resume;
 mod variant;
+mod watch;

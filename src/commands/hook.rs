@@ -1,0 +1,112 @@
+//! `--on-finish COMMAND`: run once when a job ends (completed, stopped, halted, or refused at
+//! start), with what happened in its environment.
+//!
+//! Guarantees: the command runs at most once per run, within `--on-finish-timeout` (then it is
+//! killed); its failure is logged and never changes the job's exit code; the environment holds
+//! no secret (the job's paths, its state and exit code, the summary's path).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::run::JobFlags;
+use crate::output::summary::Summary;
+
+/// How the job ended: its summary, or the exit code and message of an error.
+pub(crate) type Ended<'a> = Result<&'a Summary, (u8, String)>;
+
+/// Runs `--on-finish`, if given.
+pub(crate) fn on_finish(f: &JobFlags, ended: Ended<'_>) {
+    let Some(cmd) = &f.on_finish else {
+        return;
+    };
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(cmd).stdin(Stdio::null());
+    // Its own process group: a time limit stops the command and whatever it started.
+    std::os::unix::process::CommandExt::process_group(&mut c, 0);
+    c.stdout(Stdio::from(std::io::stderr()));
+    // Kept until the command has ended.
+    let mut _spool = None;
+    match ended {
+        Ok(s) => {
+            let path = match f
+                .summary_json
+                .as_deref()
+                .filter(|p| !crate::engine::setup::is_stdout(p))
+            {
+                Some(p) => Some(p.to_owned()),
+                None => spool(s).map(|t| {
+                    let p = t.path().to_owned();
+                    _spool = Some(t);
+                    p
+                }),
+            };
+            if let Some(p) = path {
+                c.env("SIMBULK_SUMMARY_JSON", p);
+            }
+            c.env("SIMBULK_EXIT_CODE", s.exit_code.to_string())
+                .env("SIMBULK_STATE", &s.state)
+                .env("SIMBULK_INPUT", &s.input)
+                .env("SIMBULK_RESULTS", &s.results)
+                .env("SIMBULK_FAILURES", &s.failures);
+            if let Some(r) = &s.change_ref {
+                c.env("SIMBULK_CHANGE_REF", r);
+            }
+        }
+        Err((code, message)) => {
+            c.env("SIMBULK_EXIT_CODE", code.to_string())
+                .env("SIMBULK_STATE", "refused")
+                .env("SIMBULK_ERROR", message);
+        }
+    }
+    run(c, f.on_finish_timeout);
+}
+
+/// The summary as JSON in a temporary file, for a job without `--summary-json`.
+fn spool(s: &Summary) -> Option<tempfile::NamedTempFile> {
+    let mut t = tempfile::Builder::new()
+        .prefix("simbulk-summary")
+        .suffix(".json")
+        .tempfile()
+        .ok()?;
+    serde_json::to_writer_pretty(t.as_file_mut(), s).ok()?;
+    Some(t)
+}
+
+/// Runs the command to its end or its time limit; says so when it fails.
+fn run(mut c: Command, limit: Duration) {
+    let mut child = match c.spawn() {
+        Ok(ch) => ch,
+        Err(e) => {
+            tracing::warn!("--on-finish: cannot start sh: {e}");
+            return;
+        }
+    };
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => return,
+            Ok(Some(st)) => {
+                tracing::warn!("--on-finish ended with {st} (the job's exit code stands)");
+                return;
+            }
+            Ok(None) if started.elapsed() >= limit => {
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    // SAFETY: signals the hook's own process group, made at spawn.
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                tracing::warn!(
+                    "--on-finish did not end within {} and was stopped (the job's exit code stands)",
+                    crate::clock::duration_text(limit)
+                );
+                return;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                tracing::warn!("--on-finish: {e}");
+                return;
+            }
+        }
+    }
+}
