@@ -148,7 +148,7 @@ async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
     match job.await {
         Ok(Ok(s)) => {
             let code = report(&s, summary_json.as_deref());
-            super::hook::on_finish(&a.job, Ok(&s));
+            super::hook::on_finish(&a.job, Ok(&s)).await;
             Ok(code)
         }
         Ok(Err(e)) => Err((e.exit_code(), e.to_string())),

@@ -15,7 +15,7 @@ use crate::output::summary::Summary;
 pub(crate) type Ended<'a> = Result<&'a Summary, (u8, String)>;
 
 /// Runs `--on-finish`, if given.
-pub(crate) fn on_finish(f: &JobFlags, ended: Ended<'_>) {
+pub(crate) async fn on_finish(f: &JobFlags, ended: Ended<'_>) {
     let Some(cmd) = &f.on_finish else {
         return;
     };
@@ -58,7 +58,7 @@ pub(crate) fn on_finish(f: &JobFlags, ended: Ended<'_>) {
                 .env("SIMBULK_ERROR", message);
         }
     }
-    run(c, f.on_finish_timeout);
+    run(c, f.on_finish_timeout).await;
 }
 
 /// The summary as JSON in a temporary file, for a job without `--summary-json`.
@@ -72,8 +72,8 @@ fn spool(s: &Summary) -> Option<tempfile::NamedTempFile> {
     Some(t)
 }
 
-/// Runs the command to its end or its time limit; says so when it fails.
-fn run(mut c: Command, limit: Duration) {
+/// Runs the command to its end, its time limit or a signal (Ctrl-C); says so when it fails.
+async fn run(mut c: Command, limit: Duration) {
     let mut child = match c.spawn() {
         Ok(ch) => ch,
         Err(e) => {
@@ -82,31 +82,48 @@ fn run(mut c: Command, limit: Duration) {
         }
     };
     let started = Instant::now();
+    let signalled = tokio_util::sync::CancellationToken::new();
+    let listener = {
+        let s = signalled.clone();
+        tokio::spawn(async move {
+            crate::signal::first().await;
+            s.cancel();
+        })
+    };
+    let stop = |child: &mut std::process::Child| {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: signals the hook's own process group, made at spawn.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    };
     loop {
         match child.try_wait() {
-            Ok(Some(st)) if st.success() => return,
+            Ok(Some(st)) if st.success() => break,
             Ok(Some(st)) => {
                 tracing::warn!("--on-finish ended with {st} (the job's exit code stands)");
-                return;
+                break;
+            }
+            Ok(None) if signalled.is_cancelled() => {
+                stop(&mut child);
+                tracing::warn!("--on-finish stopped by a signal (the job's exit code stands)");
+                break;
             }
             Ok(None) if started.elapsed() >= limit => {
-                if let Ok(pid) = i32::try_from(child.id()) {
-                    // SAFETY: signals the hook's own process group, made at spawn.
-                    unsafe { libc::kill(-pid, libc::SIGKILL) };
-                }
-                let _ = child.kill();
-                let _ = child.wait();
+                stop(&mut child);
                 tracing::warn!(
                     "--on-finish did not end within {} and was stopped (the job's exit code stands)",
                     crate::clock::duration_text(limit)
                 );
-                return;
+                break;
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
             Err(e) => {
                 tracing::warn!("--on-finish: {e}");
-                return;
+                break;
             }
         }
     }
+    listener.abort();
 }

@@ -512,12 +512,12 @@ pub(crate) async fn run(a: RunArgs) -> u8 {
     match job.await {
         Ok(Ok(s)) => {
             let code = report(&s, a.job.summary_json.as_deref());
-            super::hook::on_finish(&a.job, Ok(&s));
+            super::hook::on_finish(&a.job, Ok(&s)).await;
             code
         }
         Ok(Err(e)) => {
             let code = fail(&e);
-            super::hook::on_finish(&a.job, Err((code, e.to_string())));
+            super::hook::on_finish(&a.job, Err((code, e.to_string()))).await;
             code
         }
         Err(e) => {

@@ -16,6 +16,30 @@ use super::state::{Grant, State};
 /// Largest state file read (thousands of leases).
 const MAX_STATE: u64 = 1 << 20;
 
+/// Longest wait for the lock (another job holds it for microseconds; a stopped process that
+/// holds it makes the budget unusable, and the job paces alone).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Takes the file's exclusive lock, or says it could not within `wait`.
+fn lock_within(file: &File, wait: std::time::Duration) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "its lock is held by another process",
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
 /// One account's state file.
 pub(crate) struct FileStore {
     path: PathBuf,
@@ -63,7 +87,7 @@ impl FileStore {
             source,
         };
         let mut file = self.open_file().map_err(err)?;
-        file.lock().map_err(err)?;
+        lock_within(&file, LOCK_WAIT).map_err(err)?;
         let mut text = Vec::new();
         (&file)
             .take(MAX_STATE)
