@@ -270,13 +270,22 @@ pub(crate) fn env_name(long: &str) -> String {
     format!("SIMBULK_{}", long.to_ascii_uppercase().replace('-', "_"))
 }
 
+/// Subcommands whose options do not read the environment: the simulator and the tools that
+/// start one (`SIMBULK_CLIENT_SECRET`, a provider's secret, must never become the
+/// simulator's printed demo secret).
+const NO_ENV: [&str; 3] = ["sim", "bench", "demo"];
+
 /// Every option with a long name reads `SIMBULK_<OPTION>` unless it names its own variable
-/// (counters and help excepted).
+/// (counters and help excepted), but in [`NO_ENV`].
 pub(crate) fn with_env(cmd: clap::Command) -> clap::Command {
     fn each(c: clap::Command) -> clap::Command {
+        if NO_ENV.contains(&c.get_name()) {
+            return c;
+        }
         let c = c.mut_args(|a| {
             let skip = a.get_env().is_some()
-                || a.get_long().is_none_or(|l| l == "help" || l == "version")
+                || a.get_long()
+                    .is_none_or(|l| l == "help" || l == "version" || l.contains("secret"))
                 || matches!(
                     a.get_action(),
                     clap::ArgAction::Count | clap::ArgAction::Help | clap::ArgAction::Version
@@ -317,6 +326,20 @@ mod tests {
         assert_eq!(global(&a, "--config"), Some("c.toml".into()));
         assert_eq!(subcommand_at(&a), Some(4));
         assert_eq!(env_name("max-retries"), "SIMBULK_MAX_RETRIES");
+    }
+
+    #[test]
+    fn the_simulator_never_takes_a_secret_from_the_environment() {
+        use clap::CommandFactory;
+        let cmd = with_env(crate::commands::Cli::command());
+        let sim = cmd.find_subcommand("sim").unwrap();
+        assert!(sim.get_arguments().all(|a| a.get_env().is_none()));
+        let run = cmd.find_subcommand("run").unwrap();
+        let rate = run
+            .get_arguments()
+            .find(|a| a.get_long() == Some("rate"))
+            .unwrap();
+        assert_eq!(rate.get_env().unwrap(), "SIMBULK_RATE");
     }
 
     #[test]
