@@ -205,11 +205,7 @@ impl Pacer {
                 a.current = (a.current * 0.7).max(a.configured * 0.02).max(0.2);
                 a.successes = 0;
                 a.last_cut = Some(Instant::now());
-                tracing::info!(
-                    rate = a.current,
-                    "a 429: lowering the request rate to {:.1}/s",
-                    a.current
-                );
+                tracing::info!("a 429: lowering the request rate to {:.1}/s", a.current);
                 self.set_rate(a.current);
             }
         }
