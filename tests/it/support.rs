@@ -491,3 +491,38 @@ pub fn serve(app: axum::Router) -> Server {
     });
     Server { url, _rt: rt }
 }
+
+/// The page as headless Chromium renders it (`None` where chromium is missing off CI).
+pub fn render(html: &std::path::Path) -> Option<String> {
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        std::process::Command::new("which")
+            .arg(c)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install chromium (see .ci/run)"
+        );
+        eprintln!("chromium not installed: skipping the browser check");
+        return None;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let dom = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    Some(String::from_utf8_lossy(&dom.stdout).into_owned())
+}
