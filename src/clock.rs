@@ -31,6 +31,13 @@ pub(crate) fn rfc3339(t: SystemTime, p: Precision) -> String {
     }
 }
 
+/// Now, in seconds since the Unix epoch (0 on a clock set before it).
+pub(crate) fn epoch_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Now as RFC 3339 with whole seconds.
 pub(crate) fn now_rfc3339() -> String {
     rfc3339(SystemTime::now(), Precision::Seconds)

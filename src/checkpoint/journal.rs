@@ -316,9 +316,7 @@ impl Replay {
 
 /// Now, in milliseconds since the Unix epoch.
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    (crate::clock::epoch_seconds() * 1000.0) as u64
 }
 
 /// Longest line number a record may name: a bitset over a billion lines is 128 MiB, and no

@@ -77,6 +77,11 @@ pub struct JobConfig {
 }
 
 impl JobConfig {
+    /// How long the run may go on: the nearer of `--max-duration` and `--until`.
+    pub(crate) fn stop_within(&self) -> Option<Duration> {
+        [self.max_duration, self.until].into_iter().flatten().min()
+    }
+
     /// A job on `input` with the defaults of `simbulk run`: outputs beside the input, an
     /// existing checkpoint refused, 8 rows in flight at 10 requests per second.
     pub fn new(input: PathBuf) -> Self {

@@ -151,7 +151,7 @@ fn estimate(cfg: &JobConfig, valid: u64, list_first: u64) -> String {
             let secs = (calls as f64 / rate).ceil();
             let d = Duration::from_secs_f64(secs.min(1e10));
             out += &format!(" ≈ {} at {rate}/s", minutes_text(d));
-            let window = [cfg.max_duration, cfg.until].into_iter().flatten().min();
+            let window = cfg.stop_within();
             if let Some(w) = window.filter(|w| !w.is_zero() && *w < d) {
                 let n = d.as_secs_f64() / w.as_secs_f64();
                 out += &format!(": {} windows of {}", n.ceil(), minutes_text(w));

@@ -26,12 +26,6 @@ pub(crate) struct Sink {
     warned: bool,
 }
 
-fn epoch_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 impl Sink {
     pub(crate) fn new(
         file: MetricsFile,
@@ -43,7 +37,7 @@ impl Sink {
             file,
             live,
             rows_total,
-            deadline: deadline.map(|d| epoch_now() + d.as_secs_f64()),
+            deadline: deadline.map(|d| crate::clock::epoch_seconds() + d.as_secs_f64()),
             started: Instant::now(),
             base,
             last_row: None,
@@ -54,7 +48,7 @@ impl Sink {
 
     /// A row finished.
     pub(crate) fn row(&mut self) {
-        self.last_row = Some(epoch_now());
+        self.last_row = Some(crate::clock::epoch_seconds());
     }
 
     /// Writes the file if it is due (`force`: now, the run's end).
@@ -82,7 +76,7 @@ impl Sink {
             last_row: self.last_row,
             state,
             exit_code: exit,
-            now: epoch_now(),
+            now: crate::clock::epoch_seconds(),
         };
         if let Err(e) = self.file.write(&s)
             && !self.warned

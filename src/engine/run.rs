@@ -293,10 +293,8 @@ fn recorder(
 ) -> Result<RecorderHandle, Error> {
     let (results, failures, journal) =
         setup::open_outputs(cfg, &p.layout, &p.identity, start).map_err(Error::Outputs)?;
-    let deadline = [cfg.max_duration, cfg.until]
-        .into_iter()
-        .flatten()
-        .min()
+    let deadline = cfg
+        .stop_within()
         .and_then(|d| std::time::SystemTime::now().checked_add(d));
     let progress = Progress::new(total, start.tally.total()).with_deadline(deadline);
     let metrics = cfg.metrics_file.as_ref().map(|path| {
@@ -306,8 +304,7 @@ fn recorder(
             cfg.change_ref.as_deref(),
         );
         let live = live_numbers(client.clone(), cfg.rate);
-        let within = [cfg.max_duration, cfg.until].into_iter().flatten().min();
-        super::metrics::Sink::new(file, live, (total, start.tally.total()), within)
+        super::metrics::Sink::new(file, live, (total, start.tally.total()), cfg.stop_within())
     });
     Recorder::new(
         results,

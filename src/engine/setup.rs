@@ -283,7 +283,7 @@ pub(crate) fn operator() -> String {
 /// The job's deadline (`--max-duration`, `--until`), logged as a local time; none when it
 /// is too far away to matter.
 pub(crate) fn deadline(cfg: &JobConfig) -> Option<tokio::time::Instant> {
-    let within = [cfg.max_duration, cfg.until].into_iter().flatten().min()?;
+    let within = cfg.stop_within()?;
     let at = tokio::time::Instant::now().checked_add(within)?;
     let local = std::time::SystemTime::now()
         .checked_add(within)

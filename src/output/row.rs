@@ -33,6 +33,19 @@ impl Verdict {
         }
     }
 
+    /// The verdict an outcome's name (`ok`, `skipped`, …) stands for.
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        [
+            Verdict::Ok,
+            Verdict::Skipped,
+            Verdict::Failed,
+            Verdict::Invalid,
+            Verdict::Pending,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == name)
+    }
+
     /// Whether the row belongs in the failures file (failed, invalid, and pending rows to
     /// poll again).
     pub(crate) fn is_failure(self) -> bool {
@@ -99,6 +112,26 @@ impl Tally {
 
     pub(crate) fn total(&self) -> u64 {
         self.ok + self.skipped + self.failed + self.invalid + self.pending
+    }
+
+    /// Rows of one verdict.
+    pub(crate) fn of(&self, v: Verdict) -> u64 {
+        match v {
+            Verdict::Ok => self.ok,
+            Verdict::Skipped => self.skipped,
+            Verdict::Failed => self.failed,
+            Verdict::Invalid => self.invalid,
+            Verdict::Pending => self.pending,
+        }
+    }
+
+    /// Adds `other`'s rows.
+    pub(crate) fn absorb(&mut self, other: &Tally) {
+        self.ok += other.ok;
+        self.skipped += other.skipped;
+        self.failed += other.failed;
+        self.invalid += other.invalid;
+        self.pending += other.pending;
     }
 
     /// `ok 5, skipped 0, failed 1, invalid 0` (and `pending` when there are some).

@@ -8,8 +8,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::Digest;
-
 use super::QuotaError;
 use super::state::{Grant, State};
 
@@ -48,9 +46,7 @@ pub(crate) struct FileStore {
 
 /// The state file of `account` in `dir`.
 pub(crate) fn path_for(dir: &Path, account: &str) -> PathBuf {
-    let digest = sha2::Sha256::digest(account.as_bytes());
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("budget-{hex}.json"))
+    dir.join(format!("budget-{}.json", super::short_digest(account)))
 }
 
 impl FileStore {

@@ -86,11 +86,17 @@ pub(crate) struct Budget {
     throttled: Mutex<Option<Option<f64>>>,
 }
 
+/// The first 8 bytes of `text`'s SHA-256 in hex: a name for an account's state (a file, a
+/// Redis key) or a job's lease that holds nothing of the text itself.
+pub(crate) fn short_digest(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    crate::clock::epoch_seconds()
 }
 
 impl Budget {
@@ -103,13 +109,10 @@ impl Budget {
         rate: f64,
         burst: f64,
     ) -> Result<Self, QuotaError> {
-        use sha2::Digest;
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         let pid = std::process::id();
-        let digest = sha2::Sha256::digest(job.as_bytes());
-        let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
         let me = Me {
-            id: format!("{host}:{tag}"),
+            id: format!("{host}:{}", short_digest(job)),
             host,
             pid,
             weight: cfg.weight,

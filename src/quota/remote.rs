@@ -27,10 +27,7 @@ pub(crate) struct RedisStore {
 
 /// The key of `account`'s state.
 pub(crate) fn key_for(account: &str) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(account.as_bytes());
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("simbulk:budget:{hex}")
+    format!("simbulk:budget:{}", super::short_digest(account))
 }
 
 impl RedisStore {

@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Counts, Report, exit_text, minute_text, ms_text, span_text};
+use super::{Report, exit_text, minute_text, ms_text, span_text};
+use crate::output::row::{Tally, Verdict};
 use crate::output::summary::thousands;
 
 const STYLE: &str = "<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}h1{font-size:20px}h2{font-size:16px;margin-top:1.6em}table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}tr.group td{border-bottom:none}tr.more td{color:#555;font-size:13px;padding-bottom:8px}.ok{fill:#2e7d32;background:#2e7d32}.skipped{fill:#9e9e9e;background:#9e9e9e}.failed{fill:#c62828;background:#c62828}.invalid{fill:#ef6c00;background:#ef6c00}.pending{fill:#1565c0;background:#1565c0}.key{display:inline-block;width:10px;height:10px;margin-right:4px}svg text{font:11px system-ui,sans-serif;fill:#444}.dim{color:#777}th{vertical-align:top}</style>";
@@ -11,14 +12,9 @@ const STYLE: &str = "<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;c
 /// Outcomes, their CSS classes and labels, in stacking order.
 const OUTCOMES: [&str; 5] = ["ok", "skipped", "failed", "invalid", "pending"];
 
-fn of(c: &Counts, class: &str) -> u64 {
-    match class {
-        "ok" => c.ok,
-        "skipped" => c.skipped,
-        "failed" => c.failed,
-        "pending" => c.pending,
-        _ => c.invalid,
-    }
+/// Rows of `c` with the outcome `class`.
+fn of(c: &Tally, class: &str) -> u64 {
+    c.of(Verdict::from_name(class).unwrap_or(Verdict::Invalid))
 }
 
 impl Report {

@@ -16,37 +16,12 @@ use std::path::{Path, PathBuf};
 use fixedbitset::FixedBitSet;
 
 use crate::output::groups::{ErrorGroup, Groups};
-
-/// Counts by outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub(crate) ok: u64,
-    pub(crate) skipped: u64,
-    pub(crate) failed: u64,
-    pub(crate) invalid: u64,
-    pub(crate) pending: u64,
-}
-
-impl Counts {
-    fn add(&mut self, outcome: &str) {
-        match outcome {
-            "ok" => self.ok += 1,
-            "skipped" => self.skipped += 1,
-            "failed" => self.failed += 1,
-            "pending" => self.pending += 1,
-            _ => self.invalid += 1,
-        }
-    }
-
-    pub(crate) fn total(&self) -> u64 {
-        self.ok + self.skipped + self.failed + self.invalid + self.pending
-    }
-}
+use crate::output::row::{Tally, Verdict};
 
 /// Outcomes in one bucket of time, and the requests repeated there.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Minute {
-    pub(crate) outcomes: Counts,
+    pub(crate) outcomes: Tally,
     /// Requests repeated after a 5xx, a timeout or a lost connection (the results' `retries`).
     pub(crate) repeats: u64,
 }
@@ -66,8 +41,8 @@ pub(crate) struct JobContext {
 pub(crate) struct Report {
     pub(crate) file: PathBuf,
     pub(crate) rows: u64,
-    pub(crate) outcomes: Counts,
-    pub(crate) by_action: BTreeMap<String, Counts>,
+    pub(crate) outcomes: Tally,
+    pub(crate) by_action: BTreeMap<String, Tally>,
     /// What the rows asked, in words (`set-package 1234`), with their rows.
     pub(crate) changes: BTreeMap<String, u64>,
     /// Failed and invalid rows, grouped.
@@ -210,7 +185,7 @@ pub(crate) fn read(path: &Path, checkpoint: Option<&Path>) -> Result<Report, Rep
     let mut rep = Report {
         file: path.to_owned(),
         rows: 0,
-        outcomes: Counts::default(),
+        outcomes: Tally::default(),
         by_action: BTreeMap::new(),
         changes: BTreeMap::new(),
         groups: Groups::default(),
@@ -285,7 +260,7 @@ fn job_context(results: &Path, checkpoint: Option<&Path>) -> Result<JobContext, 
 }
 
 impl Report {
-    /// Counts one results row.
+    /// Tally one results row.
     fn add(&mut self, rec: &csv::StringRecord, cols: &Columns, seen: &mut FixedBitSet) {
         let get = |c: Option<usize>| c.and_then(|i| rec.get(i)).unwrap_or("");
         self.rows += 1;
@@ -311,7 +286,8 @@ impl Report {
             o @ ("ok" | "skipped" | "failed" | "pending") => o,
             _ => "invalid",
         };
-        self.outcomes.add(outcome);
+        let verdict = Verdict::from_name(outcome).unwrap_or(Verdict::Invalid);
+        self.outcomes.add(verdict);
         let action: String = match outcome {
             "invalid" => "(invalid rows)".into(),
             _ => unguard(get(cols.action)).chars().take(40).collect(),
@@ -329,7 +305,7 @@ impl Report {
             let what: String = what.chars().take(80).collect();
             *bump(&mut self.changes, what, "(other changes)".into(), 32) += 1;
         }
-        bump(&mut self.by_action, action, "(other)".into(), 64).add(outcome);
+        bump(&mut self.by_action, action, "(other)".into(), 64).add(verdict);
         if matches!(outcome, "failed" | "invalid" | "pending") {
             self.add_error(outcome, rec, cols, line.unwrap_or(0));
         }
@@ -380,7 +356,8 @@ impl Report {
         let s = d.as_secs();
         if self.per_minute.len() < MAX_MINUTES || self.per_minute.contains_key(&(s / 60)) {
             let m = self.per_minute.entry(s / 60).or_default();
-            m.outcomes.add(outcome);
+            m.outcomes
+                .add(Verdict::from_name(outcome).unwrap_or(Verdict::Invalid));
             m.repeats += repeats;
         }
         self.first = Some(self.first.map_or(s, |f| f.min(s)));
@@ -447,10 +424,7 @@ impl Report {
             .collect();
         for (m, c) in &self.per_minute {
             let slot = &mut b[((m - start) / width) as usize].1;
-            slot.outcomes.ok += c.outcomes.ok;
-            slot.outcomes.skipped += c.outcomes.skipped;
-            slot.outcomes.failed += c.outcomes.failed;
-            slot.outcomes.invalid += c.outcomes.invalid;
+            slot.outcomes.absorb(&c.outcomes);
             slot.repeats += c.repeats;
         }
         (width, b)
@@ -533,5 +507,18 @@ mod tests {
         assert!(r.to_text().contains("error 16000"));
         assert!(html.contains("id=\"failed-pct\">50.0 %<"), "{html}");
         assert!(read(Path::new("/no/such"), None).is_err());
+        // Every outcome reaches the chart, pending rows too.
+        let q = dir.path().join("p.csv");
+        std::fs::write(
+            &q,
+            "line,iccid,action,outcome,finished_at\n\
+2,1,activate,pending,2026-11-26T21:00:01.000Z\n\
+3,1,activate,ok,2026-11-26T21:00:02.000Z\n",
+        )
+        .unwrap();
+        let r = read(&q, None).unwrap();
+        let (_, buckets) = r.throughput_buckets();
+        let charted: u64 = buckets.iter().map(|b| b.1.outcomes.total()).sum();
+        assert_eq!((r.outcomes.pending, charted), (1, 2));
     }
 }
