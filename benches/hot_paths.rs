@@ -58,7 +58,7 @@ fn row(i: u64) -> RowResult {
         reason: None,
         attempts: 1,
         sim_status: Some("available".into()),
-        before: Some("active".into()),
+        before: Some(simbulk::output::Before::Value("active".into())),
         finished_at: SystemTime::now(),
         fields: vec![
             "x".into(),

@@ -4,16 +4,21 @@
 //!
 //! Guarantees: the rows of each SIM are undone in the reverse of their original order (the
 //! whole file is, by line, latest first), so a SIM that went through several changes comes
-//! back through them in reverse; a row whose before-value is unknown is not guessed at but
-//! counted and named; the results file is read twice, streaming, with lines bounded (memory
-//! holds 16 bytes per changed row, not the rows); the inverse job is a plain input file with
-//! an `undoes_line` column that the run carries to its results.
+//! back through them in reverse; an inverse is written only from a known before-state (a
+//! value is set back, an absent attribute is deleted) — a row whose before-state is unknown
+//! (`before_state` `unknown`, or an empty `before` in a results file older than that column)
+//! is never guessed at but listed, every one, in the side file of rows left as they are; a
+//! `patch` is restored field by field (a package put back after the deactivation that must
+//! precede it); the results file is read twice, streaming, with lines bounded (memory holds
+//! a line number and a position per changed row, not the rows); the inverse job is a plain
+//! input file with an `undoes_line` column that the run carries to its results.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::output::row::Before;
 use crate::output::unguarded;
 
 /// The longest line of a results file read.
@@ -50,6 +55,10 @@ pub(crate) struct Undo {
     pub(crate) unknown_lines: Vec<u64>,
 }
 
+/// The columns of the side file that lists the changed rows undo cannot restore.
+pub(crate) const UNKNOWN_COLUMNS: [&str; 6] =
+    ["line", "iccid", "action", "value", "attribute", "why"];
+
 /// The columns undo reads.
 struct Columns {
     line: usize,
@@ -58,6 +67,9 @@ struct Columns {
     attribute: usize,
     outcome: usize,
     before: usize,
+    value: usize,
+    /// `before_state` (absent in results files written before it).
+    state: Option<usize>,
 }
 
 impl Columns {
@@ -77,6 +89,8 @@ impl Columns {
             attribute: find("attribute")?,
             outcome: find("outcome")?,
             before: find("before")?,
+            value: find("value")?,
+            state: h.iter().position(|c| c == "before_state"),
         })
     }
 }
@@ -126,34 +140,81 @@ fn open(path: &Path) -> Result<(Results, Columns), UndoError> {
     Ok((r, cols))
 }
 
-/// The inverse of one changed row: action, value, attribute; `None` when the before-value
-/// does not say what to put back.
-fn inverse(action: &str, attribute: &str, before: &str) -> Option<[String; 3]> {
-    let a = |s: &str, v: &str, n: &str| Some([s.to_owned(), v.to_owned(), n.to_owned()]);
+/// One row of the inverse job: action, value, attribute.
+type Inverse = [String; 3];
+
+/// The inverse of one changed row (one row, or two for a `patch` that must go in order);
+/// `None` when the before-state does not say what to put back.
+fn inverse(action: &str, attribute: &str, before: &Before) -> Option<Vec<Inverse>> {
+    let a = |s: &str, v: &str, n: &str| Some(vec![[s.to_owned(), v.to_owned(), n.to_owned()]]);
+    let value = match before {
+        Before::Unknown => return None,
+        Before::Absent => {
+            return (action == "set-attribute").then(|| {
+                vec![[
+                    "delete-attribute".to_owned(),
+                    String::new(),
+                    attribute.to_owned(),
+                ]]
+            });
+        }
+        Before::Value(v) => v.as_str(),
+    };
     match action {
-        "activate" | "deactivate" => match before {
+        "activate" | "deactivate" => match value {
             "active" => a("activate", "", ""),
             "available" => a("deactivate", "", ""),
             _ => None,
         },
-        "suspend" | "unsuspend" => match before {
+        "suspend" | "unsuspend" => match value {
             "true" => a("suspend", "", ""),
             "false" => a("unsuspend", "", ""),
             _ => None,
         },
-        "set-package" => before
+        "set-package" => value
             .parse::<i64>()
             .ok()
-            .and_then(|_| a("set-package", before, "")),
-        "set-portfolio" if !before.is_empty() => a("set-portfolio", before, ""),
-        "set-attribute" if before.is_empty() => a("delete-attribute", "", attribute),
-        "set-attribute" | "delete-attribute" => a("set-attribute", before, attribute),
+            .and_then(|_| a("set-package", value, "")),
+        "set-portfolio" if !value.is_empty() => a("set-portfolio", value, ""),
+        "set-attribute" | "delete-attribute" => a("set-attribute", value, attribute),
+        "patch" => patch_inverse(value),
         _ => None,
     }
 }
 
-/// Writes the inverse job of the results at `path` to `out`.
-pub(crate) fn undo(path: &Path, out: &mut dyn Write) -> Result<Undo, UndoError> {
+/// A `patch` put back: its before-fields in one PATCH, except a package that goes back with
+/// a deactivation — the provider refuses a package change on an active SIM, so the
+/// deactivation goes first and the package after it.
+fn patch_inverse(before: &str) -> Option<Vec<Inverse>> {
+    let mut p = crate::input::action::parse_patch(before).ok()?;
+    let text = |p: &crate::model::SimPatch| crate::input::action::patch_text(p);
+    let row = |v: String| ["patch".to_owned(), v, String::new()];
+    if p.status.as_deref() == Some("available")
+        && let Some(k) = p.package_id.take()
+    {
+        let package = crate::model::SimPatch {
+            package_id: Some(k),
+            ..Default::default()
+        };
+        return Some(vec![row(text(&p)), row(text(&package))]);
+    }
+    Some(vec![row(text(&p))])
+}
+
+/// What a changed row's before-state is, from its cells.
+fn before_of(rec: &csv::StringRecord, c: &Columns) -> Before {
+    let cell = |i: usize| unguarded(rec.get(i).unwrap_or(""));
+    let state = c.state.map_or("", cell);
+    Before::from_columns(state, cell(c.before)).unwrap_or(Before::Unknown)
+}
+
+/// Writes the inverse job of the results at `path` to `out`, and every changed row it
+/// cannot restore to `unknown` (with a header).
+pub(crate) fn undo(
+    path: &Path,
+    out: &mut dyn Write,
+    unknown: &mut dyn Write,
+) -> Result<Undo, UndoError> {
     let csv = |source| UndoError::Csv {
         path: path.to_owned(),
         source,
@@ -175,10 +236,12 @@ pub(crate) fn undo(path: &Path, out: &mut dyn Write) -> Result<Undo, UndoError> 
     }
     at.sort_by_key(|(line, _)| std::cmp::Reverse(*line));
     // Pass 2: the inverses, latest line first.
+    let write = |e: csv::Error| UndoError::Write(e.into());
     let mut w = csv::Writer::from_writer(out);
-    let header = ["iccid", "action", "value", "attribute", "undoes_line"];
-    w.write_record(header)
-        .map_err(|e| UndoError::Write(e.into()))?;
+    let mut left = csv::Writer::from_writer(unknown);
+    w.write_record(["iccid", "action", "value", "attribute", "undoes_line"])
+        .map_err(write)?;
+    left.write_record(UNKNOWN_COLUMNS).map_err(write)?;
     let mut u = Undo::default();
     for (line, pos) in at {
         r.seek(pos).map_err(csv)?;
@@ -186,33 +249,45 @@ pub(crate) fn undo(path: &Path, out: &mut dyn Write) -> Result<Undo, UndoError> 
             continue;
         }
         let cell = |i: usize| unguarded(rec.get(i).unwrap_or(""));
-        let Some([action, value, attribute]) =
-            inverse(cell(c.action), cell(c.attribute), cell(c.before))
-        else {
+        let before = before_of(&rec, &c);
+        let Some(rows) = inverse(cell(c.action), cell(c.attribute), &before) else {
             u.unknown += 1;
             if u.unknown_lines.len() < 20 {
                 u.unknown_lines.push(line);
             }
+            let why = match before {
+                Before::Unknown => {
+                    "the value before is unknown (the change was found in place after a crash or a lost answer)"
+                }
+                _ => "the value before does not say what to put back",
+            };
+            let line = line.to_string();
+            left.write_record([
+                line.as_str(),
+                cell(c.iccid),
+                cell(c.action),
+                cell(c.value),
+                cell(c.attribute),
+                why,
+            ])
+            .map_err(write)?;
             continue;
         };
-        let target = match action.as_str() {
-            "set-package" | "set-portfolio" => format!("{action} {value}"),
-            "set-attribute" | "delete-attribute" => format!("{action} {attribute}"),
-            _ => action.clone(),
-        };
-        *u.by_target.entry(target).or_default() += 1;
         u.rows += 1;
-        let record = [
-            cell(c.iccid),
-            &action,
-            &value,
-            &attribute,
-            &line.to_string(),
-        ];
-        w.write_record(record)
-            .map_err(|e| UndoError::Write(e.into()))?;
+        for [action, value, attribute] in rows {
+            let target = match action.as_str() {
+                "set-package" | "set-portfolio" | "patch" => format!("{action} {value}"),
+                "set-attribute" | "delete-attribute" => format!("{action} {attribute}"),
+                _ => action.clone(),
+            };
+            *u.by_target.entry(target).or_default() += 1;
+            let line = line.to_string();
+            w.write_record([cell(c.iccid), &action, &value, &attribute, &line])
+                .map_err(write)?;
+        }
     }
     w.flush().map_err(UndoError::Write)?;
+    left.flush().map_err(UndoError::Write)?;
     Ok(u)
 }
 
@@ -229,20 +304,26 @@ impl Undo {
         for (k, n) in v {
             s += &format!("  {k}: {n} SIMs\n");
         }
-        if self.unknown > 0 {
-            let lines: Vec<String> = self.unknown_lines.iter().map(u64::to_string).collect();
-            s += &format!(
-                "  cannot restore {} changed rows whose value before is unknown (a change found in place after a crash or a lost answer), lines {}{}\n",
-                self.unknown,
-                lines.join(", "),
-                if self.unknown > self.unknown_lines.len() as u64 {
-                    ", …"
-                } else {
-                    ""
-                }
-            );
-        }
         s
+    }
+
+    /// The changed rows left as they are, in words (for standard error), naming the side
+    /// file that lists every one.
+    pub(crate) fn unknown_text(&self, side: &str) -> Option<String> {
+        if self.unknown == 0 {
+            return None;
+        }
+        let lines: Vec<String> = self.unknown_lines.iter().map(u64::to_string).collect();
+        let more = if self.unknown > self.unknown_lines.len() as u64 {
+            ", …"
+        } else {
+            ""
+        };
+        Some(format!(
+            "simbulk undo: {} changed rows are left as they are: what they replaced is unknown (a change found in place after a crash or a lost answer), so nothing is guessed; lines {}{more}; every one is listed in {side}\n",
+            self.unknown,
+            lines.join(", "),
+        ))
     }
 }
 
@@ -250,66 +331,125 @@ impl Undo {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_change_has_its_inverse() {
-        let inv = |a: &str, n: &str, b: &str| inverse(a, n, b).map(|x| x.join("|"));
-        assert_eq!(inv("activate", "", "available").unwrap(), "deactivate||");
-        assert_eq!(inv("deactivate", "", "active").unwrap(), "activate||");
-        assert_eq!(inv("suspend", "", "false").unwrap(), "unsuspend||");
-        assert_eq!(inv("unsuspend", "", "true").unwrap(), "suspend||");
-        assert_eq!(
-            inv("set-package", "", "20417").unwrap(),
-            "set-package|20417|"
-        );
-        assert_eq!(
-            inv("set-portfolio", "", "pf-a").unwrap(),
-            "set-portfolio|pf-a|"
-        );
-        assert_eq!(
-            inv("set-attribute", "tag", "").unwrap(),
-            "delete-attribute||tag"
-        );
-        assert_eq!(
-            inv("set-attribute", "tag", "old").unwrap(),
-            "set-attribute|old|tag"
-        );
-        assert_eq!(
-            inv("delete-attribute", "tag", "v").unwrap(),
-            "set-attribute|v|tag"
-        );
-        assert_eq!(inv("activate", "", ""), None);
-        assert_eq!(inv("set-package", "", "x"), None);
-        assert_eq!(inv("reboot", "", "x"), None);
+    fn v(s: &str) -> Before {
+        Before::Value(s.into())
     }
 
     #[test]
-    fn rows_come_back_latest_first_and_unknown_befores_are_named() {
+    fn every_known_change_has_its_inverse_and_an_unknown_one_none() {
+        let inv = |a: &str, n: &str, b: Before| {
+            inverse(a, n, &b).map(|rows| {
+                rows.iter()
+                    .map(|x| x.join("|"))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            })
+        };
+        assert_eq!(inv("activate", "", v("available")).unwrap(), "deactivate||");
+        assert_eq!(inv("deactivate", "", v("active")).unwrap(), "activate||");
+        assert_eq!(inv("suspend", "", v("false")).unwrap(), "unsuspend||");
+        assert_eq!(inv("unsuspend", "", v("true")).unwrap(), "suspend||");
+        assert_eq!(
+            inv("set-package", "", v("20417")).unwrap(),
+            "set-package|20417|"
+        );
+        assert_eq!(
+            inv("set-portfolio", "", v("pf-a")).unwrap(),
+            "set-portfolio|pf-a|"
+        );
+        assert_eq!(
+            inv("set-attribute", "tag", Before::Absent).unwrap(),
+            "delete-attribute||tag"
+        );
+        assert_eq!(
+            inv("set-attribute", "tag", v("old")).unwrap(),
+            "set-attribute|old|tag"
+        );
+        // An empty value is a value (an attribute that held ""), not an absence.
+        assert_eq!(
+            inv("set-attribute", "tag", v("")).unwrap(),
+            "set-attribute||tag"
+        );
+        assert_eq!(
+            inv("delete-attribute", "tag", v("v")).unwrap(),
+            "set-attribute|v|tag"
+        );
+        assert_eq!(inv("set-attribute", "tag", Before::Unknown), None);
+        assert_eq!(inv("delete-attribute", "tag", Before::Unknown), None);
+        assert_eq!(inv("activate", "", Before::Unknown), None);
+        assert_eq!(inv("set-package", "", v("x")), None);
+        assert_eq!(inv("reboot", "", v("x")), None);
+        assert_eq!(
+            inv("patch", "", v("status=available;packageId=20417")).unwrap(),
+            "patch|status=available| / patch|packageId=20417|"
+        );
+        assert_eq!(
+            inv("patch", "", v("status=active;packageId=20417")).unwrap(),
+            "patch|status=active;packageId=20417|"
+        );
+        assert_eq!(inv("patch", "", v("nonsense")), None);
+    }
+
+    #[test]
+    fn rows_come_back_latest_first_and_unknown_befores_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        std::fs::write(
+            &p,
+            "line,iccid,action,value,attribute,outcome,before,before_state\n\
+             2,111,set-package,7,,ok,5,value\n\
+             3,222,activate,,,skipped,active,value\n\
+             4,111,set-package,9,,ok,7,value\n\
+             5,333,set-attribute,\"'=x\",tag,ok,'=old,value\n\
+             6,444,deactivate,,,ok,,unknown\n\
+             7,555,set-attribute,x,tag,ok,,absent\n\
+             8,666,set-attribute,x,tag,ok,,unknown\n",
+        )
+        .unwrap();
+        let (mut out, mut left) = (Vec::new(), Vec::new());
+        let u = undo(&p, &mut out, &mut left).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "iccid,action,value,attribute,undoes_line\n\
+             555,delete-attribute,,tag,7\n\
+             333,set-attribute,=old,tag,5\n\
+             111,set-package,7,,4\n\
+             111,set-package,5,,2\n"
+        );
+        let left = String::from_utf8(left).unwrap();
+        assert!(
+            left.starts_with("line,iccid,action,value,attribute,why\n8,666,set-attribute,x,tag,")
+        );
+        assert!(left.contains("\n6,444,deactivate,,,"), "{left}");
+        assert_eq!(
+            (u.rows, u.unknown, u.unknown_lines.clone()),
+            (4, 2, vec![8, 6])
+        );
+        assert!(u.text(&p, "r.undo.csv").contains("set-package 7: 1 SIMs"));
+        assert!(
+            u.unknown_text("r.undo.unknown.csv")
+                .unwrap()
+                .contains("lines 8, 6")
+        );
+    }
+
+    #[test]
+    fn an_empty_before_in_an_older_results_file_is_unknown_never_absent() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("r.csv");
         std::fs::write(
             &p,
             "line,iccid,action,value,attribute,outcome,before\n\
-             2,111,set-package,7,,ok,5\n\
-             3,222,activate,,,skipped,active\n\
-             4,111,set-package,9,,ok,7\n\
-             5,333,set-attribute,\"'=x\",tag,ok,'=old\n\
-             6,444,deactivate,,,ok,\n",
+             2,111,set-attribute,x,tag,ok,\n\
+             3,222,set-attribute,x,tag,ok,old\n",
         )
         .unwrap();
-        let mut out = Vec::new();
-        let u = undo(&p, &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let (mut out, mut left) = (Vec::new(), Vec::new());
+        let u = undo(&p, &mut out, &mut left).unwrap();
         assert_eq!(
-            text,
-            "iccid,action,value,attribute,undoes_line\n\
-             333,set-attribute,=old,tag,5\n\
-             111,set-package,7,,4\n\
-             111,set-package,5,,2\n"
+            String::from_utf8(out).unwrap(),
+            "iccid,action,value,attribute,undoes_line\n222,set-attribute,old,tag,3\n"
         );
-        assert_eq!(
-            (u.rows, u.unknown, u.unknown_lines.clone()),
-            (3, 1, vec![6])
-        );
-        assert!(u.text(&p, "r.undo.csv").contains("set-package 7: 1 SIMs"));
+        assert_eq!((u.rows, u.unknown), (1, 1));
     }
 }

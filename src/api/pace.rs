@@ -71,6 +71,8 @@ pub(crate) struct Pacer {
     /// The account's rate budget shared with its other jobs (it replaces the local bucket
     /// and the local AIMD).
     shared: Option<Arc<crate::quota::Budget>>,
+    /// `--rate` as asked (`None`: no limit).
+    asked: Option<f64>,
 }
 
 /// Retries earn their place: each first attempt deposits [`BUDGET_RATIO`] of a retry, and a
@@ -117,6 +119,7 @@ impl Pacer {
             }),
             budget_waits: AtomicU64::new(0),
             shared: None,
+            asked: rate,
         }
     }
 
@@ -137,6 +140,12 @@ impl Pacer {
         self.adaptive
             .as_ref()
             .map(|a| a.lock().unwrap_or_else(|e| e.into_inner()).current)
+    }
+
+    /// The rate requests go at now, or as asked when it does not adapt: `None` without a
+    /// limit.
+    pub(crate) fn pace(&self) -> Option<f64> {
+        self.rate_now().or(self.asked)
     }
 
     /// The shared budget, if the job draws from one.

@@ -1,10 +1,11 @@
 //! The checkpoint journal: an append-only, versioned record of every row that started a
 //! write and every row that finished.
 //!
-//! Format (version 3: the results it vouches for have a `before` column), one record per line, each ending in its own CRC-32:
+//! Format (version 4: the results it vouches for have `before` and `before_state` columns), one
+//! record per line, each ending in its own CRC-32:
 //!
 //! ```text
-//! SIMBULK-CHECKPOINT 3 {"job":{…},"results":"…","failures":"…","created":"…"}
+//! SIMBULK-CHECKPOINT 4 {"job":{…},"results":"…","failures":"…","created":"…"}
 //! S <results_len> <failures_len> <crc>        headers written
 //! B <line> <crc>                              a write for this row is about to be sent
 //! R <line> <k|s|f|i> <results_len> <failures_len> <crc>   one finished row
@@ -31,7 +32,7 @@ use crate::output::row::{Tally, Verdict};
 use super::fingerprint::JobIdentity;
 
 /// The format version this build writes and reads.
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 const MAGIC: &str = "SIMBULK-CHECKPOINT";
 
 /// The letter a verdict has in an `R` record.

@@ -201,6 +201,14 @@ pub(crate) struct JobFlags {
     #[arg(long, help_heading = "Pacing")]
     pub(crate) no_plan: bool,
 
+    /// The oldest read of a SIM a row may be decided on (skipped as already done, predicted,
+    /// blocked): a read older than this is read again first. Reads are made shortly before
+    /// their rows, so the bound costs calls only when it is short: at 10 s a window of 50
+    /// rows is read once at --rate 10. Lower it when other clients change the fleet during
+    /// the job.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "Pacing")]
+    pub(crate) max_read_age: Duration,
+
     /// Where the account's shared rate budget lives on this host: every job of the account
     /// (base URL and client id) with --rate draws from one budget [default:
     /// $XDG_RUNTIME_DIR/simbulk].
@@ -407,6 +415,7 @@ pub(crate) fn job_config(input: PathBuf, f: &JobFlags, args: Vec<String>) -> Job
         summary_json: f.summary_json.clone(),
         args,
         plan: !f.no_plan,
+        max_read_age: f.max_read_age,
         canary: f.canary,
         confirm_over: Some(f.confirm_over),
         yes: f.yes,

@@ -135,6 +135,18 @@ pub(crate) struct SimArgs {
     #[arg(long, default_value = "0ms", value_parser = parse_duration, help_heading = "Faults")]
     pub(crate) token_latency: Duration,
 
+    /// The list shows each SIM as it was this long ago (an index that lags writes).
+    #[arg(long, default_value = "0ms", value_parser = parse_duration, help_heading = "Lists")]
+    pub(crate) list_lag: Duration,
+
+    /// The list honours only the first of repeated iccId values.
+    #[arg(long, help_heading = "Lists")]
+    pub(crate) list_first_iccid_only: bool,
+
+    /// Share of SIMs the list leaves out (not yet indexed; the same SIMs every time).
+    #[arg(long, default_value_t = 0.0, help_heading = "Lists")]
+    pub(crate) list_omit: f64,
+
     /// Share of /api/v2 requests answered 429 whatever the rate (a throttling provider).
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
     pub(crate) http429: f64,
@@ -220,6 +232,9 @@ impl SimArgs {
                 http429: self.http429,
                 throttle_retry_after: self.throttle_retry_after,
                 token_latency: self.token_latency,
+                list_lag: self.list_lag,
+                list_first_iccid_only: self.list_first_iccid_only,
+                list_omit: self.list_omit,
             },
             state_file: self.state_file.clone(),
             ledger_limit: self.ledger_limit,

@@ -311,7 +311,11 @@ fn account(p: &mut Planned, icc: &str, calls: &[Call]) {
     if blocked {
         p.blocked += 1;
     }
-    p.calls += calls.len() as u64;
+    // A blocked change is never sent: it is no call.
+    p.calls += calls
+        .iter()
+        .filter(|c| !matches!(c.action, crate::input::Action::Blocked(_)))
+        .count() as u64;
     let mut what = Vec::new();
     for c in calls {
         for k in &c.changes {

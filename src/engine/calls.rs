@@ -17,9 +17,9 @@ use std::time::Instant;
 use crate::api::{ApiError, Client};
 use crate::input::Action;
 use crate::model::{AttributeCreate, AttributePatch, Sim, codes};
-use crate::output::row::Verdict;
+use crate::output::row::{Before, Verdict};
 
-use super::plan::{Known, Seen};
+use super::plan::{Seen, Source};
 use super::retry::{Attempts, GiveUp};
 use super::rules::{field_text, patch_for, predict, satisfied, sim_status};
 
@@ -67,8 +67,10 @@ impl Done {
 /// What a row learned of its SIM on the way, whatever its end.
 #[derive(Debug, Default)]
 pub(crate) struct Learned {
-    /// The value the row's field had before the change (empty: an attribute was absent).
-    pub(crate) before: Option<String>,
+    /// What the row's field held before the change: a value, absent (an attribute that did
+    /// not exist), or unknown (a change found in place after a crash or a lost answer);
+    /// `None` when the row never learned it.
+    pub(crate) before: Option<Before>,
     /// The SIM's state the row leaves behind (`None`: unknown).
     pub(crate) after: Option<Seen>,
     /// What the SIM's state predicted, when it predicted a refusal.
@@ -108,17 +110,8 @@ impl CreateOdds {
 /// Conflicts (attribute created or removed underneath) tolerated before giving up.
 const MAX_CONFLICTS: u32 = 5;
 
-/// A SIM the provider's complete list did not hold: what a single read would have said.
-fn no_such_sim() -> GiveUp {
-    GiveUp::Error(ApiError::Rejected {
-        status: 404,
-        code: Some(codes::NOT_FOUND),
-        message: "No such SIM (the provider's list does not hold it)".into(),
-        request_id: None,
-    })
-}
-
-/// The SIM's state to start from: what the plan saw, or a read of its own.
+/// The SIM's state to start from: what the plan saw, or a read of its own (whose 404 alone
+/// says the SIM is unknown).
 async fn starting_state(
     c: &Client,
     icc: &str,
@@ -132,7 +125,7 @@ async fn starting_state(
         a.begin()?;
         let at = Instant::now();
         match c.get_sim(icc).await {
-            Ok(r) => return Ok(Seen::sim(r.value, at)),
+            Ok(r) => return Ok(Seen::new(r.value, at, Source::Get)),
             Err(e) => a.after(e).await?,
         }
     }
@@ -149,14 +142,12 @@ pub(crate) async fn sim_change(
 ) -> Result<Done, GiveUp> {
     let in_doubt = a.ambiguous;
     let start = starting_state(c, icc, seen, a).await?;
-    let Known::Sim(sim) = start.known.clone() else {
-        return Err(no_such_sim());
-    };
-    l.before = field_text(action, &sim);
+    let sim = start.sim.clone();
+    l.before = field_text(action, &sim).map(Before::Value);
     l.after = Some(start);
     if in_doubt && satisfied(action, &sim) {
         // The crashed run's write is in place; what the field held before it is unknown.
-        l.before = None;
+        l.before = Some(Before::Unknown);
         return Ok(Done::ok(None, APPLIED_EARLIER, Some(&sim)));
     }
     let (verdict, code, reason) = predict(action, &sim, &[]);
@@ -178,10 +169,10 @@ pub(crate) async fn sim_change(
             match c.get_sim(icc).await {
                 Ok(r) if satisfied(action, &r.value) => {
                     let d = Done::ok(Some(r.status), APPLIED_EARLIER, Some(&r.value));
-                    l.after = Some(Seen::sim(r.value, at));
+                    l.after = Some(Seen::new(r.value, at, Source::Get));
                     return Ok(d);
                 }
-                Ok(r) => l.after = Some(Seen::sim(r.value, at)),
+                Ok(r) => l.after = Some(Seen::new(r.value, at, Source::Get)),
                 Err(e) => {
                     a.after(e).await?;
                     continue;
@@ -189,10 +180,11 @@ pub(crate) async fn sim_change(
             }
         }
         a.before_write().await?;
+        let sent = Instant::now();
         match c.patch_sim(icc, &patch).await {
             Ok(r) => {
                 let d = Done::ok(Some(r.status), "", r.value.as_ref());
-                l.after = r.value.map(|s| Seen::sim(s, Instant::now()));
+                l.after = r.value.map(|s| Seen::new(s, sent, Source::Write));
                 return Ok(d);
             }
             Err(ApiError::Rejected {
@@ -216,23 +208,16 @@ pub(crate) async fn sim_change(
     }
 }
 
-/// The plan's word on an attribute row's SIM: absent fails it; suspended is noted.
-fn attribute_plan(seen: Option<Seen>, l: &mut Learned) -> Result<(), GiveUp> {
-    if let Some(s) = &seen {
-        match &s.known {
-            Known::Absent => return Err(no_such_sim()),
-            Known::Sim(sim) if sim.is_suspended() => {
-                l.predicted = Some(format!(
-                    "the SIM is suspended; attributes cannot be changed ({})",
-                    codes::SUSPENDED
-                ));
-            }
-            Known::Sim(_) => {}
-        }
+/// The plan's word on an attribute row's SIM: suspended is noted (the provider decides).
+fn attribute_plan(seen: Option<Seen>, l: &mut Learned) {
+    if seen.as_ref().is_some_and(|s| s.sim.is_suspended()) {
+        l.predicted = Some(format!(
+            "the SIM is suspended; attributes cannot be changed ({})",
+            codes::SUSPENDED
+        ));
     }
     // Attribute writes leave the SIM's own state as it was.
     l.after = seen;
-    Ok(())
 }
 
 /// `set-attribute`: the create first; on `16002` (or an ambiguous answer) the list, then
@@ -246,7 +231,7 @@ pub(crate) async fn set_attribute(
     (a, l): (&mut Attempts<'_>, &mut Learned),
     odds: &CreateOdds,
 ) -> Result<Done, GiveUp> {
-    attribute_plan(seen, l)?;
+    attribute_plan(seen, l);
     // A crashed run or a lost answer may have written it: look before anything.
     let mut maybe_applied = a.ambiguous;
     let mut list_first = a.ambiguous || odds.list_first();
@@ -266,9 +251,12 @@ pub(crate) async fn set_attribute(
         };
         if let Some(x) = existing.as_ref().filter(|x| x.value == value) {
             if maybe_applied {
+                // What it held before is what this row saw before its first write, if it
+                // looked (an update's old value, or no attribute); otherwise unknown.
+                l.before.get_or_insert(Before::Unknown);
                 return Ok(Done::ok(None, APPLIED_EARLIER, None));
             }
-            l.before = Some(x.value.clone());
+            l.before = Some(Before::Value(x.value.clone()));
             return Ok(Done::skipped(
                 None,
                 "the attribute already has this value",
@@ -276,7 +264,7 @@ pub(crate) async fn set_attribute(
             ));
         }
         a.before_write().await?;
-        let sent = write_attribute(c, icc, (name, value), existing.as_ref(), l).await;
+        let sent = write_attribute(c, icc, (name, value), (existing.as_ref(), list_first), l).await;
         if existing.is_none() {
             let refused = matches!(
                 &sent,
@@ -306,17 +294,19 @@ pub(crate) async fn set_attribute(
     }
 }
 
-/// The update of `existing`, or the create of a new attribute; `before` is what it held.
+/// The update of `existing`, or the create of a new attribute; `before` is what it held
+/// (absent only where a list said so, or the create succeeded: a create sent without a look
+/// whose answer is lost leaves it unknown).
 async fn write_attribute(
     c: &Client,
     icc: &str,
     (name, value): (&str, &str),
-    existing: Option<&crate::model::Attribute>,
+    (existing, listed): (Option<&crate::model::Attribute>, bool),
     l: &mut Learned,
 ) -> Result<Done, ApiError> {
     match existing {
         Some(x) => {
-            l.before = Some(x.value.clone());
+            l.before = Some(Before::Value(x.value.clone()));
             let body = AttributePatch {
                 name: None,
                 value: Some(value.into()),
@@ -325,13 +315,18 @@ async fn write_attribute(
             r.map(|r| Done::ok(Some(r.status), "updated", None))
         }
         None => {
-            l.before = Some(String::new());
+            if listed {
+                l.before = Some(Before::Absent);
+            }
             let body = AttributeCreate {
                 name: name.into(),
                 value: value.into(),
             };
             let r = c.create_attribute(icc, &body).await;
-            r.map(|r| Done::ok(Some(r.status), "created", None))
+            r.map(|r| {
+                l.before = Some(Before::Absent);
+                Done::ok(Some(r.status), "created", None)
+            })
         }
     }
 }
@@ -345,7 +340,7 @@ pub(crate) async fn delete_attribute(
     a: &mut Attempts<'_>,
     l: &mut Learned,
 ) -> Result<Done, GiveUp> {
-    attribute_plan(seen, l)?;
+    attribute_plan(seen, l);
     let mut maybe_applied = a.ambiguous;
     let mut conflicts = 0;
     loop {
@@ -359,16 +354,18 @@ pub(crate) async fn delete_attribute(
         };
         let Some(x) = list.iter().find(|x| x.name == name) else {
             if maybe_applied {
+                // The value deleted is what this row listed before its delete, if it did.
+                l.before.get_or_insert(Before::Unknown);
                 return Ok(Done::ok(None, APPLIED_EARLIER, None));
             }
-            l.before = Some(String::new());
+            l.before = Some(Before::Absent);
             return Ok(Done::skipped(
                 None,
                 "the SIM has no attribute with this name",
                 None,
             ));
         };
-        l.before = Some(x.value.clone());
+        l.before = Some(Before::Value(x.value.clone()));
         a.before_write().await?;
         match c.delete_attribute(icc, x.icc_attribute_id).await {
             Ok(r) => return Ok(Done::ok(Some(r.status), "deleted", None)),

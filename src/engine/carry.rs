@@ -1,29 +1,34 @@
-//! A SIM's state carried from row to row: what this run's rows of a SIM left behind goes to
-//! the next row of that SIM, and a read older than such a row's end is never used.
+//! What a row of a SIM is decided on: the state the plan read, the state this run's earlier
+//! row of the SIM left behind, or nothing (the worker then reads the SIM with its own GET).
 //!
-//! A window's list call may leave before an earlier row of the same SIM is written (the
-//! planner reads ahead): its answer is then stale for the later row. A row parked behind a
-//! running row of its SIM takes what that row left behind (the dispatcher hands it on); a
-//! row that arrives once its SIM is idle asks this record, which the dispatcher tells every
-//! row's end and the state the row left behind (a PATCH answers the SIM after the change; a
-//! skipped or refused row leaves the state it saw).
+//! The rules (see `docs/design/knowledge.md`):
+//! - **A read has an age.** In a run, nothing older than `--max-read-age` decides a row:
+//!   an older state goes on as nothing, and the worker reads the SIM again.
+//! - **The job's own writes win.** For a SIM an earlier row of this run ended on, the next
+//!   row takes what that row left (a write's answer, or the GET it made), never a list view
+//!   — a list may show the SIM as it was before the write. For a SIM this run wrote less
+//!   than [`LIST_LAG`] ago whose exact state is no longer remembered, a list view goes on as
+//!   nothing (the worker reads the SIM itself).
+//! - In a preview (nothing is written) a later row goes on with the state its predecessors'
+//!   predictions left, whatever its age: a fresh read would not hold those predictions.
 //!
-//! Guarantees: in a run, a row goes on with a read that left after every earlier row of its
-//! SIM in this run ended, or with the state the latest of them left behind, or with nothing
-//! (the worker then reads the SIM itself) — never with an older read; memory is bounded: an
-//! end is forgotten once every read still to come is newer (reads reach the dispatcher in
-//! file order), and past [`MAX_ENTRIES`] the oldest are forgotten, after which rows whose read
-//! is not newer than the last forgotten end go on with nothing. In a preview (nothing is
-//! written) a later row goes on with the state its predecessors' predictions left behind,
-//! for the last [`MAX_ENTRIES`] SIMs.
+//! Guarantees: memory is bounded — exact states for at most [`MAX_ENTRIES`] SIMs, each
+//! forgotten [`LIST_LAG`] after its row ended; which SIMs were written in the last
+//! [`LIST_LAG`] in a fixed-size filter (a false "written" costs one GET, never a wrong
+//! decision).
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::plan::Seen;
+use fixedbitset::FixedBitSet;
 
-/// SIMs whose last row's end is remembered at most.
+use super::plan::{Seen, Source};
+
+/// SIMs whose last row's state is remembered at most.
 pub(crate) const MAX_ENTRIES: usize = 65_536;
+
+/// How long after this job's write a list view of that SIM is still taken to lag it.
+pub(crate) const LIST_LAG: Duration = Duration::from_secs(60);
 
 /// Whether rows write (a run) or only predict (a preview).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,80 +37,111 @@ pub(crate) enum Mode {
     Preview,
 }
 
+/// How old the reads were that rows were decided on.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadAges {
+    /// The oldest state a row was decided on.
+    pub(crate) oldest: Duration,
+    /// States that were too old (or a list view of a SIM this job had written) and were
+    /// read again by the row itself.
+    pub(crate) reread: u64,
+}
+
 /// The state this run's rows left behind, by ICCID.
 pub(crate) struct Carry {
     mode: Mode,
+    max_age: Duration,
     /// ICCID → when its last row ended, and the state it left (`None`: unknown).
     left: HashMap<u128, (Instant, Option<Seen>)>,
     /// Ends in the order they happened, for forgetting.
     order: VecDeque<(Instant, u128)>,
-    /// The latest end forgotten for want of room.
-    forgot_up_to: Option<Instant>,
     max: usize,
+    /// SIMs written in the last [`LIST_LAG`].
+    written: Recent,
+    pub(crate) ages: ReadAges,
 }
 
 impl Carry {
-    pub(crate) fn new(mode: Mode) -> Self {
-        Self::with_capacity(mode, MAX_ENTRIES)
+    pub(crate) fn new(mode: Mode, max_age: Duration) -> Self {
+        Self::with_capacity(mode, max_age, MAX_ENTRIES)
     }
 
-    fn with_capacity(mode: Mode, max: usize) -> Self {
+    fn with_capacity(mode: Mode, max_age: Duration, max: usize) -> Self {
         Self {
             mode,
+            max_age,
             left: HashMap::new(),
             order: VecDeque::new(),
-            forgot_up_to: None,
             max,
+            written: Recent::new(LIST_LAG),
+            ages: ReadAges::default(),
         }
     }
 
-    /// A row of `icc` ended now, leaving `after` behind.
-    pub(crate) fn ended(&mut self, icc: u128, after: Option<Seen>) {
+    /// A row of `icc` ended now, leaving `after` behind; `wrote`: it may have changed the
+    /// SIM.
+    pub(crate) fn ended(&mut self, icc: u128, after: Option<Seen>, wrote: bool) {
         let now = Instant::now();
+        if wrote && self.mode == Mode::Run {
+            self.written.insert(icc, now);
+        }
         self.left.insert(icc, (now, after));
         self.order.push_back((now, icc));
-        while self.order.len() > self.max {
-            if let Some((at, icc)) = self.order.pop_front() {
-                self.forget(at, icc);
-                self.forgot_up_to = Some(self.forgot_up_to.map_or(at, |f| f.max(at)));
+        while let Some(&(at, old)) = self.order.front() {
+            if self.order.len() <= self.max && at.elapsed() < LIST_LAG {
+                break;
             }
-        }
-    }
-
-    /// Removes `icc`'s entry if it is the one that ended at `at` (not a later one).
-    fn forget(&mut self, at: Instant, icc: u128) {
-        if self.left.get(&icc).is_some_and(|(t, _)| *t == at) {
-            self.left.remove(&icc);
+            self.order.pop_front();
+            if self.left.get(&old).is_some_and(|(t, _)| *t == at) {
+                self.left.remove(&old);
+            }
         }
     }
 
     /// What a new row of `icc` goes on with, given what the planner saw (`seen`).
     pub(crate) fn for_row(&mut self, icc: u128, seen: Option<Seen>) -> Option<Seen> {
-        if self.mode == Mode::Preview {
-            return match self.left.get(&icc) {
-                Some((_, Some(after))) => Some(after.clone()),
-                _ => seen,
-            };
-        }
-        if let Some(s) = &seen {
-            self.forget_older_than(s.at);
-        }
-        match (self.left.get(&icc), seen) {
-            // A read that left after the last row's end is the freshest there is.
-            (Some((ended, _)), Some(s)) if s.at > *ended => Some(s),
-            (Some((_, after)), _) => after.clone(),
-            (None, Some(s)) if self.forgot_up_to.is_some_and(|f| s.at <= f) => None,
-            (None, seen) => seen,
-        }
+        let earlier = self
+            .left
+            .get(&icc)
+            .map(|(ended, after)| (*ended, after.clone()));
+        let chosen = match (self.mode, earlier) {
+            (Mode::Preview, Some((_, Some(predicted)))) => return Some(predicted),
+            (Mode::Preview, _) => seen,
+            // A GET that left after the earlier row ended is the freshest there is.
+            (Mode::Run, Some((ended, _)))
+                if seen
+                    .as_ref()
+                    .is_some_and(|s| s.source == Source::Get && s.at > ended) =>
+            {
+                seen
+            }
+            (Mode::Run, Some((_, after))) => {
+                if seen.is_some() && after.is_none() {
+                    self.ages.reread += 1;
+                }
+                after
+            }
+            (Mode::Run, None) => match seen {
+                Some(s) if s.source == Source::List && self.written.maybe(icc) => {
+                    self.ages.reread += 1;
+                    None
+                }
+                other => other,
+            },
+        };
+        self.young(chosen)
     }
 
-    /// Forgets ends before `read`: every read still to come left after it.
-    fn forget_older_than(&mut self, read: Instant) {
-        while self.order.front().is_some_and(|(at, _)| *at < read) {
-            if let Some((at, icc)) = self.order.pop_front() {
-                self.forget(at, icc);
-            }
+    /// `seen` when it is young enough to decide on, else nothing (the row reads again).
+    fn young(&mut self, seen: Option<Seen>) -> Option<Seen> {
+        let s = seen?;
+        let age = s.at.elapsed();
+        if age > self.max_age {
+            self.ages.reread += 1;
+            return None;
         }
+        self.ages.oldest = self.ages.oldest.max(age);
+        Some(s)
     }
 
     /// SIMs remembered now.
@@ -115,76 +151,183 @@ impl Carry {
     }
 }
 
+/// Bits in one generation of [`Recent`] (512 KiB).
+const RECENT_BITS: usize = 1 << 22;
+
+/// Generations [`Recent`] keeps: a key is remembered for between `span` and `span` plus a
+/// generation.
+const GENERATIONS: usize = 4;
+
+/// Which keys were inserted in the last `span` — a Bloom filter in generations: no false
+/// "no", a false "yes" about as often as one in a few hundred at 10,000 inserts a second.
+struct Recent {
+    gens: Vec<FixedBitSet>,
+    /// The generation keys go into now, and when it began.
+    current: usize,
+    began: Instant,
+    each: Duration,
+}
+
+impl Recent {
+    fn new(span: Duration) -> Self {
+        Self {
+            gens: Vec::new(),
+            current: 0,
+            began: Instant::now(),
+            each: span / (GENERATIONS as u32 - 1),
+        }
+    }
+
+    fn bits(key: u128) -> [usize; 3] {
+        // splitmix64 over the key's two halves, then double hashing.
+        let mix = |mut z: u64| {
+            z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let h = mix(key as u64 ^ mix((key >> 64) as u64));
+        let (a, b) = (h as u32 as usize, ((h >> 32) as usize) | 1);
+        [0, 1, 2].map(|i| a.wrapping_add(i * b) % RECENT_BITS)
+    }
+
+    fn rotate(&mut self, now: Instant) {
+        if self.gens.is_empty() {
+            self.gens = (0..GENERATIONS)
+                .map(|_| FixedBitSet::with_capacity(RECENT_BITS))
+                .collect();
+            self.began = now;
+        }
+        let mut turns = 0;
+        while now.duration_since(self.began) >= self.each && turns < GENERATIONS {
+            self.current = (self.current + 1) % GENERATIONS;
+            self.gens[self.current].clear();
+            self.began += self.each;
+            turns += 1;
+        }
+        if turns == GENERATIONS {
+            self.began = now;
+        }
+    }
+
+    fn insert(&mut self, key: u128, now: Instant) {
+        self.rotate(now);
+        for b in Self::bits(key) {
+            self.gens[self.current].insert(b);
+        }
+    }
+
+    fn maybe(&mut self, key: u128) -> bool {
+        if self.gens.is_empty() {
+            return false;
+        }
+        self.rotate(Instant::now());
+        let bits = Self::bits(key);
+        self.gens
+            .iter()
+            .any(|g| bits.iter().all(|&b| g.contains(b)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::plan::Known;
 
-    fn seen(status: &str, at: Instant) -> Seen {
+    const AGE: Duration = Duration::from_secs(10);
+
+    fn seen(status: &str, at: Instant, source: Source) -> Seen {
         let sim: crate::model::Sim = serde_json::from_value(serde_json::json!({
             "iccId": "8944500990000012342", "status": status, "customerSuspend": false,
             "adminSuspend": false, "systemSuspend": false, "packageId": 1,
             "portfolioId": "pf", "mnoId": 1
         }))
         .unwrap();
-        Seen::sim(sim, at)
+        Seen::new(sim, at, source)
     }
 
     fn status(s: &Option<Seen>) -> Option<String> {
-        s.as_ref().and_then(|s| s.state().map(|x| x.status.clone()))
+        s.as_ref().map(|s| s.sim.status.clone())
     }
 
     #[test]
-    fn a_read_older_than_the_last_write_gives_way_to_what_the_write_left() {
-        let mut c = Carry::new(Mode::Run);
-        let t0 = Instant::now();
-        let stale = seen("available", t0);
-        c.ended(1, Some(seen("active", Instant::now())));
-        assert_eq!(status(&c.for_row(1, Some(stale))), Some("active".into()));
-        // A read that left after the end is used as it is.
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let fresh = seen("available", Instant::now());
-        assert_eq!(status(&c.for_row(1, Some(fresh))), Some("available".into()));
+    fn a_list_view_never_overrides_what_the_jobs_own_write_left() {
+        let mut c = Carry::new(Mode::Run, AGE);
+        c.ended(1, Some(seen("active", Instant::now(), Source::Write)), true);
+        // A list read that left after the write may still show the SIM as it was.
+        let lagging = seen("available", Instant::now(), Source::List);
+        assert_eq!(status(&c.for_row(1, Some(lagging))), Some("active".into()));
+        // The SIM's own read, started after the write's answer, is believed.
+        let got = seen("available", Instant::now(), Source::Get);
+        assert_eq!(status(&c.for_row(1, Some(got))), Some("available".into()));
         // An end whose state is unknown makes the row read for itself.
-        c.ended(2, None);
-        assert!(c.for_row(2, Some(seen("active", t0))).is_none());
+        c.ended(2, None, true);
+        let list = seen("active", Instant::now(), Source::List);
+        assert!(c.for_row(2, Some(list)).is_none());
         // A row without a plan takes what was left behind.
-        c.ended(3, Some(seen("active", Instant::now())));
+        c.ended(3, Some(seen("active", Instant::now(), Source::Write)), true);
         assert_eq!(status(&c.for_row(3, None)), Some("active".into()));
+        // Only the row with nothing to go on read again.
+        assert_eq!(c.ages.reread, 1);
     }
 
     #[test]
-    fn ends_are_forgotten_once_reads_are_newer_and_past_the_cap() {
-        let mut c = Carry::new(Mode::Run);
-        for i in 0..1000 {
-            c.ended(i, None);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let later = seen("active", Instant::now());
-        assert!(c.for_row(5, Some(later)).is_some());
-        assert_eq!(c.len(), 0);
+    fn no_state_older_than_the_bound_decides_a_row() {
+        let mut c = Carry::new(Mode::Run, Duration::from_millis(30));
+        let old = seen("active", Instant::now(), Source::List);
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(c.for_row(7, Some(old)).is_none());
+        // What a write left ages too.
+        let left = seen("active", Instant::now(), Source::Write);
+        c.ended(8, Some(left), true);
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(c.for_row(8, None).is_none());
+        let fresh = seen("active", Instant::now(), Source::List);
+        assert!(c.for_row(9, Some(fresh)).is_some());
+        assert_eq!(c.ages.reread, 2);
+        assert!(c.ages.oldest < Duration::from_millis(30));
+    }
 
-        let mut small = Carry::with_capacity(Mode::Run, 10);
-        let old = Instant::now();
+    #[test]
+    fn a_written_sim_forgotten_for_room_is_read_again_not_taken_from_a_list() {
+        let mut small = Carry::with_capacity(Mode::Run, AGE, 10);
         for i in 0..20 {
-            small.ended(i, Some(seen("active", Instant::now())));
+            small.ended(i, Some(seen("active", Instant::now(), Source::Write)), true);
         }
         assert_eq!(small.len(), 10);
-        // "3" was forgotten: its old read cannot be trusted, so the row reads for itself.
-        assert!(small.for_row(3, Some(seen("available", old))).is_none());
+        let list = seen("available", Instant::now(), Source::List);
+        assert!(small.for_row(3, Some(list)).is_none());
+        // A SIM this job never wrote takes its list view.
+        let list = seen("available", Instant::now(), Source::List);
+        assert!(small.for_row(999, Some(list)).is_some());
+        // A row that wrote nothing (skipped) leaves its SIM to the lists.
+        let mut c = Carry::with_capacity(Mode::Run, AGE, 1);
+        c.ended(5, Some(seen("active", Instant::now(), Source::List)), false);
+        c.ended(6, None, false);
+        let list = seen("available", Instant::now(), Source::List);
+        assert!(c.for_row(5, Some(list)).is_some());
+    }
+
+    #[test]
+    fn the_written_filter_has_no_false_no_and_few_false_yes() {
+        let mut r = Recent::new(Duration::from_secs(60));
+        let now = Instant::now();
+        for k in 0..100_000u128 {
+            r.insert(8_944_500_990_000_000_000 + k * 7, now);
+        }
+        assert!((0..100_000u128).all(|k| r.maybe(8_944_500_990_000_000_000 + k * 7)));
+        let false_yes = (0..100_000u128)
+            .filter(|k| r.maybe(8_944_500_990_000_000_003 + k * 7))
+            .count();
+        assert!(false_yes < 1_000, "{false_yes}");
     }
 
     #[test]
     fn a_preview_carries_predictions_whatever_the_read() {
-        let mut c = Carry::new(Mode::Preview);
-        c.ended(1, Some(seen("active", Instant::now())));
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let read = seen("available", Instant::now());
+        let mut c = Carry::new(Mode::Preview, AGE);
+        c.ended(1, Some(seen("active", Instant::now(), Source::List)), true);
+        let read = seen("available", Instant::now(), Source::List);
         assert_eq!(status(&c.for_row(1, Some(read))), Some("active".into()));
-        assert!(matches!(
-            c.for_row(4, Some(seen("available", Instant::now())))
-                .map(|s| s.known),
-            Some(Known::Sim(_))
-        ));
+        let other = seen("available", Instant::now(), Source::List);
+        assert!(c.for_row(4, Some(other)).is_some());
     }
 }

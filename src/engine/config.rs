@@ -61,6 +61,9 @@ pub struct JobConfig {
     /// Read SIMs in batches before writing (one list call per 100 SIMs); off, every row
     /// reads or writes its own SIM.
     pub plan: bool,
+    /// `--max-read-age`: the oldest read of a SIM a row may be decided on (skipped,
+    /// predicted, blocked); an older one is read again first.
+    pub max_read_age: Duration,
     /// `--canary N`: run the first N rows, then look before the rest.
     pub canary: Option<u64>,
     /// Ask before a job with more destructive rows than this (`None`: never ask).
@@ -75,6 +78,11 @@ pub struct JobConfig {
     /// `--metrics-file`: the job's numbers in the Prometheus text format.
     pub metrics_file: Option<PathBuf>,
 }
+
+/// `--max-read-age`'s default: long enough that a window of 100 writes is read once at
+/// 20 requests a second and of 50 at 10 (1.02 calls per written row), short enough that
+/// another client's change is seen within seconds of it.
+pub const DEFAULT_MAX_READ_AGE: Duration = Duration::from_secs(10);
 
 impl JobConfig {
     /// How long the run may go on: the nearer of `--max-duration` and `--until`.
@@ -111,6 +119,7 @@ impl JobConfig {
             discard_outputs: false,
             preview: false,
             plan: true,
+            max_read_age: DEFAULT_MAX_READ_AGE,
             canary: None,
             confirm_over: None,
             yes: false,

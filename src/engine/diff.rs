@@ -47,11 +47,16 @@ fn read_only_value(column: &str, s: &Sim) -> Option<String> {
     })
 }
 
-/// The first read-only column the file gives another value than the SIM has.
+/// The first read-only column the file gives another value than the SIM has. A suspension
+/// the provider set that the file shows and the SIM no longer has was lifted since: the SIM
+/// is on its way out of it, which asks for no change.
 pub(crate) fn read_only_edit(sim: &Sim, want: &Desired) -> Option<ReadOnly> {
     want.read_only.iter().find_map(|(column, file)| {
         let live = read_only_value(column, sim)?;
-        (!live.eq_ignore_ascii_case(file)).then(|| ReadOnly {
+        let lifted = matches!(*column, "adminSuspend" | "systemSuspend")
+            && file.eq_ignore_ascii_case("true")
+            && live == "false";
+        (!lifted && !live.eq_ignore_ascii_case(file)).then(|| ReadOnly {
             column,
             file: file.clone(),
             live,
@@ -69,6 +74,11 @@ fn blocked(why: String) -> Call {
 
 /// The calls that take `sim` (with `attrs` when the file has attribute columns) to `want`.
 pub(crate) fn plan(sim: &Sim, attrs: &[Attribute], want: &Desired) -> Vec<Call> {
+    if want.pending && sim.status == "available" {
+        return vec![blocked(
+            "the file says pendingProvision, a status the provider sets while an activation is under way, and the SIM is available: write active to activate it".into(),
+        )];
+    }
     let attr_calls = attribute_calls(attrs, want);
     let f = &want.fields;
     let status_change = f
@@ -260,6 +270,7 @@ mod tests {
                 .map(|(n, v)| ((*n).to_owned(), v.map(str::to_owned)))
                 .collect(),
             read_only: Vec::new(),
+            pending: false,
         }
     }
 
@@ -392,7 +403,32 @@ mod tests {
         let mut w = want(SimPatch::default(), &[]);
         w.read_only = vec![("imsi", "2345".into()), ("modifiedDate", "x".into())];
         assert_eq!(read_only_edit(&s, &w), None);
-        w.read_only.push(("adminSuspend", "true".into()));
-        assert_eq!(read_only_edit(&s, &w).unwrap().column, "adminSuspend");
+        w.read_only.push(("mnoId", "999".into()));
+        assert_eq!(read_only_edit(&s, &w).unwrap().column, "mnoId");
+    }
+
+    #[test]
+    fn pending_provision_in_the_file_asks_nothing_of_a_sim_in_it_or_past_it() {
+        let pending = Desired {
+            pending: true,
+            ..want(SimPatch::default(), &[])
+        };
+        let mut s = sim("pendingProvision", false, false, 1);
+        assert!(plan(&s, &[], &pending).is_empty());
+        s.status = "active".into();
+        assert!(plan(&s, &[], &pending).is_empty());
+        s.status = "available".into();
+        let calls = plan(&s, &[], &pending);
+        assert!(
+            calls.len() == 1 && matches!(calls[0].action, Action::Blocked(_)),
+            "{calls:?}"
+        );
+        // A suspension the provider has lifted since the export asks for nothing.
+        let mut lifted = want(SimPatch::default(), &[]);
+        lifted.read_only = vec![("adminSuspend", "true".into())];
+        assert!(read_only_edit(&sim("active", false, false, 1), &lifted).is_none());
+        lifted.read_only = vec![("adminSuspend", "false".into())];
+        let suspended = sim("active", false, true, 1);
+        assert!(read_only_edit(&suspended, &lifted).is_some());
     }
 }

@@ -24,9 +24,9 @@ use tokio::sync::mpsc;
 use crate::api::Client;
 use crate::input::{FileError, Item, Layout, Row};
 
-use super::carry::{Carry, Mode};
+use super::carry::{Carry, Mode, ReadAges};
 use super::halt::{self, End, Failures, Halt, Stops, Streak};
-use super::plan::{Planned, PlannedBatch, Seen};
+use super::plan::{Planned, PlannedBatch, Seen, Taken};
 use super::recorder::RecorderHandle;
 use super::retry::RetryPolicy;
 use super::worker::{self, RowEnd, Unfinished};
@@ -51,6 +51,10 @@ pub(crate) struct Dispatch {
     /// `--canary N`: the first N rows, then a look before the rest.
     pub(crate) canary: Option<u64>,
     pub(crate) odds: Arc<super::calls::CreateOdds>,
+    /// `--max-read-age`.
+    pub(crate) max_age: Duration,
+    /// Rows taken from the planner, for its lookahead.
+    pub(crate) taken: Arc<Taken>,
 }
 
 /// What the loop leaves behind.
@@ -60,6 +64,8 @@ pub(crate) struct Drive {
     pub(crate) unrecorded: u64,
     /// This run's failed rows by status and code.
     pub(crate) failures: Failures,
+    /// How old the states were that rows were decided on.
+    pub(crate) ages: ReadAges,
 }
 
 /// Between two progress refreshes and stall checks.
@@ -81,9 +87,8 @@ struct Loop<'a> {
     done_tx: mpsc::Sender<Finished>,
     /// ICCIDs with a row running or a record not yet out, and the rows waiting behind them.
     busy: HashMap<u128, VecDeque<(Item, Row)>>,
-    /// Finished rows whose record must reach the OS before their ICCID takes its next row,
-    /// with the state they leave for it.
-    flushing: VecDeque<(u64, u128, Option<Seen>)>,
+    /// Finished rows whose record must reach the OS before their ICCID takes its next row.
+    flushing: VecDeque<(u64, u128)>,
     /// Rows whose *started* record must reach the OS before they are spawned (they write
     /// first thing), with its sequence number.
     starting: VecDeque<(u64, Item, Row, Option<Seen>)>,
@@ -202,6 +207,7 @@ impl Loop<'_> {
             let Some(next) = self.buffer.pop_front() else {
                 break;
             };
+            self.d.taken.take();
             let Planned { mut item, seen } = match next {
                 Ok(p) => p,
                 Err(e) => {
@@ -290,12 +296,13 @@ impl Loop<'_> {
         self.running -= 1;
         match end {
             RowEnd::Recorded { result, after } => {
-                self.carry.ended(icc, after.clone());
+                let wrote = !matches!(result.verdict, Verdict::Skipped | Verdict::Invalid);
+                self.carry.ended(icc, after, wrote);
                 let seq = self.record(*result);
-                self.flushing.push_back((seq, icc, after));
+                self.flushing.push_back((seq, icc));
             }
             RowEnd::Unfinished(why) => {
-                self.carry.ended(icc, None);
+                self.carry.ended(icc, None, true);
                 self.unrecorded += 1;
                 // The ICCID's later rows wait for this one: they are not done either.
                 if let Some(q) = self.busy.remove(&icc) {
@@ -329,7 +336,7 @@ impl Loop<'_> {
     /// Records have reached the OS up to `durable`: their ICCIDs may take their next rows.
     fn released(&mut self, durable: u64) {
         while self.flushing.front().is_some_and(|(s, ..)| *s <= durable) {
-            let Some((_, icc, after)) = self.flushing.pop_front() else {
+            let Some((_, icc)) = self.flushing.pop_front() else {
                 break;
             };
             let next = if self.taking {
@@ -340,7 +347,9 @@ impl Loop<'_> {
             match next {
                 Some((item, row)) => {
                     self.parked -= 1;
-                    self.start(item, row, after);
+                    // What the row before it left, when it is young enough to decide on.
+                    let seen = self.carry.for_row(icc, None);
+                    self.start(item, row, seen);
                 }
                 None => {
                     if let Some(q) = self.busy.remove(&icc) {
@@ -414,7 +423,7 @@ impl<'a> Loop<'a> {
             flushing: VecDeque::new(),
             starting: VecDeque::new(),
             buffer: VecDeque::with_capacity(super::reader::BATCH),
-            carry: Carry::new(d.mode),
+            carry: Carry::new(d.mode, d.max_age),
             canary: d.canary.map(|rows| Canary { left: rows, rows }),
             running: 0,
             parked: 0,
@@ -581,6 +590,7 @@ impl<'a> Loop<'a> {
             end,
             unrecorded: self.unrecorded,
             failures: self.failures,
+            ages: self.carry.ages,
         }
     }
 }

@@ -1,24 +1,36 @@
-//! The planning stage, between the reader and the dispatcher: rows in windows of up to
-//! [`WINDOW`] distinct ICCIDs, each window's SIMs read with one list call
-//! (`GET /api/v2/sim?iccId=…`), and every row handed on with what was seen of its SIM.
+//! The planning stage, between the reader and the dispatcher: rows in windows of a bounded
+//! number of rows, each window's SIMs read with one list call (`GET /api/v2/sim?iccId=…`)
+//! shortly before the window's rows are dispatched, and every row handed on with what was
+//! seen of its SIM and when.
 //!
-//! Guarantees: windows follow the file's order and hold at most [`WINDOW`] ICCIDs (memory
-//! does not grow with the file); a window is read as soon as it is full, the input ends, or
-//! no row has come for a moment (no stall at the end of the file); list calls are paced and
-//! retried like every other call; a SIM is marked absent only when the provider's answer
-//! was complete (every page read) and did not hold it; when the provider cannot list (an
-//! error, a filter it ignores, an answer without end) rows go on without a plan and the
-//! worker reads each SIM itself; after a stop nothing more is read and rows pass through
-//! unplanned. What is seen carries the instant its request left, so the dispatcher can tell
-//! a read older than a write to the same SIM (see [`super::carry`]).
+//! Guarantees:
+//! - **Reads close to their use.** A window is read only when the rows handed on before it
+//!   and not yet taken by the dispatcher would last less than a quarter of `--max-read-age`
+//!   at the rate rows are taken, and a window holds at most the rows taken in half of it
+//!   (and at most [`WINDOW`]); so a row's read is about three quarters of the bound old when
+//!   the row is decided. The dispatcher checks every read's age before it decides on it
+//!   (see [`super::carry`]): this stage only keeps re-reads rare.
+//! - **Memory does not grow with the file.** Windows close by row count — invalid rows,
+//!   rows the checkpoint has and repeated ICCIDs count — and at most `depth` windows are
+//!   read at once.
+//! - **A list's silence is not absence.** A SIM missing from a window's answer goes on
+//!   without a plan (the worker reads it with its own GET, whose 404 alone says 6002). A
+//!   window answered with clearly fewer SIMs than it asked for (a list that honours one
+//!   `iccId`, or leaves SIMs out) turns planning off for the rest of the job, with one
+//!   warning: every row reads its own SIM.
+//! - When the provider cannot list (an error, a filter it ignores, an answer without end)
+//!   rows go on without a plan; after a stop nothing more is read and rows pass through
+//!   unplanned. A window is read as soon as it may be and is full, the input ends, or no row
+//!   has come for a moment (no stall at the end of the file); list calls are paced and
+//!   retried like every other call.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fixedbitset::FixedBitSet;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +41,8 @@ use crate::model::{Attribute, Sim};
 use super::reader::Batch;
 use super::retry::{GiveUp, RetryPolicy, with_retries};
 
-/// Distinct ICCIDs read by one list call (the contract's limit).
+/// Distinct ICCIDs read by one list call (the contract's limit), and the most rows a window
+/// holds.
 pub(crate) const WINDOW: usize = 100;
 
 /// Pages of one window's answer followed before the answer is deemed endless.
@@ -38,37 +51,34 @@ const MAX_PAGES: usize = 20;
 /// How long a partial window waits for more rows before it is read.
 const LINGER: Duration = Duration::from_millis(20);
 
-/// What is known of a SIM.
-#[derive(Debug, Clone)]
-pub(crate) enum Known {
-    /// The provider's complete answer did not hold it: unknown to this client (6002).
-    Absent,
-    Sim(Arc<Sim>),
+/// Where a state came from: what the dispatcher may believe of it differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A window's list call: a snapshot that may lag writes, this job's own included.
+    List,
+    /// The SIM's own read (`GET /api/v2/sim/{iccId}`).
+    Get,
+    /// The answer to this job's write (or the state a row left when it wrote nothing).
+    Write,
 }
 
 /// A SIM's state as seen at `at`, with its attributes when they were read too.
 #[derive(Debug, Clone)]
 pub(crate) struct Seen {
-    pub(crate) known: Known,
+    pub(crate) sim: Arc<Sim>,
     pub(crate) attrs: Option<Arc<Vec<Attribute>>>,
     /// When the request that saw it left (or the write that produced it was answered).
     pub(crate) at: Instant,
+    pub(crate) source: Source,
 }
 
 impl Seen {
-    pub(crate) fn sim(sim: Sim, at: Instant) -> Self {
+    pub(crate) fn new(sim: Sim, at: Instant, source: Source) -> Self {
         Self {
-            known: Known::Sim(Arc::new(sim)),
+            sim: Arc::new(sim),
             attrs: None,
             at,
-        }
-    }
-
-    /// The SIM, when it is known to exist.
-    pub(crate) fn state(&self) -> Option<&Sim> {
-        match &self.known {
-            Known::Sim(s) => Some(s),
-            Known::Absent => None,
+            source,
         }
     }
 }
@@ -83,6 +93,54 @@ pub(crate) struct Planned {
 /// Planned rows, in file order, as the dispatcher takes them.
 pub(crate) type PlannedBatch = Vec<Result<Planned, FileError>>;
 
+/// Rows the dispatcher has taken off the planner's hands (every row, whatever becomes of
+/// it): the planner reads its next window when few are left.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    n: AtomicU64,
+    /// The count at which the planner wants to be woken.
+    wake_at: AtomicU64,
+    notify: Notify,
+}
+
+impl Default for Taken {
+    fn default() -> Self {
+        Self {
+            n: AtomicU64::new(0),
+            wake_at: AtomicU64::new(u64::MAX),
+            notify: Notify::new(),
+        }
+    }
+}
+
+impl Taken {
+    /// The dispatcher took one row.
+    pub(crate) fn take(&self) {
+        let n = self.n.fetch_add(1, Ordering::AcqRel) + 1;
+        if n >= self.wake_at.load(Ordering::Acquire) {
+            self.wake_at.store(u64::MAX, Ordering::Release);
+            self.notify.notify_one();
+        }
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.n.load(Ordering::Acquire)
+    }
+
+    /// Until at least `n` rows are taken.
+    async fn until(&self, n: u64) {
+        loop {
+            let woken = self.notify.notified();
+            self.wake_at.store(n, Ordering::Release);
+            if self.count() >= n {
+                self.wake_at.store(u64::MAX, Ordering::Release);
+                return;
+            }
+            woken.await;
+        }
+    }
+}
+
 /// What the planner needs.
 pub(crate) struct Planner {
     pub(crate) client: Arc<Client>,
@@ -92,9 +150,12 @@ pub(crate) struct Planner {
     pub(crate) done: Arc<FixedBitSet>,
     /// Whether to read at all (off: every row passes through unplanned).
     pub(crate) enabled: bool,
-    /// Windows read at once: enough for the reads to keep up with the writes (a window
-    /// feeds 100 rows, and `concurrency` writes are in flight).
+    /// Windows read at once at most.
     pub(crate) depth: usize,
+    /// `--max-read-age`: how old a read may be when a row is decided on it.
+    pub(crate) max_age: Duration,
+    /// What the dispatcher has taken.
+    pub(crate) taken: Arc<Taken>,
 }
 
 /// Windows read at once for `concurrency` rows in flight.
@@ -104,8 +165,6 @@ pub(crate) fn depth_for(concurrency: usize) -> usize {
 
 /// Starts the planning stage: batches from the reader in, planned batches out.
 pub(crate) fn start(p: Planner, input: mpsc::Receiver<Batch>) -> mpsc::Receiver<PlannedBatch> {
-    // A window ahead besides the reads in flight: rows are read seconds before their
-    // write, not minutes.
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(p.run(input, tx));
     rx
@@ -118,6 +177,9 @@ struct Window {
     /// The window's distinct ICCIDs, as keys and as text for the query.
     keys: HashSet<u128>,
     ids: Vec<String>,
+    /// Nothing more goes in: it is full, the input ended, a file error ends it, or no row
+    /// came for a moment.
+    closed: bool,
 }
 
 /// What one window's read needs (cheap to clone into its task).
@@ -130,12 +192,76 @@ struct Reads {
     enabled: Arc<AtomicBool>,
 }
 
+/// How fast the dispatcher takes rows, and so how large a window may be and how early it
+/// is read.
+struct Pace {
+    max_age: Duration,
+    /// The last sample of [`Taken`]: when, and the count then.
+    sampled: (Instant, u64),
+    /// Rows taken per second, smoothed (`None` until a second has passed).
+    measured: Option<f64>,
+}
+
+impl Pace {
+    fn new(max_age: Duration) -> Self {
+        Self {
+            max_age,
+            sampled: (Instant::now(), 0),
+            measured: None,
+        }
+    }
+
+    /// Takes a sample of the dispatcher's count.
+    fn sample(&mut self, taken: u64) {
+        let (at, n) = self.sampled;
+        let dt = at.elapsed().as_secs_f64();
+        if dt >= 1.0 {
+            let now = taken.saturating_sub(n) as f64 / dt;
+            self.measured = Some(self.measured.map_or(now, |m| 0.5 * m + 0.5 * now));
+            self.sampled = (Instant::now(), taken);
+        }
+    }
+
+    /// Rows taken per second: what was measured, and at least the rate requests may go at
+    /// (rows that wait for reads are not slow rows); unbounded without a limit.
+    fn rows_per_second(&self, pacing: Option<f64>) -> f64 {
+        match (pacing, self.measured) {
+            (None, _) => f64::INFINITY,
+            (Some(r), Some(m)) => r.max(m),
+            (Some(r), None) => r,
+        }
+    }
+
+    /// Rows a window holds: those taken in half the bound.
+    fn window_rows(&self, rate: f64) -> usize {
+        let rows = rate * self.max_age.as_secs_f64() / 2.0;
+        if rows.is_finite() {
+            (rows as usize).clamp(1, WINDOW)
+        } else {
+            WINDOW
+        }
+    }
+
+    /// Rows handed on and not yet taken below which the next window is read: those taken in
+    /// a quarter of the bound.
+    fn lead_rows(&self, rate: f64) -> u64 {
+        let rows = rate * self.max_age.as_secs_f64() / 4.0;
+        if rows.is_finite() {
+            (rows.ceil() as u64).max(1)
+        } else {
+            u64::MAX
+        }
+    }
+}
+
 /// What the planner's loop waits for next.
 enum Next {
     Rows(Option<Batch>),
     /// No row came for a moment: read the partial window.
     Lingered,
     Read(Option<PlannedBatch>),
+    /// The dispatcher has taken enough: the next window may be read.
+    Taken,
 }
 
 impl Planner {
@@ -147,25 +273,52 @@ impl Planner {
             done: self.done,
             enabled: Arc::new(AtomicBool::new(self.enabled)),
         };
+        let taken = self.taken;
+        let mut pace = Pace::new(self.max_age);
         let mut w = Window::default();
+        // Rows of the windows read (or being read): handed on, or about to be.
+        let mut handed: u64 = 0;
+        let mut queue: VecDeque<Result<Item, FileError>> = VecDeque::new();
         let mut reading: VecDeque<JoinHandle<PlannedBatch>> = VecDeque::new();
         let mut ended = false;
         loop {
-            if ended && w.rows.is_empty() && reading.is_empty() {
+            if ended && queue.is_empty() && w.rows.is_empty() && reading.is_empty() {
                 return;
             }
-            let take = !ended && reading.len() < self.depth;
-            let linger = !w.rows.is_empty();
+            pace.sample(taken.count());
+            let rate = pace.rows_per_second(r.client.pacer.pace());
+            let limit = pace.window_rows(rate);
+            // Rows from the reader go into the window until it closes.
+            while !w.closed
+                && let Some(item) = queue.pop_front()
+            {
+                r.add(&mut w, item, limit);
+            }
+            if ended && queue.is_empty() && !w.rows.is_empty() {
+                w.closed = true;
+            }
+            let planning = r.enabled.load(Ordering::Relaxed) && !r.stop.is_cancelled();
+            let ahead = handed.saturating_sub(taken.count());
+            let lead = pace.lead_rows(rate);
+            let may_read = w.closed && reading.len() < self.depth && (!planning || ahead <= lead);
+            if may_read {
+                handed += w.rows.len() as u64;
+                reading.extend(r.spawn_read(&mut w));
+                continue;
+            }
+            let take = !ended && queue.is_empty() && !w.closed;
+            let linger = take && !w.rows.is_empty();
+            let wait_taken = w.closed && reading.len() < self.depth && planning;
             let next = tokio::select! {
                 biased;
                 b = async { reading.front_mut().expect("a read").await }, if !reading.is_empty() => {
                     reading.pop_front();
                     Next::Read(b.ok())
                 }
+                () = taken.until(handed.saturating_sub(lead)), if wait_taken => Next::Taken,
+                () = r.stop.cancelled(), if wait_taken => Next::Taken,
                 b = input.recv(), if take => Next::Rows(b),
-                _ = tokio::time::sleep(LINGER), if take && linger => Next::Lingered,
-                // The input ended and every read is out: the last window.
-                _ = std::future::ready(()), if ended && reading.is_empty() => Next::Lingered,
+                () = tokio::time::sleep(LINGER), if linger => Next::Lingered,
             };
             match next {
                 Next::Read(Some(batch)) => {
@@ -183,51 +336,27 @@ impl Planner {
                     let _ = tx.send(vec![Err(bug)]).await;
                     return;
                 }
-                Next::Rows(None) => {
-                    ended = true;
-                    reading.extend(r.spawn_read(&mut w));
-                }
-                Next::Lingered => reading.extend(r.spawn_read(&mut w)),
-                Next::Rows(Some(batch)) => {
-                    for item in batch {
-                        if let Some(read) = r.add(&mut w, item) {
-                            reading.push_back(read);
-                        }
-                    }
-                }
+                Next::Rows(None) => ended = true,
+                Next::Rows(Some(batch)) => queue.extend(batch),
+                Next::Lingered => w.closed = true,
+                Next::Taken => {}
             }
         }
     }
 }
 
 impl Reads {
-    /// Adds a row to the window; a window that is full (or ends at a file error) goes to be
-    /// read.
-    fn add(
-        &self,
-        w: &mut Window,
-        item: Result<Item, FileError>,
-    ) -> Option<JoinHandle<PlannedBatch>> {
-        let key = self.needs_read(&item);
-        let mut full = None;
-        if let Some((k, _)) = key
-            && !w.keys.contains(&k)
-            && w.keys.len() == WINDOW
-        {
-            full = self.spawn_read(w);
-        }
-        if let Some((k, id)) = key
+    /// Adds a row to the window; the window closes when it holds `limit` rows or
+    /// [`WINDOW`] ICCIDs, or at a file error (nothing follows it).
+    fn add(&self, w: &mut Window, item: Result<Item, FileError>, limit: usize) {
+        if let Some((k, id)) = self.needs_read(&item)
             && w.keys.insert(k)
         {
             w.ids.push(id.to_owned());
         }
         let failed = item.is_err();
         w.rows.push(item);
-        if failed {
-            // Nothing follows a file error: read what is there (a full window went before).
-            return full.or_else(|| self.spawn_read(w));
-        }
-        full
+        w.closed = failed || w.rows.len() >= limit || w.keys.len() >= WINDOW;
     }
 
     /// The ICCID a row needs read, if any (a valid row the checkpoint does not have).
@@ -240,52 +369,65 @@ impl Reads {
     /// Starts the read of the window's SIMs; its task hands back the window's rows with
     /// what was seen.
     fn spawn_read(&self, w: &mut Window) -> Option<JoinHandle<PlannedBatch>> {
-        if w.rows.is_empty() {
-            return None;
-        }
-        w.keys.clear();
         let ids = std::mem::take(&mut w.ids);
         let rows = std::mem::take(&mut w.rows);
+        w.keys.clear();
+        w.closed = false;
+        if rows.is_empty() {
+            return None;
+        }
         let r = self.clone();
-        // The read's instant is taken here, in file order: later windows never read earlier.
-        let at = Instant::now();
         Some(tokio::spawn(async move {
+            let at = Instant::now();
             let seen =
                 if r.enabled.load(Ordering::Relaxed) && !ids.is_empty() && !r.stop.is_cancelled() {
-                    r.read(&ids).await.map(|m| (m, at))
+                    r.read(&ids).await
                 } else {
                     None
                 };
             rows.into_iter()
-                .map(|row| row.map(|item| r.planned(item, seen.as_ref())))
+                .map(|row| {
+                    row.map(|item| {
+                        let seen = seen.as_ref().and_then(|m| r.seen(&item, m, at));
+                        Planned { item, seen }
+                    })
+                })
                 .collect()
         }))
     }
 
-    /// A row with what its window's read saw of its SIM.
-    fn planned(&self, item: Item, seen: Option<&(HashMap<String, Arc<Sim>>, Instant)>) -> Planned {
-        let seen = seen.and_then(|(m, at)| {
-            let row = item.parsed.as_ref().ok()?;
-            if self.done.contains(item.line as usize) {
-                return None;
-            }
-            let known = match m.get(row.iccid.as_str()) {
-                Some(s) => Known::Sim(s.clone()),
-                None => Known::Absent,
-            };
-            Some(Seen {
-                known,
-                attrs: None,
-                at: *at,
-            })
-        });
-        Planned { item, seen }
+    /// What the window's read saw of a row's SIM: nothing when the list did not hold it
+    /// (the worker reads it itself) or the checkpoint has the row.
+    fn seen(&self, item: &Item, found: &HashMap<String, Arc<Sim>>, at: Instant) -> Option<Seen> {
+        let row = item.parsed.as_ref().ok()?;
+        if self.done.contains(item.line as usize) {
+            return None;
+        }
+        let sim = found.get(row.iccid.as_str())?;
+        Some(Seen {
+            sim: sim.clone(),
+            attrs: None,
+            at,
+            source: Source::List,
+        })
     }
 
     /// One window's SIMs by ICCID; `None` when the provider could not answer completely
-    /// (after an error that will not pass, planning stops for the rest of the job).
+    /// (after an error that will not pass, or an answer that leaves out most of what was
+    /// asked, planning stops for the rest of the job).
     async fn read(&self, ids: &[String]) -> Option<HashMap<String, Arc<Sim>>> {
         match list_sims((&self.client, &self.policy, &self.stop), ids).await {
+            Ok(m) if short(m.len(), ids.len()) => {
+                if self.enabled.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "the provider's list answered {} of {} SIMs asked for (it may honour only one iccId, or leave out SIMs it has not indexed yet): every row reads its own SIM from now on",
+                        m.len(),
+                        ids.len()
+                    );
+                }
+                // What it did answer is as good as any list view.
+                Some(m)
+            }
             Ok(m) => Some(m),
             // Retries ran out, or the job stops or halts: this window goes unplanned.
             Err(GiveUp::Error(e))
@@ -304,6 +446,13 @@ impl Reads {
             }
         }
     }
+}
+
+/// Whether a list's answer of `found` SIMs is clearly short of the `asked` ones: fewer than
+/// half of four or more. (A few SIMs unknown to the account are no sign; most of a window
+/// missing is a list that does not do what it seems to.)
+pub(crate) fn short(found: usize, asked: usize) -> bool {
+    asked >= 4 && found * 2 < asked
 }
 
 /// Every page of the list of `ids` (at most [`WINDOW`]): the SIMs the provider holds, by

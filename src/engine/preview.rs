@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::input::{Action, Row};
-use crate::output::row::Verdict;
+use crate::output::row::{Before, Verdict};
 
 use super::calls::{Done, Learned};
-use super::plan::{Known, Seen};
+use super::plan::{Seen, Source};
 use super::retry::{Attempts, GiveUp};
 use super::rules::{apply, apply_attrs, field_text, predict, sim_status};
 use super::worker::Ctx;
@@ -37,19 +37,12 @@ pub(crate) async fn foresee(
             a.begin()?;
             let at = Instant::now();
             match c.get_sim(icc).await {
-                Ok(r) => break Seen::sim(r.value, at),
+                Ok(r) => break Seen::new(r.value, at, Source::Get),
                 Err(e) => a.after(e).await?,
             }
         },
     };
-    let Known::Sim(sim) = seen.known.clone() else {
-        return Ok(predicted(
-            Verdict::Failed,
-            Some(crate::model::codes::NOT_FOUND),
-            "No such SIM (the provider's list does not hold it)".into(),
-            None,
-        ));
-    };
+    let sim = seen.sim.clone();
     let attribute_row = matches!(
         row.action,
         Action::SetAttribute { .. } | Action::DeleteAttribute { .. }
@@ -71,20 +64,19 @@ pub(crate) async fn foresee(
             attrs
                 .iter()
                 .find(|x| &x.name == name)
-                .map(|x| x.value.clone())
-                .unwrap_or_default(),
+                .map_or(Before::Absent, |x| Before::Value(x.value.clone())),
         ),
-        action => field_text(action, &sim),
+        action => field_text(action, &sim).map(Before::Value),
     };
     let mut after = seen;
     if verdict == Verdict::Ok {
         if attribute_row {
             after.attrs = Some(Arc::new(apply_attrs(&row.action, &attrs, icc)));
         } else {
-            after.known = Known::Sim(Arc::new(apply(&row.action, &sim)));
+            after.sim = Arc::new(apply(&row.action, &sim));
         }
     }
-    let status = after.state().map(sim_status);
+    let status = Some(sim_status(&after.sim));
     l.after = Some(after);
     Ok(predicted(verdict, code, reason.into_owned(), status))
 }

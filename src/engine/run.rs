@@ -134,6 +134,7 @@ fn stages(
     })?;
     let policy = Arc::new(cfg.retry);
     let done = Arc::new(start.done);
+    let taken = Arc::new(plan::Taken::default());
     let planned = plan::start(
         Planner {
             client: client.clone(),
@@ -144,6 +145,8 @@ fn stages(
             done: done.clone(),
             enabled: cfg.plan,
             depth: plan::depth_for(cfg.concurrency),
+            max_age: cfg.max_read_age,
+            taken: taken.clone(),
         },
         rx,
     );
@@ -167,6 +170,8 @@ fn stages(
         },
         canary: cfg.canary.filter(|_| !cfg.preview),
         odds: Arc::default(),
+        max_age: cfg.max_read_age,
+        taken,
     };
     Ok((dispatch, planned, reading))
 }
@@ -385,6 +390,9 @@ async fn conclude(
         .first_request()
         .map(|t| t.duration_since(started).as_secs_f64());
     s.api_latency_ms = api.map(latency);
+    s.reads.reread = drive.ages.reread;
+    s.reads.oldest_seconds =
+        (drive.ages.oldest > std::time::Duration::ZERO).then_some(drive.ages.oldest.as_secs_f64());
     s
 }
 
@@ -507,6 +515,10 @@ fn summary(
         top_errors: Vec::new(),
         by_reason: Vec::new(),
         calls: Default::default(),
+        reads: crate::output::summary::ReadAges {
+            bound_seconds: cfg.max_read_age.as_secs_f64(),
+            ..Default::default()
+        },
         elapsed_seconds: elapsed,
         rows_per_second: run.total() as f64 / elapsed.max(0.001),
         requests: 0,

@@ -67,11 +67,11 @@ pub(crate) fn writes_first(row: &Row, seen: Option<&Seen>, mode: Mode) -> bool {
         return false;
     }
     match &row.action {
-        Action::SetAttribute { .. } => seen.is_none_or(|s| s.state().is_some()),
         Action::DeleteAttribute { .. } | Action::Blocked(_) => false,
-        action => seen
-            .and_then(Seen::state)
-            .is_some_and(|sim| super::rules::predict(action, sim, &[]).0 != Verdict::Skipped),
+        Action::SetAttribute { .. } => true,
+        action => {
+            seen.is_some_and(|s| super::rules::predict(action, &s.sim, &[]).0 != Verdict::Skipped)
+        }
     }
 }
 
@@ -110,7 +110,7 @@ pub(crate) async fn execute(
         http_status: None,
         error_code: None,
         message: String::new(),
-        reason: None,
+        reason: matches!(row.action, Action::Blocked(_)).then_some(crate::output::groups::BLOCKED),
         attempts: a.tries,
         sim_status: None,
         before: None,

@@ -120,12 +120,14 @@ pub(crate) struct Desired {
     pub(crate) attrs: Vec<(String, Option<String>)>,
     /// Read-only columns with a value: name and value, to compare with the live SIM.
     pub(crate) read_only: Vec<(&'static str, String)>,
+    /// The status cell says `pendingProvision`: the SIM should be activated or on its way.
+    pub(crate) pending: bool,
 }
 
 impl Desired {
     /// Whether the row asks for anything at all.
     pub(crate) fn is_empty(&self) -> bool {
-        self.fields == SimPatch::default() && self.attrs.is_empty()
+        self.fields == SimPatch::default() && self.attrs.is_empty() && !self.pending
     }
 }
 
@@ -145,6 +147,9 @@ pub(crate) fn desired(item: &Item, l: &DesiredLayout) -> Result<Desired, Invalid
     match cell(l.status) {
         "" => {}
         s @ ("active" | "available") => d.fields.status = Some(s.to_owned()),
+        // A status the provider sets while an activation is under way (as `export` writes
+        // it): no change asked of a SIM in it or past it.
+        "pendingProvision" => d.pending = true,
         s => {
             return Err(bad(
                 "status",
@@ -246,7 +251,12 @@ mod tests {
         let keep = desired(&item(&["1", "", "", "", "", DELETE]), &dl).unwrap();
         assert_eq!(keep.attrs, vec![("Site".to_owned(), None)]);
         assert!(keep.fields == SimPatch::default());
-        assert!(desired(&item(&["1", "", "pendingProvision", "", "", ""]), &dl).is_err());
+        assert!(
+            desired(&item(&["1", "", "pendingProvision", "", "", ""]), &dl)
+                .unwrap()
+                .pending
+        );
+        assert!(desired(&item(&["1", "", "scheduled", "", "", ""]), &dl).is_err());
         assert!(desired(&item(&["1", "", "", "yes", "", ""]), &dl).is_err());
         assert!(desired(&item(&["1", "", "", "", "-3", ""]), &dl).is_err());
     }

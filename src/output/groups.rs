@@ -20,6 +20,10 @@ pub const SAMPLES: usize = 5;
 /// The group of `pending` rows.
 const PENDING: &str = "still pendingProvision";
 
+/// The reason of a `blocked` row (a change of `simbulk apply`'s plan that no order allows):
+/// its own group, whatever else the row says.
+pub(crate) const BLOCKED: &str = "blocked";
+
 /// Distinct groups kept; further ones are counted together.
 const MAX_GROUPS: usize = 256;
 
@@ -33,7 +37,7 @@ pub struct Sample {
 /// One group of failed or invalid rows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ErrorGroup {
-    /// `failed`, `invalid` or `pending`.
+    /// `failed`, `invalid`, `pending` or `blocked`.
     pub outcome: String,
     pub http_status: Option<u16>,
     pub error_code: Option<i64>,
@@ -68,10 +72,11 @@ impl Groups {
         message: &str,
         (line, iccid): (u64, &str),
     ) {
-        // A pending activation is one group, whatever answered it.
-        let (status, code, reason) = match outcome {
-            "pending" => (None, None, Some(PENDING)),
-            _ => (status, code, reason),
+        // A pending activation is one group, whatever answered it; so is a blocked change.
+        let (outcome, status, code, reason) = match (outcome, reason) {
+            ("pending", _) => (outcome, None, None, Some(PENDING)),
+            (_, Some(BLOCKED)) => (BLOCKED, None, None, Some(BLOCKED)),
+            _ => (outcome, status, code, reason),
         };
         // A failure with an HTTP status or a code is grouped by them alone.
         let reason = reason.filter(|_| status.is_none() && code.is_none());
@@ -132,6 +137,9 @@ pub(crate) fn label(status: Option<u16>, code: Option<i64>, reason: Option<&str>
 
 /// What to do about a group.
 fn next_step(outcome: &str, status: Option<u16>, code: Option<i64>, failures: &str) -> String {
+    if outcome == BLOCKED {
+        return "the desired file asks for a change no order allows (each row's message says why; nothing was sent): change the file or the SIM, then run simbulk apply again".into();
+    }
     let rerun = format!("simbulk run {failures}");
     if outcome == "invalid" {
         return format!(
@@ -214,6 +222,19 @@ mod tests {
         assert_eq!(top[2].label, "HTTP 404 error 6002");
         assert_eq!(top[2].message, "No such SIM");
         assert!(top[2].next_step.contains("simbulk run job.failures.csv"));
+        let mut blocked = Groups::default();
+        blocked.add(
+            "failed",
+            (None, None, Some(BLOCKED)),
+            "blocked: x",
+            (3, "z"),
+        );
+        let b = &blocked.top(1, 1, "f.csv")[0];
+        assert_eq!(
+            (b.outcome.as_str(), b.label.as_str()),
+            ("blocked", "blocked")
+        );
+        assert!(b.next_step.contains("no order allows"), "{}", b.next_step);
         let mut many = Groups::default();
         for c in 0..1000 {
             many.add("failed", (Some(400), Some(c), None), "m", (1, "i"));

@@ -11,5 +11,5 @@ pub(crate) mod summary;
 
 pub use results::ResultsFile;
 pub(crate) use results::{FailuresFile, unguarded};
-pub use row::{RowResult, Tally, Verdict};
+pub use row::{Before, RowResult, Tally, Verdict};
 pub use summary::Summary;

@@ -11,10 +11,10 @@ use std::path::Path;
 
 use crate::files::{AppendFile, OpenMode};
 use crate::input::Layout;
-use crate::output::row::RowResult;
+use crate::output::row::{Before, RowResult};
 
 /// The fixed columns of the results file, in order.
-pub(crate) const RESULT_COLUMNS: [&str; 16] = [
+pub(crate) const RESULT_COLUMNS: [&str; 17] = [
     "line",
     "iccid",
     "action",
@@ -29,6 +29,7 @@ pub(crate) const RESULT_COLUMNS: [&str; 16] = [
     "retries",
     "sim_status",
     "before",
+    "before_state",
     "finished_at",
     "change_ref",
 ];
@@ -176,7 +177,8 @@ impl ResultsFile {
             r.attempts.to_string(),
             r.retries.to_string(),
             formula_safe(r.sim_status.as_deref().unwrap_or("")).into_owned(),
-            formula_safe(r.before.as_deref().unwrap_or("")).into_owned(),
+            formula_safe(r.before.as_ref().map_or("", Before::value)).into_owned(),
+            r.before.as_ref().map_or("", Before::state).to_owned(),
             finished,
             self.change_ref.clone(),
         ];

@@ -70,10 +70,10 @@ pub struct RowResult {
     pub reason: Option<&'static str>,
     pub attempts: u32,
     pub sim_status: Option<String>,
-    /// The value the row's field had before the change: a status, `true`/`false` for the
-    /// customer suspension, a package or portfolio id, an attribute's value (empty when the
-    /// SIM had none); `None` when it is not known.
-    pub before: Option<String>,
+    /// What the row's field held before the change (the results' `before` and
+    /// `before_state` columns); `None` when the row never learned it (it failed before its
+    /// SIM was read, or was invalid).
+    pub before: Option<Before>,
     pub finished_at: SystemTime,
     /// The input record's cells, for the carried-through columns.
     pub fields: Vec<String>,
@@ -85,6 +85,54 @@ pub struct RowResult {
     pub throttled: u32,
     /// From the row's first call to its end (waits for the pacer included).
     pub elapsed: std::time::Duration,
+}
+
+/// What a row's field held before the change — three cases that are never confused: a
+/// value (a status, `true`/`false` for the customer suspension, a package or portfolio id,
+/// an attribute's value, the fields of a `patch`), absent (the attribute did not exist), or
+/// unknown (the change was found in place after a crash or a lost answer, so what it
+/// replaced was never seen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Before {
+    /// The field held this value.
+    Value(String),
+    /// The attribute did not exist.
+    Absent,
+    /// Not known: what the change replaced was never seen.
+    Unknown,
+}
+
+impl Before {
+    /// The `before_state` column: `value`, `absent` or `unknown`.
+    pub(crate) fn state(&self) -> &'static str {
+        match self {
+            Before::Value(_) => "value",
+            Before::Absent => "absent",
+            Before::Unknown => "unknown",
+        }
+    }
+
+    /// The `before` column: the value, or empty.
+    pub(crate) fn value(&self) -> &str {
+        match self {
+            Before::Value(v) => v,
+            Before::Absent | Before::Unknown => "",
+        }
+    }
+
+    /// Reads the two columns back; an empty state is a results file from before the
+    /// column existed, where an empty `before` could mean either absent or unknown — so it
+    /// is unknown.
+    pub(crate) fn from_columns(state: &str, value: &str) -> Option<Self> {
+        match state {
+            "value" => Some(Before::Value(value.to_owned())),
+            "absent" => Some(Before::Absent),
+            "unknown" => Some(Before::Unknown),
+            "" if !value.is_empty() => Some(Before::Value(value.to_owned())),
+            "" => Some(Before::Unknown),
+            _ => None,
+        }
+    }
 }
 
 /// Counts of finished rows by verdict.

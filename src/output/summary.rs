@@ -32,6 +32,19 @@ pub struct Calls {
     pub per_row: f64,
 }
 
+/// How old the SIM states were that rows were decided on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ReadAges {
+    /// `--max-read-age`, in seconds.
+    pub bound_seconds: f64,
+    /// The oldest state a row was decided on, in seconds (`None`: no row was decided on a
+    /// read the job had made before it).
+    pub oldest_seconds: Option<f64>,
+    /// Rows whose state was too old, or a list view of a SIM the job had just written, and
+    /// that read their SIM again before deciding.
+    pub reread: u64,
+}
+
 /// The version of the summary's JSON shape (`schema_version`); it grows when a field changes
 /// meaning or goes away, not when one is added.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -72,6 +85,8 @@ pub struct Summary {
     /// Rows by outcome and reason (the message without request ids), largest first.
     pub by_reason: Vec<ReasonCount>,
     pub calls: Calls,
+    /// How old the reads were that rows were decided on.
+    pub reads: ReadAges,
     pub elapsed_seconds: f64,
     pub rows_per_second: f64,
     /// Requests of this run, token requests included.
@@ -265,6 +280,14 @@ impl Summary {
             "  calls:     {:.2} per row ({} writes, {} reads, {} list calls)",
             c.per_row, c.writes, c.reads, c.lists
         );
+        let r = &self.reads;
+        if let Some(oldest) = r.oldest_seconds {
+            let _ = writeln!(
+                s,
+                "  reads:     rows decided on reads at most {oldest:.1}s old (bound {:.0}s); {} read again first",
+                r.bound_seconds, r.reread
+            );
+        }
         if self.activations.still_pending > 0 {
             let _ = writeln!(
                 s,

@@ -66,6 +66,8 @@ pub(crate) struct Report {
     pub(crate) job: Result<JobContext, String>,
     /// The failures file the next steps point at.
     pub(crate) failures: String,
+    /// Whether that file is there (a plan has none; nor has a results file moved alone).
+    pub(crate) failures_exist: bool,
     pub(crate) generated: String,
 }
 
@@ -200,6 +202,7 @@ pub(crate) fn read(path: &Path, checkpoint: Option<&Path>) -> Result<Report, Rep
         change_refs: std::collections::BTreeSet::new(),
         job,
         failures: crate::output::summary::shell_quote(&failures.display().to_string()),
+        failures_exist: !cols.plan && failures.is_file(),
         generated: crate::clock::rfc3339(
             std::time::SystemTime::now(),
             crate::clock::Precision::Seconds,
@@ -330,6 +333,8 @@ impl Report {
         let status = get(cols.status).parse::<u16>().ok();
         let code = get(cols.code).parse::<i64>().ok();
         let reason: String = match cols.reason.map(|_| unguard(get(cols.reason))) {
+            // A plan's failed rows are its blocked changes (invalid rows among them).
+            _ if cols.plan => crate::output::groups::BLOCKED.into(),
             Some(r) if !r.is_empty() => r.chars().take(80).collect(),
             // An older results file, or a plan: the words before the row's own text.
             _ => msg
@@ -445,7 +450,9 @@ impl Report {
                 crate::output::summary::shell_quote(&j.checkpoint.display().to_string())
             ));
         }
-        if self.outcomes.failed + self.outcomes.invalid + self.outcomes.pending > 0 {
+        if self.outcomes.failed + self.outcomes.invalid + self.outcomes.pending > 0
+            && self.failures_exist
+        {
             steps.push(format!(
                 "failed, invalid and pending rows are in {} (the input's own columns): fix what each error group says, then run it: simbulk run {}",
                 self.failures, self.failures

@@ -151,6 +151,15 @@ pub struct FaultConfig {
     /// Added to every token request (a slow identity provider).
     #[serde(with = "millis")]
     pub token_latency: Duration,
+    /// The list (`GET /api/v2/sim`) shows each SIM as it was this long ago: a list behind
+    /// an index that lags writes (the SIM's own GET and PATCH answers are current).
+    #[serde(with = "millis")]
+    pub list_lag: Duration,
+    /// The list honours only the first of repeated `iccId` values.
+    pub list_first_iccid_only: bool,
+    /// Share of SIMs the list leaves out whatever the filter (not yet indexed): the same
+    /// SIMs on every call, chosen by their ICCID.
+    pub list_omit: f64,
 }
 
 impl Default for FaultConfig {
@@ -173,6 +182,9 @@ impl Default for FaultConfig {
             http429: 0.0,
             throttle_retry_after: 1,
             token_latency: Duration::ZERO,
+            list_lag: Duration::ZERO,
+            list_first_iccid_only: false,
+            list_omit: 0.0,
         }
     }
 }

@@ -57,6 +57,12 @@ impl Faults {
             .clone()
     }
 
+    /// How the list misbehaves: its lag, whether it honours one `iccId`, the share it omits.
+    pub(crate) fn list(&self) -> (std::time::Duration, bool, f64) {
+        let c = self.config.read().unwrap_or_else(|e| e.into_inner());
+        (c.list_lag, c.list_first_iccid_only, c.list_omit)
+    }
+
     pub(crate) fn set(&self, c: FaultConfig) {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = c;
     }

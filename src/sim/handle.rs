@@ -137,6 +137,12 @@ impl SimServer {
             .map(|m| self.app.world.lock(m).clone())
     }
 
+    /// Changes a SIM as another client would (the portal, another team): without the rules
+    /// and without this tenant's ledger; `false` when there is no such SIM.
+    pub fn change_as_other(&self, icc: &str, f: impl FnOnce(&mut crate::model::Sim)) -> bool {
+        self.app.change_as_other(icc, f)
+    }
+
     /// Stops accepting, closes every connection and saves the state file.
     pub async fn stop(self) -> Result<(), persist::SimError> {
         self.shutdown.cancel();

@@ -148,7 +148,14 @@ pub(super) fn parse_list_query(q: &str) -> Result<(Filters, usize, Option<String
 
 impl App {
     pub(super) fn list(&self, client: usize, q: &str, rid: &str) -> Result<Value, RuleError> {
-        let (f, page_size, after) = parse_list_query(q)?;
+        let (mut f, page_size, after) = parse_list_query(q)?;
+        let (lag, first_only, omit) = self.faults.list();
+        if first_only
+            && let Some((_, first)) =
+                form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "iccId")
+        {
+            f.icc_ids = BTreeSet::from([first.into_owned()]);
+        }
         let sphere = self.auth.clients[client].portfolio.clone();
         let now = Instant::now();
         let now_text = now_rfc3339();
@@ -163,12 +170,16 @@ impl App {
                 return true;
             }
             self.settle(&mut rec, now, &now_text, rid);
-            if f.matches(&rec.sim) {
+            if omit > 0.0 && omitted(&rec.sim.icc_id, omit) {
+                return true;
+            }
+            let shown = rec.as_of(lag, now);
+            if f.matches(shown) {
                 if data.len() == page_size {
                     more = true;
                     return false;
                 }
-                data.push(rec.sim.clone());
+                data.push(shown.clone());
             }
             true
         };
@@ -206,6 +217,12 @@ impl App {
         })
         .unwrap_or(Value::Null))
     }
+}
+
+/// Whether a list that leaves out `share` of the SIMs leaves out this one (the same ones
+/// every time).
+fn omitted(icc: &str, share: f64) -> bool {
+    f64::from(crc32fast::hash(icc.as_bytes()) % 10_000) < share * 10_000.0
 }
 
 pub(super) async fn list_sims(

@@ -126,6 +126,7 @@ pub(crate) fn sim(seed: u64, i: usize, next_id: &mut i64) -> (SimRecord, Profile
             attributes,
             active_at: None,
             settle_until: None,
+            history: Default::default(),
         },
         profile,
     )

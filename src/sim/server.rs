@@ -218,7 +218,14 @@ impl App {
             return Err(not_found());
         }
         self.settle(&mut rec, now, &now_text, rid);
-        f(&mut rec, &ctx)
+        if self.faults.list().0.is_zero() {
+            return f(&mut rec, &ctx);
+        }
+        // A lagging list shows what the SIM was: keep it.
+        let before = rec.sim.clone();
+        let r = f(&mut rec, &ctx);
+        rec.changed_from(before, now);
+        r
     }
 
     /// The per-request pipeline shared by every `/api/v2` route.
@@ -499,7 +506,7 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route("/__sim/ledger", get(admin_ledger))
         .route("/__sim/revoke", post(admin_revoke))
         .route("/__sim/faults", get(admin_get_faults).put(admin_put_faults))
-        .route("/__sim/sims/{iccId}", get(admin_sim))
+        .route("/__sim/sims/{iccId}", get(admin_sim).patch(admin_change))
         .route("/__sim/save", post(admin_save))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

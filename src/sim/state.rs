@@ -60,6 +60,34 @@ pub struct SimRecord {
     /// Until when `customerSuspend: false` is refused (the suspend-settle window).
     #[serde(skip)]
     pub settle_until: Option<Instant>,
+    /// Its earlier states, oldest first, each with when it ended (kept only while the list
+    /// lags, for what a lagging list shows).
+    #[serde(skip)]
+    pub history: std::collections::VecDeque<(Instant, Sim)>,
+}
+
+/// Earlier states a SIM keeps for a lagging list.
+const HISTORY: usize = 16;
+
+impl SimRecord {
+    /// Notes that `before` was the SIM's state until now (when it differs from the state now).
+    pub(crate) fn changed_from(&mut self, before: Sim, now: Instant) {
+        if before != self.sim {
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back((now, before));
+        }
+    }
+
+    /// The SIM as it was `lag` ago (as far as its kept history goes).
+    pub(crate) fn as_of(&self, lag: std::time::Duration, now: Instant) -> &Sim {
+        let then = now.checked_sub(lag).unwrap_or(now);
+        self.history
+            .iter()
+            .find(|(ended, _)| *ended > then)
+            .map_or(&self.sim, |(_, s)| s)
+    }
 }
 
 /// The static catalogue plus the SIMs.
