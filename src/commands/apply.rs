@@ -4,9 +4,13 @@
 //! checkpoint, results, failures, undo). `--check` reports drift without writing.
 //!
 //! Guarantees: nothing is written before the plan is complete and shown (and confirmed where
-//! a `run` would ask); `--plan-only` and `--check` never write; `--resume` reuses the plan of
-//! the same desired file (its digest is kept beside the plan) and the engine re-reads each
-//! SIM before its call, so a SIM already in its desired state is not touched again.
+//! a `run` would ask); `--plan-only` and `--check` never write; a plan is reused only by
+//! `--resume` together with its checkpoint (and the same desired file: its digest is kept
+//! beside the plan) — any other apply reads the fleet and plans afresh; the engine re-reads
+//! each SIM before its call (within `--max-read-age`), so a SIM already in its desired state
+//! is not touched again; after the run the fleet is read once more and every SIM that still
+//! differs from the file (moved by another client during the job, or blocked) is named, and
+//! the exit code says so.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,13 +121,16 @@ async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
     let digest = crate::checkpoint::digest_file(&a.input)
         .map(|(sha, _, _)| sha)
         .map_err(|e| usage(format!("cannot read {}: {e}", a.input.display())))?;
+    // A plan goes only with its checkpoint: without one, the fleet may have moved since.
     let reuse = cfg.resume == ResumeMode::Resume
         && !a.check
+        && cfg.checkpoint.exists()
         && plan_path.exists()
         && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s.contains(&digest));
     if !reuse {
         let reads = super::args::endpoint(&a.connection, a.job.timeout).map_err(usage)?;
-        let planned = plan(&a, reads, &plan_path, &drain).await?;
+        let out = (!a.check || a.plan.is_some()).then_some(plan_path.as_path());
+        let planned = plan(&a, a.check, reads, out, &drain).await?;
         crate::output::stdout::print(&planned.text());
         if a.check {
             return Ok(drift(&planned));
@@ -138,16 +145,19 @@ async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
                 exit::OK
             });
         }
-        if planned.calls == 0 {
+        if planned.calls == 0 && planned.blocked == 0 && planned.invalid == 0 {
             crate::output::stdout::print("nothing to change.\n");
             return Ok(exit::OK);
         }
     }
     let summary_json = cfg.summary_json.clone();
-    let job = tokio::spawn(engine::run(cfg, endpoint, drain, abort));
+    let job = tokio::spawn(engine::run(cfg, endpoint, drain.clone(), abort));
     match job.await {
         Ok(Ok(s)) => {
-            let code = report(&s, summary_json.as_deref());
+            let mut code = report(&s, summary_json.as_deref());
+            if s.state == "completed" {
+                code = code.max(after_run(&a, &drain).await?);
+            }
             super::hook::on_finish(&a.job, Ok(&s)).await;
             Ok(code)
         }
@@ -156,11 +166,13 @@ async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
     }
 }
 
-/// Reads the fleet and writes the plan (to `--plan`, or nowhere for a drift check).
+/// Reads the fleet and writes the plan to `plan_path` (nowhere when `None`); `check`: a drift
+/// check, where read-only differences are differences.
 async fn plan(
     a: &ApplyArgs,
+    check: bool,
     endpoint: crate::api::Endpoint,
-    plan_path: &Path,
+    plan_path: Option<&Path>,
     drain: &CancellationToken,
 ) -> Result<Planned, Failure> {
     let rate = a.job.rate.0;
@@ -178,18 +190,18 @@ async fn plan(
         policy: &policy,
         stop: drain,
         concurrency: a.job.concurrency.get(),
-        check: a.check,
+        check,
     };
     let code = |e: engine::apply::ApplyError| match e {
         engine::apply::ApplyError::Read(_) => (exit::HALTED, e.to_string()),
         engine::apply::ApplyError::Stopped => (exit::STOPPED, e.to_string()),
         other => usage(other),
     };
-    if a.check && a.plan.is_none() {
+    let Some(plan_path) = plan_path else {
         return make_plan(&a.input, &reading, &mut std::io::sink())
             .await
             .map_err(code);
-    }
+    };
     let spare: Vec<_> = crate::files::output_place(&a.input, "the desired-state file", true)
         .into_iter()
         .collect();
@@ -199,6 +211,22 @@ async fn plan(
         .map_err(code)?;
     out.commit().map_err(|e| (exit::HALTED, e.to_string()))?;
     Ok(planned)
+}
+
+/// After a completed run: the fleet read once more; every SIM that still differs from the
+/// file is named (another client moved it during the job, or its change is blocked), and
+/// the exit code is 1 when there are some.
+async fn after_run(a: &ApplyArgs, drain: &CancellationToken) -> Result<u8, Failure> {
+    let reads = super::args::endpoint(&a.connection, a.job.timeout).map_err(usage)?;
+    let after = plan(a, true, reads, None, drain).await?;
+    if after.differing == 0 && after.invalid == 0 {
+        crate::output::stdout::print("checked: every SIM is as the file says.\n");
+        return Ok(exit::OK);
+    }
+    crate::output::stdout::print(
+        "checked after the run: some SIMs still differ from the file (a blocked change, or another client moved them during the job); run simbulk apply again to re-plan them:\n",
+    );
+    Ok(drift(&after))
 }
 
 /// A drift check's verdict: the SIMs that differ, and the exit code.

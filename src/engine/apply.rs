@@ -26,7 +26,7 @@ use super::plan::{WINDOW, list_sims};
 use super::retry::{GiveUp, RetryPolicy, with_retries};
 
 /// The plan file's columns: a `run` job (`iccid,action,value,attribute`) and what it is for.
-pub(crate) const PLAN_COLUMNS: [&str; 8] = [
+pub(crate) const PLAN_COLUMNS: [&str; 9] = [
     "iccid",
     "action",
     "value",
@@ -35,6 +35,7 @@ pub(crate) const PLAN_COLUMNS: [&str; 8] = [
     "current",
     "kind",
     "reason",
+    "planned_from",
 ];
 
 /// Kinds of change counted one by one; the rest are summed.
@@ -86,7 +87,7 @@ impl From<GiveUp> for ApplyError {
 pub(crate) struct Planned {
     pub(crate) sims: u64,
     pub(crate) unchanged: u64,
-    /// SIMs with at least one call (blocked ones included).
+    /// SIMs that differ from the file (blocked ones included).
     pub(crate) differing: u64,
     pub(crate) calls: u64,
     pub(crate) blocked: u64,
@@ -95,6 +96,8 @@ pub(crate) struct Planned {
     pub(crate) by_kind: BTreeMap<String, u64>,
     /// The first SIMs that differ, with their changes (for a drift check).
     pub(crate) shown: Vec<String>,
+    /// How old the plan's first read was when the plan was done.
+    pub(crate) oldest_read: std::time::Duration,
 }
 
 impl Planned {
@@ -112,7 +115,16 @@ impl Planned {
     pub(crate) fn text(&self) -> String {
         let mut s = format!(
             "plan: {} SIMs: {} unchanged, {} to change ({} calls), {} blocked, {} invalid rows\n",
-            self.sims, self.unchanged, self.differing, self.calls, self.blocked, self.invalid
+            self.sims,
+            self.unchanged,
+            self.differing - self.blocked,
+            self.calls,
+            self.blocked,
+            self.invalid
+        );
+        s += &format!(
+            "  made from reads at most {:.1}s old; the run reads every SIM again before its calls\n",
+            self.oldest_read.as_secs_f64()
         );
         let mut v: Vec<_> = self.by_kind.iter().collect();
         v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
@@ -155,6 +167,7 @@ pub(crate) async fn make_plan(
     };
     w.write_record(PLAN_COLUMNS).map_err(write)?;
     let mut p = Planned::default();
+    let began = std::time::Instant::now();
     let mut window: Vec<Item> = Vec::with_capacity(WINDOW);
     let mut rows = rows;
     loop {
@@ -174,6 +187,7 @@ pub(crate) async fn make_plan(
         }
     }
     w.flush().map_err(|e| write(e.into()))?;
+    p.oldest_read = began.elapsed();
     Ok(p)
 }
 
@@ -220,6 +234,7 @@ async fn plan_window(
                 &iccid,
                 &bad_row(why.unwrap_or_default()),
                 "blocked",
+                "",
             )
             .map_err(write)?;
             continue;
@@ -229,11 +244,12 @@ async fn plan_window(
             Ok(d) => d,
             Err(e) => {
                 p.invalid += 1;
-                plan_row(w, &item, icc, &bad_row(e.message), "blocked").map_err(write)?;
+                plan_row(w, &item, icc, &bad_row(e.message), "blocked", "").map_err(write)?;
                 continue;
             }
         };
-        let calls = match sims.get(icc) {
+        let sim = sims.get(icc);
+        let calls = match sim {
             None if want.is_empty() => Vec::new(),
             None => vec![absent()],
             Some(sim) => {
@@ -242,13 +258,14 @@ async fn plan_window(
             }
         };
         account(p, icc, &calls);
+        let from = sim.map_or_else(String::new, |s| state_text(s));
         for c in &calls {
             let kind = if matches!(c.action, crate::input::Action::Blocked(_)) {
                 "blocked"
             } else {
                 "change"
             };
-            plan_row(w, &item, icc, c, kind).map_err(write)?;
+            plan_row(w, &item, icc, c, kind, &from).map_err(write)?;
         }
     }
     Ok(())
@@ -328,12 +345,25 @@ fn account(p: &mut Planned, icc: &str, calls: &[Call]) {
     }
 }
 
+/// The SIM's state a plan was made from, as its `planned_from` column shows it.
+fn state_text(s: &Sim) -> String {
+    crate::input::action::patch_text(&crate::model::SimPatch {
+        status: Some(s.status.clone()),
+        customer_suspend: Some(s.customer_suspend),
+        package_id: Some(s.package_id),
+        portfolio_id: Some(s.portfolio_id.clone()),
+    })
+}
+
+/// One row of the plan: a call, what it is (`change` or `blocked`) and the state of its SIM
+/// the plan was made from.
 fn plan_row(
     w: &mut csv::Writer<&mut dyn Write>,
     item: &Item,
     icc: &str,
     c: &Call,
     kind: &str,
+    from: &str,
 ) -> Result<(), csv::Error> {
     let reason = match &c.action {
         crate::input::Action::Blocked(why) => why.as_str(),
@@ -348,6 +378,7 @@ fn plan_row(
         &c.current,
         kind,
         reason,
+        from,
     ])
 }
 

@@ -3,9 +3,10 @@
 //! row, and the calls and time the job will take at the given `--rate` (in windows of
 //! `--until`/`--max-duration` when one is set). Nothing is sent and nothing is written.
 //!
-//! Guarantees: streamed; memory grows with distinct ICCIDs (16 bytes each, to find
-//! repeats) and not with rows otherwise; the exit code is that of a run's validation
-//! (1 when a row is invalid, else 0).
+//! Guarantees: streamed, in bounded memory: repeats are looked for among the first
+//! [`MAX_DISTINCT`] distinct ICCIDs (about 7 MiB), and the report says how many rows past
+//! that bound were not checked; the exit code is that of a run's validation (1 when a row
+//! is invalid, else 0).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -20,6 +21,9 @@ use super::config::{Error, JobConfig};
 /// First lines of repeated ICCIDs shown.
 const REPEATS_SHOWN: usize = 5;
 
+/// Distinct ICCIDs remembered to find repeats (a bound on memory).
+pub(crate) const MAX_DISTINCT: usize = 200_000;
+
 /// What a dry run counted.
 #[derive(Debug, Default)]
 struct Counted {
@@ -32,6 +36,8 @@ struct Counted {
     /// Rows whose ICCID came before, and the first few as (line, first line, ICCID).
     repeated: u64,
     repeats: Vec<(u64, u64, String)>,
+    /// Rows whose ICCID was not checked for an earlier row: the bound was reached.
+    unchecked: u64,
     /// Rows that read the SIM's attributes before their write (delete-attribute).
     list_first: u64,
 }
@@ -48,6 +54,7 @@ pub(crate) fn dry_run(cfg: &JobConfig) -> Result<(String, u8), Error> {
                 let kind = r.action.kind();
                 *c.per_action.entry(kind.name()).or_default() += 1;
                 c.list_first += u64::from(kind == ActionKind::DeleteAttribute);
+                let full = c.first_line.len() >= MAX_DISTINCT;
                 match c.first_line.entry(r.iccid.key()) {
                     std::collections::hash_map::Entry::Occupied(first) => {
                         c.repeated += 1;
@@ -55,6 +62,9 @@ pub(crate) fn dry_run(cfg: &JobConfig) -> Result<(String, u8), Error> {
                             c.repeats
                                 .push((item.line, *first.get(), r.iccid.as_str().to_owned()));
                         }
+                    }
+                    std::collections::hash_map::Entry::Vacant(_) if full => {
+                        c.unchecked += 1;
                     }
                     std::collections::hash_map::Entry::Vacant(v) => {
                         v.insert(item.line);
@@ -122,6 +132,13 @@ impl Counted {
             for (line, first, iccid) in &self.repeats {
                 out += &format!("  line {line}: {iccid} (first on line {first})\n");
             }
+        }
+        if self.unchecked > 0 {
+            out += &format!(
+                "repeated ICCIDs were looked for among the first {} distinct ICCIDs (a bound on memory): {} later rows with other ICCIDs were not checked\n",
+                thousands(MAX_DISTINCT as u64),
+                thousands(self.unchecked)
+            );
         }
         out += &estimate(cfg, valid, self.list_first);
         out
@@ -191,5 +208,25 @@ mod tests {
         assert!(estimate(&cfg, 5, 0).contains("no --rate"));
         assert_eq!(minutes_text(Duration::from_secs(59)), "59 s");
         assert_eq!(minutes_text(Duration::from_secs(3599)), "1 h");
+    }
+
+    #[test]
+    fn repeats_are_looked_for_within_a_bound_and_the_rest_is_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("many.csv");
+        let mut body = String::from("iccid,action\n");
+        let id = |i: usize| crate::input::iccid::with_check_digit(&format!("893100{i:013}"));
+        for i in 0..MAX_DISTINCT + 10 {
+            body += &id(i);
+            body += ",activate\n";
+        }
+        // A repeat of the first row, and one of a row past the bound (not found).
+        body += &format!("{},activate\n{},activate\n", id(0), id(MAX_DISTINCT + 1));
+        std::fs::write(&input, body).unwrap();
+        let (text, code) = dry_run(&JobConfig::new(input)).unwrap();
+        assert_eq!(code, exit::OK);
+        assert!(text.contains("repeated ICCIDs: 1 rows"), "{text}");
+        assert!(text.contains("first 200,000 distinct ICCIDs"), "{text}");
+        assert!(text.contains(": 11 later rows"), "{text}");
     }
 }

@@ -275,3 +275,197 @@ fn plan_counts_equal_the_writes_and_kill_9_then_resume_ends_in_the_desired_state
     let o = apply(&s, &desired, &["--check"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[test]
+fn undo_of_an_apply_restores_every_field_of_its_patch_rows_as_the_readme_shows() {
+    let s = TestSim::unlimited(2000);
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = export(&s, dir.path());
+    let h = header(&fleet);
+    let mut rows = read_csv(&fleet, b',');
+    let plain = |r: &HashMap<String, String>| {
+        r["adminSuspend"] == "false"
+            && r["systemSuspend"] == "false"
+            && r["customerSuspend"] == "false"
+    };
+    let mut changed = Vec::new();
+    for r in rows.iter_mut().filter(|r| plain(r)) {
+        // Multi-field patches both ways: activate onto another package, deactivate and move.
+        match (r["status"].as_str(), r["packageId"].as_str()) {
+            ("available", "20417") if changed.len() % 2 == 0 => {
+                r.insert("status".into(), "active".into());
+                r.insert("packageId".into(), "20533".into());
+            }
+            ("active", "20417") if changed.len() % 2 == 1 => {
+                r.insert("status".into(), "available".into());
+                r.insert("packageId".into(), "20533".into());
+            }
+            _ => continue,
+        }
+        changed.push(r["iccid"].clone());
+        if changed.len() == 12 {
+            break;
+        }
+    }
+    assert_eq!(changed.len(), 12);
+    let before: Vec<_> = changed
+        .iter()
+        .map(|i| {
+            let r = s.sim(i).sim;
+            (r.status, r.package_id)
+        })
+        .collect();
+    let desired = dir.path().join("fleet2.csv");
+    write_rows(&desired, &h, &rows);
+    let o = apply(&s, &desired, &["--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let results = dir.path().join("fleet2.results.csv");
+    let patches = read_csv(&results, b',')
+        .into_iter()
+        .filter(|r| r["action"] == "patch" && r["outcome"] == "ok")
+        .count();
+    assert!(patches >= 6, "{patches} patch rows");
+    // simbulk undo … && simbulk run … --yes
+    let o = simbulk()
+        .args(["undo", results.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let job = dir.path().join("fleet2.undo.csv");
+    let o = sb(&s, &["run", job.to_str().unwrap(), "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for (icc, b) in changed.iter().zip(&before) {
+        let r = s.sim(icc).sim;
+        assert_eq!(&(r.status, r.package_id), b, "{icc}");
+    }
+    // Undo of the undo is the apply's end state again.
+    let o = simbulk()
+        .args([
+            "undo",
+            dir.path().join("fleet2.undo.results.csv").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = sb(
+        &s,
+        &[
+            "run",
+            dir.path().join("fleet2.undo.undo.csv").to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = apply(&s, &desired, &["--check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn a_plan_made_before_the_fleet_moved_is_not_applied_to_it() {
+    use simbulk::sim::seed::Profile;
+    let s = TestSim::unlimited(2000);
+    let ids = s.pick(20, |r, p| {
+        p == Profile::Available && r.sim.portfolio_id == "pf-acme-eu" && r.sim.package_id == 20417
+    });
+    // The file: all active on 20533.
+    let body = ids
+        .iter()
+        .map(|i| format!("{i},active,20533\n"))
+        .collect::<String>();
+    let dir = tempfile::tempdir().unwrap();
+    let desired = dir.path().join("move.csv");
+    std::fs::write(&desired, format!("iccid,status,packageId\n{body}")).unwrap();
+    for flags in [&["--yes"][..], &["--yes", "--resume"][..]] {
+        let o = apply(&s, &desired, &["--plan-only"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        // The fleet moves: five SIMs go active on their old package (the plan's one-PATCH
+        // activation onto 20533 would now be refused), five others are already as the file
+        // says, and the rest of the file is undone to where it started.
+        for (k, i) in ids.iter().enumerate() {
+            let _ = s.server().change_as_other(i, |sim| match k {
+                0..5 => sim.status = "active".into(),
+                5..10 => {
+                    sim.status = "active".into();
+                    sim.package_id = 20533;
+                }
+                _ => {
+                    sim.status = "available".into();
+                    sim.package_id = 20417;
+                }
+            });
+        }
+        let writes = s.ledger().len();
+        let o = apply(&s, &desired, flags);
+        // The five active SIMs cannot change package while active: blocked, never sent.
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("5 blocked"), "{out}");
+        for (k, i) in ids.iter().enumerate() {
+            let r = s.sim(i).sim;
+            match k {
+                0..5 => assert_eq!((r.status.as_str(), r.package_id), ("active", 20417)),
+                _ => assert_eq!((r.status.as_str(), r.package_id), ("active", 20533)),
+            }
+        }
+        // No write was refused: every call was planned from the fleet as it is.
+        let failed_sent = read_csv(&dir.path().join("move.results.csv"), b',')
+            .into_iter()
+            .filter(|r| r["outcome"] == "failed" && !r["http_status"].is_empty())
+            .count();
+        assert_eq!(failed_sent, 0);
+        // Ten SIMs, each one PATCH of two fields (the ledger has a line a field).
+        assert_eq!(s.ledger().len() - writes, 20, "{flags:?}");
+        std::fs::remove_file(dir.path().join("move.checkpoint")).unwrap();
+    }
+}
+
+#[test]
+fn an_unchanged_export_with_pending_activations_applies_with_no_write() {
+    use simbulk::sim::seed::Profile;
+    let s = TestSim::start(SimConfig {
+        activation_delay: Duration::from_secs(4),
+        ..SimConfig::unlimited(1500)
+    });
+    let ids = s.pick(5, |r, p| {
+        p == Profile::Available && r.sim.portfolio_id == "pf-acme-eu"
+    });
+    let job = Job::new(
+        "act.csv",
+        &format!(
+            "iccid,action\n{}",
+            ids.iter()
+                .map(|i| format!("{i},activate\n"))
+                .collect::<String>()
+        ),
+    );
+    let o = job.run(&s, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = export(&s, dir.path());
+    let exported = std::fs::read_to_string(&fleet).unwrap();
+    assert_eq!(
+        exported.matches("pendingProvision").count(),
+        5,
+        "{exported}"
+    );
+    let client_writes = || s.ledger().iter().filter(|e| e.client != "system").count();
+    let writes = client_writes();
+    let o = apply(&s, &fleet, &["--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = apply(&s, &fleet, &["--check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Once they are active (a read settles a due activation), the export still asks for
+    // nothing.
+    let api = s.api();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ids.iter().any(|i| {
+        let r = s.block(api.get(&format!("/api/v2/sim/{i}")));
+        r.body["status"] != "active"
+    }) {
+        assert!(Instant::now() < deadline, "the activations never completed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = apply(&s, &fleet, &["--check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(client_writes(), writes);
+}

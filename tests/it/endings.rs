@@ -373,46 +373,6 @@ fn until_with_rows_parked_stops_on_time_and_resume_finishes() {
     deadline_in(WaitState::Parked, &["--until", &at]);
 }
 
-/// A kill loop: spawns the job with `args` and kills it at seeded moments until `kills` kills
-/// happened, then lets a run finish; returns its exit code. The job must be long enough not to
-/// finish between kills (a paced rate), since a finished job cannot be killed any more.
-fn kill_loop(job: &Job, sim: &TestSim, args: &[&str], kills: usize, seed: u64) -> Option<i32> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut done = 0;
-    loop {
-        let round = done;
-        let mut child = job
-            .command(sim, args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Some kills land during start-up, most mid-run.
-        let wait = match round % 4 {
-            0 => rng.u64(0..25),
-            _ => rng.u64(30..300),
-        };
-        let deadline = Instant::now() + Duration::from_millis(wait);
-        let mut status = None;
-        while Instant::now() < deadline || done >= kills {
-            if let Some(st) = child.try_wait().unwrap() {
-                status = Some(st);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if status.is_none() {
-            signal(&child, libc::SIGKILL);
-        }
-        let st = child.wait().unwrap();
-        match status {
-            Some(_) if done >= kills => return st.code(),
-            Some(_) => panic!("the job finished after only {done} kills ({st}); slow it down"),
-            None => done += 1,
-        }
-    }
-}
-
 #[test]
 fn kill_9_at_20_seeded_moments_gives_the_outcomes_of_an_uninterrupted_run() {
     let faults = FaultConfig {

@@ -10,6 +10,7 @@ mod engine;
 mod faults;
 mod hostile;
 mod hostile_provider;
+mod knowledge;
 mod morning;
 mod operator;
 mod plan;

@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use simbulk::sim::seed::{self, Profile};
@@ -525,4 +526,44 @@ pub fn render(html: &std::path::Path) -> Option<String> {
         .output()
         .unwrap();
     Some(String::from_utf8_lossy(&dom.stdout).into_owned())
+}
+
+/// A kill loop: spawns the job with `args` and kills it at seeded moments until `kills` kills
+/// happened, then lets a run finish; returns its exit code. The job must be long enough not to
+/// finish between kills (a paced rate), since a finished job cannot be killed any more.
+pub fn kill_loop(job: &Job, sim: &TestSim, args: &[&str], kills: usize, seed: u64) -> Option<i32> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut done = 0;
+    loop {
+        let round = done;
+        let mut child = job
+            .command(sim, args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Some kills land during start-up, most mid-run.
+        let wait = match round % 4 {
+            0 => rng.u64(0..25),
+            _ => rng.u64(30..300),
+        };
+        let deadline = Instant::now() + Duration::from_millis(wait);
+        let mut status = None;
+        while Instant::now() < deadline || done >= kills {
+            if let Some(st) = child.try_wait().unwrap() {
+                status = Some(st);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if status.is_none() {
+            signal(&child, libc::SIGKILL);
+        }
+        let st = child.wait().unwrap();
+        match status {
+            Some(_) if done >= kills => return st.code(),
+            Some(_) => panic!("the job finished after only {done} kills ({st}); slow it down"),
+            None => done += 1,
+        }
+    }
 }
