@@ -11,6 +11,7 @@
 //! input reader ([`input::open`]), the checkpoint journal and the results types.
 
 pub mod api;
+mod bloom;
 pub mod checkpoint;
 mod clock;
 pub mod commands;
@@ -25,3 +26,4 @@ mod report;
 mod signal;
 pub mod sim;
 mod undo;
+mod verify;

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use crate::output::row::Before;
@@ -95,42 +95,14 @@ impl Columns {
     }
 }
 
-/// A reader that refuses a line longer than [`MAX_LINE`] instead of buffering it.
-struct LineCap<R> {
-    inner: R,
-    run: usize,
-}
-
-impl<R: Read> Read for LineCap<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        for &b in &buf[..n] {
-            self.run = if b == b'\n' { 0 } else { self.run + 1 };
-            if self.run > MAX_LINE {
-                return Err(std::io::Error::other(format!(
-                    "a line is longer than {MAX_LINE} bytes"
-                )));
-            }
-        }
-        Ok(n)
-    }
-}
-
-impl<R: std::io::Seek> std::io::Seek for LineCap<R> {
-    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
-        self.run = 0;
-        self.inner.seek(to)
-    }
-}
-
-type Results = csv::Reader<LineCap<BufReader<File>>>;
+type Results = csv::Reader<crate::files::LineCap<BufReader<File>>>;
 
 fn open(path: &Path) -> Result<(Results, Columns), UndoError> {
     let file = crate::files::open_regular(path, "results file", u64::MAX, true)?;
     let inner = BufReader::with_capacity(256 * 1024, file);
     let mut r = csv::ReaderBuilder::new()
         .flexible(true)
-        .from_reader(LineCap { inner, run: 0 });
+        .from_reader(crate::files::LineCap::new(inner, MAX_LINE));
     let csv = |source| UndoError::Csv {
         path: path.to_owned(),
         source,

@@ -18,6 +18,7 @@ pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod sim;
 pub(crate) mod undo;
+pub(crate) mod verify;
 
 use std::process::ExitCode;
 
@@ -108,6 +109,9 @@ pub(crate) enum Command {
     /// Write the job that puts back what a finished job changed (from its results file).
     #[command(after_help = help::UNDO)]
     Undo(undo::UndoArgs),
+    /// Read every SIM a job touched and name each that is no longer as the job left it.
+    #[command(args_override_self = true)]
+    Verify(Box<verify::VerifyArgs>),
     /// List SIMs (with filters) to a CSV that `simbulk run` can take as input.
     #[command(after_help = help::EXPORT, args_override_self = true)]
     Export(Box<export::ExportArgs>),
@@ -265,6 +269,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Bench(args) => bench::run(*args).await,
         Command::Report(args) => report::run(&args),
         Command::Undo(args) => undo::run(&args),
+        Command::Verify(args) => verify::run(*args).await,
         Command::Apply(args) => apply::run(*args).await,
         Command::Export(args) => export::run(*args).await,
         Command::Config(c) => config::run(&c, PROFILE.get()),

@@ -44,6 +44,11 @@ pub(crate) struct RunArgs {
     #[arg(long, help_heading = "Row defaults")]
     pub(crate) attribute: Option<String>,
 
+    /// At the end of a completed job, read every SIM it touched again and name each that is
+    /// no longer as the job left it (as `simbulk verify` does); exit 1 when some differ.
+    #[arg(long, help_heading = "Outputs")]
+    pub(crate) verify: bool,
+
     /// Read and validate the whole file, print counts per action and every invalid row,
     /// and send nothing. Exit 0 when every row is valid, 1 otherwise.
     #[arg(long)]
@@ -517,10 +522,22 @@ pub(crate) async fn run(a: RunArgs) -> u8 {
     crate::signal::escalate(drain.clone(), abort.clone());
     // On a worker thread, the dispatcher and the workers wake each other without crossing
     // into the runtime's blocking entry thread.
-    let job = tokio::spawn(engine::run(cfg, endpoint, drain, abort));
+    let preview = cfg.preview;
+    let job = tokio::spawn(engine::run(cfg, endpoint, drain.clone(), abort));
     match job.await {
         Ok(Ok(s)) => {
-            let code = report(&s, a.job.summary_json.as_deref());
+            let mut code = report(&s, a.job.summary_json.as_deref());
+            if a.verify && !preview && s.state == "completed" {
+                let pacing = super::verify::Pacing {
+                    rate: a.job.rate.0,
+                    concurrency: a.job.concurrency.get(),
+                    max_retries: a.job.max_retries,
+                    timeout: a.job.timeout,
+                };
+                let out = super::verify::VerifyOutput::default();
+                let v = super::verify::check(&s.results, &a.connection, &pacing, &out, &drain);
+                code = code.max(v.await);
+            }
             super::hook::on_finish(&a.job, Ok(&s)).await;
             code
         }

@@ -20,9 +20,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use fixedbitset::FixedBitSet;
-
 use super::plan::{Seen, Source};
+use crate::bloom::Bloom;
 
 /// SIMs whose last row's state is remembered at most.
 pub(crate) const MAX_ENTRIES: usize = 65_536;
@@ -158,10 +157,10 @@ const RECENT_BITS: usize = 1 << 22;
 /// generation.
 const GENERATIONS: usize = 4;
 
-/// Which keys were inserted in the last `span` — a Bloom filter in generations: no false
+/// Which keys were inserted in the last `span` — Bloom filters in generations: no false
 /// "no", a false "yes" about as often as one in a few hundred at 10,000 inserts a second.
 struct Recent {
-    gens: Vec<FixedBitSet>,
+    gens: Vec<Bloom>,
     /// The generation keys go into now, and when it began.
     current: usize,
     began: Instant,
@@ -178,23 +177,10 @@ impl Recent {
         }
     }
 
-    fn bits(key: u128) -> [usize; 3] {
-        // splitmix64 over the key's two halves, then double hashing.
-        let mix = |mut z: u64| {
-            z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        let h = mix(key as u64 ^ mix((key >> 64) as u64));
-        let (a, b) = (h as u32 as usize, ((h >> 32) as usize) | 1);
-        [0, 1, 2].map(|i| a.wrapping_add(i * b) % RECENT_BITS)
-    }
-
     fn rotate(&mut self, now: Instant) {
         if self.gens.is_empty() {
             self.gens = (0..GENERATIONS)
-                .map(|_| FixedBitSet::with_capacity(RECENT_BITS))
+                .map(|_| Bloom::new(RECENT_BITS, 3))
                 .collect();
             self.began = now;
         }
@@ -212,9 +198,7 @@ impl Recent {
 
     fn insert(&mut self, key: u128, now: Instant) {
         self.rotate(now);
-        for b in Self::bits(key) {
-            self.gens[self.current].insert(b);
-        }
+        self.gens[self.current].insert(key);
     }
 
     fn maybe(&mut self, key: u128) -> bool {
@@ -222,10 +206,7 @@ impl Recent {
             return false;
         }
         self.rotate(Instant::now());
-        let bits = Self::bits(key);
-        self.gens
-            .iter()
-            .any(|g| bits.iter().all(|&b| g.contains(b)))
+        self.gens.iter().any(|g| g.contains(key))
     }
 }
 

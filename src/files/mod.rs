@@ -331,6 +331,43 @@ impl Replace {
     }
 }
 
+/// A reader that refuses a line longer than `max` bytes instead of buffering it (for CSV
+/// files read back, whose records the `csv` crate would otherwise grow without bound).
+pub(crate) struct LineCap<R> {
+    inner: R,
+    run: usize,
+    max: usize,
+}
+
+impl<R> LineCap<R> {
+    pub(crate) fn new(inner: R, max: usize) -> Self {
+        Self { inner, run: 0, max }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for LineCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            self.run = if b == b'\n' { 0 } else { self.run + 1 };
+            if self.run > self.max {
+                return Err(std::io::Error::other(format!(
+                    "a line is longer than {} bytes",
+                    self.max
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl<R: std::io::Seek> std::io::Seek for LineCap<R> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.run = 0;
+        self.inner.seek(to)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

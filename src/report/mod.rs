@@ -8,6 +8,7 @@
 //! HTML-escaped.
 
 mod html;
+pub(crate) use html::esc;
 mod text;
 
 use std::collections::BTreeMap;

@@ -389,3 +389,100 @@ fn memory_stays_flat_with_invalid_rows_and_on_a_resume_of_mostly_done_rows() {
     assert!(peak > 0 && peak < BOUND, "peak {} MiB", peak >> 20);
     assert_eq!(job.results().len(), 200_010);
 }
+
+#[test]
+fn verify_names_exactly_the_sims_another_client_changed_after_the_job() {
+    let s = TestSim::unlimited(3000);
+    let avail = s.pick(200, |r, p| p == Profile::Available && acme(r));
+    let pkg = s.pick(100, |r, p| {
+        p == Profile::Available
+            && r.sim.portfolio_id == "pf-acme-eu"
+            && r.sim.package_id == 20417
+            && !avail.contains(&r.sim.icc_id)
+    });
+    let mut body = String::from("iccid,action,value\n");
+    for a in &avail {
+        body += &format!("{a},activate,\n");
+    }
+    for p in &pkg {
+        body += &format!("{p},set-package,20533\n");
+    }
+    let job = Job::new("verify.csv", &body);
+    let o = job.run(&s, &["--verify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("all 300 SIMs are as the job left them"));
+    let results = job.path(".results.csv");
+    let verify = |extra: &[&str]| {
+        simbulk()
+            .args([
+                "verify",
+                results.to_str().unwrap(),
+                "--base-url",
+                &s.url(),
+                "--rate",
+                "0",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let before = requests(&s);
+    let o = verify(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // One list call per 100 SIMs (and the token).
+    assert!(requests(&s) - before <= 4, "{}", requests(&s) - before);
+    // Another client reverts ten activations and five package changes.
+    for a in &avail[..10] {
+        assert!(
+            s.server()
+                .change_as_other(a, |sim| sim.status = "available".into())
+        );
+    }
+    for p in &pkg[..5] {
+        assert!(s.server().change_as_other(p, |sim| sim.package_id = 20417));
+    }
+    let o = verify(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("15 of 300 SIMs differ"), "{out}");
+    for a in &avail[..10] {
+        assert!(
+            out.contains(&format!("{a} status: the job left active, now available")),
+            "{out}"
+        );
+    }
+    for p in &pkg[..5] {
+        assert!(
+            out.contains(&format!("{p} packageId: the job left 20533, now 20417")),
+            "{out}"
+        );
+    }
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("  ")).count(),
+        15,
+        "{out}"
+    );
+    let page = job.path(".verify.html");
+    let o = verify(&["--json", "--html", page.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["differ"], 15);
+    let listed: Vec<&str> = doc["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["iccid"].as_str().unwrap())
+        .collect();
+    let mut want: Vec<&str> = avail[..10]
+        .iter()
+        .chain(&pkg[..5])
+        .map(String::as_str)
+        .collect();
+    let mut got = listed.clone();
+    want.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(html.matches("<tr><td>").count(), 15);
+    assert!(html.contains("id=\"verify\""));
+}

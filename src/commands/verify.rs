@@ -1,0 +1,234 @@
+//! `simbulk verify RESULTS`: reads every SIM a job touched and names each that is no longer
+//! as the job left it (text, `--json`, an HTML page); `run --verify` does the same at the
+//! end of a job.
+//!
+//! Guarantees: nothing is written to the provider; exit 0 when every SIM is as the job left
+//! it, 1 when some differ, 2 for a file that cannot be read, 3 when the provider cannot be
+//! read, 75 when stopped; the HTML page appears whole or not at all and every cell in it is
+//! escaped.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::args::{ConnectionArgs, Rate, endpoint, parse_rate, parse_timeout};
+use crate::api::{Client, Pacer};
+use crate::exit;
+use crate::verify::{Difference, Reading, Verified, VerifyError, verify};
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// A results file of `simbulk run` (or of `apply`, or of an undo's run).
+    pub(crate) results: PathBuf,
+
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+
+    #[command(flatten)]
+    pub(crate) output: VerifyOutput,
+
+    /// Requests per second (0 or `unlimited`: no limit).
+    #[arg(long, default_value = "10", value_parser = parse_rate)]
+    pub(crate) rate: Rate,
+    /// Concurrent attribute reads (1 to 1000).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub(crate) concurrency: u16,
+    /// Retries per request after a 5xx, a timeout or a lost connection (0 to 1000).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub(crate) max_retries: u32,
+    /// Timeout of one HTTP request (100ms to 1h).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub(crate) timeout: Duration,
+}
+
+/// Where a verification's findings go besides the text on standard output.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct VerifyOutput {
+    /// Print the findings as one JSON document instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Also write the findings as an HTML page here.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) html: Option<PathBuf>,
+}
+
+/// Differences the JSON document and the HTML page list at most (the text lists every one).
+const MAX_LISTED: usize = 10_000;
+
+/// How verify reaches the provider.
+pub(crate) struct Pacing {
+    pub(crate) rate: Option<f64>,
+    pub(crate) concurrency: usize,
+    pub(crate) max_retries: u32,
+    pub(crate) timeout: Duration,
+}
+
+/// `simbulk verify`.
+pub(crate) async fn run(a: VerifyArgs) -> u8 {
+    let pacing = Pacing {
+        rate: a.rate.0,
+        concurrency: usize::from(a.concurrency),
+        max_retries: a.max_retries,
+        timeout: a.timeout,
+    };
+    let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
+    crate::signal::escalate(drain.clone(), abort);
+    check(&a.results, &a.connection, &pacing, &a.output, &drain).await
+}
+
+/// Verifies the results at `results` and prints what it found; the exit code.
+pub(crate) async fn check(
+    results: &Path,
+    connection: &ConnectionArgs,
+    pacing: &Pacing,
+    out: &VerifyOutput,
+    drain: &CancellationToken,
+) -> u8 {
+    match checked(results, connection, pacing, out, drain).await {
+        Ok(v) if v.differ == 0 => exit::OK,
+        Ok(_) => exit::ROWS_FAILED,
+        Err((code, e)) => {
+            super::fatal(e);
+            code
+        }
+    }
+}
+
+async fn checked(
+    results: &Path,
+    connection: &ConnectionArgs,
+    pacing: &Pacing,
+    out: &VerifyOutput,
+    drain: &CancellationToken,
+) -> Result<Verified, (u8, String)> {
+    let usage = |e: &dyn std::fmt::Display| (exit::USAGE, e.to_string());
+    let endpoint = endpoint(connection, pacing.timeout).map_err(|e| usage(&e))?;
+    let mut page = match &out.html {
+        Some(p) => {
+            let spare: Vec<_> = crate::files::output_place(results, "the results file", true)
+                .into_iter()
+                .collect();
+            Some(crate::files::Replace::prepare(p, "--html", &spare).map_err(|e| usage(&e))?)
+        }
+        None => None,
+    };
+    let pacer = Arc::new(Pacer::new(
+        pacing.rate,
+        crate::api::pace::default_burst(pacing.rate),
+    ));
+    let client = Client::new(endpoint, pacer, pacing.concurrency)
+        .map_err(|e| usage(&e))?
+        .with_stop(drain.clone(), None);
+    client
+        .preflight()
+        .await
+        .map_err(|e| (exit::HALTED, e.to_string()))?;
+    let policy = crate::engine::RetryPolicy::new(pacing.max_retries);
+    let reading = Reading {
+        client: &client,
+        policy: &policy,
+        stop: drain,
+        concurrency: pacing.concurrency,
+    };
+    let mut text = crate::output::stdout::writer();
+    let mut json = Vec::new();
+    let mut html = String::new();
+    let mut listed = 0usize;
+    let mut found = |d: &Difference| {
+        if out.json {
+            if json.len() < MAX_LISTED {
+                json.push(serde_json::to_value(d).unwrap_or_default());
+            }
+        } else {
+            let _ = writeln!(
+                text,
+                "  {} {}: the job left {}, now {} (line {})",
+                d.iccid, d.field, d.left, d.now, d.line
+            );
+        }
+        if page.is_some() && listed < MAX_LISTED {
+            html += &row(d);
+        }
+        listed += 1;
+    };
+    let v = verify(results, &reading, &mut found).await.map_err(|e| {
+        let code = match e {
+            VerifyError::File(_) | VerifyError::Csv { .. } | VerifyError::Column { .. } => {
+                exit::USAGE
+            }
+            VerifyError::Read(_) => exit::HALTED,
+            VerifyError::Stopped => exit::STOPPED,
+        };
+        (code, e.to_string())
+    })?;
+    drop(text);
+    let words = summary(results, &v);
+    if out.json {
+        let doc = serde_json::json!({
+            "results": results,
+            "sims": v.sims,
+            "differ": v.differ,
+            "differences": json,
+            "differences_listed": json.len(),
+            "differences_total": v.differences,
+            "requests": v.requests,
+        });
+        crate::output::stdout::print(&format!("{doc:#}\n"));
+    } else {
+        crate::output::stdout::print(&words);
+    }
+    if let Some(mut p) = page.take() {
+        let doc = page_html(results, &words, &html);
+        let written = p.file().write_all(doc.as_bytes()).and_then(|()| p.commit());
+        written.map_err(|e| (exit::HALTED, format!("cannot write the HTML page: {e}")))?;
+    }
+    Ok(v)
+}
+
+/// The verification in one line.
+fn summary(results: &Path, v: &Verified) -> String {
+    let sims = crate::output::summary::thousands(v.sims);
+    if v.differ == 0 {
+        format!(
+            "verify of {}: all {sims} SIMs are as the job left them ({} requests)\n",
+            results.display(),
+            v.requests
+        )
+    } else {
+        format!(
+            "verify of {}: {} of {sims} SIMs differ from what the job left ({} fields; changed by someone else since, or reverted by the provider) ({} requests)\n",
+            results.display(),
+            crate::output::summary::thousands(v.differ),
+            v.differences,
+            v.requests
+        )
+    }
+}
+
+fn row(d: &Difference) -> String {
+    let e = crate::report::esc;
+    format!(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+        e(&d.iccid),
+        e(&d.field),
+        e(&d.left),
+        e(&d.now),
+        d.line
+    )
+}
+
+fn page_html(results: &Path, words: &str, rows: &str) -> String {
+    let e = crate::report::esc;
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>simbulk verify — {}</title>\
+<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}</style></head>\
+<body><h1>Verify</h1><section id=\"verify\"><p id=\"verdict\">{}</p>\
+<table><tr><th>ICCID</th><th>field</th><th>the job left</th><th>now</th><th>results line</th></tr>\n{rows}</table></section></body></html>\n",
+        e(&results.display().to_string()),
+        e(words.trim())
+    )
+}
