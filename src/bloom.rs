@@ -59,16 +59,19 @@ mod tests {
 
     #[test]
     fn no_false_no_and_few_false_yes() {
-        let mut b = Bloom::new(1 << 20, 3);
+        // 100,000 keys in 4 Mbit with 3 bits a key: a fill of 7 %, about 0.04 % false yes.
+        let mut b = Bloom::new(1 << 22, 3);
         let base = 8_944_500_990_000_000_000u128;
-        for k in 0..100_000u128 {
-            assert!(!b.insert(base + k * 7) || k > 0);
+        assert!(!b.insert(base));
+        assert!(b.insert(base));
+        for k in 1..100_000u128 {
+            b.insert(base + k * 7);
         }
         assert!((0..100_000u128).all(|k| b.contains(base + k * 7)));
         let false_yes = (0..100_000u128)
             .filter(|k| b.contains(base + 3 + k * 7))
             .count();
-        assert!(false_yes < 1_000, "{false_yes}");
+        assert!(false_yes < 200, "{false_yes}");
         b.clear();
         assert!(!b.contains(base));
     }

@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ApiError, Client};
 use crate::bloom::Bloom;
 use crate::engine::RetryPolicy;
-use crate::engine::plan::{WINDOW, list_sims};
+use crate::engine::plan::{WINDOW, confirm_missing, list_sims};
 use crate::engine::retry::{GiveUp, with_retries};
 use crate::input::{Action, Iccid};
-use crate::model::{Sim, SimPatch, codes};
+use crate::model::{Sim, SimPatch};
 use crate::output::unguarded;
 
 /// The longest line of a results file read.
@@ -51,6 +51,19 @@ pub(crate) enum VerifyError {
     Read(ApiError),
     #[error("stopped while verifying")]
     Stopped,
+}
+
+impl VerifyError {
+    /// 2 for a file that cannot be read, 3 for a provider that cannot be, 75 when stopped.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            VerifyError::File(_) | VerifyError::Csv { .. } | VerifyError::Column { .. } => {
+                crate::exit::USAGE
+            }
+            VerifyError::Read(_) => crate::exit::HALTED,
+            VerifyError::Stopped => crate::exit::STOPPED,
+        }
+    }
 }
 
 impl From<GiveUp> for VerifyError {
@@ -358,20 +371,7 @@ async fn check(
     let (c, policy, stop) = (r.client, r.policy, r.stop);
     let ids: Vec<String> = window.iter().map(|e| e.iccid.clone()).collect();
     let mut sims = list_sims((c, policy, stop), &ids).await?;
-    // What the list did not hold is read on its own: only a GET's 404 says it is gone.
-    let unlisted: Vec<&String> = ids.iter().filter(|i| !sims.contains_key(*i)).collect();
-    for icc in unlisted {
-        match with_retries(policy, stop, &c.pacer, || c.get_sim(icc)).await {
-            Ok(s) => {
-                sims.insert(icc.clone(), std::sync::Arc::new(s.value));
-            }
-            Err(GiveUp::Error(ApiError::Rejected {
-                code: Some(codes::NOT_FOUND),
-                ..
-            })) => {}
-            Err(g) => return Err(g.into()),
-        }
-    }
+    confirm_missing((c, policy, stop), &ids, &mut sims).await?;
     let with_attrs: Vec<String> = window
         .iter()
         .filter(|e| !e.attrs.is_empty() && sims.contains_key(&e.iccid))

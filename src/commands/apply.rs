@@ -150,13 +150,24 @@ async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
             return Ok(exit::OK);
         }
     }
+    execute(&a, cfg, endpoint, &drain, abort).await
+}
+
+/// The engine runs the plan; after a completed run the fleet is checked against the file.
+async fn execute(
+    a: &ApplyArgs,
+    cfg: engine::JobConfig,
+    endpoint: crate::api::Endpoint,
+    drain: &CancellationToken,
+    abort: CancellationToken,
+) -> Result<u8, Failure> {
     let summary_json = cfg.summary_json.clone();
     let job = tokio::spawn(engine::run(cfg, endpoint, drain.clone(), abort));
     match job.await {
         Ok(Ok(s)) => {
             let mut code = report(&s, summary_json.as_deref());
             if s.state == "completed" {
-                code = code.max(after_run(&a, &drain).await?);
+                code = code.max(after_run(a, drain).await?);
             }
             super::hook::on_finish(&a.job, Ok(&s)).await;
             Ok(code)

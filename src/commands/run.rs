@@ -44,8 +44,7 @@ pub(crate) struct RunArgs {
     #[arg(long, help_heading = "Row defaults")]
     pub(crate) attribute: Option<String>,
 
-    /// At the end of a completed job, read every SIM it touched again and name each that is
-    /// no longer as the job left it (as `simbulk verify` does); exit 1 when some differ.
+    /// After a completed job, read its SIMs again as `simbulk verify` does (exit 1 if any differ).
     #[arg(long, help_heading = "Outputs")]
     pub(crate) verify: bool,
 
@@ -206,11 +205,8 @@ pub(crate) struct JobFlags {
     #[arg(long, help_heading = "Pacing")]
     pub(crate) no_plan: bool,
 
-    /// The oldest read of a SIM a row may be decided on (skipped as already done, predicted,
-    /// blocked): a read older than this is read again first. Reads are made shortly before
-    /// their rows, so the bound costs calls only when it is short: at 10 s a window of 50
-    /// rows is read once at --rate 10. Lower it when other clients change the fleet during
-    /// the job.
+    /// The oldest read a row may be decided on (skipped, predicted, blocked); an older one
+    /// is read again first. Lower it when other clients change the fleet during the job.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "Pacing")]
     pub(crate) max_read_age: Duration,
 
@@ -528,14 +524,7 @@ pub(crate) async fn run(a: RunArgs) -> u8 {
         Ok(Ok(s)) => {
             let mut code = report(&s, a.job.summary_json.as_deref());
             if a.verify && !preview && s.state == "completed" {
-                let pacing = super::verify::Pacing {
-                    rate: a.job.rate.0,
-                    concurrency: a.job.concurrency.get(),
-                    max_retries: a.job.max_retries,
-                    timeout: a.job.timeout,
-                };
-                let out = super::verify::VerifyOutput::default();
-                let v = super::verify::check(&s.results, &a.connection, &pacing, &out, &drain);
+                let v = super::verify::after_job(&s.results, &a.connection, &a.job, &drain);
                 code = code.max(v.await);
             }
             super::hook::on_finish(&a.job, Ok(&s)).await;

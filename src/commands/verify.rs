@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::args::{ConnectionArgs, Rate, endpoint, parse_rate, parse_timeout};
 use crate::api::{Client, Pacer};
 use crate::exit;
-use crate::verify::{Difference, Reading, Verified, VerifyError, verify};
+use crate::verify::{Difference, Reading, Verified, verify};
 
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
@@ -80,6 +80,29 @@ pub(crate) async fn run(a: VerifyArgs) -> u8 {
     check(&a.results, &a.connection, &pacing, &a.output, &drain).await
 }
 
+/// `run --verify`: the job's results verified with the job's connection and pacing.
+pub(crate) async fn after_job(
+    results: &Path,
+    connection: &ConnectionArgs,
+    job: &super::run::JobFlags,
+    drain: &CancellationToken,
+) -> u8 {
+    let pacing = Pacing {
+        rate: job.rate.0,
+        concurrency: job.concurrency.get(),
+        max_retries: job.max_retries,
+        timeout: job.timeout,
+    };
+    check(
+        results,
+        connection,
+        &pacing,
+        &VerifyOutput::default(),
+        drain,
+    )
+    .await
+}
+
 /// Verifies the results at `results` and prints what it found; the exit code.
 pub(crate) async fn check(
     results: &Path,
@@ -134,59 +157,73 @@ async fn checked(
         stop: drain,
         concurrency: pacing.concurrency,
     };
-    let mut text = crate::output::stdout::writer();
-    let mut json = Vec::new();
-    let mut html = String::new();
-    let mut listed = 0usize;
-    let mut found = |d: &Difference| {
-        if out.json {
-            if json.len() < MAX_LISTED {
-                json.push(serde_json::to_value(d).unwrap_or_default());
-            }
-        } else {
-            let _ = writeln!(
-                text,
-                "  {} {}: the job left {}, now {} (line {})",
-                d.iccid, d.field, d.left, d.now, d.line
-            );
-        }
-        if page.is_some() && listed < MAX_LISTED {
-            html += &row(d);
-        }
-        listed += 1;
+    let mut f = Findings {
+        json: out.json,
+        text: crate::output::stdout::writer(),
+        listed: Vec::new(),
+        html: page.as_ref().map(|_| String::new()),
+        count: 0,
     };
-    let v = verify(results, &reading, &mut found).await.map_err(|e| {
-        let code = match e {
-            VerifyError::File(_) | VerifyError::Csv { .. } | VerifyError::Column { .. } => {
-                exit::USAGE
-            }
-            VerifyError::Read(_) => exit::HALTED,
-            VerifyError::Stopped => exit::STOPPED,
-        };
-        (code, e.to_string())
-    })?;
-    drop(text);
+    let v = verify(results, &reading, &mut |d| f.add(d))
+        .await
+        .map_err(|e| (e.exit_code(), e.to_string()))?;
     let words = summary(results, &v);
-    if out.json {
-        let doc = serde_json::json!({
-            "results": results,
-            "sims": v.sims,
-            "differ": v.differ,
-            "differences": json,
-            "differences_listed": json.len(),
-            "differences_total": v.differences,
-            "requests": v.requests,
-        });
-        crate::output::stdout::print(&format!("{doc:#}\n"));
-    } else {
-        crate::output::stdout::print(&words);
-    }
-    if let Some(mut p) = page.take() {
+    let html = f.finish(results, &v, &words);
+    if let (Some(mut p), Some(html)) = (page.take(), html) {
         let doc = page_html(results, &words, &html);
         let written = p.file().write_all(doc.as_bytes()).and_then(|()| p.commit());
         written.map_err(|e| (exit::HALTED, format!("cannot write the HTML page: {e}")))?;
     }
     Ok(v)
+}
+
+/// Where differences go as they are found: text lines on standard output, or the JSON
+/// document's list; the HTML page's rows (both lists bounded by [`MAX_LISTED`]).
+struct Findings<W: Write> {
+    json: bool,
+    text: W,
+    listed: Vec<serde_json::Value>,
+    html: Option<String>,
+    count: usize,
+}
+
+impl<W: Write> Findings<W> {
+    fn add(&mut self, d: &Difference) {
+        if !self.json {
+            let _ = writeln!(
+                self.text,
+                "  {} {}: the job left {}, now {} (line {})",
+                d.iccid, d.field, d.left, d.now, d.line
+            );
+        } else if self.listed.len() < MAX_LISTED {
+            self.listed
+                .push(serde_json::to_value(d).unwrap_or_default());
+        }
+        if let Some(h) = self.html.as_mut().filter(|_| self.count < MAX_LISTED) {
+            *h += &row(d);
+        }
+        self.count += 1;
+    }
+
+    /// Prints the verdict (or the JSON document); the HTML page's rows.
+    fn finish(self, results: &Path, v: &Verified, words: &str) -> Option<String> {
+        drop(self.text);
+        if self.json {
+            let doc = serde_json::json!({
+                "results": results,
+                "sims": v.sims,
+                "differ": v.differ,
+                "differences_listed": self.listed.len(),
+                "differences_total": v.differences,
+                "differences": self.listed,
+                "requests": v.requests,
+            });
+            crate::output::stdout::print(&format!("{doc:#}\n"));
+        } else {
+            crate::output::stdout::print(words);
+        }
+        self.html
+    }
 }
 
 /// The verification in one line.

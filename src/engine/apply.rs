@@ -4,7 +4,8 @@
 //! written as a job `simbulk run` takes (the plan), with counts per kind of change.
 //!
 //! Guarantees: nothing is written to the provider here; reads are paced and retried and a
-//! stop ends them; memory holds one window; the plan file appears whole or not at all; a
+//! stop ends them; a SIM a list left out is read with its own GET before it is called
+//! absent; memory holds one window; the plan file appears whole or not at all; a
 //! read-only column whose value is not the SIM's stops the plan (exit 2) naming the column
 //! and the line, before any write; every row of the file is accounted for (unchanged,
 //! planned, blocked, or invalid with the reason).
@@ -22,7 +23,7 @@ use crate::input::{Defaults, Item};
 use crate::model::{Attribute, Sim};
 
 use super::diff::{self, Call};
-use super::plan::{WINDOW, list_sims};
+use super::plan::{WINDOW, confirm_missing, list_sims};
 use super::retry::{GiveUp, RetryPolicy, with_retries};
 
 /// The plan file's columns: a `run` job (`iccid,action,value,attribute`) and what it is for.
@@ -207,11 +208,12 @@ async fn plan_window(
         .collect();
     unique.sort();
     unique.dedup();
-    let sims = if unique.is_empty() {
+    let mut sims = if unique.is_empty() {
         HashMap::new()
     } else {
         list_sims((r.client, r.policy, r.stop), &unique).await?
     };
+    confirm_missing((r.client, r.policy, r.stop), &unique, &mut sims).await?;
     let attrs = if dl.attrs.is_empty() {
         HashMap::new()
     } else {
@@ -307,7 +309,7 @@ fn bad_row(why: String) -> Call {
 }
 
 fn absent() -> Call {
-    let why = "no such SIM (the provider's list does not hold it; 6002)";
+    let why = "no such SIM (its own read answered 6002)";
     Call {
         changes: vec![format!("blocked: {why}")],
         action: crate::input::Action::Blocked(why.into()),

@@ -455,6 +455,30 @@ pub(crate) fn short(found: usize, asked: usize) -> bool {
     asked >= 4 && found * 2 < asked
 }
 
+/// Reads on its own each of `ids` that `found` (a list's answer) does not hold, and adds it:
+/// a list's silence is not absence — only the SIM's own GET answering 404 (6002) leaves it
+/// out.
+pub(crate) async fn confirm_missing(
+    (c, policy, stop): (&Client, &RetryPolicy, &CancellationToken),
+    ids: &[String],
+    found: &mut HashMap<String, Arc<Sim>>,
+) -> Result<(), GiveUp> {
+    let missing: Vec<&String> = ids.iter().filter(|i| !found.contains_key(*i)).collect();
+    for icc in missing {
+        match with_retries(policy, stop, &c.pacer, || c.get_sim(icc)).await {
+            Ok(got) => {
+                found.insert(icc.clone(), Arc::new(got.value));
+            }
+            Err(GiveUp::Error(crate::api::ApiError::Rejected {
+                code: Some(crate::model::codes::NOT_FOUND),
+                ..
+            })) => {}
+            Err(g) => return Err(g),
+        }
+    }
+    Ok(())
+}
+
 /// Every page of the list of `ids` (at most [`WINDOW`]): the SIMs the provider holds, by
 /// ICCID. An answer that holds SIMs not asked for, or does not end, is an error: it cannot
 /// say which SIMs are absent.
