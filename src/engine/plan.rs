@@ -222,13 +222,16 @@ impl Pace {
         }
     }
 
-    /// Rows taken per second: what was measured, and at least the rate requests may go at
-    /// (rows that wait for reads are not slow rows); unbounded without a limit.
+    /// Rows taken per second: what was measured (once a second has passed), else the rate
+    /// requests may go at (unbounded without a limit). A job slower than its pace (a share of
+    /// an account, a slow provider) gets windows its rows use up within the bound. Rows
+    /// starved by slow reads do not shrink the windows for long: the lookahead is a time, so
+    /// a window that is used up at once makes the measured rate, and the next window, larger.
     fn rows_per_second(&self, pacing: Option<f64>) -> f64 {
-        match (pacing, self.measured) {
-            (None, _) => f64::INFINITY,
-            (Some(r), Some(m)) => r.max(m),
-            (Some(r), None) => r,
+        match (self.measured, pacing) {
+            (Some(m), _) => m.max(0.1),
+            (None, Some(r)) => r,
+            (None, None) => f64::INFINITY,
         }
     }
 

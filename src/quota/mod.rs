@@ -132,6 +132,8 @@ impl Budget {
                 share: 1.0,
                 rate,
                 jobs: 1,
+                cut: false,
+                asked: rate,
             }),
             throttled: Mutex::new(None),
         };
@@ -145,10 +147,16 @@ impl Budget {
                 g.share * 100.0
             );
         }
-        if g.rate < rate {
+        if g.cut && g.rate < rate {
             tracing::warn!(
-                "the account's rate budget is {:.1}/s (another job asked for less, or a 429 cut it): this job goes by it, not --rate {rate}",
-                g.rate
+                "a 429 in the last minutes cut the account's rate budget to {:.1}/s: this job goes by it while it climbs back to {:.1}/s",
+                g.rate,
+                g.asked
+            );
+        } else if g.asked < rate {
+            tracing::warn!(
+                "another job of the account running now asked for {:.1}/s: this job goes by it, not --rate {rate}, while that job runs",
+                g.asked
             );
         }
         Ok(b)

@@ -1,10 +1,17 @@
 -- The shared budget of one account, in Redis: the same steps as src/quota/state.rs, run
 -- atomically. KEYS[1]: the account's state (JSON). ARGV: op (reserve | throttled | release),
--- job id, host, pid, weight, rate, burst, retry_after (seconds, -1: none), account label.
--- Returns {wait in µs, share in millionths, rate in thousandths, jobs, rate cut in thousandths (0: none)}.
+-- job id, host, pid, weight, rate, burst, retry_after (seconds, -1: none), account label, and
+-- (tests only) the time to take as now, in seconds (else the server's clock).
+-- Returns {wait in µs, share in millionths, rate in thousandths, jobs, rate cut in thousandths
+-- (0: none), a cut in force (1) or not (0), the smallest rate a live job asked in thousandths}.
 local LEASE = 3.0
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local now
+if ARGV[10] and ARGV[10] ~= '' then
+  now = tonumber(ARGV[10])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
 local op, id = ARGV[1], ARGV[2]
 local weight, rate, burst = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local raw = redis.call('GET', KEYS[1])
@@ -36,21 +43,33 @@ if op == 'release' then
   return {0, 0, 0, 0, 0}
 end
 
--- Renew: drop lapsed leases, renew this one; the smallest rate and burst win.
+-- Renew: drop lapsed leases (the last one gone, start afresh), renew this one; the smallest
+-- rate and burst of the live jobs win.
+local live = 0
 for k, l in pairs(s.jobs) do
-  if tonumber(l.expires) < now then s.jobs[k] = nil end
+  if tonumber(l.expires) < now then s.jobs[k] = nil else live = live + 1 end
 end
-if s.rate <= 0 or rate < s.rate then s.rate = rate end
-if s.burst <= 0 or burst < s.burst then s.burst = burst end
+if live == 0 then
+  s.rate, s.burst, s.tat, s.cut_rate, s.cut_at = 0, 0, 0, 0, 0
+end
 local me = s.jobs[id]
 if not me then
   me = {host = ARGV[3], pid = tonumber(ARGV[4]), weight = weight, expires = now, tat = now,
-        calls = 0, throttled = 0, asked = rate}
+        calls = 0, throttled = 0, asked = rate, asked_burst = burst}
   s.jobs[id] = me
 end
 me.expires = now + LEASE
 me.weight = weight
 me.pid = tonumber(ARGV[4])
+me.asked = rate
+me.asked_burst = burst
+s.rate, s.burst = math.huge, burst
+for _, l in pairs(s.jobs) do
+  local a, b = tonumber(l.asked) or 0, tonumber(l.asked_burst) or 0
+  if a > 0 and a < s.rate then s.rate = a end
+  if b > 0 and b < s.burst then s.burst = b end
+end
+if s.cut_rate > 0 and effective() >= s.rate then s.cut_rate = 0 end
 
 local cut = 0
 if op == 'throttled' then
@@ -63,7 +82,7 @@ if op == 'throttled' then
     cut = s.cut_rate
   end
   save()
-  return {0, 0, math.floor(effective() * 1000), 0, math.floor(cut * 1000)}
+  return {0, 0, math.floor(effective() * 1000), 0, math.floor(cut * 1000), 0, 0}
 end
 
 -- Reserve.
@@ -73,10 +92,15 @@ for _, l in pairs(s.jobs) do total = total + tonumber(l.weight); jobs = jobs + 1
 local share = math.min(math.max(weight / math.max(total, 1e-9), 0), 1)
 local job_rate = math.max(r * share, 1e-6)
 local job_burst = math.max(s.burst * share, 1)
-local at = math.max(now, s.paused_until, me.tat - (job_burst - 1) / job_rate,
-  s.tat - math.max(s.burst - 1, 0) / r)
-me.tat = math.max(me.tat, at) + 1 / job_rate
-s.tat = math.max(s.tat, at) + 1 / r
+-- Each GCRA advanced at its own earliest time; the call goes at the later of the two.
+local start = math.max(now, s.paused_until)
+local t_job = math.max(start, me.tat - (job_burst - 1) / job_rate)
+local t_account = math.max(start, s.tat - math.max(s.burst - 1, 0) / r)
+me.tat = math.max(me.tat, t_job) + 1 / job_rate
+s.tat = math.max(s.tat, t_account) + 1 / r
 me.calls = me.calls + 1
+local cut_now = 0
+if s.cut_rate > 0 then cut_now = 1 end
 save()
-return {math.floor((at - now) * 1e6), math.floor(share * 1e6), math.floor(r * 1000), jobs, 0}
+return {math.floor((math.max(t_job, t_account) - now) * 1e6), math.floor(share * 1e6),
+  math.floor(r * 1000), jobs, 0, cut_now, math.floor(s.rate * 1000)}

@@ -87,6 +87,8 @@ impl RedisStore {
             share: at(1) as f64 / 1e6,
             rate: at(2) as f64 / 1e3,
             jobs: usize::try_from(at(3)).unwrap_or(1),
+            cut: at(5) != 0,
+            asked: at(6) as f64 / 1e3,
         })
     }
 

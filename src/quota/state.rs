@@ -1,13 +1,18 @@
 //! The shared budget's state and its algorithm (GCRA with leases), one implementation for the
 //! local file; `redis.lua` runs the same steps inside Redis.
 //!
-//! An account has a rate (the smallest any job asked for) and a burst. Each active job holds
-//! a lease that expires [`LEASE_SECONDS`] after its last call, and a weight; its share is its
-//! weight over the sum of the active leases' weights. A call is granted at the earliest time
-//! both the job's GCRA (rate × share) and the account's GCRA (the whole rate) allow: the sum of
-//! the jobs never passes the account's rate, and each job gets its share. A 429 seen by any
-//! job pauses every job until its Retry-After and cuts the account's rate to 70 % (at most once
-//! a second); the rate climbs back by 5 % of the configured rate each second.
+//! An account has a rate and a burst: the smallest that a job **holding a live lease** asked
+//! for. Each active job holds a lease that expires [`LEASE_SECONDS`] after its last call, and
+//! a weight; its share is its weight over the sum of the live leases' weights. When a lease
+//! lapses its wishes go with it; when the last one lapses the state starts afresh. A call is
+//! granted at the earliest time both the job's GCRA (rate × share) and the account's GCRA
+//! (the whole rate) allow, each GCRA advanced at the time *it* allows — a job's reservation
+//! far ahead (several workers waiting at once) takes the account's next slot, not every slot
+//! up to its own time, so the shares do not shrink with concurrency. The jobs' GCRAs sum to
+//! the account's rate (and bursts to its burst); the account's GCRA bounds the moments shares
+//! change. A 429 seen by any job pauses every job until its Retry-After and cuts the account's
+//! rate to 70 % (at most once a second); the rate climbs back by 5 % of the configured rate each
+//! second, and the cut is forgotten once it is back.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +35,9 @@ pub(crate) struct Lease {
     pub(crate) throttled: u64,
     /// The rate this job asked for.
     pub(crate) asked: f64,
+    /// The burst this job asked for (0 in a state written before it was kept).
+    #[serde(default)]
+    pub(crate) asked_burst: f64,
 }
 
 /// The state of one account's budget.
@@ -72,6 +80,10 @@ pub(crate) struct Grant {
     pub(crate) rate: f64,
     /// Active jobs of the account, this one included.
     pub(crate) jobs: usize,
+    /// A 429's cut is in force (the rate is below what the live jobs asked for).
+    pub(crate) cut: bool,
+    /// The smallest rate a live job asked for (the account's rate before any cut).
+    pub(crate) asked: f64,
 }
 
 impl State {
@@ -84,14 +96,18 @@ impl State {
         climbed.min(self.rate)
     }
 
-    /// Drops the lapsed leases and renews `me`'s.
+    /// Drops the lapsed leases (the last one gone, the state starts afresh), renews `me`'s,
+    /// and sets the rate and burst to the smallest the live jobs ask for.
     fn renew(&mut self, me: &Me, now: f64) {
         self.jobs.retain(|_, l| l.expires >= now);
-        if self.rate <= 0.0 || me.rate < self.rate {
-            self.rate = me.rate;
-        }
-        if self.burst <= 0.0 || me.burst < self.burst {
-            self.burst = me.burst;
+        if self.jobs.is_empty() {
+            let paused_until = self.paused_until;
+            *self = State {
+                account: std::mem::take(&mut self.account),
+                // A provider's Retry-After still holds whoever asks.
+                paused_until,
+                ..State::default()
+            };
         }
         let l = self.jobs.entry(me.id.clone()).or_insert_with(|| Lease {
             host: me.host.clone(),
@@ -102,10 +118,26 @@ impl State {
             calls: 0,
             throttled: 0,
             asked: me.rate,
+            asked_burst: me.burst,
         });
         l.expires = now + LEASE_SECONDS;
         l.weight = me.weight;
         l.pid = me.pid;
+        l.asked = me.rate;
+        l.asked_burst = me.burst;
+        let smallest = |f: fn(&Lease) -> f64| {
+            self.jobs
+                .values()
+                .map(f)
+                .filter(|v| *v > 0.0)
+                .fold(f64::INFINITY, f64::min)
+        };
+        self.rate = smallest(|l| l.asked);
+        self.burst = smallest(|l| l.asked_burst).min(me.burst);
+        // A cut that has climbed back is over.
+        if self.cut_rate > 0.0 && self.effective(now) >= self.rate {
+            self.cut_rate = 0.0;
+        }
     }
 
     /// Grants `me` one request at `now` (seconds since the epoch).
@@ -117,28 +149,32 @@ impl State {
         let job_rate = (rate * share).max(1e-6);
         let job_burst = (self.burst * share).max(1.0);
         let jobs = self.jobs.len();
+        let (cut, asked) = (self.cut_rate > 0.0, self.rate);
         let Some(l) = self.jobs.get_mut(&me.id) else {
             return Grant {
                 wait: 0.0,
                 share,
                 rate,
                 jobs,
+                cut,
+                asked,
             };
         };
-        // The earliest time both the job's and the account's GCRA allow (a burst of b: b
-        // requests at once).
-        let t = now
-            .max(self.paused_until)
-            .max(l.tat - (job_burst - 1.0) / job_rate)
-            .max(self.tat - (self.burst - 1.0).max(0.0) / rate);
-        l.tat = l.tat.max(t) + 1.0 / job_rate;
-        self.tat = self.tat.max(t) + 1.0 / rate;
+        // Each GCRA's earliest time (a burst of b: b requests at once), each advanced at its
+        // own: the call goes at the later of the two.
+        let start = now.max(self.paused_until);
+        let t_job = start.max(l.tat - (job_burst - 1.0) / job_rate);
+        let t_account = start.max(self.tat - (self.burst - 1.0).max(0.0) / rate);
+        l.tat = l.tat.max(t_job) + 1.0 / job_rate;
+        self.tat = self.tat.max(t_account) + 1.0 / rate;
         l.calls += 1;
         Grant {
-            wait: t - now,
+            wait: t_job.max(t_account) - now,
             share,
             rate,
             jobs,
+            cut,
+            asked,
         }
     }
 
@@ -237,20 +273,109 @@ mod tests {
         assert_eq!(s.rate, 10.0);
         let g = s.reserve(&me("a", 20.0), 0.5);
         assert!((g.share - 0.5).abs() < 1e-9 && g.jobs == 2);
-        // b stops calling: after its lease, a has it all.
+        // b stops calling: after its lease, a has it all, at the rate it asked for.
         let g = s.reserve(&me("a", 20.0), 0.5 + LEASE_SECONDS + 0.1);
-        assert!((g.share - 1.0).abs() < 1e-9 && g.jobs == 1, "{g:?}");
+        assert!(
+            (g.share - 1.0).abs() < 1e-9 && g.jobs == 1 && g.rate == 20.0,
+            "{g:?}"
+        );
         let cut = s.throttled(&me("a", 20.0), Some(2.0), 10.0).unwrap();
-        assert!((cut - 7.0).abs() < 1e-9);
+        assert!((cut - 14.0).abs() < 1e-9);
         assert_eq!(
             s.throttled(&me("a", 20.0), None, 10.5),
             None,
             "once a second"
         );
-        let g = s.reserve(&me("b", 10.0), 10.6);
+        let g = s.reserve(&me("a", 20.0), 10.6);
         assert!(g.wait >= 1.39, "paused until the Retry-After: {g:?}");
-        assert!(s.effective(20.0) > s.effective(11.0) && s.effective(100.0) == 10.0);
+        assert!(g.cut && s.effective(20.0) > s.effective(11.0) && s.effective(100.0) == 20.0);
+        // Climbed back, the cut is forgotten.
+        assert!(s.reserve(&me("a", 20.0), 13.0).cut);
+        assert!(!s.reserve(&me("a", 20.0), 16.5).cut);
         s.release("a");
         assert!(!s.jobs.contains_key("a"));
+    }
+
+    #[test]
+    fn a_departed_jobs_wishes_go_with_its_lease() {
+        let mut s = State::default();
+        // A slow job, then hours later a fast one alone.
+        s.reserve(&me("slow", 10.0), 0.0);
+        let g = s.reserve(&me("fast", 200.0), 1.0);
+        assert_eq!((g.rate, g.asked), (10.0, 10.0));
+        let g = s.reserve(&me("fast", 200.0), 1.0 + LEASE_SECONDS + 0.5);
+        assert_eq!((g.rate, g.jobs, g.cut), (200.0, 1, false), "{g:?}");
+        let g = s.reserve(&me("later", 50.0), 3600.0);
+        assert_eq!((g.rate, g.jobs), (50.0, 1), "a fresh state: {g:?}");
+        assert_eq!(s.burst, 5.0);
+    }
+
+    /// Requests each job is granted in `secs` seconds when each has `workers` workers, each
+    /// asking again `latency` after its request started.
+    fn run_workers(
+        state: &mut State,
+        jobs: &[Me],
+        workers: usize,
+        latency: f64,
+        secs: f64,
+    ) -> Vec<u64> {
+        let mut next: Vec<(usize, f64)> = (0..jobs.len())
+            .flat_map(|j| (0..workers).map(move |_| (j, 0.0)))
+            .collect();
+        let mut n = vec![0u64; jobs.len()];
+        let mut starts = Vec::new();
+        loop {
+            let (k, &(j, t)) = next
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.1.total_cmp(&b.1.1))
+                .unwrap();
+            if t >= secs {
+                break;
+            }
+            let g = state.reserve(&jobs[j], 1000.0 + t);
+            let at = t + g.wait;
+            if at < secs {
+                n[j] += 1;
+                starts.push(at);
+            }
+            next[k] = (j, at + latency);
+        }
+        starts.sort_by(f64::total_cmp);
+        let rate = jobs.iter().map(|m| m.rate).fold(f64::INFINITY, f64::min);
+        let burst = jobs.iter().map(|m| m.burst).fold(f64::INFINITY, f64::min);
+        for (k, s) in starts.iter().enumerate() {
+            let within = starts[k..].iter().take_while(|x| **x < s + 1.0).count();
+            assert!(within as f64 <= rate + burst, "{within} in a second");
+        }
+        n
+    }
+
+    #[test]
+    fn shares_do_not_shrink_with_concurrency_or_burst() {
+        for workers in [1, 8, 64] {
+            for burst in [1.0, 5.0] {
+                for jobs in [2, 3] {
+                    let mut s = State::default();
+                    let list: Vec<Me> = (0..jobs)
+                        .map(|i| Me {
+                            burst,
+                            ..me(&format!("j{i}"), 20.0)
+                        })
+                        .collect();
+                    // A latency well under the rate's spacing: the job is rate-bound.
+                    let n = run_workers(&mut s, &list, workers, 0.01, 30.0);
+                    let total: u64 = n.iter().sum();
+                    let share = 20.0 * 30.0 / jobs as f64;
+                    for x in &n {
+                        assert!(
+                            *x as f64 >= 0.9 * share,
+                            "{workers} workers, burst {burst}: {n:?}"
+                        );
+                    }
+                    assert!(total as f64 >= 0.9 * 600.0, "{n:?}");
+                }
+            }
+        }
     }
 }
