@@ -14,7 +14,8 @@ use crate::quota::state::State;
 pub(crate) enum QuotaCommand {
     /// The shared rate budgets and their active jobs.
     Status {
-        /// The folder of this host's budgets [default: $XDG_RUNTIME_DIR/simbulk].
+        /// The folder of this host's budgets [default: $XDG_RUNTIME_DIR/simbulk, or
+        /// /tmp/simbulk-UID without XDG_RUNTIME_DIR].
         #[arg(long, value_name = "DIR")]
         quota_dir: Option<PathBuf>,
         /// A Redis holding budgets shared across hosts.
@@ -50,6 +51,33 @@ pub(crate) async fn run(c: QuotaCommand) -> u8 {
     }
 }
 
+/// Why the account's rate is what it is: a cut in force and when it is over, or the live job
+/// whose wish it is and when that wish lapses.
+fn why(st: &State, live: &[(&String, &crate::quota::state::Lease)], now: f64) -> String {
+    let effective = st.effective(now);
+    if st.cut_rate > 0.0 && effective < st.rate {
+        let back = (st.rate - effective) / (0.05 * st.rate).max(1e-9);
+        return format!(
+            "a 429 cut it; climbing back to {:.1}/s, there in about {back:.0}s",
+            st.rate
+        );
+    }
+    let slowest = live
+        .iter()
+        .min_by(|a, b| a.1.asked.total_cmp(&b.1.asked))
+        .map(|(_, l)| l);
+    match slowest {
+        Some(l) => format!(
+            "the smallest rate a live job asked for: {:.1}/s by {} pid {} (its lease lapses in {:.1}s unless it calls again)",
+            l.asked,
+            l.host,
+            l.pid,
+            (l.expires - now).max(0.0)
+        ),
+        None => "no live job".into(),
+    }
+}
+
 fn text(states: &[State], now: f64) -> String {
     let mut s = String::new();
     let mut any = false;
@@ -62,13 +90,13 @@ fn text(states: &[State], now: f64) -> String {
         let total: f64 = live.iter().map(|(_, l)| l.weight).sum();
         let _ = writeln!(
             s,
-            "account {}: {:.1}/s (now {:.1}/s), burst {}, {} job(s)",
+            "account {}: {:.1}/s in force, burst {}, {} job(s)",
             st.account,
-            st.rate,
             st.effective(now),
             st.burst,
             live.len()
         );
+        let _ = writeln!(s, "  why: {}", why(st, &live, now));
         for (_, l) in live {
             let _ = writeln!(
                 s,
@@ -86,4 +114,33 @@ fn text(states: &[State], now: f64) -> String {
         s += "no job shares a rate budget now\n";
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::state::Me;
+
+    #[test]
+    fn status_says_the_rate_in_force_why_and_when_it_lapses() {
+        let me = |id: &str, rate: f64| Me {
+            id: id.into(),
+            host: "h".into(),
+            pid: 7,
+            weight: 1.0,
+            rate,
+            burst: 1.0,
+        };
+        let mut st = State::default();
+        st.account = "https://api example-client".into();
+        st.reserve(&me("a", 20.0), 100.0);
+        st.reserve(&me("b", 10.0), 100.0);
+        let t = text(std::slice::from_ref(&st), 101.0);
+        assert!(t.contains("10.0/s in force"), "{t}");
+        assert!(t.contains("asked for: 10.0/s by h pid 7 (its lease lapses in 2.0s"), "{t}");
+        st.throttled(&me("a", 20.0), None, 101.0);
+        let t = text(std::slice::from_ref(&st), 101.5);
+        assert!(t.contains("a 429 cut it; climbing back to 10.0/s"), "{t}");
+        assert!(text(&[st], 200.0).contains("no job shares a rate budget now"));
+    }
 }

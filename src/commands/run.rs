@@ -210,9 +210,8 @@ pub(crate) struct JobFlags {
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "Pacing")]
     pub(crate) max_read_age: Duration,
 
-    /// Where the account's shared rate budget lives on this host: every job of the account
-    /// (base URL and client id) with --rate draws from one budget [default:
-    /// $XDG_RUNTIME_DIR/simbulk].
+    /// This host's shared rate budgets (one per account; unused an hour, removed) [default:
+    /// $XDG_RUNTIME_DIR/simbulk, or /tmp/simbulk-UID without XDG_RUNTIME_DIR].
     #[arg(long, value_name = "DIR", help_heading = "Pacing")]
     pub(crate) quota_dir: Option<PathBuf>,
 

@@ -2,7 +2,11 @@
 //! changed under an exclusive file lock.
 //!
 //! Guarantees: the folder is private (0700) and the file 0600; a state file that cannot be
-//! parsed (a crash mid-write) starts afresh rather than stopping jobs; reads are bounded.
+//! parsed (a crash mid-write) starts afresh rather than stopping jobs; reads are bounded; no
+//! file is left behind for long: the last job to leave an account removes its file, and a
+//! job opening the folder removes the files no job has used for [`IDLE`] (jobs that were
+//! killed); a removal is made under the file's lock and a job that locked a file since
+//! removed opens the path again, so two jobs of an account never hold two states.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -13,6 +17,9 @@ use super::state::{Grant, State};
 
 /// Largest state file read (thousands of leases).
 const MAX_STATE: u64 = 1 << 20;
+
+/// A state file untouched this long has no live lease (leases last seconds) and is removed.
+pub(crate) const IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Longest wait for the lock (another job holds it for microseconds; a stopped process that
 /// holds it makes the budget unusable, and the job paces alone).
@@ -62,6 +69,7 @@ impl FileStore {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
+        sweep(dir, IDLE);
         Ok(Self {
             path: path_for(dir, account),
             account: account.to_owned(),
@@ -82,8 +90,7 @@ impl FileStore {
             path: self.path.clone(),
             source,
         };
-        let mut file = self.open_file().map_err(err)?;
-        lock_within(&file, LOCK_WAIT).map_err(err)?;
+        let mut file = self.locked().map_err(err)?;
         let mut text = Vec::new();
         (&file)
             .take(MAX_STATE)
@@ -92,12 +99,71 @@ impl FileStore {
         let mut state: State = serde_json::from_slice(&text).unwrap_or_default();
         state.account.clone_from(&self.account);
         let g = f(&mut state);
+        if state.jobs.is_empty() {
+            // The last job left: nothing to keep (a job waiting for the lock opens anew).
+            let _ = std::fs::remove_file(&self.path);
+            return Ok(g);
+        }
         let out = serde_json::to_vec(&state).map_err(|e| err(e.into()))?;
         file.rewind().map_err(err)?;
         file.set_len(0).map_err(err)?;
         file.write_all(&out).map_err(err)?;
         // Unlocked when the file closes.
         Ok(g)
+    }
+}
+
+impl FileStore {
+    /// The state file, open and locked — the one at the path now (a file removed while this
+    /// job waited for its lock is let go, and the path opened again).
+    fn locked(&self) -> std::io::Result<File> {
+        loop {
+            let file = self.open_file()?;
+            lock_within(&file, LOCK_WAIT)?;
+            if same_file(&file, &self.path) {
+                return Ok(file);
+            }
+        }
+    }
+}
+
+/// Whether `file` is the file at `path` now.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Removes the state files in `dir` untouched for `idle`, under their locks.
+pub(crate) fn sweep(dir: &Path, idle: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with("budget-") || !name.ends_with(".json") {
+            continue;
+        }
+        let path = e.path();
+        let old = std::fs::symlink_metadata(&path)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= idle);
+        if !old {
+            continue;
+        }
+        let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+            continue;
+        };
+        // A job using it holds the lock for microseconds; one that waits re-opens the path.
+        if file.try_lock().is_ok() && same_file(&file, &path) {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
 
@@ -151,5 +217,20 @@ mod tests {
             .update(|s| s.reserve(&me("a"), super::super::now()))
             .unwrap();
         assert_eq!(g.jobs, 1);
+        // The last to leave removes the file; an idle one is swept.
+        a.update(|s| {
+            s.release("a");
+            s.release("b");
+            g
+        })
+        .unwrap();
+        assert!(!path_for(dir.path(), "acct").exists());
+        b.update(|s| s.reserve(&me("b"), super::super::now()))
+            .unwrap();
+        assert!(path_for(dir.path(), "acct").exists());
+        sweep(dir.path(), std::time::Duration::from_secs(3600));
+        assert!(path_for(dir.path(), "acct").exists(), "in use");
+        sweep(dir.path(), std::time::Duration::ZERO);
+        assert!(!path_for(dir.path(), "acct").exists(), "idle");
     }
 }
