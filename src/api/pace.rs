@@ -89,7 +89,9 @@ const BUDGET_RESERVE: f64 = 10.0;
 const BUDGET_MAX: f64 = 500.0;
 
 impl Pacer {
-    /// `rate` requests per second (`None` = no limit), `burst` at once.
+    /// `rate` requests per second (`None` = no limit), `burst` at once (commands build theirs
+    /// through `engine::pacing`).
+    #[cfg(test)]
     pub(crate) fn new(rate: Option<f64>, burst: NonZeroU32) -> Self {
         Self::with_adaptation(rate, burst, true)
     }
@@ -170,10 +172,16 @@ impl Pacer {
                 continue;
             }
             if let Some(b) = &self.shared {
-                let wait = unless_stopped(stop, b.reserve()).await?;
-                if !wait.is_zero() {
-                    unless_stopped(stop, tokio::time::sleep(wait)).await?;
-                }
+                // One reservation of this job at a time: the others wait their turn here, so
+                // the account's slots are taken in the order they are used.
+                unless_stopped(stop, async {
+                    let _turn = self.turn.lock().await;
+                    let wait = b.reserve().await;
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                })
+                .await?;
             }
             let l = self
                 .limiter

@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::args::{ConnectionArgs, endpoint};
 use super::run::{JobFlags, job_config, report};
-use crate::api::{Client, Pacer};
+use crate::api::Client;
 use crate::engine::apply::{Planned, Reading, make_plan};
+use crate::engine::pacing::Pacing;
 use crate::engine::{self, ResumeMode};
 use crate::exit;
 
@@ -130,7 +131,7 @@ async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
     if !reuse {
         let reads = super::args::endpoint(&a.connection, a.job.timeout).map_err(usage)?;
         let out = (!a.check || a.plan.is_some()).then_some(plan_path.as_path());
-        let planned = plan(&a, a.check, reads, out, &drain).await?;
+        let planned = plan(&a, a.check, reads, &Pacing::of(&cfg), out, &drain).await?;
         crate::output::stdout::print(&planned.text());
         if a.check {
             return Ok(drift(&planned));
@@ -150,13 +151,15 @@ async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
             return Ok(exit::OK);
         }
     }
-    execute(&a, cfg, endpoint, &drain, abort).await
+    let pacing = Pacing::of(&cfg);
+    execute(&a, cfg, &pacing, endpoint, &drain, abort).await
 }
 
 /// The engine runs the plan; after a completed run the fleet is checked against the file.
 async fn execute(
     a: &ApplyArgs,
     cfg: engine::JobConfig,
+    pacing: &Pacing,
     endpoint: crate::api::Endpoint,
     drain: &CancellationToken,
     abort: CancellationToken,
@@ -167,7 +170,7 @@ async fn execute(
         Ok(Ok(s)) => {
             let mut code = report(&s, summary_json.as_deref());
             if s.state == "completed" {
-                code = code.max(after_run(a, drain).await?);
+                code = code.max(after_run(a, pacing, drain).await?);
             }
             super::hook::on_finish(&a.job, Ok(&s)).await;
             Ok(code)
@@ -183,11 +186,15 @@ async fn plan(
     a: &ApplyArgs,
     check: bool,
     endpoint: crate::api::Endpoint,
+    pacing: &Pacing,
     plan_path: Option<&Path>,
     drain: &CancellationToken,
 ) -> Result<Planned, Failure> {
-    let rate = a.job.rate.0;
-    let pacer = Arc::new(Pacer::new(rate, crate::api::pace::default_burst(rate)));
+    // The planning reads draw from the account's budget, as the run will.
+    let pacer = engine::pacing::pacer(pacing, &endpoint)
+        .await
+        .map_err(|e| (exit::HALTED, e.to_string()))?;
+    let pacer = Arc::new(pacer);
     let client = Client::new(endpoint, pacer, a.job.concurrency.get())
         .map_err(usage)?
         .with_stop(drain.clone(), None);
@@ -203,23 +210,38 @@ async fn plan(
         concurrency: a.job.concurrency.get(),
         check,
     };
-    let code = |e: engine::apply::ApplyError| match e {
+    let planned = write_plan(a, &reading, plan_path).await;
+    engine::pacing::leave(&client.pacer).await;
+    planned
+}
+
+/// Why a plan could not be made, as an exit code and a message.
+fn plan_failure(e: engine::apply::ApplyError) -> Failure {
+    match e {
         engine::apply::ApplyError::Read(_) => (exit::HALTED, e.to_string()),
         engine::apply::ApplyError::Stopped => (exit::STOPPED, e.to_string()),
         other => usage(other),
-    };
+    }
+}
+
+/// The plan made from `reading`, written whole to `plan_path` (nowhere when `None`).
+async fn write_plan(
+    a: &ApplyArgs,
+    reading: &Reading<'_>,
+    plan_path: Option<&Path>,
+) -> Result<Planned, Failure> {
     let Some(plan_path) = plan_path else {
-        return make_plan(&a.input, &reading, &mut std::io::sink())
+        return make_plan(&a.input, reading, &mut std::io::sink())
             .await
-            .map_err(code);
+            .map_err(plan_failure);
     };
     let spare: Vec<_> = crate::files::output_place(&a.input, "the desired-state file", true)
         .into_iter()
         .collect();
     let mut out = crate::files::Replace::prepare(plan_path, "--plan", &spare).map_err(usage)?;
-    let planned = make_plan(&a.input, &reading, &mut std::io::BufWriter::new(out.file()))
+    let planned = make_plan(&a.input, reading, &mut std::io::BufWriter::new(out.file()))
         .await
-        .map_err(code)?;
+        .map_err(plan_failure)?;
     out.commit().map_err(|e| (exit::HALTED, e.to_string()))?;
     Ok(planned)
 }
@@ -227,9 +249,13 @@ async fn plan(
 /// After a completed run: the fleet read once more; every SIM that still differs from the
 /// file is named (another client moved it during the job, or its change is blocked), and
 /// the exit code is 1 when there are some.
-async fn after_run(a: &ApplyArgs, drain: &CancellationToken) -> Result<u8, Failure> {
+async fn after_run(
+    a: &ApplyArgs,
+    pacing: &Pacing,
+    drain: &CancellationToken,
+) -> Result<u8, Failure> {
     let reads = super::args::endpoint(&a.connection, a.job.timeout).map_err(usage)?;
-    let after = plan(a, true, reads, None, drain).await?;
+    let after = plan(a, true, reads, pacing, None, drain).await?;
     if after.differing == 0 && after.invalid == 0 {
         crate::output::stdout::print("checked: every SIM is as the file says.\n");
         return Ok(exit::OK);

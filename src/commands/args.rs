@@ -83,6 +83,58 @@ pub(crate) fn parse_concurrency(s: &str) -> Result<NonZeroUsize, String> {
         })
 }
 
+/// The account's shared rate budget; shared by every command that calls the API, so each
+/// draws from the same budget as the account's other jobs.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BudgetArgs {
+    /// This host's shared rate budgets (one per account; unused an hour, removed) [default:
+    /// $XDG_RUNTIME_DIR/simbulk, or /tmp/simbulk-UID without XDG_RUNTIME_DIR].
+    #[arg(long, value_name = "DIR", help_heading = "Pacing")]
+    pub(crate) quota_dir: Option<PathBuf>,
+
+    /// Share the account's rate budget across hosts through Redis (redis://host:port/db).
+    #[arg(long, value_name = "URL", help_heading = "Pacing")]
+    pub(crate) quota_url: Option<String>,
+
+    /// The account's name in the shared budget [default: base URL and client id].
+    #[arg(long, value_name = "TEXT", help_heading = "Pacing")]
+    pub(crate) quota_key: Option<String>,
+
+    /// This job's weight in the account's budget (jobs share it in proportion; 0.01 to 100).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_share, help_heading = "Pacing")]
+    pub(crate) share: f64,
+
+    /// Pace this job alone, outside its account's shared budget.
+    #[arg(long, help_heading = "Pacing")]
+    pub(crate) no_shared_budget: bool,
+}
+
+impl BudgetArgs {
+    /// The budget to join (`None`: pace alone).
+    pub(crate) fn quota(&self) -> Option<crate::quota::QuotaConfig> {
+        (!self.no_shared_budget).then(|| crate::quota::QuotaConfig {
+            place: match &self.quota_url {
+                Some(u) => crate::quota::Place::Redis(u.clone()),
+                None => crate::quota::Place::Dir(
+                    self.quota_dir
+                        .clone()
+                        .unwrap_or_else(crate::quota::default_dir),
+                ),
+            },
+            key: self.quota_key.clone(),
+            weight: self.share,
+        })
+    }
+}
+
+/// `--share`: a weight from 0.01 to 100.
+fn parse_share(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|w| (0.01..=100.0).contains(w))
+        .ok_or_else(|| format!("{s:?}: --share is a weight from 0.01 to 100 (1 = an equal share)"))
+}
+
 /// How to reach the API; shared by the commands that call it.
 #[derive(Debug, Args)]
 pub(crate) struct ConnectionArgs {

@@ -18,7 +18,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{ConnectionArgs, Rate, endpoint, parse_rate, parse_timeout};
-use crate::api::{Client, Pacer};
+use crate::api::Client;
 use crate::engine::RetryPolicy;
 use crate::engine::retry::{GiveUp, with_retries};
 use crate::exit;
@@ -28,6 +28,9 @@ use crate::model::{Attribute, Sim};
 pub(crate) struct ExportArgs {
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
+
+    #[command(flatten)]
+    pub(crate) budget: super::args::BudgetArgs,
 
     /// Write the CSV here [default: stdout].
     #[arg(short, long)]
@@ -329,10 +332,16 @@ async fn export(a: ExportArgs) -> Result<u64, Failure> {
         return Err(usage(format!("{bad:?} is not a valid ICCID")));
     }
     let mut sink = Sink::open(&a)?;
-    let pacer = Arc::new(Pacer::new(
-        a.rate.0,
-        crate::api::pace::default_burst(a.rate.0),
-    ));
+    // The export draws from the account's budget like every job of the account.
+    let job = a.output.as_ref().map_or_else(
+        || format!("export to stdout, pid {}", std::process::id()),
+        |o| format!("export {}", crate::files::resolve(o).display()),
+    );
+    let pacing = crate::engine::pacing::Pacing::reads(a.rate.0, a.budget.quota(), job);
+    let pacer = crate::engine::pacing::pacer(&pacing, &endpoint)
+        .await
+        .map_err(halted)?;
+    let pacer = Arc::new(pacer);
     let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
     crate::signal::escalate(drain.clone(), abort);
     if a.output.is_none() {
@@ -360,10 +369,13 @@ async fn export(a: ExportArgs) -> Result<u64, Failure> {
     let n = {
         let mut w = csv::Writer::from_writer(std::io::BufWriter::new(sink.writer()));
         let n = if a.with_attributes {
-            with_attributes(&a, &client, &policy, &queries, &mut w).await?
+            with_attributes(&a, &client, &policy, &queries, &mut w).await
         } else {
-            plain(&a, &client, &policy, &queries, &mut w).await?
+            plain(&a, &client, &policy, &queries, &mut w).await
         };
+        // Its share goes to the account's other jobs at once, whatever the export's end.
+        crate::engine::pacing::leave(&client.pacer).await;
+        let n = n?;
         w.flush().map_err(write_failed)?;
         n
     };

@@ -131,13 +131,18 @@ mod tests {
             rate,
             burst: 1.0,
         };
-        let mut st = State::default();
-        st.account = "https://api example-client".into();
+        let mut st = State {
+            account: "https://api example-client".into(),
+            ..State::default()
+        };
         st.reserve(&me("a", 20.0), 100.0);
         st.reserve(&me("b", 10.0), 100.0);
         let t = text(std::slice::from_ref(&st), 101.0);
         assert!(t.contains("10.0/s in force"), "{t}");
-        assert!(t.contains("asked for: 10.0/s by h pid 7 (its lease lapses in 2.0s"), "{t}");
+        assert!(
+            t.contains("asked for: 10.0/s by h pid 7 (its lease lapses in 2.0s"),
+            "{t}"
+        );
         st.throttled(&me("a", 20.0), None, 101.0);
         let t = text(std::slice::from_ref(&st), 101.5);
         assert!(t.contains("a 429 cut it; climbing back to 10.0/s"), "{t}");

@@ -210,40 +210,14 @@ pub(crate) struct JobFlags {
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "Pacing")]
     pub(crate) max_read_age: Duration,
 
-    /// This host's shared rate budgets (one per account; unused an hour, removed) [default:
-    /// $XDG_RUNTIME_DIR/simbulk, or /tmp/simbulk-UID without XDG_RUNTIME_DIR].
-    #[arg(long, value_name = "DIR", help_heading = "Pacing")]
-    pub(crate) quota_dir: Option<PathBuf>,
-
-    /// Share the account's rate budget across hosts through Redis (redis://host:port/db).
-    #[arg(long, value_name = "URL", help_heading = "Pacing")]
-    pub(crate) quota_url: Option<String>,
-
-    /// The account's name in the shared budget [default: base URL and client id].
-    #[arg(long, value_name = "TEXT", help_heading = "Pacing")]
-    pub(crate) quota_key: Option<String>,
-
-    /// This job's weight in the account's budget (jobs share it in proportion; 0.01 to 100).
-    #[arg(long, default_value_t = 1.0, value_parser = parse_share, help_heading = "Pacing")]
-    pub(crate) share: f64,
-
-    /// Pace this job alone, outside its account's shared budget.
-    #[arg(long, help_heading = "Pacing")]
-    pub(crate) no_shared_budget: bool,
+    #[command(flatten)]
+    pub(crate) budget: super::args::BudgetArgs,
 
     /// The change ticket this job belongs to (e.g. CHG-1234): kept in the checkpoint, a
     /// column of the results, the summary and the report, with the OS user who ran it. A
     /// resume keeps the job's reference unless given a new one.
     #[arg(long, value_name = "TEXT", value_parser = parse_change_ref, help_heading = "Outputs")]
     pub(crate) change_ref: Option<String>,
-}
-
-/// `--share`: a weight from 0.01 to 100.
-fn parse_share(s: &str) -> Result<f64, String> {
-    s.parse::<f64>()
-        .ok()
-        .filter(|w| (0.01..=100.0).contains(w))
-        .ok_or_else(|| format!("{s:?}: --share is a weight from 0.01 to 100 (1 = an equal share)"))
 }
 
 /// A change reference: one line of printable text, at most 200 characters.
@@ -421,18 +395,7 @@ pub(crate) fn job_config(input: PathBuf, f: &JobFlags, args: Vec<String>) -> Job
         yes: f.yes,
         change_ref: f.change_ref.clone(),
         metrics_file: f.metrics_file.clone(),
-        quota: (!f.no_shared_budget).then(|| crate::quota::QuotaConfig {
-            place: match &f.quota_url {
-                Some(u) => crate::quota::Place::Redis(u.clone()),
-                None => crate::quota::Place::Dir(
-                    f.quota_dir
-                        .clone()
-                        .unwrap_or_else(crate::quota::default_dir),
-                ),
-            },
-            key: f.quota_key.clone(),
-            weight: f.share,
-        }),
+        quota: f.budget.quota(),
         ..base
     }
 }
@@ -517,13 +480,13 @@ pub(crate) async fn run(a: RunArgs) -> u8 {
     crate::signal::escalate(drain.clone(), abort.clone());
     // On a worker thread, the dispatcher and the workers wake each other without crossing
     // into the runtime's blocking entry thread.
-    let preview = cfg.preview;
+    let (preview, pacing) = (cfg.preview, engine::pacing::Pacing::of(&cfg));
     let job = tokio::spawn(engine::run(cfg, endpoint, drain.clone(), abort));
     match job.await {
         Ok(Ok(s)) => {
             let mut code = report(&s, a.job.summary_json.as_deref());
             if a.verify && !preview && s.state == "completed" {
-                let v = super::verify::after_job(&s.results, &a.connection, &a.job, &drain);
+                let v = super::verify::after_job(&s.results, &a.connection, &a.job, pacing, &drain);
                 code = code.max(v.await);
             }
             super::hook::on_finish(&a.job, Ok(&s)).await;

@@ -16,7 +16,8 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{ConnectionArgs, Rate, endpoint, parse_rate, parse_timeout};
-use crate::api::{Client, Pacer};
+use crate::api::Client;
+use crate::engine::pacing::Pacing;
 use crate::exit;
 use crate::verify::{Difference, Reading, Verified, verify};
 
@@ -27,6 +28,9 @@ pub(crate) struct VerifyArgs {
 
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
+
+    #[command(flatten)]
+    pub(crate) budget: super::args::BudgetArgs,
 
     #[command(flatten)]
     pub(crate) output: VerifyOutput,
@@ -59,9 +63,10 @@ pub(crate) struct VerifyOutput {
 /// Differences the JSON document and the HTML page list at most (the text lists every one).
 const MAX_LISTED: usize = 10_000;
 
-/// How verify reaches the provider.
-pub(crate) struct Pacing {
-    pub(crate) rate: Option<f64>,
+/// How verify reaches the provider: its pacing (the account's budget with it), reads at
+/// once, retries, timeout.
+pub(crate) struct Reads {
+    pub(crate) pacing: Pacing,
     pub(crate) concurrency: usize,
     pub(crate) max_retries: u32,
     pub(crate) timeout: Duration,
@@ -69,15 +74,16 @@ pub(crate) struct Pacing {
 
 /// `simbulk verify`.
 pub(crate) async fn run(a: VerifyArgs) -> u8 {
-    let pacing = Pacing {
-        rate: a.rate.0,
+    let job = format!("verify {}", crate::files::resolve(&a.results).display());
+    let reads = Reads {
+        pacing: Pacing::reads(a.rate.0, a.budget.quota(), job),
         concurrency: usize::from(a.concurrency),
         max_retries: a.max_retries,
         timeout: a.timeout,
     };
     let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
     crate::signal::escalate(drain.clone(), abort);
-    check(&a.results, &a.connection, &pacing, &a.output, &drain).await
+    check(&a.results, &a.connection, &reads, &a.output, &drain).await
 }
 
 /// `run --verify`: the job's results verified with the job's connection and pacing.
@@ -85,33 +91,27 @@ pub(crate) async fn after_job(
     results: &Path,
     connection: &ConnectionArgs,
     job: &super::run::JobFlags,
+    pacing: Pacing,
     drain: &CancellationToken,
 ) -> u8 {
-    let pacing = Pacing {
-        rate: job.rate.0,
+    let reads = Reads {
+        pacing,
         concurrency: job.concurrency.get(),
         max_retries: job.max_retries,
         timeout: job.timeout,
     };
-    check(
-        results,
-        connection,
-        &pacing,
-        &VerifyOutput::default(),
-        drain,
-    )
-    .await
+    check(results, connection, &reads, &VerifyOutput::default(), drain).await
 }
 
 /// Verifies the results at `results` and prints what it found; the exit code.
 pub(crate) async fn check(
     results: &Path,
     connection: &ConnectionArgs,
-    pacing: &Pacing,
+    reads: &Reads,
     out: &VerifyOutput,
     drain: &CancellationToken,
 ) -> u8 {
-    match checked(results, connection, pacing, out, drain).await {
+    match checked(results, connection, reads, out, drain).await {
         Ok(v) if v.differ == 0 => exit::OK,
         Ok(_) => exit::ROWS_FAILED,
         Err((code, e)) => {
@@ -124,12 +124,12 @@ pub(crate) async fn check(
 async fn checked(
     results: &Path,
     connection: &ConnectionArgs,
-    pacing: &Pacing,
+    reads: &Reads,
     out: &VerifyOutput,
     drain: &CancellationToken,
 ) -> Result<Verified, (u8, String)> {
     let usage = |e: &dyn std::fmt::Display| (exit::USAGE, e.to_string());
-    let endpoint = endpoint(connection, pacing.timeout).map_err(|e| usage(&e))?;
+    let endpoint = endpoint(connection, reads.timeout).map_err(|e| usage(&e))?;
     let mut page = match &out.html {
         Some(p) => {
             let spare: Vec<_> = crate::files::output_place(results, "the results file", true)
@@ -139,23 +139,22 @@ async fn checked(
         }
         None => None,
     };
-    let pacer = Arc::new(Pacer::new(
-        pacing.rate,
-        crate::api::pace::default_burst(pacing.rate),
-    ));
-    let client = Client::new(endpoint, pacer, pacing.concurrency)
+    let pacer = crate::engine::pacing::pacer(&reads.pacing, &endpoint)
+        .await
+        .map_err(|e| (exit::HALTED, e.to_string()))?;
+    let client = Client::new(endpoint, Arc::new(pacer), reads.concurrency)
         .map_err(|e| usage(&e))?
         .with_stop(drain.clone(), None);
     client
         .preflight()
         .await
         .map_err(|e| (exit::HALTED, e.to_string()))?;
-    let policy = crate::engine::RetryPolicy::new(pacing.max_retries);
+    let policy = crate::engine::RetryPolicy::new(reads.max_retries);
     let reading = Reading {
         client: &client,
         policy: &policy,
         stop: drain,
-        concurrency: pacing.concurrency,
+        concurrency: reads.concurrency,
     };
     let mut f = Findings {
         json: out.json,
@@ -164,9 +163,9 @@ async fn checked(
         html: page.as_ref().map(|_| String::new()),
         count: 0,
     };
-    let v = verify(results, &reading, &mut |d| f.add(d))
-        .await
-        .map_err(|e| (e.exit_code(), e.to_string()))?;
+    let v = verify(results, &reading, &mut |d| f.add(d)).await;
+    crate::engine::pacing::leave(&client.pacer).await;
+    let v = v.map_err(|e| (e.exit_code(), e.to_string()))?;
     let words = summary(results, &v);
     let html = f.finish(results, &v, &words);
     if let (Some(mut p), Some(html)) = (page.take(), html) {

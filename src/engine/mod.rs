@@ -19,6 +19,7 @@ pub(crate) mod dry_run;
 pub(crate) mod gate;
 pub(crate) mod halt;
 pub(crate) mod metrics;
+pub(crate) mod pacing;
 pub(crate) mod plan;
 pub(crate) mod preview;
 pub(crate) mod reader;

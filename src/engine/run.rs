@@ -259,18 +259,7 @@ fn finished_before(
 
 /// The job's pacer: alone, or drawing from its account's shared budget.
 async fn pacer(cfg: &JobConfig, endpoint: &Endpoint) -> Result<Pacer, Error> {
-    let p = Pacer::with_adaptation(cfg.rate, cfg.burst, cfg.adaptive_rate);
-    let (Some(rate), Some(q)) = (cfg.rate, &cfg.quota) else {
-        return Ok(p);
-    };
-    let account = q
-        .key
-        .clone()
-        .unwrap_or_else(|| format!("{} {}", endpoint.base_url.as_str(), endpoint.client_id));
-    let job = crate::files::resolve(&cfg.checkpoint).display().to_string();
-    let b =
-        crate::quota::Budget::join(q, (&account, &job), rate, f64::from(cfg.burst.get())).await?;
-    Ok(p.with_shared(Arc::new(b)))
+    Ok(super::pacing::pacer(&super::pacing::Pacing::of(cfg), endpoint).await?)
 }
 
 /// Gets the first token: refused credentials or an unreachable API end the run before any

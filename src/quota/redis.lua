@@ -92,15 +92,13 @@ for _, l in pairs(s.jobs) do total = total + tonumber(l.weight); jobs = jobs + 1
 local share = math.min(math.max(weight / math.max(total, 1e-9), 0), 1)
 local job_rate = math.max(r * share, 1e-6)
 local job_burst = math.max(s.burst * share, 1)
--- Each GCRA advanced at its own earliest time; the call goes at the later of the two.
-local start = math.max(now, s.paused_until)
-local t_job = math.max(start, me.tat - (job_burst - 1) / job_rate)
-local t_account = math.max(start, s.tat - math.max(s.burst - 1, 0) / r)
-me.tat = math.max(me.tat, t_job) + 1 / job_rate
-s.tat = math.max(s.tat, t_account) + 1 / r
+local at = math.max(now, s.paused_until, me.tat - (job_burst - 1) / job_rate,
+  s.tat - math.max(s.burst - 1, 0) / r)
+me.tat = math.max(me.tat, at) + 1 / job_rate
+s.tat = math.max(s.tat, at) + 1 / r
 me.calls = me.calls + 1
 local cut_now = 0
 if s.cut_rate > 0 then cut_now = 1 end
 save()
-return {math.floor((math.max(t_job, t_account) - now) * 1e6), math.floor(share * 1e6),
+return {math.floor((at - now) * 1e6), math.floor(share * 1e6),
   math.floor(r * 1000), jobs, 0, cut_now, math.floor(s.rate * 1000)}

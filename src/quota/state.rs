@@ -6,11 +6,11 @@
 //! a weight; its share is its weight over the sum of the live leases' weights. When a lease
 //! lapses its wishes go with it; when the last one lapses the state starts afresh. A call is
 //! granted at the earliest time both the job's GCRA (rate × share) and the account's GCRA
-//! (the whole rate) allow, each GCRA advanced at the time *it* allows — a job's reservation
-//! far ahead (several workers waiting at once) takes the account's next slot, not every slot
-//! up to its own time, so the shares do not shrink with concurrency. The jobs' GCRAs sum to
-//! the account's rate (and bursts to its burst); the account's GCRA bounds the moments shares
-//! change. A 429 seen by any job pauses every job until its Retry-After and cuts the account's
+//! (the whole rate) allow, and both advance to it: requests go at the times granted, in the
+//! order granted, so the account never sees more than its rate and burst. A job holds one
+//! reservation at a time (its workers queue for it in the pacer): a job whose many workers
+//! each held one far ahead would push the account's time past slots nobody uses, and its
+//! share would shrink with its concurrency. A 429 seen by any job pauses every job until its Retry-After and cuts the account's
 //! rate to 70 % (at most once a second); the rate climbs back by 5 % of the configured rate each
 //! second, and the cut is forgotten once it is back.
 
@@ -160,16 +160,17 @@ impl State {
                 asked,
             };
         };
-        // Each GCRA's earliest time (a burst of b: b requests at once), each advanced at its
-        // own: the call goes at the later of the two.
-        let start = now.max(self.paused_until);
-        let t_job = start.max(l.tat - (job_burst - 1.0) / job_rate);
-        let t_account = start.max(self.tat - (self.burst - 1.0).max(0.0) / rate);
-        l.tat = l.tat.max(t_job) + 1.0 / job_rate;
-        self.tat = self.tat.max(t_account) + 1.0 / rate;
+        // The earliest time both the job's and the account's GCRA allow (a burst of b: b
+        // requests at once); both advance to it.
+        let t = now
+            .max(self.paused_until)
+            .max(l.tat - (job_burst - 1.0) / job_rate)
+            .max(self.tat - (self.burst - 1.0).max(0.0) / rate);
+        l.tat = l.tat.max(t) + 1.0 / job_rate;
+        self.tat = self.tat.max(t) + 1.0 / rate;
         l.calls += 1;
         Grant {
-            wait: t_job.max(t_account) - now,
+            wait: t - now,
             share,
             rate,
             jobs,
@@ -311,7 +312,8 @@ mod tests {
     }
 
     /// Requests each job is granted in `secs` seconds when each has `workers` workers, each
-    /// asking again `latency` after its request started.
+    /// asking again `latency` after its request started, and — as the pacer has them — each
+    /// job's workers taking turns for its one reservation at a time.
     fn run_workers(
         state: &mut State,
         jobs: &[Me],
@@ -323,18 +325,23 @@ mod tests {
             .flat_map(|j| (0..workers).map(move |_| (j, 0.0)))
             .collect();
         let mut n = vec![0u64; jobs.len()];
+        let mut turn = vec![0.0f64; jobs.len()];
         let mut starts = Vec::new();
         loop {
-            let (k, &(j, t)) = next
+            // The next reservation in time: a worker's ask, once its job's turn is free.
+            let (k, t) = next
                 .iter()
                 .enumerate()
-                .min_by(|a, b| a.1.1.total_cmp(&b.1.1))
+                .map(|(k, &(j, asked))| (k, asked.max(turn[j])))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
                 .unwrap();
+            let j = next[k].0;
             if t >= secs {
                 break;
             }
             let g = state.reserve(&jobs[j], 1000.0 + t);
             let at = t + g.wait;
+            turn[j] = at;
             if at < secs {
                 n[j] += 1;
                 starts.push(at);

@@ -94,6 +94,12 @@ fn jobs(s: &TestSim, n: usize, rows: usize) -> Vec<Job> {
 }
 
 fn start(s: &TestSim, job: &Job, extra: &[&str]) -> Child {
+    let burst = BURST.to_string();
+    start_paced(s, job, &["--burst", &burst, "--concurrency", "4"], extra)
+}
+
+/// A job of the account at its limit, with `pacing` flags (concurrency, burst).
+fn start_paced(s: &TestSim, job: &Job, pacing: &[&str], extra: &[&str]) -> Child {
     let mut c = job.command(
         s,
         &[
@@ -101,16 +107,12 @@ fn start(s: &TestSim, job: &Job, extra: &[&str]) -> Child {
             "activate",
             "--rate",
             &LIMIT.to_string(),
-            "--burst",
-            &BURST.to_string(),
-            "--concurrency",
-            "4",
             "-q",
             "--summary-json",
             job.path(".json").to_str().unwrap(),
         ],
     );
-    c.args(extra);
+    c.args(pacing).args(extra);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     c.spawn().unwrap()
 }
@@ -133,8 +135,9 @@ fn assert_shared_fairly(s: &TestSim, jobs: &[Job], children: Vec<Child>) {
         st.peak_per_second,
         st.per_second
     );
+    // At most 2 % (the acceptance of issue 23; a job joining meets the other's slots).
     assert!(
-        st.too_many_requests * 100 <= st.requests,
+        st.too_many_requests * 50 <= st.requests,
         "429s: {} of {}",
         st.too_many_requests,
         st.requests
@@ -344,5 +347,115 @@ fn three_sharing_jobs_keep_their_max_duration() {
         t0.elapsed() < Duration::from_secs(6 + 4),
         "{:?}",
         t0.elapsed()
+    );
+}
+
+#[test]
+fn shares_hold_at_the_default_concurrency_and_burst_and_at_64() {
+    // Issue 23: at --concurrency 8 and the default burst, two jobs got half the account.
+    for concurrency in ["8", "64"] {
+        let s = limited_sim();
+        let js = jobs(&s, 2, 100);
+        let dir = tempfile::tempdir().unwrap();
+        let qd = dir.path().to_str().unwrap().to_owned();
+        let children: Vec<Child> = js
+            .iter()
+            .map(|j| {
+                start_paced(
+                    &s,
+                    j,
+                    &["--concurrency", concurrency],
+                    &["--quota-dir", &qd],
+                )
+            })
+            .collect();
+        assert_shared_fairly(&s, &js, children);
+    }
+}
+
+#[test]
+fn jobs_one_after_another_each_run_at_their_own_rate_without_a_warning() {
+    // A slow job's wish lapses with its lease: the next job alone is not held to it.
+    let s = TestSim::unlimited(8000);
+    let dir = tempfile::tempdir().unwrap();
+    let qd = dir.path().to_str().unwrap().to_owned();
+    let ids = s.pick(1400, |r, p| p == Profile::Available && acme(r));
+    let mut at = 0;
+    for (rate, rows) in [(10.0, 50), (200.0, 1000), (50.0, 250)] {
+        let job = Job::new(
+            &format!("r{rate}.csv"),
+            &(ids[at..at + rows].join("\n") + "\n"),
+        );
+        at += rows;
+        let o = job
+            .command(
+                &s,
+                &["--action", "activate", "--quota-dir", &qd, "--summary-json"],
+            )
+            .arg(job.path(".json"))
+            .args(["--rate", &rate.to_string()])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("goes by it"), "{err}");
+        let v = summary(&job);
+        let sent = v["requests"].as_f64().unwrap();
+        let secs = v["elapsed_seconds"].as_f64().unwrap()
+            - v["first_request_after_seconds"].as_f64().unwrap();
+        let achieved = (sent - 1.0) / secs;
+        assert!(
+            (achieved - rate).abs() <= rate * 0.05,
+            "--rate {rate}: {achieved:.1}/s ({sent} requests in {secs:.2}s)"
+        );
+    }
+    // Nothing is left behind once the last job left.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn an_export_beside_a_run_draws_from_the_same_budget() {
+    let s = limited_sim();
+    let js = jobs(&s, 1, 120);
+    let dir = tempfile::tempdir().unwrap();
+    let qd = dir.path().to_str().unwrap().to_owned();
+    let run = start(&s, &js[0], &["--quota-dir", &qd]);
+    let out = dir.path().join("all.csv");
+    let export = simbulk()
+        .args([
+            "export",
+            "--base-url",
+            &s.url(),
+            "--rate",
+            &LIMIT.to_string(),
+        ])
+        .args([
+            "--page-size",
+            "25",
+            "--quota-dir",
+            &qd,
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (o, _) = exit_within(export, Duration::from_secs(120));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (o, _) = exit_within(run, Duration::from_secs(120));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let st = s.stats();
+    assert!(
+        st.peak_per_second <= u64::from(LIMIT + BURST),
+        "peak {} in {:?}",
+        st.peak_per_second,
+        st.per_second
+    );
+    assert!(
+        st.too_many_requests * 50 <= st.requests,
+        "429s: {} of {}",
+        st.too_many_requests,
+        st.requests
     );
 }
