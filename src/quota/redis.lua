@@ -55,7 +55,7 @@ end
 local me = s.jobs[id]
 if not me then
   me = {host = ARGV[3], pid = tonumber(ARGV[4]), weight = weight, expires = now, tat = now,
-        calls = 0, throttled = 0, asked = rate, asked_burst = burst}
+        calls = 0, throttled = 0, asked = rate, asked_burst = burst, waited_at = 0}
   s.jobs[id] = me
 end
 me.expires = now + LEASE
@@ -87,15 +87,25 @@ end
 
 -- Reserve.
 local r = math.max(effective(), 1e-6)
+-- Shares among the jobs that use theirs (a job none of whose calls waited for its own share
+-- for a second lends it until one waits again).
+local LEND_AFTER = 1.0
 local total, jobs = 0, 0
-for _, l in pairs(s.jobs) do total = total + tonumber(l.weight); jobs = jobs + 1 end
+for k, l in pairs(s.jobs) do
+  if k == id or now - (tonumber(l.waited_at) or 0) <= LEND_AFTER then
+    total = total + tonumber(l.weight)
+  end
+  jobs = jobs + 1
+end
 local share = math.min(math.max(weight / math.max(total, 1e-9), 0), 1)
 local job_rate = math.max(r * share, 1e-6)
 local job_burst = math.max(s.burst * share, 1)
-local at = math.max(now, s.paused_until, me.tat - (job_burst - 1) / job_rate,
-  s.tat - math.max(s.burst - 1, 0) / r)
+local own = me.tat - (job_burst - 1) / job_rate
+local at = math.max(now, s.paused_until, own, s.tat - math.max(s.burst - 1, 0) / r)
 me.tat = math.max(me.tat, at) + 1 / job_rate
 s.tat = math.max(s.tat, at) + 1 / r
+-- Its own share held it back: it uses its share.
+if own > now then me.waited_at = now end
 me.calls = me.calls + 1
 local cut_now = 0
 if s.cut_rate > 0 then cut_now = 1 end

@@ -21,6 +21,11 @@ use serde::{Deserialize, Serialize};
 /// A lease lasts this long after the job's last call (a killed job frees its share so soon).
 pub(crate) const LEASE_SECONDS: f64 = 3.0;
 
+/// A job none of whose calls in this many seconds had to wait for its own share does not use
+/// it (it is latency-bound, or waits on something else), and lends it to the jobs that
+/// do; its next call that waits takes it back.
+pub(crate) const LEND_AFTER: f64 = 1.0;
+
 /// A job's lease.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct Lease {
@@ -38,6 +43,9 @@ pub(crate) struct Lease {
     /// The burst this job asked for (0 in a state written before it was kept).
     #[serde(default)]
     pub(crate) asked_burst: f64,
+    /// When a call of this job last had to wait for the budget (seconds since the epoch).
+    #[serde(default)]
+    pub(crate) waited_at: f64,
 }
 
 /// The state of one account's budget.
@@ -119,6 +127,7 @@ impl State {
             throttled: 0,
             asked: me.rate,
             asked_burst: me.burst,
+            waited_at: 0.0,
         });
         l.expires = now + LEASE_SECONDS;
         l.weight = me.weight;
@@ -144,7 +153,15 @@ impl State {
     pub(crate) fn reserve(&mut self, me: &Me, now: f64) -> Grant {
         self.renew(me, now);
         let rate = self.effective(now).max(1e-6);
-        let total: f64 = self.jobs.values().map(|l| l.weight).sum();
+        // Shares among the jobs that use theirs: a job whose calls no longer wait for the
+        // budget (latency-bound, or waiting on a prompt) lends its share until one waits
+        // again, and the account's GCRA still bounds the sum.
+        let total: f64 = self
+            .jobs
+            .iter()
+            .filter(|(id, l)| **id == me.id || now - l.waited_at <= LEND_AFTER)
+            .map(|(_, l)| l.weight)
+            .sum();
         let share = (me.weight / total.max(1e-9)).clamp(0.0, 1.0);
         let job_rate = (rate * share).max(1e-6);
         let job_burst = (self.burst * share).max(1.0);
@@ -162,12 +179,17 @@ impl State {
         };
         // The earliest time both the job's and the account's GCRA allow (a burst of b: b
         // requests at once); both advance to it.
+        let own = l.tat - (job_burst - 1.0) / job_rate;
         let t = now
             .max(self.paused_until)
-            .max(l.tat - (job_burst - 1.0) / job_rate)
+            .max(own)
             .max(self.tat - (self.burst - 1.0).max(0.0) / rate);
         l.tat = l.tat.max(t) + 1.0 / job_rate;
         self.tat = self.tat.max(t) + 1.0 / rate;
+        // Its own share held it back: it uses its share.
+        if own > now {
+            l.waited_at = now;
+        }
         l.calls += 1;
         Grant {
             wait: t - now,
@@ -272,8 +294,13 @@ mod tests {
         s.reserve(&me("a", 20.0), 0.0);
         s.reserve(&me("b", 10.0), 0.0);
         assert_eq!(s.rate, 10.0);
+        // Both use their shares (their calls wait): halves.
+        for k in 0..40 {
+            s.reserve(&me("a", 20.0), 0.01 * f64::from(k));
+            s.reserve(&me("b", 10.0), 0.01 * f64::from(k));
+        }
         let g = s.reserve(&me("a", 20.0), 0.5);
-        assert!((g.share - 0.5).abs() < 1e-9 && g.jobs == 2);
+        assert!((g.share - 0.5).abs() < 1e-9 && g.jobs == 2, "{g:?}");
         // b stops calling: after its lease, a has it all, at the rate it asked for.
         let g = s.reserve(&me("a", 20.0), 0.5 + LEASE_SECONDS + 0.1);
         assert!(
@@ -384,5 +411,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_job_that_cannot_use_its_share_lends_it_and_takes_it_back_at_once() {
+        let jobs = [me("slow", 20.0), me("fast", 20.0)];
+        // Sequential reservations of a latency-bound job (one worker, 200 ms answers) and
+        // a rate-bound one (8 workers, 10 ms answers).
+        let mut s = State::default();
+        let (mut next, mut n) = ([0.0f64, 0.0], [0u64, 0]);
+        let (mut turn_fast, mut fast_workers) = (0.0f64, vec![0.0f64; 8]);
+        loop {
+            let fast_at = fast_workers
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
+                .max(turn_fast);
+            let (j, t) = if next[0] <= fast_at {
+                (0, next[0])
+            } else {
+                (1, fast_at)
+            };
+            if t >= 30.0 {
+                break;
+            }
+            let g = s.reserve(&jobs[j], 1000.0 + t);
+            let at = t + g.wait;
+            if at < 30.0 {
+                n[j] += 1;
+            }
+            if j == 0 {
+                next[0] = at + 0.2;
+            } else {
+                turn_fast = at;
+                let w = fast_workers.iter().position(|x| *x <= t).unwrap_or(0);
+                fast_workers[w] = at + 0.01;
+            }
+        }
+        let per = |x: u64| x as f64 / 30.0;
+        // The lender still gets its calls (each waits its turn for an account slot).
+        assert!(per(n[0]) >= 3.0 && per(n[0]) <= 5.1, "{n:?}");
+        assert!(per(n[1]) >= 13.5, "the fast job borrows: {n:?}");
+        assert!(per(n[0] + n[1]) <= 20.0 + 5.0 / 30.0 + 0.1, "{n:?}");
+        // Both rate-bound: halves again.
+        let mut s = State::default();
+        let both = run_workers(&mut s, &jobs, 8, 0.01, 20.0);
+        assert!(both.iter().all(|x| *x as f64 >= 0.9 * 200.0), "{both:?}");
     }
 }

@@ -459,3 +459,60 @@ fn an_export_beside_a_run_draws_from_the_same_budget() {
         st.requests
     );
 }
+
+#[test]
+fn a_latency_bound_job_lends_its_share_to_a_job_that_can_use_it() {
+    // 200 ms answers: one worker makes about 5 requests a second, far below half the account.
+    let s = TestSim::start(SimConfig {
+        rate_limit_per_second: LIMIT,
+        rate_limit_burst: BURST,
+        faults: simbulk::sim::FaultConfig {
+            latency: Duration::from_millis(200),
+            ..Default::default()
+        },
+        ..SimConfig::unlimited(3000)
+    });
+    let js = jobs(&s, 2, 200);
+    let slow_rows = Job::new(
+        "slow.csv",
+        &std::fs::read_to_string(&js[0].input)
+            .unwrap()
+            .lines()
+            .take(80)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let qd = dir.path().to_str().unwrap().to_owned();
+    let slow = start_paced(
+        &s,
+        &slow_rows,
+        &["--concurrency", "1"],
+        &["--quota-dir", &qd],
+    );
+    let fast = start_paced(&s, &js[1], &["--concurrency", "16"], &["--quota-dir", &qd]);
+    let (o, _) = exit_within(fast, Duration::from_secs(120));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (o, _) = exit_within(slow, Duration::from_secs(120));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = summary(&js[1]);
+    let secs =
+        v["elapsed_seconds"].as_f64().unwrap() - v["first_request_after_seconds"].as_f64().unwrap();
+    let fast_rate = v["requests"].as_f64().unwrap() / secs;
+    // The slow job ran through all of the fast one's run (80 rows at about 5/s).
+    let slow_secs = summary(&slow_rows)["elapsed_seconds"].as_f64().unwrap();
+    assert!(
+        slow_secs > secs,
+        "the slow job ended first: {slow_secs:.1}s vs {secs:.1}s"
+    );
+    assert!(
+        fast_rate >= 13.5,
+        "the fast job got {fast_rate:.1}/s beside a job using 5/s"
+    );
+    let st = s.stats();
+    assert!(
+        st.peak_per_second <= u64::from(LIMIT + BURST),
+        "peak {}",
+        st.peak_per_second
+    );
+}
