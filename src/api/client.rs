@@ -59,6 +59,8 @@ impl std::fmt::Debug for Endpoint {
 pub(crate) struct Reply<T> {
     pub(crate) value: T,
     pub(crate) status: u16,
+    /// When the request that got it left (after pacing): what it says of a SIM is no older.
+    pub(crate) sent: std::time::Instant,
 }
 
 /// Token-endpoint attempts before a row sees `TokenUnavailable`.
@@ -333,6 +335,7 @@ impl Client {
                 };
             }
             self.calls.count(lenient, path == "/api/v2/sim");
+            let sent = std::time::Instant::now();
             let resp = self.send(req, lenient).await?;
             let status = resp.status();
             if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
@@ -349,6 +352,7 @@ impl Client {
                 return Ok(Reply {
                     value,
                     status: status.as_u16(),
+                    sent,
                 });
             }
             match status {

@@ -123,9 +123,8 @@ async fn starting_state(
     }
     loop {
         a.begin()?;
-        let at = Instant::now();
         match c.get_sim(icc).await {
-            Ok(r) => return Ok(Seen::new(r.value, at, Source::Get)),
+            Ok(r) => return Ok(Seen::new(r.value, r.sent, Source::Get)),
             Err(e) => a.after(e).await?,
         }
     }

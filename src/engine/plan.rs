@@ -6,9 +6,10 @@
 //! Guarantees:
 //! - **Reads close to their use.** A window is read only when the rows handed on before it
 //!   and not yet taken by the dispatcher would last less than a quarter of `--max-read-age`
-//!   at the rate rows are taken, and a window holds at most the rows taken in half of it
-//!   (and at most [`WINDOW`]); so a row's read is about three quarters of the bound old when
-//!   the row is decided. The dispatcher checks every read's age before it decides on it
+//!   at the rate rows are taken, and a window holds at most the rows taken in 0.6 of it (and
+//!   at most [`WINDOW`]); so a row's read is at most about 0.85 of the bound old when the row
+//!   is decided (a read's age counts from when its request left, after pacing; the rate is
+//!   measured once the workers are filled). The dispatcher checks every read's age before it decides on it
 //!   (see [`super::carry`]): this stage only keeps re-reads rare.
 //! - **Memory does not grow with the file.** Windows close by row count — invalid rows,
 //!   rows the checkpoint has and repeated ICCIDs count — and at most `depth` windows are
@@ -156,6 +157,8 @@ pub(crate) struct Planner {
     pub(crate) max_age: Duration,
     /// What the dispatcher has taken.
     pub(crate) taken: Arc<Taken>,
+    /// Rows in flight at once (the dispatcher takes as many at the start).
+    pub(crate) concurrency: usize,
 }
 
 /// Windows read at once for `concurrency` rows in flight.
@@ -196,6 +199,9 @@ struct Reads {
 /// is read.
 struct Pace {
     max_age: Duration,
+    /// Rows the dispatcher takes at once to fill its workers: not a rate, so the measure
+    /// starts after them.
+    fill: Option<u64>,
     /// The last sample of [`Taken`]: when, and the count then.
     sampled: (Instant, u64),
     /// Rows taken per second, smoothed (`None` until a second has passed).
@@ -203,9 +209,10 @@ struct Pace {
 }
 
 impl Pace {
-    fn new(max_age: Duration) -> Self {
+    fn new(max_age: Duration, fill: u64) -> Self {
         Self {
             max_age,
+            fill: Some(fill),
             sampled: (Instant::now(), 0),
             measured: None,
         }
@@ -213,6 +220,14 @@ impl Pace {
 
     /// Takes a sample of the dispatcher's count.
     fn sample(&mut self, taken: u64) {
+        if let Some(fill) = self.fill {
+            if taken < fill {
+                return;
+            }
+            self.fill = None;
+            self.sampled = (Instant::now(), taken);
+            return;
+        }
         let (at, n) = self.sampled;
         let dt = at.elapsed().as_secs_f64();
         if dt >= 1.0 {
@@ -235,9 +250,10 @@ impl Pace {
         }
     }
 
-    /// Rows a window holds: those taken in half the bound.
+    /// Rows a window holds: those taken in 0.6 of the bound (with the lead, a row's read is
+    /// about 0.85 of the bound old when it is decided).
     fn window_rows(&self, rate: f64) -> usize {
-        let rows = rate * self.max_age.as_secs_f64() / 2.0;
+        let rows = rate * self.max_age.as_secs_f64() * 0.6;
         if rows.is_finite() {
             (rows as usize).clamp(1, WINDOW)
         } else {
@@ -277,7 +293,7 @@ impl Planner {
             enabled: Arc::new(AtomicBool::new(self.enabled)),
         };
         let taken = self.taken;
-        let mut pace = Pace::new(self.max_age);
+        let mut pace = Pace::new(self.max_age, self.concurrency as u64);
         let mut w = Window::default();
         // Rows of the windows read (or being read): handed on, or about to be.
         let mut handed: u64 = 0;
@@ -381,7 +397,7 @@ impl Reads {
         }
         let r = self.clone();
         Some(tokio::spawn(async move {
-            let at = Instant::now();
+            let asked = Instant::now();
             let seen =
                 if r.enabled.load(Ordering::Relaxed) && !ids.is_empty() && !r.stop.is_cancelled() {
                     r.read(&ids).await
@@ -391,7 +407,9 @@ impl Reads {
             rows.into_iter()
                 .map(|row| {
                     row.map(|item| {
-                        let seen = seen.as_ref().and_then(|m| r.seen(&item, m, at));
+                        let seen = seen
+                            .as_ref()
+                            .and_then(|(m, sent)| r.seen(&item, m, sent.unwrap_or(asked)));
                         Planned { item, seen }
                     })
                 })
@@ -418,9 +436,9 @@ impl Reads {
     /// One window's SIMs by ICCID; `None` when the provider could not answer completely
     /// (after an error that will not pass, or an answer that leaves out most of what was
     /// asked, planning stops for the rest of the job).
-    async fn read(&self, ids: &[String]) -> Option<HashMap<String, Arc<Sim>>> {
-        match list_sims((&self.client, &self.policy, &self.stop), ids).await {
-            Ok(m) if short(m.len(), ids.len()) => {
+    async fn read(&self, ids: &[String]) -> Option<(HashMap<String, Arc<Sim>>, Option<Instant>)> {
+        match list_sims_sent((&self.client, &self.policy, &self.stop), ids).await {
+            Ok((m, sent)) if short(m.len(), ids.len()) => {
                 if self.enabled.swap(false, Ordering::Relaxed) {
                     tracing::warn!(
                         "the provider's list answered {} of {} SIMs asked for (it may honour only one iccId, or leave out SIMs it has not indexed yet): every row reads its own SIM from now on",
@@ -429,9 +447,9 @@ impl Reads {
                     );
                 }
                 // What it did answer is as good as any list view.
-                Some(m)
+                Some((m, sent))
             }
-            Ok(m) => Some(m),
+            Ok(found) => Some(found),
             // Retries ran out, or the job stops or halts: this window goes unplanned.
             Err(GiveUp::Error(e))
                 if e.retryable() && !matches!(e, crate::api::ApiError::TooLarge { .. }) =>
@@ -486,15 +504,25 @@ pub(crate) async fn confirm_missing(
 /// ICCID. An answer that holds SIMs not asked for, or does not end, is an error: it cannot
 /// say which SIMs are absent.
 pub(crate) async fn list_sims(
-    (c, policy, stop): (&Client, &RetryPolicy, &CancellationToken),
+    cx: (&Client, &RetryPolicy, &CancellationToken),
     ids: &[String],
 ) -> Result<HashMap<String, Arc<Sim>>, GiveUp> {
+    list_sims_sent(cx, ids).await.map(|(found, _)| found)
+}
+
+/// [`list_sims`], with when its first page's request left (what it says is no older).
+pub(crate) async fn list_sims_sent(
+    (c, policy, stop): (&Client, &RetryPolicy, &CancellationToken),
+    ids: &[String],
+) -> Result<(HashMap<String, Arc<Sim>>, Option<Instant>), GiveUp> {
     let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let mut query: Vec<(&str, String)> = ids.iter().map(|i| ("iccId", i.clone())).collect();
     query.push(("pageSize", WINDOW.to_string()));
     let mut found = HashMap::with_capacity(ids.len());
+    let mut first_sent = None;
     for _ in 0..MAX_PAGES {
         let page = with_retries(policy, stop, &c.pacer, || c.list_sims(&query)).await?;
+        first_sent.get_or_insert(page.sent);
         for sim in page.value.data {
             if !wanted.contains(sim.icc_id.as_str()) {
                 // The filter was ignored: this answer cannot say which SIMs are absent.
@@ -511,7 +539,7 @@ pub(crate) async fn list_sims(
                 query.retain(|(k, _)| *k != "pageToken");
                 query.push(("pageToken", t));
             }
-            _ => return Ok(found),
+            _ => return Ok((found, first_sent)),
         }
     }
     Err(GiveUp::Error(crate::api::ApiError::Decode(

@@ -10,7 +10,6 @@
 //! provider's to decide, and such rows are predicted `ok` with a note.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::input::{Action, Row};
 use crate::output::row::{Before, Verdict};
@@ -35,9 +34,8 @@ pub(crate) async fn foresee(
         Some(s) => s,
         None => loop {
             a.begin()?;
-            let at = Instant::now();
             match c.get_sim(icc).await {
-                Ok(r) => break Seen::new(r.value, at, Source::Get),
+                Ok(r) => break Seen::new(r.value, r.sent, Source::Get),
                 Err(e) => a.after(e).await?,
             }
         },

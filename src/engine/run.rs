@@ -147,6 +147,7 @@ fn stages(
             depth: plan::depth_for(cfg.concurrency),
             max_age: cfg.max_read_age,
             taken: taken.clone(),
+            concurrency: cfg.concurrency,
         },
         rx,
     );
