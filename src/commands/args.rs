@@ -83,6 +83,23 @@ pub(crate) fn parse_concurrency(s: &str) -> Result<NonZeroUsize, String> {
         })
 }
 
+/// How a command that only reads (`export`, `verify`) paces and retries its reads.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ReadArgs {
+    /// Requests per second (0 or `unlimited`: no limit).
+    #[arg(long, default_value = "10", value_parser = parse_rate)]
+    pub(crate) rate: Rate,
+    /// Concurrent attribute reads (1 to 1000).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub(crate) concurrency: u16,
+    /// Retries per request after a 5xx, a timeout or a lost connection (0 to 1000).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub(crate) max_retries: u32,
+    /// Timeout of one HTTP request (100ms to 1h).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub(crate) timeout: Duration,
+}
+
 /// The account's shared rate budget; shared by every command that calls the API, so each
 /// draws from the same budget as the account's other jobs.
 #[derive(Debug, Clone, Args)]

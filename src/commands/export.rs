@@ -12,12 +12,11 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::args::{ConnectionArgs, Rate, endpoint, parse_rate, parse_timeout};
+use super::args::{ConnectionArgs, endpoint};
 use crate::api::Client;
 use crate::engine::RetryPolicy;
 use crate::engine::retry::{GiveUp, with_retries};
@@ -67,18 +66,8 @@ pub(crate) struct ExportArgs {
     /// SIMs per page (1-1000).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub(crate) page_size: u32,
-    /// Requests per second (0 or `unlimited`: no limit).
-    #[arg(long, default_value = "10", value_parser = parse_rate)]
-    pub(crate) rate: Rate,
-    /// Concurrent attribute reads with --with-attributes (1 to 1000).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    pub(crate) concurrency: u16,
-    /// Retries per request after a 5xx, a timeout or a lost connection (0 to 1000).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=1000))]
-    pub(crate) max_retries: u32,
-    /// Timeout of one HTTP request (100ms to 1h).
-    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
-    pub(crate) timeout: Duration,
+    #[command(flatten)]
+    pub(crate) reads: super::args::ReadArgs,
 }
 
 /// The export's columns, before any attribute columns.
@@ -323,7 +312,7 @@ impl Sink {
 }
 
 async fn export(a: ExportArgs) -> Result<u64, Failure> {
-    let endpoint = endpoint(&a.connection, a.timeout).map_err(usage)?;
+    let endpoint = endpoint(&a.connection, a.reads.timeout).map_err(usage)?;
     let iccids = iccid_list(&a).map_err(usage)?;
     if let Some(bad) = iccids
         .iter()
@@ -337,7 +326,7 @@ async fn export(a: ExportArgs) -> Result<u64, Failure> {
         || format!("export to stdout, pid {}", std::process::id()),
         |o| format!("export {}", crate::files::resolve(o).display()),
     );
-    let pacing = crate::engine::pacing::Pacing::reads(a.rate.0, a.budget.quota(), job);
+    let pacing = crate::engine::pacing::Pacing::reads(a.reads.rate.0, a.budget.quota(), job);
     let pacer = crate::engine::pacing::pacer(&pacing, &endpoint)
         .await
         .map_err(halted)?;
@@ -347,12 +336,12 @@ async fn export(a: ExportArgs) -> Result<u64, Failure> {
     if a.output.is_none() {
         crate::output::stdout::stop_when_reader_gone(drain.clone());
     }
-    let client = Client::new(endpoint, pacer, usize::from(a.concurrency))
+    let client = Client::new(endpoint, pacer, usize::from(a.reads.concurrency))
         .map_err(usage)?
         .with_stop(drain, None);
     let client = Arc::new(client);
     client.preflight().await.map_err(halted)?;
-    let policy = RetryPolicy::new(a.max_retries);
+    let policy = RetryPolicy::new(a.reads.max_retries);
     let base = filters(&a);
     let queries: Vec<Vec<(&'static str, String)>> = if iccids.is_empty() {
         vec![base]
@@ -451,7 +440,7 @@ async fn with_attributes(
             )
             .await?;
             n += sims.len() as u64;
-            for chunk in sims.chunks(usize::from(a.concurrency)) {
+            for chunk in sims.chunks(usize::from(a.reads.concurrency)) {
                 let lists = futures::future::join_all(chunk.iter().map(|s| {
                     with_retries(policy, client.stop_token(), &client.pacer, move || {
                         client.list_attributes(&s.icc_id)

@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::args::{ConnectionArgs, Rate, endpoint, parse_rate, parse_timeout};
+use super::args::{ConnectionArgs, endpoint};
 use crate::api::Client;
 use crate::engine::pacing::Pacing;
 use crate::exit;
@@ -35,18 +35,8 @@ pub(crate) struct VerifyArgs {
     #[command(flatten)]
     pub(crate) output: VerifyOutput,
 
-    /// Requests per second (0 or `unlimited`: no limit).
-    #[arg(long, default_value = "10", value_parser = parse_rate)]
-    pub(crate) rate: Rate,
-    /// Concurrent attribute reads (1 to 1000).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    pub(crate) concurrency: u16,
-    /// Retries per request after a 5xx, a timeout or a lost connection (0 to 1000).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=1000))]
-    pub(crate) max_retries: u32,
-    /// Timeout of one HTTP request (100ms to 1h).
-    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
-    pub(crate) timeout: Duration,
+    #[command(flatten)]
+    pub(crate) reads: super::args::ReadArgs,
 }
 
 /// Where a verification's findings go besides the text on standard output.
@@ -76,10 +66,10 @@ pub(crate) struct Reads {
 pub(crate) async fn run(a: VerifyArgs) -> u8 {
     let job = format!("verify {}", crate::files::resolve(&a.results).display());
     let reads = Reads {
-        pacing: Pacing::reads(a.rate.0, a.budget.quota(), job),
-        concurrency: usize::from(a.concurrency),
-        max_retries: a.max_retries,
-        timeout: a.timeout,
+        pacing: Pacing::reads(a.reads.rate.0, a.budget.quota(), job),
+        concurrency: usize::from(a.reads.concurrency),
+        max_retries: a.reads.max_retries,
+        timeout: a.reads.timeout,
     };
     let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
     crate::signal::escalate(drain.clone(), abort);
