@@ -3,16 +3,18 @@
 //!
 //! An account has a rate and a burst: the smallest that a job **holding a live lease** asked
 //! for. Each active job holds a lease that expires [`LEASE_SECONDS`] after its last call, and
-//! a weight; its share is its weight over the sum of the live leases' weights. When a lease
+//! a weight; its share is its weight over the sum of the weights of the live leases that use
+//! theirs (a job none of whose calls waited for its own share in the last [`LEND_AFTER`]
+//! seconds lends it, until one of its calls waits again). When a lease
 //! lapses its wishes go with it; when the last one lapses the state starts afresh. A call is
 //! granted at the earliest time both the job's GCRA (rate × share) and the account's GCRA
 //! (the whole rate) allow, and both advance to it: requests go at the times granted, in the
 //! order granted, so the account never sees more than its rate and burst. A job holds one
 //! reservation at a time (its workers queue for it in the pacer): a job whose many workers
 //! each held one far ahead would push the account's time past slots nobody uses, and its
-//! share would shrink with its concurrency. A 429 seen by any job pauses every job until its Retry-After and cuts the account's
-//! rate to 70 % (at most once a second); the rate climbs back by 5 % of the configured rate each
-//! second, and the cut is forgotten once it is back.
+//! share would shrink with its concurrency. A 429 seen by any job pauses every job until its
+//! Retry-After and cuts the account's rate to 70 % (at most once a second); the rate climbs
+//! back by 5 % of the configured rate each second, and the cut is forgotten once it is back.
 
 use std::collections::BTreeMap;
 
