@@ -14,15 +14,11 @@
 //! input file with an `undoes_line` column that the run carries to its results.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::output::row::Before;
 use crate::output::unguarded;
-
-/// The longest line of a results file read.
-const MAX_LINE: usize = 1 << 20;
 
 /// Why the results cannot be undone.
 #[derive(Debug, thiserror::Error)]
@@ -95,14 +91,10 @@ impl Columns {
     }
 }
 
-type Results = csv::Reader<crate::files::LineCap<BufReader<File>>>;
+type Results = crate::output::results::ResultsReader;
 
 fn open(path: &Path) -> Result<(Results, Columns), UndoError> {
-    let file = crate::files::open_regular(path, "results file", u64::MAX, true)?;
-    let inner = BufReader::with_capacity(256 * 1024, file);
-    let mut r = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(crate::files::LineCap::new(inner, MAX_LINE));
+    let (mut r, _) = crate::output::results::read_back(path)?;
     let csv = |source| UndoError::Csv {
         path: path.to_owned(),
         source,

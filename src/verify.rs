@@ -12,7 +12,6 @@
 //! streaming, with lines bounded.
 
 use std::collections::HashMap;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
@@ -27,9 +26,6 @@ use crate::engine::retry::{GiveUp, with_retries};
 use crate::input::{Action, Iccid};
 use crate::model::{Sim, SimPatch};
 use crate::output::unguarded;
-
-/// The longest line of a results file read.
-const MAX_LINE: usize = 1 << 20;
 
 /// Why a verification could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -256,16 +252,11 @@ impl Columns {
     }
 }
 
-type Results = csv::Reader<crate::files::LineCap<BufReader<std::fs::File>>>;
+type Results = crate::output::results::ResultsReader;
 
 /// One pass over the results: the reader, its columns, and the file's size.
 fn open(path: &Path) -> Result<(Results, Columns, u64), VerifyError> {
-    let file = crate::files::open_regular(path, "results file", u64::MAX, true)?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let inner = BufReader::with_capacity(256 * 1024, file);
-    let mut r = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(crate::files::LineCap::new(inner, MAX_LINE));
+    let (mut r, size) = crate::output::results::read_back(path)?;
     let headers = r.headers().map_err(|e| csv_error(path, e))?.clone();
     let cols = Columns::of(&headers, path)?;
     Ok((r, cols, size))

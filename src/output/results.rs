@@ -235,6 +235,25 @@ impl FailuresFile {
     }
 }
 
+/// The longest line of a results file read back.
+const MAX_READ_LINE: usize = 1 << 20;
+
+/// A results file read back (by `undo` and `verify`): records of any length, lines bounded.
+pub(crate) type ResultsReader =
+    csv::Reader<crate::files::LineCap<std::io::BufReader<std::fs::File>>>;
+
+/// Opens a results file to read back — a regular file, never past a line of
+/// [`MAX_READ_LINE`] bytes — with its size.
+pub(crate) fn read_back(path: &Path) -> Result<(ResultsReader, u64), crate::files::Error> {
+    let file = crate::files::open_regular(path, "results file", u64::MAX, true)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let inner = std::io::BufReader::with_capacity(256 * 1024, file);
+    let r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(crate::files::LineCap::new(inner, MAX_READ_LINE));
+    Ok((r, size))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,9 @@ const MAX_STATE: u64 = 1 << 20;
 /// A state file untouched this long has no live lease (leases last seconds) and is removed.
 pub(crate) const IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// Opens of a state file that another job removed meanwhile, before the job paces alone.
+const LOCK_TRIES: usize = 8;
+
 /// Longest wait for the lock (another job holds it for microseconds; a stopped process that
 /// holds it makes the budget unusable, and the job paces alone).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -117,13 +120,18 @@ impl FileStore {
     /// The state file, open and locked — the one at the path now (a file removed while this
     /// job waited for its lock is let go, and the path opened again).
     fn locked(&self) -> std::io::Result<File> {
-        loop {
+        // A file is removed only once its last job left or it sat idle for an hour: a few
+        // tries are plenty, and the job paces alone past them.
+        for _ in 0..LOCK_TRIES {
             let file = self.open_file()?;
             lock_within(&file, LOCK_WAIT)?;
             if same_file(&file, &self.path) {
                 return Ok(file);
             }
         }
+        Err(std::io::Error::other(
+            "the state file was removed under this job again and again",
+        ))
     }
 }
 
