@@ -29,7 +29,9 @@ use super::error::{ApiError, SetupError, cut};
 use super::pace::{Pacer, parse_retry_after, unless_stopped};
 use super::token::{Token, TokenCache};
 
-/// How to reach and authenticate with the API.
+/// How to reach and authenticate with the API (resolved once per process: a clone shares
+/// the secret, read once).
+#[derive(Clone)]
 pub struct Endpoint {
     pub base_url: Url,
     pub token_url: Url,
@@ -128,11 +130,6 @@ impl Client {
         self.stop = stop;
         self.deadline = deadline;
         self
-    }
-
-    /// The API's base URL.
-    pub(crate) fn base_url(&self) -> &Url {
-        &self.endpoint.base_url
     }
 
     /// The token that stops this client.

@@ -13,16 +13,15 @@
 //! the exit code says so.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{ConnectionArgs, endpoint};
 use super::run::{JobFlags, job_config, report};
-use crate::api::Client;
+use crate::api::Endpoint;
 use crate::engine::apply::{Planned, Reading, make_plan};
-use crate::engine::pacing::Pacing;
+use crate::engine::provider::{Connect, Pacing, Provider};
 use crate::engine::{self, ResumeMode};
 use crate::exit;
 
@@ -78,6 +77,25 @@ pub(crate) async fn run(a: ApplyArgs) -> u8 {
 
 type Failure = (u8, String);
 
+/// How apply's reads reach the provider: the endpoint resolved once, the job's pacing, and
+/// the job's lease in the shared budget (the planning reads, the run and the check after
+/// are one job to the account).
+struct Reach<'a> {
+    endpoint: &'a Endpoint,
+    pacing: Pacing,
+    lease: String,
+}
+
+impl<'a> Reach<'a> {
+    fn of(endpoint: &'a Endpoint, cfg: &engine::JobConfig) -> Self {
+        Self {
+            endpoint,
+            pacing: cfg.pacing.clone(),
+            lease: engine::run::lease_name(cfg),
+        }
+    }
+}
+
 fn usage(e: impl std::fmt::Display) -> Failure {
     (exit::USAGE, e.to_string())
 }
@@ -129,9 +147,8 @@ async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
         && plan_path.exists()
         && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s.contains(&digest));
     if !reuse {
-        let reads = super::args::endpoint(&a.connection, a.job.timeout).map_err(usage)?;
         let out = (!a.check || a.plan.is_some()).then_some(plan_path.as_path());
-        let planned = plan(&a, a.check, reads, &Pacing::of(&cfg), out, &drain).await?;
+        let planned = plan(&a, a.check, &Reach::of(&endpoint, &cfg), out, &drain).await?;
         crate::output::stdout::print(&planned.text());
         if a.check {
             return Ok(drift(&planned));
@@ -151,26 +168,25 @@ async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
             return Ok(exit::OK);
         }
     }
-    let pacing = Pacing::of(&cfg);
-    execute(&a, cfg, &pacing, endpoint, &drain, abort).await
+    execute(&a, cfg, endpoint, &drain, abort).await
 }
 
 /// The engine runs the plan; after a completed run the fleet is checked against the file.
 async fn execute(
     a: &ApplyArgs,
     cfg: engine::JobConfig,
-    pacing: &Pacing,
     endpoint: crate::api::Endpoint,
     drain: &CancellationToken,
     abort: CancellationToken,
 ) -> Result<u8, Failure> {
     let summary_json = cfg.summary_json.clone();
-    let job = tokio::spawn(engine::run(cfg, endpoint, drain.clone(), abort));
+    let reach = Reach::of(&endpoint, &cfg);
+    let job = tokio::spawn(engine::run(cfg, endpoint.clone(), drain.clone(), abort));
     match job.await {
         Ok(Ok(s)) => {
             let mut code = report(&s, summary_json.as_deref());
             if s.state == "completed" {
-                code = code.max(after_run(a, pacing, drain).await?);
+                code = code.max(after_run(a, &reach, drain).await?);
             }
             super::hook::on_finish(&a.job, Ok(&s)).await;
             Ok(code)
@@ -185,33 +201,33 @@ async fn execute(
 async fn plan(
     a: &ApplyArgs,
     check: bool,
-    endpoint: crate::api::Endpoint,
-    pacing: &Pacing,
+    reach: &Reach<'_>,
     plan_path: Option<&Path>,
     drain: &CancellationToken,
 ) -> Result<Planned, Failure> {
-    // The planning reads draw from the account's budget, as the run will.
-    let pacer = engine::pacing::pacer(pacing, &endpoint)
-        .await
-        .map_err(|e| (exit::HALTED, e.to_string()))?;
-    let pacer = Arc::new(pacer);
-    let client = Client::new(endpoint, pacer, a.job.concurrency.get())
-        .map_err(usage)?
-        .with_stop(drain.clone(), None);
-    client
-        .preflight()
-        .await
-        .map_err(|e| (exit::HALTED, e.to_string()))?;
-    let policy = engine::RetryPolicy::new(a.job.max_retries);
+    // The planning reads draw from the account's budget, under the run's lease.
+    let provider = Provider::connect(
+        reach.endpoint,
+        Connect {
+            pacing: &reach.pacing,
+            job: reach.lease.clone(),
+            concurrency: a.job.concurrency.get(),
+            retry: engine::RetryPolicy::new(a.job.max_retries),
+            stop: drain.clone(),
+            deadline: None,
+        },
+    )
+    .await
+    .map_err(|e| (e.exit_code(), e.to_string()))?;
     let reading = Reading {
-        client: &client,
-        policy: &policy,
+        client: &provider.client,
+        policy: &provider.retry,
         stop: drain,
         concurrency: a.job.concurrency.get(),
         check,
     };
     let planned = write_plan(a, &reading, plan_path).await;
-    engine::pacing::leave(&client.pacer).await;
+    provider.leave().await;
     planned
 }
 
@@ -251,11 +267,10 @@ async fn write_plan(
 /// the exit code is 1 when there are some.
 async fn after_run(
     a: &ApplyArgs,
-    pacing: &Pacing,
+    reach: &Reach<'_>,
     drain: &CancellationToken,
 ) -> Result<u8, Failure> {
-    let reads = super::args::endpoint(&a.connection, a.job.timeout).map_err(usage)?;
-    let after = plan(a, true, reads, pacing, None, drain).await?;
+    let after = plan(a, true, reach, None, drain).await?;
     if after.differing == 0 && after.invalid == 0 {
         crate::output::stdout::print("checked: every SIM is as the file says.\n");
         return Ok(exit::OK);

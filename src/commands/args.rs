@@ -13,6 +13,7 @@ use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
 use crate::api::{Endpoint, check_url};
+use crate::engine::provider::Pacing;
 
 /// Log format on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -83,20 +84,58 @@ pub(crate) fn parse_concurrency(s: &str) -> Result<NonZeroUsize, String> {
         })
 }
 
+/// How a command paces its calls: the rate, the burst, the answer to a 429 and the
+/// account's shared budget; the same flags for every command that calls the API.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PacingArgs {
+    /// Requests per second across all workers, retries and token requests included; set it
+    /// at or below the provider's limit. 0 or `unlimited` = no client-side limit.
+    #[arg(long, default_value = "10", value_parser = parse_rate, help_heading = "Pacing")]
+    pub(crate) rate: Rate,
+
+    /// Requests that may go at once above the steady rate [default: 1 % of --rate, at least 1].
+    /// The small default lets the pacer catch up on timer jitter, so the achieved rate sits on
+    /// --rate; no one-second window exceeds --rate + --burst.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "Pacing")]
+    pub(crate) burst: Option<u32>,
+
+    /// Keep --rate fixed when the provider answers 429, instead of lowering it and climbing
+    /// back (AIMD). Every 429 still pauses all workers until its Retry-After.
+    #[arg(long, help_heading = "Pacing")]
+    pub(crate) fixed_rate: bool,
+
+    #[command(flatten)]
+    pub(crate) budget: BudgetArgs,
+}
+
+impl PacingArgs {
+    /// The pacing these flags ask for.
+    pub(crate) fn pacing(&self) -> Pacing {
+        Pacing {
+            rate: self.rate.0,
+            burst: self
+                .burst
+                .and_then(std::num::NonZeroU32::new)
+                .unwrap_or_else(|| crate::api::pace::default_burst(self.rate.0)),
+            adaptive: !self.fixed_rate,
+            quota: self.budget.quota(),
+        }
+    }
+}
+
 /// How a command that only reads (`export`, `verify`) paces and retries its reads.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ReadArgs {
-    /// Requests per second (0 or `unlimited`: no limit).
-    #[arg(long, default_value = "10", value_parser = parse_rate)]
-    pub(crate) rate: Rate,
-    /// Concurrent attribute reads (1 to 1000).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    #[command(flatten)]
+    pub(crate) pacing: PacingArgs,
+    /// Concurrent reads (1 to 1000).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000), help_heading = "Pacing")]
     pub(crate) concurrency: u16,
     /// Retries per request after a 5xx, a timeout or a lost connection (0 to 1000).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=1000), help_heading = "Pacing")]
     pub(crate) max_retries: u32,
     /// Timeout of one HTTP request (100ms to 1h).
-    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "30s", value_parser = parse_timeout, help_heading = "Pacing")]
     pub(crate) timeout: Duration,
 }
 

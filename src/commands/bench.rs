@@ -15,6 +15,7 @@ use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{self, Header, JobIdentity, Journal};
+use crate::engine::provider::Pacing;
 use crate::engine::{self, JobConfig, ResumeMode};
 use crate::exit;
 use crate::output::Summary;
@@ -351,13 +352,15 @@ fn job(a: &BenchArgs, input: &Path) -> anyhow::Result<JobConfig> {
     Ok(JobConfig {
         resume,
         concurrency: a.concurrency.max(1),
-        rate,
-        burst: a
-            .burst
-            .and_then(NonZeroU32::new)
-            .unwrap_or_else(|| crate::api::pace::default_burst(rate)),
+        pacing: Pacing {
+            burst: a
+                .burst
+                .and_then(NonZeroU32::new)
+                .unwrap_or_else(|| crate::api::pace::default_burst(rate)),
+            adaptive: !a.fixed_rate,
+            ..Pacing::alone(rate)
+        },
         halt_after_same_error: None,
-        adaptive_rate: !a.fixed_rate,
         args: vec!["simbulk".into(), "bench".into()],
         discard_outputs: a.discard_outputs,
         metrics_file: a.metrics_file.clone(),

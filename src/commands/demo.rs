@@ -16,6 +16,7 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{Endpoint, check_url};
+use crate::engine::provider::Pacing;
 use crate::engine::{self, JobConfig, ResumeMode};
 use crate::exit;
 use crate::input::Defaults;
@@ -238,8 +239,10 @@ async fn demo(out: &Path) -> anyhow::Result<u8> {
             },
             resume: ResumeMode::Restart,
             concurrency: 16,
-            rate: Some(200.0),
-            burst: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+            pacing: Pacing {
+                burst: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+                ..Pacing::alone(Some(200.0))
+            },
             halt_after_same_error: Some(50),
             args: vec!["simbulk".into(), "run".into(), input.display().to_string()],
             ..JobConfig::new(input.clone())

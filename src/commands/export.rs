@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::args::{ConnectionArgs, endpoint};
 use crate::api::Client;
+use crate::engine::provider::{Connect, Provider};
 use crate::engine::RetryPolicy;
 use crate::engine::retry::{GiveUp, with_retries};
 use crate::exit;
@@ -27,9 +28,6 @@ use crate::model::{Attribute, Sim};
 pub(crate) struct ExportArgs {
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
-
-    #[command(flatten)]
-    pub(crate) budget: super::args::BudgetArgs,
 
     /// Write the CSV here [default: stdout].
     #[arg(short, long)]
@@ -326,22 +324,25 @@ async fn export(a: ExportArgs) -> Result<u64, Failure> {
         || format!("export to stdout, pid {}", std::process::id()),
         |o| format!("export {}", crate::files::resolve(o).display()),
     );
-    let pacing = crate::engine::pacing::Pacing::reads(a.reads.rate.0, a.budget.quota(), job);
-    let pacer = crate::engine::pacing::pacer(&pacing, &endpoint)
-        .await
-        .map_err(halted)?;
-    let pacer = Arc::new(pacer);
     let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
     crate::signal::escalate(drain.clone(), abort);
     if a.output.is_none() {
         crate::output::stdout::stop_when_reader_gone(drain.clone());
     }
-    let client = Client::new(endpoint, pacer, usize::from(a.reads.concurrency))
-        .map_err(usage)?
-        .with_stop(drain, None);
-    let client = Arc::new(client);
-    client.preflight().await.map_err(halted)?;
-    let policy = RetryPolicy::new(a.reads.max_retries);
+    let provider = Provider::connect(
+        &endpoint,
+        Connect {
+            pacing: &a.reads.pacing.pacing(),
+            job,
+            concurrency: usize::from(a.reads.concurrency),
+            retry: RetryPolicy::new(a.reads.max_retries),
+            stop: drain,
+            deadline: None,
+        },
+    )
+    .await
+    .map_err(|e| Failure::Code(e.exit_code(), e.to_string()))?;
+    let (client, policy) = (&provider.client, provider.retry);
     let base = filters(&a);
     let queries: Vec<Vec<(&'static str, String)>> = if iccids.is_empty() {
         vec![base]
@@ -358,12 +359,12 @@ async fn export(a: ExportArgs) -> Result<u64, Failure> {
     let n = {
         let mut w = csv::Writer::from_writer(std::io::BufWriter::new(sink.writer()));
         let n = if a.with_attributes {
-            with_attributes(&a, &client, &policy, &queries, &mut w).await
+            with_attributes(&a, client, &policy, &queries, &mut w).await
         } else {
-            plain(&a, &client, &policy, &queries, &mut w).await
+            plain(&a, client, &policy, &queries, &mut w).await
         };
         // Its share goes to the account's other jobs at once, whatever the export's end.
-        crate::engine::pacing::leave(&client.pacer).await;
+        provider.leave().await;
         let n = n?;
         w.flush().map_err(write_failed)?;
         n

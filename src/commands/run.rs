@@ -19,7 +19,7 @@ use crate::input::Defaults;
 use crate::output::Summary;
 
 use super::args::{
-    ConnectionArgs, Rate, SettingsError, endpoint, parse_concurrency, parse_duration, parse_rate,
+    ConnectionArgs, SettingsError, endpoint, parse_concurrency, parse_duration,
     parse_timeout,
 };
 
@@ -143,21 +143,8 @@ pub(crate) struct JobFlags {
     #[arg(long, default_value = "8", value_parser = parse_concurrency, help_heading = "Pacing")]
     pub(crate) concurrency: NonZeroUsize,
 
-    /// Requests per second across all workers, retries and token requests included; set it
-    /// at or below the provider's limit. 0 or `unlimited` = no client-side limit.
-    #[arg(long, default_value = "10", value_parser = parse_rate, help_heading = "Pacing")]
-    pub(crate) rate: Rate,
-
-    /// Requests that may go at once above the steady rate [default: 1 % of --rate, at least 1].
-    /// The small default lets the pacer catch up on timer jitter, so the achieved rate sits on
-    /// --rate; no one-second window exceeds --rate + --burst.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000), help_heading = "Pacing")]
-    pub(crate) burst: Option<u32>,
-
-    /// Keep --rate fixed when the provider answers 429, instead of lowering it and climbing
-    /// back (AIMD). Every 429 still pauses all workers until its Retry-After.
-    #[arg(long, help_heading = "Pacing")]
-    pub(crate) fixed_rate: bool,
+    #[command(flatten)]
+    pub(crate) pacing: super::args::PacingArgs,
 
     /// Retries per row after the first attempt, for 5xx, timeouts and connection errors
     /// (0 to 1000).
@@ -209,9 +196,6 @@ pub(crate) struct JobFlags {
     /// is read again first. Lower it when other clients change the fleet during the job.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = "Pacing")]
     pub(crate) max_read_age: Duration,
-
-    #[command(flatten)]
-    pub(crate) budget: super::args::BudgetArgs,
 
     /// The change ticket this job belongs to (e.g. CHG-1234): kept in the checkpoint, a
     /// column of the results, the summary and the report, with the OS user who ran it. A
@@ -364,11 +348,7 @@ pub(crate) fn job_config(input: PathBuf, f: &JobFlags, args: Vec<String>) -> Job
             ResumeMode::Refuse
         },
         concurrency: f.concurrency.get(),
-        rate: f.rate.0,
-        burst: f
-            .burst
-            .and_then(std::num::NonZeroU32::new)
-            .unwrap_or_else(|| crate::api::pace::default_burst(f.rate.0)),
+        pacing: f.pacing.pacing(),
         retry: RetryPolicy::new(f.max_retries),
         max_duration: f.max_duration,
         until: [
@@ -379,7 +359,6 @@ pub(crate) fn job_config(input: PathBuf, f: &JobFlags, args: Vec<String>) -> Job
         .flatten()
         .min(),
         max_failures: f.max_failures,
-        adaptive_rate: !f.fixed_rate,
         halt_after_same_error: (f.halt_after_same_error > 0).then_some(f.halt_after_same_error),
         stall_timeout: if f.stall_timeout.is_zero() {
             Duration::MAX
@@ -395,7 +374,6 @@ pub(crate) fn job_config(input: PathBuf, f: &JobFlags, args: Vec<String>) -> Job
         yes: f.yes,
         change_ref: f.change_ref.clone(),
         metrics_file: f.metrics_file.clone(),
-        quota: f.budget.quota(),
         ..base
     }
 }
@@ -480,13 +458,20 @@ pub(crate) async fn run(a: RunArgs) -> u8 {
     crate::signal::escalate(drain.clone(), abort.clone());
     // On a worker thread, the dispatcher and the workers wake each other without crossing
     // into the runtime's blocking entry thread.
-    let (preview, pacing) = (cfg.preview, engine::pacing::Pacing::of(&cfg));
-    let job = tokio::spawn(engine::run(cfg, endpoint, drain.clone(), abort));
+    let preview = cfg.preview;
+    let reads = super::verify::Reads {
+        endpoint: &endpoint,
+        pacing: cfg.pacing.clone(),
+        job: engine::run::lease_name(&cfg),
+        concurrency: cfg.concurrency,
+        max_retries: cfg.retry.max_retries,
+    };
+    let job = tokio::spawn(engine::run(cfg, endpoint.clone(), drain.clone(), abort));
     match job.await {
         Ok(Ok(s)) => {
             let mut code = report(&s, a.job.summary_json.as_deref());
             if a.verify && !preview && s.state == "completed" {
-                let v = super::verify::after_job(&s.results, &a.connection, &a.job, pacing, &drain);
+                let v = super::verify::after_job(&s.results, &reads, &drain);
                 code = code.max(v.await);
             }
             super::hook::on_finish(&a.job, Ok(&s)).await;
@@ -512,6 +497,25 @@ fn fail(e: &engine::Error) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engines_defaults_are_the_clis() {
+        use clap::Parser as _;
+        let cli = crate::commands::Cli::try_parse_from(["simbulk", "run", "job.csv"]).unwrap();
+        let crate::commands::Command::Run(a) = cli.command else {
+            panic!("not a run");
+        };
+        let input = PathBuf::from("job.csv");
+        let from_flags = job_config(input.clone(), &a.job, Vec::new());
+        let engine = JobConfig::new(input);
+        assert_eq!(format!("{from_flags:?}"), format!("{engine:?}"));
+        // And the read-only commands pace as a job does unless told otherwise.
+        let cli = crate::commands::Cli::try_parse_from(["simbulk", "export"]).unwrap();
+        let crate::commands::Command::Export(e) = cli.command else {
+            panic!("not an export");
+        };
+        assert_eq!(e.reads.pacing.pacing(), engine.pacing);
+    }
 
     #[test]
     fn until_is_within_a_day() {

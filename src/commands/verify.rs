@@ -9,15 +9,13 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{ConnectionArgs, endpoint};
-use crate::api::Client;
-use crate::engine::pacing::Pacing;
+use crate::api::Endpoint;
+use crate::engine::provider::{Connect, Pacing, Provider};
 use crate::exit;
 use crate::verify::{Difference, Reading, Verified, verify};
 
@@ -28,9 +26,6 @@ pub(crate) struct VerifyArgs {
 
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
-
-    #[command(flatten)]
-    pub(crate) budget: super::args::BudgetArgs,
 
     #[command(flatten)]
     pub(crate) output: VerifyOutput,
@@ -53,55 +48,54 @@ pub(crate) struct VerifyOutput {
 /// Differences the JSON document and the HTML page list at most (the text lists every one).
 const MAX_LISTED: usize = 10_000;
 
-/// How verify reaches the provider: its pacing (the account's budget with it), reads at
-/// once, retries, timeout.
-pub(crate) struct Reads {
+/// How verify reaches the provider: the endpoint, its pacing (the account's budget with
+/// it), the name of its lease, reads at once, retries.
+pub(crate) struct Reads<'a> {
+    pub(crate) endpoint: &'a Endpoint,
     pub(crate) pacing: Pacing,
+    pub(crate) job: String,
     pub(crate) concurrency: usize,
     pub(crate) max_retries: u32,
-    pub(crate) timeout: Duration,
 }
 
 /// `simbulk verify`.
 pub(crate) async fn run(a: VerifyArgs) -> u8 {
-    let job = format!("verify {}", crate::files::resolve(&a.results).display());
+    let endpoint = match endpoint(&a.connection, a.reads.timeout) {
+        Ok(e) => e,
+        Err(e) => {
+            super::fatal(e);
+            return exit::USAGE;
+        }
+    };
     let reads = Reads {
-        pacing: Pacing::reads(a.reads.rate.0, a.budget.quota(), job),
+        endpoint: &endpoint,
+        pacing: a.reads.pacing.pacing(),
+        job: format!("verify {}", crate::files::resolve(&a.results).display()),
         concurrency: usize::from(a.reads.concurrency),
         max_retries: a.reads.max_retries,
-        timeout: a.reads.timeout,
     };
     let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
     crate::signal::escalate(drain.clone(), abort);
-    check(&a.results, &a.connection, &reads, &a.output, &drain).await
+    check(&a.results, &reads, &a.output, &drain).await
 }
 
-/// `run --verify`: the job's results verified with the job's connection and pacing.
+/// `run --verify`: the job's results verified with the job's endpoint and pacing.
 pub(crate) async fn after_job(
     results: &Path,
-    connection: &ConnectionArgs,
-    job: &super::run::JobFlags,
-    pacing: Pacing,
+    reads: &Reads<'_>,
     drain: &CancellationToken,
 ) -> u8 {
-    let reads = Reads {
-        pacing,
-        concurrency: job.concurrency.get(),
-        max_retries: job.max_retries,
-        timeout: job.timeout,
-    };
-    check(results, connection, &reads, &VerifyOutput::default(), drain).await
+    check(results, reads, &VerifyOutput::default(), drain).await
 }
 
 /// Verifies the results at `results` and prints what it found; the exit code.
 pub(crate) async fn check(
     results: &Path,
-    connection: &ConnectionArgs,
-    reads: &Reads,
+    reads: &Reads<'_>,
     out: &VerifyOutput,
     drain: &CancellationToken,
 ) -> u8 {
-    match checked(results, connection, reads, out, drain).await {
+    match checked(results, reads, out, drain).await {
         Ok(v) if v.differ == 0 => exit::OK,
         Ok(_) => exit::ROWS_FAILED,
         Err((code, e)) => {
@@ -113,13 +107,11 @@ pub(crate) async fn check(
 
 async fn checked(
     results: &Path,
-    connection: &ConnectionArgs,
-    reads: &Reads,
+    reads: &Reads<'_>,
     out: &VerifyOutput,
     drain: &CancellationToken,
 ) -> Result<Verified, (u8, String)> {
     let usage = |e: &dyn std::fmt::Display| (exit::USAGE, e.to_string());
-    let endpoint = endpoint(connection, reads.timeout).map_err(|e| usage(&e))?;
     let mut page = match &out.html {
         Some(p) => {
             let spare: Vec<_> = crate::files::output_place(results, "the results file", true)
@@ -129,20 +121,22 @@ async fn checked(
         }
         None => None,
     };
-    let pacer = crate::engine::pacing::pacer(&reads.pacing, &endpoint)
-        .await
-        .map_err(|e| (exit::HALTED, e.to_string()))?;
-    let client = Client::new(endpoint, Arc::new(pacer), reads.concurrency)
-        .map_err(|e| usage(&e))?
-        .with_stop(drain.clone(), None);
-    client
-        .preflight()
-        .await
-        .map_err(|e| (exit::HALTED, e.to_string()))?;
-    let policy = crate::engine::RetryPolicy::new(reads.max_retries);
+    let provider = Provider::connect(
+        reads.endpoint,
+        Connect {
+            pacing: &reads.pacing,
+            job: reads.job.clone(),
+            concurrency: reads.concurrency,
+            retry: crate::engine::RetryPolicy::new(reads.max_retries),
+            stop: drain.clone(),
+            deadline: None,
+        },
+    )
+    .await
+    .map_err(|e| (e.exit_code(), e.to_string()))?;
     let reading = Reading {
-        client: &client,
-        policy: &policy,
+        client: &provider.client,
+        policy: &provider.retry,
         stop: drain,
         concurrency: reads.concurrency,
     };
@@ -154,7 +148,7 @@ async fn checked(
         count: 0,
     };
     let v = verify(results, &reading, &mut |d| f.add(d)).await;
-    crate::engine::pacing::leave(&client.pacer).await;
+    provider.leave().await;
     let v = v.map_err(|e| (e.exit_code(), e.to_string()))?;
     let words = summary(results, &v);
     let html = f.finish(results, &v, &words);

@@ -1,15 +1,15 @@
 //! A job, typed: what `simbulk run` (or the demo, or the bench) asks the engine to do, and
 //! the ways a job can fail to run, each with its exit code decided here.
 
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::api::{ApiError, SetupError};
+use crate::api::SetupError;
 use crate::checkpoint::{JournalError, LockError};
 use crate::exit;
 use crate::input::{Defaults, FileError};
 
+use super::provider::{ConnectError, Pacing};
 use super::retry::RetryPolicy;
 use super::setup;
 use super::threshold::Threshold;
@@ -33,8 +33,8 @@ pub struct JobConfig {
     pub checkpoint: PathBuf,
     pub resume: ResumeMode,
     pub concurrency: usize,
-    pub rate: Option<f64>,
-    pub burst: NonZeroU32,
+    /// Rate, burst, 429 behaviour and the account's shared budget.
+    pub(crate) pacing: Pacing,
     pub retry: RetryPolicy,
     pub max_duration: Option<Duration>,
     /// Wall-clock seconds until `--until`, computed at start.
@@ -42,8 +42,6 @@ pub struct JobConfig {
     pub max_failures: Option<Threshold>,
     /// Poll activations that answer `pendingProvision` until active, at most this long.
     pub wait_active: Option<Duration>,
-    /// Lower the rate on 429s and raise it again (AIMD); off keeps `rate` fixed.
-    pub adaptive_rate: bool,
     /// Consecutive rows failing the same way that halt the job.
     pub halt_after_same_error: Option<u32>,
     /// Longest time between two fsyncs of the outputs.
@@ -73,8 +71,6 @@ pub struct JobConfig {
     /// `--change-ref`: the change ticket this job belongs to (kept in the checkpoint, the
     /// results and the summary).
     pub change_ref: Option<String>,
-    /// The account's shared rate budget to draw from (`None`: this job paces alone).
-    pub quota: Option<crate::quota::QuotaConfig>,
     /// `--metrics-file`: the job's numbers in the Prometheus text format.
     pub metrics_file: Option<PathBuf>,
 }
@@ -90,11 +86,12 @@ impl JobConfig {
         [self.max_duration, self.until].into_iter().flatten().min()
     }
 
-    /// A job on `input` with the defaults of `simbulk run`: outputs beside the input, an
-    /// existing checkpoint refused, 8 rows in flight at 10 requests per second.
+    /// A job on `input` with the defaults of `simbulk run` (a test in `commands::run` holds
+    /// them equal): outputs beside the input, an existing checkpoint refused, 8 rows in
+    /// flight at 10 requests per second from the account's budget on this host, a question
+    /// before more than 100 destructive rows.
     pub fn new(input: PathBuf) -> Self {
         let (results, failures, checkpoint) = setup::default_paths(&input);
-        let rate = Some(10.0);
         Self {
             input,
             defaults: Defaults::default(),
@@ -103,14 +100,12 @@ impl JobConfig {
             checkpoint,
             resume: ResumeMode::Refuse,
             concurrency: 8,
-            rate,
-            burst: crate::api::pace::default_burst(rate),
+            pacing: Pacing::default(),
             retry: RetryPolicy::new(8),
             max_duration: None,
             until: None,
             max_failures: None,
             halt_after_same_error: Some(25),
-            adaptive_rate: true,
             wait_active: None,
             sync_every: Duration::from_millis(500),
             stall_timeout: Duration::from_secs(15 * 60),
@@ -121,10 +116,9 @@ impl JobConfig {
             plan: true,
             max_read_age: DEFAULT_MAX_READ_AGE,
             canary: None,
-            confirm_over: None,
+            confirm_over: Some(100),
             yes: false,
             change_ref: None,
-            quota: None,
             metrics_file: None,
         }
     }
@@ -136,9 +130,6 @@ pub enum Error {
     /// The input file itself is unusable.
     #[error(transparent)]
     Input(#[from] FileError),
-    /// The account's shared rate budget cannot be reached at start.
-    #[error(transparent)]
-    Quota(#[from] crate::quota::QuotaError),
     /// An output path, the secret or another file refused.
     #[error(transparent)]
     File(#[from] crate::files::Error),
@@ -183,16 +174,9 @@ pub enum Error {
     },
     #[error(transparent)]
     Setup(#[from] SetupError),
-    #[error("{0}; nothing was sent")]
-    Credentials(#[source] ApiError),
-    #[error(
-        "cannot reach the SIM API at {base}: {error}; nothing was sent and no file was changed. Check --base-url and the network, then run again"
-    )]
-    Unreachable {
-        base: String,
-        #[source]
-        error: ApiError,
-    },
+    /// The provider could not be reached (budget, credentials, network).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// An output could not be opened or written at the start.
     #[error("{0}; fix it and run again with --resume")]
     Outputs(#[source] crate::files::Error),
@@ -221,10 +205,8 @@ impl Error {
     /// when the API or the outputs refused, 75 when stopped).
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Error::Credentials(_)
-            | Error::Unreachable { .. }
-            | Error::Outputs(_)
-            | Error::Quota(_) => exit::HALTED,
+            Error::Connect(e) => e.exit_code(),
+            Error::Outputs(_) => exit::HALTED,
             Error::StoppedEarly => exit::STOPPED,
             _ => exit::USAGE,
         }

@@ -163,7 +163,7 @@ fn estimate(cfg: &JobConfig, valid: u64, list_first: u64) -> String {
         thousands(valid),
         thousands(calls)
     );
-    match cfg.rate.filter(|r| *r > 0.0) {
+    match cfg.pacing.rate.filter(|r| *r > 0.0) {
         Some(rate) => {
             let secs = (calls as f64 / rate).ceil();
             let d = Duration::from_secs_f64(secs.min(1e10));
@@ -199,12 +199,12 @@ mod tests {
     #[test]
     fn estimates_calls_time_and_windows() {
         let mut cfg = JobConfig::new("x.csv".into());
-        cfg.rate = Some(10.0);
+        cfg.pacing.rate = Some(10.0);
         cfg.until = Some(Duration::from_secs(4 * 3600));
         let e = estimate(&cfg, 400_000, 0);
         assert!(e.contains("400,000 rows ≈ 404,000 calls"), "{e}");
         assert!(e.contains("≈ 11 h 14 min at 10/s: 3 windows of 4 h"), "{e}");
-        cfg.rate = None;
+        cfg.pacing.rate = None;
         assert!(estimate(&cfg, 5, 0).contains("no --rate"));
         assert_eq!(minutes_text(Duration::from_secs(59)), "59 s");
         assert_eq!(minutes_text(Duration::from_secs(3599)), "1 h");

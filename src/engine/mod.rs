@@ -19,7 +19,7 @@ pub(crate) mod dry_run;
 pub(crate) mod gate;
 pub(crate) mod halt;
 pub(crate) mod metrics;
-pub(crate) mod pacing;
+pub(crate) mod provider;
 pub(crate) mod plan;
 pub(crate) mod preview;
 pub(crate) mod reader;
@@ -32,6 +32,7 @@ pub(crate) mod threshold;
 pub(crate) mod worker;
 
 pub use config::{Error, JobConfig, ResumeMode};
+pub use provider::ConnectError;
 pub(crate) use dry_run::dry_run;
 pub use retry::RetryPolicy;
 pub use run::run;

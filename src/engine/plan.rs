@@ -42,9 +42,9 @@ use crate::model::{Attribute, Sim};
 use super::reader::Batch;
 use super::retry::{GiveUp, RetryPolicy, with_retries};
 
-/// Distinct ICCIDs read by one list call (the contract's limit), and the most rows a window
-/// holds.
-pub(crate) const WINDOW: usize = 100;
+/// Distinct ICCIDs read by one list call (the provider's largest batch read), and the most
+/// rows a window holds.
+pub(crate) const WINDOW: usize = super::provider::Capabilities::ESEYE_V2.max_batch_read;
 
 /// Pages of one window's answer followed before the answer is deemed endless.
 const MAX_PAGES: usize = 20;

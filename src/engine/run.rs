@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiError, Client, Endpoint, Pacer};
+use crate::api::{Client, Endpoint};
 use crate::checkpoint::{self, JobIdentity, JobLock};
 use crate::exit;
 use crate::files::Replace;
@@ -29,6 +29,7 @@ use super::config::{Error, JobConfig};
 use super::dispatcher::{self, Dispatch, Drive};
 use super::halt::{End, Stops};
 use super::plan::{self, PlannedBatch, Planner};
+use super::provider::{Connect, Provider};
 use super::reader;
 use super::recorder::{Counts, Recorder, RecorderHandle, completed_code};
 use super::retry::RetryPolicy;
@@ -72,18 +73,24 @@ pub async fn run(
     if let Some(rows) = p.again.take() {
         super::gate::confirm(&cfg, rows, &start.done, &drain).await?;
     }
-    let pacer = Arc::new(pacer(&cfg, &endpoint).await?);
     let stop_rows = drain.child_token();
     let deadline = setup::deadline(&cfg);
-    let client = Arc::new(
-        Client::new(endpoint, pacer.clone(), cfg.concurrency)?
-            .with_stop(stop_rows.clone(), deadline),
-    );
-    preflight(&client).await?;
+    let provider = Provider::connect(
+        &endpoint,
+        Connect {
+            pacing: &cfg.pacing,
+            job: lease_name(&cfg),
+            concurrency: cfg.concurrency,
+            retry: cfg.retry,
+            stop: stop_rows.clone(),
+            deadline,
+        },
+    )
+    .await?;
+    let client = provider.client.clone();
     let total = p.lines.saturating_sub(u64::from(!p.layout.headerless));
-    let mut rec = recorder(&cfg, (&p, &client), &start, total)?;
-    let calls = client.clone();
-    let (dispatch, planned, reading) = stages(&cfg, p.rows, p.layout, start, client, &stop_rows)?;
+    let mut rec = recorder(&cfg, &p, &client, &start, total)?;
+    let (dispatch, planned, reading) = stages(&cfg, p.rows, p.layout, start, &provider, &stop_rows)?;
     let stops = Stops {
         drain,
         abort,
@@ -99,11 +106,9 @@ pub async fn run(
         End::Complete => reader::check_input(reading, &p.identity).await,
         _ => (0, None),
     };
-    let mut s = conclude(&cfg, &drive, changed, (rec, &calls), started).await;
-    if let Some(b) = pacer.shared() {
-        s.rate_share = Some(b.share());
-        b.leave().await;
-    }
+    let mut s = conclude(&cfg, &drive, changed, rec, &client, started).await;
+    s.rate_share = client.pacer.shared().map(|b| b.share());
+    provider.leave().await;
     s.blank_rows_skipped = blank;
     s.deadline_at = deadline.map(|d| {
         let left = d.saturating_duration_since(tokio::time::Instant::now());
@@ -124,15 +129,16 @@ fn stages(
     rows: Rows,
     layout: Layout,
     start: Start,
-    client: Arc<Client>,
+    provider: &Provider,
     stop_rows: &CancellationToken,
 ) -> Result<(Dispatch, Receiver<PlannedBatch>, reader::Reader), Error> {
+    let client = provider.client.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<reader::Batch>(8);
     let reading = reader::start(rows, tx).map_err(|source| Error::Thread {
         what: "reader",
         source,
     })?;
-    let policy = Arc::new(cfg.retry);
+    let policy = Arc::new(provider.retry);
     let done = Arc::new(start.done);
     let taken = Arc::new(plan::Taken::default());
     let planned = plan::start(
@@ -140,10 +146,11 @@ fn stages(
             client: client.clone(),
             // A window that cannot be read soon goes unplanned (its rows read their own SIM,
             // with every retry a row has): planning never holds a failing job back long.
-            policy: Arc::new(RetryPolicy::new(cfg.retry.max_retries.min(2))),
+            policy: Arc::new(RetryPolicy::new(provider.retry.max_retries.min(2))),
             stop: stop_rows.clone(),
             done: done.clone(),
-            enabled: cfg.plan,
+            // A provider that reads one SIM per call has nothing to plan with.
+            enabled: cfg.plan && provider.caps.max_batch_read > 1,
             depth: plan::depth_for(cfg.concurrency),
             max_age: cfg.max_read_age,
             taken: taken.clone(),
@@ -258,31 +265,17 @@ fn finished_before(
     s
 }
 
-/// The job's pacer: alone, or drawing from its account's shared budget.
-async fn pacer(cfg: &JobConfig, endpoint: &Endpoint) -> Result<Pacer, Error> {
-    Ok(super::pacing::pacer(&super::pacing::Pacing::of(cfg), endpoint).await?)
-}
-
-/// Gets the first token: refused credentials or an unreachable API end the run before any
-/// output is touched.
-async fn preflight(client: &Client) -> Result<(), Error> {
-    let Err(e) = client.preflight().await else {
-        return Ok(());
-    };
-    Err(match e {
-        ApiError::Interrupted => Error::StoppedEarly,
-        e @ ApiError::Credentials { .. } => Error::Credentials(e),
-        error => Error::Unreachable {
-            base: client.base_url().to_string(),
-            error,
-        },
-    })
+/// The name of a job's lease in the shared budget: its checkpoint, so a resumed run (or
+/// `apply`'s run after its planning reads) takes over its own lease.
+pub(crate) fn lease_name(cfg: &JobConfig) -> String {
+    crate::files::resolve(&cfg.checkpoint).display().to_string()
 }
 
 /// Opens the outputs and starts the recorder that owns them.
 fn recorder(
     cfg: &JobConfig,
-    (p, client): (&Prepared, &Arc<Client>),
+    p: &Prepared,
+    client: &Arc<Client>,
     start: &Start,
     total: u64,
 ) -> Result<RecorderHandle, Error> {
@@ -298,7 +291,7 @@ fn recorder(
             &cfg.input,
             cfg.change_ref.as_deref(),
         );
-        let live = live_numbers(client.clone(), cfg.rate);
+        let live = live_numbers(client.clone(), cfg.pacing.rate);
         super::metrics::Sink::new(file, live, (total, start.tally.total()), cfg.stop_within())
     });
     Recorder::new(
@@ -345,7 +338,8 @@ async fn conclude(
     cfg: &JobConfig,
     drive: &Drive,
     changed: Option<String>,
-    (rec, client): (RecorderHandle, &Client),
+    rec: RecorderHandle,
+    client: &Client,
     started: Instant,
 ) -> Summary {
     let pacer = &client.pacer;

@@ -30,7 +30,7 @@ pub enum Place {
 }
 
 /// How a job joins its account's budget.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QuotaConfig {
     /// Where the budget lives.
     pub place: Place,
@@ -38,6 +38,18 @@ pub struct QuotaConfig {
     pub key: Option<String>,
     /// This job's weight (`--share`).
     pub weight: f64,
+}
+
+impl QuotaConfig {
+    /// The default: this host's folder of budgets, the account named by its base URL and
+    /// client id, an equal share.
+    pub fn on_this_host() -> Self {
+        Self {
+            place: Place::Dir(default_dir()),
+            key: None,
+            weight: 1.0,
+        }
+    }
 }
 
 /// Why the budget cannot be used.

@@ -1,0 +1,202 @@
+//! The one way a command reaches a provider: [`Provider::connect`] builds the pacer (drawing
+//! from the account's shared budget when there is one), the HTTP client (TLS, proxy rule,
+//! token cache), the retry policy, and checks the credentials before anything else is sent.
+//! `run` (and preview), `apply` (its planning reads, its run and its check after), `export`
+//! and `verify` all connect here, so a flag such as `--burst` or the shared budget reaches
+//! every call a command makes.
+//!
+//! Behind the provider: the operations the engine needs (read a window of SIMs, read one,
+//! apply a change, its attributes — the client's typed calls) and what the provider offers
+//! ([`Capabilities`]); Eseye's SIM API v2 is the first implementation.
+//!
+//! Guarantees: a budget that cannot be reached, refused credentials or an unreachable API
+//! are errors before any request for a row; a job is named by what it works on (a
+//! checkpoint, a file), so a resumed run — or `apply`'s run after its own planning reads —
+//! takes over its lease instead of sharing with a ghost; the endpoint (and its secret) is
+//! resolved once per process by the caller and only borrowed here.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiError, Client, Endpoint, Pacer, SetupError};
+use crate::exit;
+use crate::quota::{Budget, QuotaConfig, QuotaError};
+
+use super::retry::RetryPolicy;
+
+/// How calls are paced: the rate, burst and 429 behaviour asked for, and the account's
+/// shared budget to draw from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Pacing {
+    /// Requests per second (`None`: no limit).
+    pub(crate) rate: Option<f64>,
+    pub(crate) burst: NonZeroU32,
+    /// Lower the rate on 429s and climb back (off: `--fixed-rate`).
+    pub(crate) adaptive: bool,
+    /// The account's shared budget to draw from (`None`: pace alone).
+    pub(crate) quota: Option<QuotaConfig>,
+}
+
+impl Default for Pacing {
+    /// `simbulk run`'s: 10 requests a second, the default burst, adaptive, drawing from the
+    /// account's budget on this host.
+    fn default() -> Self {
+        Self {
+            quota: Some(QuotaConfig::on_this_host()),
+            ..Self::alone(Some(10.0))
+        }
+    }
+}
+
+impl Pacing {
+    /// `rate` with the default burst, adaptive, outside any shared budget.
+    pub(crate) fn alone(rate: Option<f64>) -> Self {
+        Self {
+            rate,
+            burst: crate::api::pace::default_burst(rate),
+            adaptive: true,
+            quota: None,
+        }
+    }
+}
+
+/// What a provider offers, for the stages that plan around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Capabilities {
+    /// Most SIMs one list call can be asked for (by ICCID).
+    pub(crate) max_batch_read: usize,
+    /// Whether one call can change several SIMs.
+    pub(crate) batch_writes: bool,
+    /// Whether a change may settle later (an activation answering `pendingProvision`).
+    pub(crate) settles_async: bool,
+    /// Whether an ICCID must be looked up to the provider's own id before a call.
+    pub(crate) needs_id_lookup: bool,
+}
+
+impl Capabilities {
+    /// Eseye's SIM API v2: lists of up to 100 ICCIDs, one SIM per write, activations that
+    /// settle later, ICCIDs as ids.
+    pub(crate) const ESEYE_V2: Self = Self {
+        max_batch_read: 100,
+        batch_writes: false,
+        settles_async: true,
+        needs_id_lookup: false,
+    };
+}
+
+/// What [`Provider::connect`] needs besides the endpoint.
+pub(crate) struct Connect<'a> {
+    pub(crate) pacing: &'a Pacing,
+    /// What the command works on (a checkpoint, a file): names its lease in the budget.
+    pub(crate) job: String,
+    /// Requests in flight at once (the connection pool's size).
+    pub(crate) concurrency: usize,
+    pub(crate) retry: RetryPolicy,
+    /// No request starts once this is cancelled, and every wait ends.
+    pub(crate) stop: CancellationToken,
+    /// No request starts at or after this instant.
+    pub(crate) deadline: Option<tokio::time::Instant>,
+}
+
+/// A provider, connected: the client every call goes through, its retry policy, what it
+/// offers.
+pub(crate) struct Provider {
+    pub(crate) client: Arc<Client>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) caps: Capabilities,
+}
+
+/// Why a provider could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The account's shared rate budget cannot be reached.
+    #[error(transparent)]
+    Budget(#[from] QuotaError),
+    /// The client cannot be built (a CA bundle, TLS).
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("{0}; nothing was sent")]
+    Credentials(#[source] ApiError),
+    #[error(
+        "cannot reach the SIM API at {base}: {error}; nothing was sent and no file was changed. Check --base-url and the network, then run again"
+    )]
+    Unreachable {
+        base: String,
+        #[source]
+        error: ApiError,
+    },
+    #[error("stopped before the first request; nothing was sent")]
+    Stopped,
+}
+
+impl ConnectError {
+    /// Its exit code: a setting is a usage error, a stop a stop, the rest a halt.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            ConnectError::Setup(_) => exit::USAGE,
+            ConnectError::Stopped => exit::STOPPED,
+            _ => exit::HALTED,
+        }
+    }
+}
+
+impl Provider {
+    /// Builds the pacer, the client and the retry policy for `endpoint`, and gets the first
+    /// token: refused credentials or an unreachable API end here.
+    pub(crate) async fn connect(endpoint: &Endpoint, c: Connect<'_>) -> Result<Self, ConnectError> {
+        let pacer = Arc::new(pacer(c.pacing, endpoint, &c.job).await?);
+        let client = match Client::new(endpoint.clone(), pacer.clone(), c.concurrency) {
+            Ok(client) => client.with_stop(c.stop, c.deadline),
+            Err(e) => {
+                leave(&pacer).await;
+                return Err(e.into());
+            }
+        };
+        let p = Self {
+            client: Arc::new(client),
+            retry: c.retry,
+            caps: Capabilities::ESEYE_V2,
+        };
+        if let Err(e) = p.client.preflight().await {
+            p.leave().await;
+            return Err(match e {
+                ApiError::Interrupted => ConnectError::Stopped,
+                e @ ApiError::Credentials { .. } => ConnectError::Credentials(e),
+                error => ConnectError::Unreachable {
+                    base: endpoint.base_url.to_string(),
+                    error,
+                },
+            });
+        }
+        Ok(p)
+    }
+
+    /// Leaves the budget the provider's pacer draws from, if any: its share goes to the
+    /// others at once.
+    pub(crate) async fn leave(&self) {
+        leave(&self.client.pacer).await;
+    }
+}
+
+/// The pacer for `p` against `endpoint`'s account, its lease named by `job`.
+async fn pacer(p: &Pacing, endpoint: &Endpoint, job: &str) -> Result<Pacer, QuotaError> {
+    let pacer = Pacer::with_adaptation(p.rate, p.burst, p.adaptive);
+    let (Some(rate), Some(q)) = (p.rate, p.quota.as_ref()) else {
+        return Ok(pacer);
+    };
+    let account = q
+        .key
+        .clone()
+        .unwrap_or_else(|| format!("{} {}", endpoint.base_url.as_str(), endpoint.client_id));
+    let b = Budget::join(q, (&account, job), rate, f64::from(p.burst.get())).await?;
+    Ok(pacer.with_shared(Arc::new(b)))
+}
+
+/// Leaves the budget `pacer` draws from, if any.
+async fn leave(pacer: &Pacer) {
+    if let Some(b) = pacer.shared() {
+        b.leave().await;
+    }
+}
