@@ -16,7 +16,7 @@ pub mod checkpoint;
 mod clock;
 pub mod commands;
 pub mod engine;
-mod exit;
+pub mod exit;
 pub mod files;
 pub mod input;
 pub mod model;

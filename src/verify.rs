@@ -49,19 +49,6 @@ pub(crate) enum VerifyError {
     Stopped,
 }
 
-impl VerifyError {
-    /// 2 for a file that cannot be read, 3 for a provider that cannot be, 75 when stopped.
-    pub(crate) fn exit_code(&self) -> u8 {
-        match self {
-            VerifyError::File(_) | VerifyError::Csv { .. } | VerifyError::Column { .. } => {
-                crate::exit::USAGE
-            }
-            VerifyError::Read(_) => crate::exit::HALTED,
-            VerifyError::Stopped => crate::exit::STOPPED,
-        }
-    }
-}
-
 impl From<GiveUp> for VerifyError {
     fn from(g: GiveUp) -> Self {
         match g {

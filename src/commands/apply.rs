@@ -18,12 +18,13 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{ConnectionArgs, endpoint};
+use super::error::{CliError, Outcome};
 use super::run::{JobFlags, job_config, report};
 use crate::api::Endpoint;
 use crate::engine::apply::{Planned, Reading, make_plan};
 use crate::engine::provider::{Connect, Pacing, Provider};
 use crate::engine::{self, ResumeMode};
-use crate::exit;
+use crate::exit::{self, Code, JobState};
 
 #[derive(Debug, Args)]
 pub(crate) struct ApplyArgs {
@@ -65,17 +66,15 @@ fn beside(input: &Path, suffix: &str) -> PathBuf {
 }
 
 /// `simbulk apply`.
-pub(crate) async fn run(a: ApplyArgs) -> u8 {
-    match apply(a).await {
-        Ok(code) => code,
-        Err((code, e)) => {
-            super::fatal(e);
-            code
-        }
+pub(crate) async fn run(a: ApplyArgs) -> Outcome {
+    if let Some(code) = super::run::outside_window(a.job.window) {
+        return Ok(code);
+    }
+    match apply(&a).await {
+        Err(e @ CliError::Job(_)) => super::run::refused(&a.job, e).await,
+        other => other,
     }
 }
-
-type Failure = (u8, String);
 
 /// How apply's reads reach the provider: the endpoint resolved once, the job's pacing, and
 /// the job's lease in the shared budget (the planning reads, the run and the check after
@@ -96,14 +95,7 @@ impl<'a> Reach<'a> {
     }
 }
 
-fn usage(e: impl std::fmt::Display) -> Failure {
-    (exit::USAGE, e.to_string())
-}
-
-async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
-    if let Some(code) = super::run::outside_window(a.job.window) {
-        return Ok(code);
-    }
+async fn apply(a: &ApplyArgs) -> Outcome {
     let args: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
@@ -129,17 +121,17 @@ async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
         .clone()
         .unwrap_or_else(|| beside(&a.input, ".checkpoint"));
     if !a.check && !a.plan_only && cfg.resume == ResumeMode::Refuse && cfg.checkpoint.exists() {
-        return Err(usage(format!(
+        return Err(CliError::usage(format!(
             "checkpoint {} exists from an earlier apply of this file; add --resume to continue it (the plan is kept), or --restart to plan and apply afresh",
             cfg.checkpoint.display()
         )));
     }
-    let endpoint = endpoint(&a.connection, a.job.timeout).map_err(usage)?;
+    let endpoint = endpoint(&a.connection, a.job.timeout)?;
     let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
     crate::signal::escalate(drain.clone(), abort.clone());
     let digest = crate::checkpoint::digest_file(&a.input)
         .map(|(sha, _, _)| sha)
-        .map_err(|e| usage(format!("cannot read {}: {e}", a.input.display())))?;
+        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", a.input.display())))?;
     // A plan goes only with its checkpoint: without one, the fleet may have moved since.
     let reuse = cfg.resume == ResumeMode::Resume
         && !a.check
@@ -148,13 +140,15 @@ async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
         && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s.contains(&digest));
     if !reuse {
         let out = (!a.check || a.plan.is_some()).then_some(plan_path.as_path());
-        let planned = plan(&a, a.check, &Reach::of(&endpoint, &cfg), out, &drain).await?;
+        let planned = plan(a, a.check, &Reach::of(&endpoint, &cfg), out, &drain).await?;
         crate::output::stdout::print(&planned.text());
         if a.check {
             return Ok(drift(&planned));
         }
         let stamp = format!("{{\"desired_sha256\":\"{digest}\"}}\n");
-        std::fs::write(&stamp_path, stamp).map_err(|e| (exit::HALTED, e.to_string()))?;
+        std::fs::write(&stamp_path, stamp).map_err(|e| {
+            CliError::halted(format_args!("cannot write {}: {e}", stamp_path.display()))
+        })?;
         if a.plan_only {
             crate::output::stdout::print(&format!("  plan:      {}\n", plan_path.display()));
             return Ok(if planned.invalid > 0 {
@@ -168,7 +162,7 @@ async fn apply(a: ApplyArgs) -> Result<u8, Failure> {
             return Ok(exit::OK);
         }
     }
-    execute(&a, cfg, endpoint, &drain, abort).await
+    execute(a, cfg, endpoint, &drain, abort).await
 }
 
 /// The engine runs the plan; after a completed run the fleet is checked against the file.
@@ -178,22 +172,20 @@ async fn execute(
     endpoint: crate::api::Endpoint,
     drain: &CancellationToken,
     abort: CancellationToken,
-) -> Result<u8, Failure> {
+) -> Outcome {
     let summary_json = cfg.summary_json.clone();
     let reach = Reach::of(&endpoint, &cfg);
     let job = tokio::spawn(engine::run(cfg, endpoint.clone(), drain.clone(), abort));
-    match job.await {
-        Ok(Ok(s)) => {
-            let mut code = report(&s, summary_json.as_deref());
-            if s.state == "completed" {
-                code = code.max(after_run(a, &reach, drain).await?);
-            }
-            super::hook::on_finish(&a.job, Ok(&s)).await;
-            Ok(code)
-        }
-        Ok(Err(e)) => Err((e.exit_code(), e.to_string())),
-        Err(e) => Err((exit::HALTED, format!("the job stopped unexpectedly: {e}"))),
+    let s = match job.await {
+        Ok(s) => s?,
+        Err(e) => return Err(CliError::Crashed(e.to_string())),
+    };
+    let mut code = report(&s, summary_json.as_deref());
+    if s.state == JobState::Completed {
+        code = code.max(after_run(a, &reach, drain).await?);
     }
+    super::hook::on_finish(&a.job.on_finish, summary_json.as_deref(), Ok(&s)).await;
+    Ok(code)
 }
 
 /// Reads the fleet and writes the plan to `plan_path` (nowhere when `None`); `check`: a drift
@@ -204,7 +196,7 @@ async fn plan(
     reach: &Reach<'_>,
     plan_path: Option<&Path>,
     drain: &CancellationToken,
-) -> Result<Planned, Failure> {
+) -> Result<Planned, CliError> {
     // The planning reads draw from the account's budget, under the run's lease.
     let provider = Provider::connect(
         reach.endpoint,
@@ -217,8 +209,7 @@ async fn plan(
             deadline: None,
         },
     )
-    .await
-    .map_err(|e| (e.exit_code(), e.to_string()))?;
+    .await?;
     let reading = Reading {
         client: &provider.client,
         policy: &provider.retry,
@@ -231,45 +222,34 @@ async fn plan(
     planned
 }
 
-/// Why a plan could not be made, as an exit code and a message.
-fn plan_failure(e: engine::apply::ApplyError) -> Failure {
-    match e {
-        engine::apply::ApplyError::Read(_) => (exit::HALTED, e.to_string()),
-        engine::apply::ApplyError::Stopped => (exit::STOPPED, e.to_string()),
-        other => usage(other),
-    }
-}
-
 /// The plan made from `reading`, written whole to `plan_path` (nowhere when `None`).
 async fn write_plan(
     a: &ApplyArgs,
     reading: &Reading<'_>,
     plan_path: Option<&Path>,
-) -> Result<Planned, Failure> {
+) -> Result<Planned, CliError> {
     let Some(plan_path) = plan_path else {
-        return make_plan(&a.input, reading, &mut std::io::sink())
-            .await
-            .map_err(plan_failure);
+        return Ok(make_plan(&a.input, reading, &mut std::io::sink()).await?);
     };
     let spare: Vec<_> = crate::files::output_place(&a.input, "the desired-state file", true)
         .into_iter()
         .collect();
-    let mut out = crate::files::Replace::prepare(plan_path, "--plan", &spare).map_err(usage)?;
-    let planned = make_plan(&a.input, reading, &mut std::io::BufWriter::new(out.file()))
-        .await
-        .map_err(plan_failure)?;
-    out.commit().map_err(|e| (exit::HALTED, e.to_string()))?;
+    let mut out =
+        crate::files::Replace::prepare(plan_path, "--plan", &spare).map_err(CliError::usage)?;
+    let planned = make_plan(&a.input, reading, &mut std::io::BufWriter::new(out.file())).await?;
+    out.commit().map_err(|e| {
+        CliError::halted(format_args!(
+            "cannot write the plan {}: {e}",
+            plan_path.display()
+        ))
+    })?;
     Ok(planned)
 }
 
 /// After a completed run: the fleet read once more; every SIM that still differs from the
 /// file is named (another client moved it during the job, or its change is blocked), and
 /// the exit code is 1 when there are some.
-async fn after_run(
-    a: &ApplyArgs,
-    reach: &Reach<'_>,
-    drain: &CancellationToken,
-) -> Result<u8, Failure> {
+async fn after_run(a: &ApplyArgs, reach: &Reach<'_>, drain: &CancellationToken) -> Outcome {
     let after = plan(a, true, reach, None, drain).await?;
     if after.differing == 0 && after.invalid == 0 {
         crate::output::stdout::print("checked: every SIM is as the file says.\n");
@@ -282,7 +262,7 @@ async fn after_run(
 }
 
 /// A drift check's verdict: the SIMs that differ, and the exit code.
-fn drift(p: &Planned) -> u8 {
+fn drift(p: &Planned) -> Code {
     if p.differing == 0 && p.invalid == 0 {
         crate::output::stdout::print("no drift: every SIM is as the file says.\n");
         return exit::OK;

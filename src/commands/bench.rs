@@ -279,14 +279,9 @@ macro_rules! say {
 }
 
 /// `simbulk bench`.
-pub(crate) async fn run(a: BenchArgs) -> u8 {
-    match bench(a).await {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            exit::HALTED
-        }
-    }
+pub(crate) async fn run(a: BenchArgs) -> super::error::Outcome {
+    bench(a).await?;
+    Ok(exit::OK)
 }
 
 async fn bench(a: BenchArgs) -> anyhow::Result<()> {

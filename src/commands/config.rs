@@ -7,23 +7,19 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::error::{CliError, Outcome};
 use super::profile::Selected;
 use super::{ConfigCommand, command};
 use crate::exit;
 
 /// `simbulk config …`.
-pub(crate) fn run(c: &ConfigCommand, profile: Option<&Selected>) -> u8 {
+pub(crate) fn run(c: &ConfigCommand, profile: Option<&Selected>) -> Outcome {
     match c {
-        ConfigCommand::Show { command: sub } => match show(sub, profile) {
-            Ok(text) => {
-                crate::output::stdout::print(&text);
-                exit::OK
-            }
-            Err(e) => {
-                super::fatal(e);
-                exit::USAGE
-            }
-        },
+        ConfigCommand::Show { command: sub } => {
+            let text = show(sub, profile).map_err(CliError::Usage)?;
+            crate::output::stdout::print(&text);
+            Ok(exit::OK)
+        }
         ConfigCommand::Path => {
             let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
             let mut s = String::new();
@@ -42,7 +38,7 @@ pub(crate) fn run(c: &ConfigCommand, profile: Option<&Selected>) -> u8 {
                 let _ = writeln!(s, "profile:     {}", p.name);
             }
             crate::output::stdout::print(&s);
-            exit::OK
+            Ok(exit::OK)
         }
     }
 }
@@ -121,7 +117,7 @@ fn toml_text(v: &toml::Value) -> String {
 }
 
 /// `simbulk man`: the main page on stdout, or every page into `dir`.
-pub(crate) fn man(dir: Option<&Path>) -> u8 {
+pub(crate) fn man(dir: Option<&Path>) -> Outcome {
     let cmd = command();
     let written = match dir {
         Some(d) => std::fs::create_dir_all(d).and_then(|()| clap_mangen::generate_to(cmd, d)),
@@ -132,11 +128,6 @@ pub(crate) fn man(dir: Option<&Path>) -> u8 {
             })
         }
     };
-    match written {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            super::fatal(format_args!("cannot write the man pages: {e}"));
-            exit::HALTED
-        }
-    }
+    written.map_err(|e| CliError::halted(format_args!("cannot write the man pages: {e}")))?;
+    Ok(exit::OK)
 }

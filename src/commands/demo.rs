@@ -15,6 +15,7 @@ use clap::Args;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
+use super::error::{CliError, Outcome};
 use crate::api::{Endpoint, check_url};
 use crate::engine::provider::Pacing;
 use crate::engine::{self, JobConfig, ResumeMode};
@@ -202,19 +203,20 @@ fn say(s: &str) {
 }
 
 /// `simbulk demo`.
-pub(crate) async fn run(a: DemoArgs) -> u8 {
-    match demo(&a.out).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            exit::HALTED
-        }
-    }
+pub(crate) async fn run(a: DemoArgs) -> Outcome {
+    demo(&a.out).await
 }
 
-async fn demo(out: &Path) -> anyhow::Result<u8> {
-    std::fs::create_dir_all(out)?;
-    let server = SimServer::start(demo_sim_config()).await?;
+async fn demo(out: &Path) -> Outcome {
+    std::fs::create_dir_all(out).map_err(|e| {
+        CliError::usage(format_args!(
+            "cannot make the folder {}: {e}",
+            out.display()
+        ))
+    })?;
+    let server = SimServer::start(demo_sim_config())
+        .await
+        .map_err(anyhow::Error::from)?;
     let drain = CancellationToken::new();
     let abort = CancellationToken::new();
     crate::signal::escalate(drain.clone(), abort.clone());
@@ -227,7 +229,8 @@ async fn demo(out: &Path) -> anyhow::Result<u8> {
     let mut worst = exit::OK;
     for s in sample_files() {
         let input = out.join(s.name);
-        std::fs::write(&input, &s.contents)?;
+        std::fs::write(&input, &s.contents)
+            .map_err(|e| CliError::halted(format_args!("cannot write {}: {e}", input.display())))?;
         if drain.is_cancelled() {
             break;
         }
@@ -247,7 +250,8 @@ async fn demo(out: &Path) -> anyhow::Result<u8> {
             args: vec!["simbulk".into(), "run".into(), input.display().to_string()],
             ..JobConfig::new(input.clone())
         };
-        let endpoint = simulator_endpoint(&server.base_url(), Duration::from_secs(5))?;
+        let endpoint = simulator_endpoint(&server.base_url(), Duration::from_secs(5))
+            .map_err(anyhow::Error::from)?;
         match engine::run(cfg, endpoint, drain.clone(), abort.clone()).await {
             Ok(summary) => {
                 say(&summary.to_text());
@@ -256,10 +260,7 @@ async fn demo(out: &Path) -> anyhow::Result<u8> {
                     break;
                 }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(e.exit_code());
-            }
+            Err(e) => return Err(e.into()),
         }
         say("\n");
     }
@@ -272,7 +273,7 @@ async fn demo(out: &Path) -> anyhow::Result<u8> {
         "open the results in {} (the failures files re-run with `simbulk run <file>`)\n",
         out.display()
     ));
-    server.stop().await?;
+    server.stop().await.map_err(anyhow::Error::from)?;
     if stdout::closed() {
         // The reader went away (`| head`): a quiet end, like any filter's.
         return Ok(exit::OK);

@@ -17,9 +17,10 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{ConnectionArgs, endpoint};
+use super::error::{CliError, Outcome};
 use crate::api::Client;
-use crate::engine::provider::{Connect, Provider};
 use crate::engine::RetryPolicy;
+use crate::engine::provider::{Connect, Provider};
 use crate::engine::retry::{GiveUp, with_retries};
 use crate::exit;
 use crate::model::{Attribute, Sim};
@@ -146,18 +147,18 @@ fn iccid_list(a: &ExportArgs) -> Result<Vec<String>, String> {
 
 /// Why an export ended early.
 enum Failure {
-    /// An error, with its exit code.
-    Code(u8, String),
+    /// An error.
+    Error(CliError),
     /// The reader of standard output went away (`| head`): a quiet end.
     ReaderGone,
 }
 
 fn usage(e: impl std::fmt::Display) -> Failure {
-    Failure::Code(exit::USAGE, e.to_string())
+    Failure::Error(CliError::usage(e))
 }
 
 fn halted(e: impl std::fmt::Display) -> Failure {
-    Failure::Code(exit::HALTED, e.to_string())
+    Failure::Error(CliError::halted(e))
 }
 
 /// A write to the export's output failed.
@@ -240,7 +241,7 @@ async fn page(
 }
 
 /// `simbulk export`.
-pub(crate) async fn run(a: ExportArgs) -> u8 {
+pub(crate) async fn run(a: ExportArgs) -> Outcome {
     let to_stdout = a.output.is_none();
     if let Some(w) = a.status.as_deref().and_then(status_warning) {
         tracing::warn!("{w}");
@@ -251,23 +252,22 @@ pub(crate) async fn run(a: ExportArgs) -> u8 {
             eprintln!(
                 "exported 0 SIMs: no SIM matches the filters; check their values (they are case-sensitive), or run simbulk export without filters to see every SIM"
             );
-            exit::OK
+            Ok(exit::OK)
         }
         Ok(n) => {
             eprintln!("exported {n} SIMs");
-            exit::OK
+            Ok(exit::OK)
         }
-        Err(Failure::ReaderGone) => exit::OK,
+        Err(Failure::ReaderGone) => Ok(exit::OK),
         // Stopped because the reader of the CSV went away (`| head`): a quiet end.
-        Err(_) if to_stdout && crate::output::stdout::closed() => exit::OK,
-        Err(Failure::Code(code, e)) => {
+        Err(_) if to_stdout && crate::output::stdout::closed() => Ok(exit::OK),
+        Err(Failure::Error(e)) => {
             let what = if to_stdout {
                 "the CSV on standard output is NOT complete; do not run it"
             } else {
                 "no output file was written (an export appears whole or not at all)"
             };
-            super::fatal(format_args!("{e}; {what}"));
-            code
+            Err(e.noting(what))
         }
     }
 }
@@ -341,7 +341,7 @@ async fn export(a: ExportArgs) -> Result<u64, Failure> {
         },
     )
     .await
-    .map_err(|e| Failure::Code(e.exit_code(), e.to_string()))?;
+    .map_err(|e| Failure::Error(e.into()))?;
     let (client, policy) = (&provider.client, provider.retry);
     let base = filters(&a);
     let queries: Vec<Vec<(&'static str, String)>> = if iccids.is_empty() {

@@ -8,15 +8,34 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::run::JobFlags;
+use std::path::Path;
+
+use clap::Args;
+
+use super::args::parse_duration;
+use super::error::CliError;
 use crate::output::summary::Summary;
 
-/// How the job ended: its summary, or the exit code and message of an error.
-pub(crate) type Ended<'a> = Result<&'a Summary, (u8, String)>;
+/// `--on-finish` and its time limit.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct OnFinish {
+    /// Run this command (sh -c) once when the job ends, with SIMBULK_EXIT_CODE,
+    /// SIMBULK_STATE, SIMBULK_SUMMARY_JSON and the job's paths in its environment; its
+    /// failure is logged and never changes the job's exit code.
+    #[arg(long = "on-finish", value_name = "COMMAND", help_heading = "Outputs")]
+    pub(crate) command: Option<String>,
 
-/// Runs `--on-finish`, if given.
-pub(crate) async fn on_finish(f: &JobFlags, ended: Ended<'_>) {
-    let Some(cmd) = &f.on_finish else {
+    /// Longest time the --on-finish command may take before it is killed.
+    #[arg(long = "on-finish-timeout", default_value = "60s", value_parser = parse_duration, help_heading = "Outputs")]
+    pub(crate) timeout: Duration,
+}
+
+/// How the job ended: its summary, or the error that refused it.
+pub(crate) type Ended<'a> = Result<&'a Summary, &'a CliError>;
+
+/// Runs `--on-finish`, if given; `summary_json`: the job's `--summary-json`.
+pub(crate) async fn on_finish(f: &OnFinish, summary_json: Option<&Path>, ended: Ended<'_>) {
+    let Some(cmd) = &f.command else {
         return;
     };
     let mut c = Command::new("sh");
@@ -28,11 +47,7 @@ pub(crate) async fn on_finish(f: &JobFlags, ended: Ended<'_>) {
     let mut _spool = None;
     match ended {
         Ok(s) => {
-            let path = match f
-                .summary_json
-                .as_deref()
-                .filter(|p| !crate::engine::setup::is_stdout(p))
-            {
+            let path = match summary_json.filter(|p| !crate::engine::setup::is_stdout(p)) {
                 Some(p) => Some(p.to_owned()),
                 None => spool(s).map(|t| {
                     let p = t.path().to_owned();
@@ -44,7 +59,7 @@ pub(crate) async fn on_finish(f: &JobFlags, ended: Ended<'_>) {
                 c.env("SIMBULK_SUMMARY_JSON", p);
             }
             c.env("SIMBULK_EXIT_CODE", s.exit_code.to_string())
-                .env("SIMBULK_STATE", &s.state)
+                .env("SIMBULK_STATE", s.state.name())
                 .env("SIMBULK_INPUT", &s.input)
                 .env("SIMBULK_RESULTS", &s.results)
                 .env("SIMBULK_FAILURES", &s.failures);
@@ -52,13 +67,13 @@ pub(crate) async fn on_finish(f: &JobFlags, ended: Ended<'_>) {
                 c.env("SIMBULK_CHANGE_REF", r);
             }
         }
-        Err((code, message)) => {
-            c.env("SIMBULK_EXIT_CODE", code.to_string())
+        Err(e) => {
+            c.env("SIMBULK_EXIT_CODE", e.exit_code().to_string())
                 .env("SIMBULK_STATE", "refused")
-                .env("SIMBULK_ERROR", message);
+                .env("SIMBULK_ERROR", e.to_string());
         }
     }
-    run(c, f.on_finish_timeout).await;
+    run(c, f.timeout).await;
 }
 
 /// The summary as JSON in a temporary file, for a job without `--summary-json`.

@@ -9,6 +9,7 @@ pub(crate) mod args;
 pub(crate) mod bench;
 pub(crate) mod config;
 pub(crate) mod demo;
+pub(crate) mod error;
 pub(crate) mod export;
 pub(crate) mod help;
 pub(crate) mod hook;
@@ -203,7 +204,7 @@ pub fn main() -> ExitCode {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(exit::USAGE);
+            return exit::USAGE.into();
         }
     };
     if let Some(sel) = &selected {
@@ -219,10 +220,16 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::USAGE);
+            return exit::USAGE.into();
         }
     };
-    let code = rt.block_on(dispatch(cli));
+    let code = match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            fatal(&e);
+            e.exit_code()
+        }
+    };
     // In-flight work abandoned by an abort must not hold the process open.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     // Tests of bounded memory read the program's own peak here (debug builds only).
@@ -233,7 +240,7 @@ pub fn main() -> ExitCode {
             bench::peak_rss_kib().unwrap_or(0)
         );
     }
-    ExitCode::from(code)
+    code.into()
 }
 
 fn init_logging(cli: &Cli) {
@@ -261,7 +268,7 @@ fn init_logging(cli: &Cli) {
     };
 }
 
-async fn dispatch(cli: Cli) -> u8 {
+async fn dispatch(cli: Cli) -> error::Outcome {
     match cli.command {
         Command::Run(args) => run::run(*args).await,
         Command::Demo(args) => demo::run(args).await,
@@ -279,7 +286,7 @@ async fn dispatch(cli: Cli) -> u8 {
             clap_complete::generate(shell, &mut command(), "simbulk", &mut out);
             // A closed pipe (`| head`) is the reader's choice, not an error.
             crate::output::stdout::write_bytes(&out);
-            exit::OK
+            Ok(exit::OK)
         }
         Command::Man { dir } => config::man(dir.as_deref()),
     }

@@ -25,7 +25,7 @@ pub(crate) enum QuotaCommand {
 }
 
 /// `simbulk quota status`.
-pub(crate) async fn run(c: QuotaCommand) -> u8 {
+pub(crate) async fn run(c: QuotaCommand) -> super::error::Outcome {
     let QuotaCommand::Status {
         quota_dir,
         quota_url,
@@ -39,16 +39,9 @@ pub(crate) async fn run(c: QuotaCommand) -> u8 {
             &quota_dir.unwrap_or_else(crate::quota::default_dir),
         )),
     };
-    match states {
-        Ok(s) => {
-            crate::output::stdout::print(&text(&s, crate::quota::now()));
-            exit::OK
-        }
-        Err(e) => {
-            super::fatal(e);
-            exit::HALTED
-        }
-    }
+    let s = states.map_err(super::error::CliError::halted)?;
+    crate::output::stdout::print(&text(&s, crate::quota::now()));
+    Ok(exit::OK)
 }
 
 /// Why the account's rate is what it is: a cut in force and when it is over, or the live job

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::error::{CliError, Outcome};
 use crate::exit;
 use crate::report::read;
 
@@ -22,14 +23,8 @@ pub(crate) struct ReportArgs {
 }
 
 /// `simbulk report`.
-pub(crate) fn run(a: &ReportArgs) -> u8 {
-    let rep = match read(&a.results, a.checkpoint.as_deref()) {
-        Ok(r) => r,
-        Err(e) => {
-            super::fatal(e);
-            return exit::USAGE;
-        }
-    };
+pub(crate) fn run(a: &ReportArgs) -> Outcome {
+    let rep = read(&a.results, a.checkpoint.as_deref()).map_err(CliError::usage)?;
     crate::output::stdout::print(&rep.to_text());
     if let Some(p) = &a.html {
         let spare: Vec<_> = crate::files::output_place(&a.results, "the results file", true)
@@ -44,11 +39,8 @@ pub(crate) fn run(a: &ReportArgs) -> u8 {
                     source,
                 })
         });
-        if let Err(e) = written {
-            super::fatal(e);
-            return exit::USAGE;
-        }
+        written.map_err(CliError::usage)?;
         crate::output::stdout::print(&format!("  html:       {}\n", p.display()));
     }
-    exit::OK
+    Ok(exit::OK)
 }

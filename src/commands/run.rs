@@ -12,15 +12,15 @@ use std::path::PathBuf;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use super::error::{CliError, Outcome};
 use crate::api::Endpoint;
 use crate::engine::{self, JobConfig, ResumeMode, RetryPolicy, Threshold};
-use crate::exit;
+use crate::exit::{self, Code, JobState};
 use crate::input::Defaults;
 use crate::output::Summary;
 
 use super::args::{
-    ConnectionArgs, SettingsError, endpoint, parse_concurrency, parse_duration,
-    parse_timeout,
+    ConnectionArgs, SettingsError, endpoint, parse_concurrency, parse_duration, parse_timeout,
 };
 
 #[derive(Debug, Args)]
@@ -105,15 +105,8 @@ pub(crate) struct JobFlags {
     #[arg(long, value_name = "PATH", help_heading = "Outputs")]
     pub(crate) metrics_file: Option<PathBuf>,
 
-    /// Run this command (sh -c) once when the job ends, with SIMBULK_EXIT_CODE,
-    /// SIMBULK_STATE, SIMBULK_SUMMARY_JSON and the job's paths in its environment; its
-    /// failure is logged and never changes the job's exit code.
-    #[arg(long, value_name = "COMMAND", help_heading = "Outputs")]
-    pub(crate) on_finish: Option<String>,
-
-    /// Longest time the --on-finish command may take before it is killed.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Outputs")]
-    pub(crate) on_finish_timeout: Duration,
+    #[command(flatten)]
+    pub(crate) on_finish: super::hook::OnFinish,
 
     /// Continue from the checkpoint if there is one (start fresh if there is none), so a
     /// nightly cron line can always say --resume.
@@ -300,7 +293,7 @@ impl Window {
 }
 
 /// `--window` closed: says so, and the run ends with exit 75 before anything is sent.
-pub(crate) fn outside_window(w: Option<Window>) -> Option<u8> {
+pub(crate) fn outside_window(w: Option<Window>) -> Option<Code> {
     let w = w.filter(|w| !w.open())?;
     let at = |u: Until| format!("{:02}:{:02}", u.hour, u.minute);
     eprintln!(
@@ -406,7 +399,7 @@ fn as_preview(cfg: JobConfig, a: &RunArgs) -> JobConfig {
 /// With `--summary-json -` the JSON goes to standard output and the text to standard error.
 /// With `-q` the text is not printed (a cron job mails nothing when all went well); a run
 /// that did not complete says so in one line on standard error.
-pub(crate) fn report(s: &Summary, json: Option<&Path>) -> u8 {
+pub(crate) fn report(s: &Summary, json: Option<&Path>) -> Code {
     let to_stdout = json.is_some_and(crate::engine::setup::is_stdout);
     if super::quiet() {
         if s.exit_code != exit::OK {
@@ -430,29 +423,19 @@ pub(crate) fn report(s: &Summary, json: Option<&Path>) -> u8 {
 }
 
 /// `simbulk run`.
-pub(crate) async fn run(a: RunArgs) -> u8 {
+pub(crate) async fn run(a: RunArgs) -> Outcome {
     if let Some(code) = outside_window(a.job.window) {
-        return code;
+        return Ok(code);
     }
     // An argument need not be UTF-8 (a file name); the resume line shows it as best it can.
     let args: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let (cfg, endpoint) = match configure(&a, args) {
-        Ok(x) => x,
-        Err(e) => {
-            super::fatal(e);
-            return exit::USAGE;
-        }
-    };
+    let (cfg, endpoint) = configure(&a, args)?;
     let Some(endpoint) = endpoint else {
-        return match engine::dry_run(&cfg) {
-            Ok((text, code)) => {
-                crate::output::stdout::print(&text);
-                code
-            }
-            Err(e) => fail(&e),
-        };
+        let (text, code) = engine::dry_run(&cfg)?;
+        crate::output::stdout::print(&text);
+        return Ok(code);
     };
     let (drain, abort) = (CancellationToken::new(), CancellationToken::new());
     crate::signal::escalate(drain.clone(), abort.clone());
@@ -467,31 +450,28 @@ pub(crate) async fn run(a: RunArgs) -> u8 {
         max_retries: cfg.retry.max_retries,
     };
     let job = tokio::spawn(engine::run(cfg, endpoint.clone(), drain.clone(), abort));
-    match job.await {
-        Ok(Ok(s)) => {
-            let mut code = report(&s, a.job.summary_json.as_deref());
-            if a.verify && !preview && s.state == "completed" {
-                let v = super::verify::after_job(&s.results, &reads, &drain);
-                code = code.max(v.await);
-            }
-            super::hook::on_finish(&a.job, Ok(&s)).await;
-            code
-        }
-        Ok(Err(e)) => {
-            let code = fail(&e);
-            super::hook::on_finish(&a.job, Err((code, e.to_string()))).await;
-            code
-        }
-        Err(e) => {
-            super::fatal(format_args!("the job stopped unexpectedly: {e}"));
-            exit::HALTED
-        }
+    let summary_json = a.job.summary_json.as_deref();
+    let ended = match job.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return refused(&a.job, e.into()).await,
+        Err(e) => return refused(&a.job, CliError::Crashed(e.to_string())).await,
+    };
+    let mut code = report(&ended, summary_json);
+    if a.verify && !preview && ended.state == JobState::Completed {
+        let v = super::verify::after_job(&ended.results, &reads, &drain).await;
+        code = code.max(v.unwrap_or_else(|e| {
+            super::fatal(&e);
+            e.exit_code()
+        }));
     }
+    super::hook::on_finish(&a.job.on_finish, summary_json, Ok(&ended)).await;
+    Ok(code)
 }
 
-fn fail(e: &engine::Error) -> u8 {
-    super::fatal(e);
-    e.exit_code()
+/// A job the engine refused (or lost): `--on-finish` is told, and the error is the outcome.
+pub(crate) async fn refused(f: &JobFlags, e: CliError) -> Outcome {
+    super::hook::on_finish(&f.on_finish, f.summary_json.as_deref(), Err(&e)).await;
+    Err(e)
 }
 
 #[cfg(test)]

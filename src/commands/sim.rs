@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::error::{CliError, Outcome};
 use crate::exit;
 
 use super::args::parse_duration;
@@ -243,23 +244,13 @@ impl SimArgs {
 }
 
 /// `simbulk sim`: serves the simulator until a signal.
-pub(crate) async fn run(args: SimArgs) -> u8 {
-    let cfg = match args.to_config() {
-        Ok(c) => c,
-        Err(e) => {
-            super::fatal(e);
-            return exit::USAGE;
-        }
-    };
+pub(crate) async fn run(args: SimArgs) -> Outcome {
+    let cfg = args.to_config().map_err(CliError::usage)?;
     let client = cfg.clients[0].clone();
     let (sims, seed) = (cfg.sims, cfg.seed);
-    let server = match crate::sim::SimServer::start(cfg).await {
-        Ok(s) => s,
-        Err(e) => {
-            super::fatal(format_args!("{e:#}"));
-            return exit::USAGE;
-        }
-    };
+    let server = crate::sim::SimServer::start(cfg)
+        .await
+        .map_err(|e| CliError::usage(format_args!("{e:#}")))?;
     crate::output::stdout::print(&format!(
         "{}\nclient id:     {}\nclient secret: {}\nsims: {sims} (seed {seed}); stats at {}/__sim/stats, ledger at {}/__sim/ledger\n",
         server.base_url(),
@@ -270,11 +261,9 @@ pub(crate) async fn run(args: SimArgs) -> u8 {
     ));
     crate::signal::first().await;
     tracing::info!("stopping the simulator");
-    match server.stop().await {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!("error: saving the simulator state failed: {e:#}");
-            exit::HALTED
-        }
-    }
+    server
+        .stop()
+        .await
+        .map_err(|e| CliError::halted(format_args!("saving the simulator state failed: {e:#}")))?;
+    Ok(exit::OK)
 }

@@ -56,7 +56,7 @@ fn unknown_file(job: &Path) -> PathBuf {
 
 /// `simbulk undo`: exit 0 when every inverse that can be known is written (1 with
 /// `--strict` when some rows are unknown), 2 when the file cannot be read or the job written.
-pub(crate) fn run(a: &UndoArgs) -> u8 {
+pub(crate) fn run(a: &UndoArgs) -> super::error::Outcome {
     let to_stdout = a.output.as_ref().is_some_and(|o| o.as_os_str() == "-");
     let out = a
         .output
@@ -64,38 +64,31 @@ pub(crate) fn run(a: &UndoArgs) -> u8 {
         .filter(|_| !to_stdout)
         .unwrap_or_else(|| default_output(&a.results));
     let side = unknown_file(&out);
-    let done = write_files(&a.results, (!to_stdout).then_some(out.as_path()), &side);
-    match done {
-        Ok(u) => {
-            let job = if to_stdout {
-                "standard output".to_owned()
-            } else {
-                out.display().to_string()
-            };
-            let text = u.text(&a.results, &job);
-            if to_stdout {
-                eprint!("{text}");
-            } else {
-                crate::output::stdout::print(&text);
-                crate::output::stdout::print(&format!(
-                    "  to restore: simbulk run {} --yes\n",
-                    crate::output::summary::shell_quote(&job)
-                ));
-            }
-            if let Some(t) = u.unknown_text(&side.display().to_string()) {
-                eprint!("{t}");
-            }
-            if a.strict && u.unknown > 0 {
-                exit::ROWS_FAILED
-            } else {
-                exit::OK
-            }
-        }
-        Err(e) => {
-            super::fatal(e);
-            exit::USAGE
-        }
+    let u = write_files(&a.results, (!to_stdout).then_some(out.as_path()), &side)
+        .map_err(super::error::CliError::usage)?;
+    let job = if to_stdout {
+        "standard output".to_owned()
+    } else {
+        out.display().to_string()
+    };
+    let text = u.text(&a.results, &job);
+    if to_stdout {
+        eprint!("{text}");
+    } else {
+        crate::output::stdout::print(&text);
+        crate::output::stdout::print(&format!(
+            "  to restore: simbulk run {} --yes\n",
+            crate::output::summary::shell_quote(&job)
+        ));
     }
+    if let Some(t) = u.unknown_text(&side.display().to_string()) {
+        eprint!("{t}");
+    }
+    Ok(if a.strict && u.unknown > 0 {
+        exit::ROWS_FAILED
+    } else {
+        exit::OK
+    })
 }
 
 /// The undo job written whole to `out` (standard output when `None`), and the rows it cannot

@@ -14,6 +14,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{ConnectionArgs, endpoint};
+use super::error::{CliError, Outcome};
 use crate::api::Endpoint;
 use crate::engine::provider::{Connect, Pacing, Provider};
 use crate::exit;
@@ -59,14 +60,8 @@ pub(crate) struct Reads<'a> {
 }
 
 /// `simbulk verify`.
-pub(crate) async fn run(a: VerifyArgs) -> u8 {
-    let endpoint = match endpoint(&a.connection, a.reads.timeout) {
-        Ok(e) => e,
-        Err(e) => {
-            super::fatal(e);
-            return exit::USAGE;
-        }
-    };
+pub(crate) async fn run(a: VerifyArgs) -> Outcome {
+    let endpoint = endpoint(&a.connection, a.reads.timeout)?;
     let reads = Reads {
         endpoint: &endpoint,
         pacing: a.reads.pacing.pacing(),
@@ -84,7 +79,7 @@ pub(crate) async fn after_job(
     results: &Path,
     reads: &Reads<'_>,
     drain: &CancellationToken,
-) -> u8 {
+) -> Outcome {
     check(results, reads, &VerifyOutput::default(), drain).await
 }
 
@@ -94,15 +89,13 @@ pub(crate) async fn check(
     reads: &Reads<'_>,
     out: &VerifyOutput,
     drain: &CancellationToken,
-) -> u8 {
-    match checked(results, reads, out, drain).await {
-        Ok(v) if v.differ == 0 => exit::OK,
-        Ok(_) => exit::ROWS_FAILED,
-        Err((code, e)) => {
-            super::fatal(e);
-            code
-        }
-    }
+) -> Outcome {
+    let v = checked(results, reads, out, drain).await?;
+    Ok(if v.differ == 0 {
+        exit::OK
+    } else {
+        exit::ROWS_FAILED
+    })
 }
 
 async fn checked(
@@ -110,14 +103,13 @@ async fn checked(
     reads: &Reads<'_>,
     out: &VerifyOutput,
     drain: &CancellationToken,
-) -> Result<Verified, (u8, String)> {
-    let usage = |e: &dyn std::fmt::Display| (exit::USAGE, e.to_string());
+) -> Result<Verified, CliError> {
     let mut page = match &out.html {
         Some(p) => {
             let spare: Vec<_> = crate::files::output_place(results, "the results file", true)
                 .into_iter()
                 .collect();
-            Some(crate::files::Replace::prepare(p, "--html", &spare).map_err(|e| usage(&e))?)
+            Some(crate::files::Replace::prepare(p, "--html", &spare).map_err(CliError::usage)?)
         }
         None => None,
     };
@@ -132,8 +124,7 @@ async fn checked(
             deadline: None,
         },
     )
-    .await
-    .map_err(|e| (e.exit_code(), e.to_string()))?;
+    .await?;
     let reading = Reading {
         client: &provider.client,
         policy: &provider.retry,
@@ -149,13 +140,13 @@ async fn checked(
     };
     let v = verify(results, &reading, &mut |d| f.add(d)).await;
     provider.leave().await;
-    let v = v.map_err(|e| (e.exit_code(), e.to_string()))?;
+    let v = v?;
     let words = summary(results, &v);
     let html = f.finish(results, &v, &words);
     if let (Some(mut p), Some(html)) = (page.take(), html) {
         let doc = page_html(results, &words, &html);
         let written = p.file().write_all(doc.as_bytes()).and_then(|()| p.commit());
-        written.map_err(|e| (exit::HALTED, format!("cannot write the HTML page: {e}")))?;
+        written.map_err(|e| CliError::halted(format_args!("cannot write the HTML page: {e}")))?;
     }
     Ok(v)
 }

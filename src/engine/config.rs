@@ -1,12 +1,11 @@
 //! A job, typed: what `simbulk run` (or the demo, or the bench) asks the engine to do, and
-//! the ways a job can fail to run, each with its exit code decided here.
+//! the ways a job can fail to run (their exit codes: `commands::CliError::exit_code`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::SetupError;
 use crate::checkpoint::{JournalError, LockError};
-use crate::exit;
 use crate::input::{Defaults, FileError};
 
 use super::provider::{ConnectError, Pacing};
@@ -198,17 +197,4 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-}
-
-impl Error {
-    /// The exit code of this failure (the documented table: 2 before anything was sent, 3
-    /// when the API or the outputs refused, 75 when stopped).
-    pub(crate) fn exit_code(&self) -> u8 {
-        match self {
-            Error::Connect(e) => e.exit_code(),
-            Error::Outputs(_) => exit::HALTED,
-            Error::StoppedEarly => exit::STOPPED,
-            _ => exit::USAGE,
-        }
-    }
 }

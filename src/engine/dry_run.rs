@@ -43,7 +43,7 @@ struct Counted {
 }
 
 /// `--dry-run`: validates every row and reports; sends nothing, writes nothing.
-pub(crate) fn dry_run(cfg: &JobConfig) -> Result<(String, u8), Error> {
+pub(crate) fn dry_run(cfg: &JobConfig) -> Result<(String, crate::exit::Code), Error> {
     let (_, mut rows) = input::reader::open(&cfg.input, &cfg.defaults)?;
     let mut c = Counted::default();
     for item in rows.by_ref() {

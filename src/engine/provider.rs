@@ -21,7 +21,6 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, Client, Endpoint, Pacer, SetupError};
-use crate::exit;
 use crate::quota::{Budget, QuotaConfig, QuotaError};
 
 use super::retry::RetryPolicy;
@@ -129,17 +128,6 @@ pub enum ConnectError {
     },
     #[error("stopped before the first request; nothing was sent")]
     Stopped,
-}
-
-impl ConnectError {
-    /// Its exit code: a setting is a usage error, a stop a stop, the rest a halt.
-    pub(crate) fn exit_code(&self) -> u8 {
-        match self {
-            ConnectError::Setup(_) => exit::USAGE,
-            ConnectError::Stopped => exit::STOPPED,
-            _ => exit::HALTED,
-        }
-    }
 }
 
 impl Provider {

@@ -26,6 +26,7 @@ use crate::output::summary::ReasonTally;
 use crate::output::{FailuresFile, ResultsFile};
 
 use super::retry::GiveUp;
+use crate::exit::{Code, JobState};
 use crate::output::row::{RowResult, Verdict};
 
 /// Events handled before the outputs are handed to the OS even if more are waiting.
@@ -59,7 +60,7 @@ enum Event {
     Finish {
         complete: bool,
         /// The run's exit code when it is not complete.
-        code: u8,
+        code: Code,
         /// Requests and API answer times of the run (from the client).
         sent: RunStats,
     },
@@ -382,7 +383,7 @@ impl Recorder {
         Ok(())
     }
 
-    fn finish(&mut self, complete: bool, code: u8, sent: RunStats) {
+    fn finish(&mut self, complete: bool, code: Code, sent: RunStats) {
         self.progress.finish();
         self.flush();
         if self.failed.is_some() {
@@ -401,11 +402,11 @@ impl Recorder {
             } else {
                 "finished"
             };
-            m.write(&self.counts, (state, Some(end)), true);
+            m.write(&self.counts, (state, Some(end.number())), true);
         }
-        self.journal.ran(end, stats);
+        self.journal.ran(end.number(), stats);
         if complete {
-            self.journal.end(done);
+            self.journal.end(done.number());
         }
         let r = self.journal.flush().and_then(|()| self.sync());
         if let Err(e) = r {
@@ -487,7 +488,7 @@ impl RecorderHandle {
     pub(crate) async fn finish(
         mut self,
         complete: bool,
-        code: u8,
+        code: Code,
         sent: RunStats,
     ) -> (Counts, Option<String>) {
         let _ = self.send().await;
@@ -534,12 +535,8 @@ impl Counts {
 }
 
 /// The exit code of a job whose every row has a record.
-pub(crate) fn completed_code(job: &Tally) -> u8 {
-    if job.failed + job.invalid + job.pending > 0 {
-        crate::exit::ROWS_FAILED
-    } else {
-        crate::exit::OK
-    }
+pub(crate) fn completed_code(job: &Tally) -> Code {
+    JobState::Completed.code(job.failed + job.invalid + job.pending > 0)
 }
 
 /// A worker's way to the journal.

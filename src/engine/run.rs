@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{Client, Endpoint};
 use crate::checkpoint::{self, JobIdentity, JobLock};
-use crate::exit;
+use crate::exit::{self, Code, JobState};
 use crate::files::Replace;
 use crate::input::reader::InputFile;
 use crate::input::{self, Layout, Rows};
@@ -90,7 +90,8 @@ pub async fn run(
     let client = provider.client.clone();
     let total = p.lines.saturating_sub(u64::from(!p.layout.headerless));
     let mut rec = recorder(&cfg, &p, &client, &start, total)?;
-    let (dispatch, planned, reading) = stages(&cfg, p.rows, p.layout, start, &provider, &stop_rows)?;
+    let (dispatch, planned, reading) =
+        stages(&cfg, p.rows, p.layout, start, &provider, &stop_rows)?;
     let stops = Stops {
         drain,
         abort,
@@ -245,7 +246,7 @@ async fn prepare(cfg: &mut JobConfig, drain: &CancellationToken) -> Result<Prepa
 /// The summary of a job whose checkpoint says it had finished.
 fn finished_before(
     cfg: &JobConfig,
-    code: u8,
+    code: Code,
     tally: Tally,
     started: Instant,
     p: Prepared,
@@ -253,7 +254,7 @@ fn finished_before(
     let reason = "this job had already finished; nothing to do (use --restart to run it again)";
     let mut s = summary(
         cfg,
-        "completed",
+        JobState::Completed,
         Some(reason.into()),
         code,
         tally,
@@ -351,12 +352,12 @@ async fn conclude(
         ..Default::default()
     };
     let (state, reason, code) = ending(cfg, drive, changed);
-    let complete = state == "completed";
+    let complete = state == JobState::Completed;
     let (counts, write_error) = rec.finish(complete, code, sent).await;
     let (state, reason, code) = match write_error {
         // The end record may be missing: the job is not known to be finished.
         Some(e) if complete => (
-            "halted",
+            JobState::Halted,
             Some(format!(
                 "cannot write the outputs: {e}; fix it and run again with --resume"
             )),
@@ -385,36 +386,36 @@ fn ending(
     cfg: &JobConfig,
     drive: &Drive,
     changed: Option<String>,
-) -> (&'static str, Option<String>, u8) {
+) -> (JobState, Option<String>, Code) {
     if let Some(how) = changed {
         let why = format!(
             "the input file {} changed while the job ran ({how}); no row is lost, but the job is not finished: restore the file and run again with --resume, or run the changed file with --restart",
             cfg.input.display()
         );
-        return ("halted", Some(why), exit::HALTED);
+        return (JobState::Halted, Some(why), exit::HALTED);
     }
     match &drive.end {
-        End::Complete => ("completed", None, exit::OK),
-        End::Stopped(why) => ("stopped", Some(why.clone()), exit::STOPPED),
+        End::Complete => (JobState::Completed, None, exit::OK),
+        End::Stopped(why) => (JobState::Stopped, Some(why.clone()), exit::STOPPED),
         End::Aborted => (
-            "aborted",
+            JobState::Aborted,
             Some("aborted by a second signal; rows in flight will be done again on resume".into()),
             exit::STOPPED,
         ),
         End::Halted(h) => (
-            "halted",
+            JobState::Halted,
             Some(h.message(&drive.failures, drive.unrecorded)),
             exit::HALTED,
         ),
         End::WriteFailed(why) => (
-            "halted",
+            JobState::Halted,
             Some(format!(
                 "cannot write the outputs: {why}; fix it and run again with --resume"
             )),
             exit::HALTED,
         ),
         End::ReadFailed(why) => (
-            "halted",
+            JobState::Halted,
             Some(format!("cannot read the input further: {why}")),
             exit::HALTED,
         ),
@@ -466,9 +467,9 @@ fn latency((p50, p99, max): (f64, f64, f64)) -> crate::output::summary::Latency 
 
 fn summary(
     cfg: &JobConfig,
-    state: &str,
+    state: JobState,
     reason: Option<String>,
-    code: u8,
+    code: Code,
     job: Tally,
     run: Tally,
     started: Instant,
@@ -485,7 +486,7 @@ fn summary(
         finished_at: at(now),
         deadline_at: None,
         preview: cfg.preview,
-        state: state.into(),
+        state,
         reason,
         exit_code: code,
         input: cfg.input.clone(),

@@ -127,7 +127,7 @@ impl Start {
 pub(crate) enum Bound {
     Run(Start),
     /// The job had finished with this exit code.
-    Finished(u8, Tally),
+    Finished(crate::exit::Code, Tally),
 }
 
 /// Reads the checkpoint (if any, and unless `--restart`), refusing one of another job.
@@ -176,6 +176,8 @@ pub(crate) fn bind_checkpoint(
         bounds.with_outputs(size(&cfg.results), size(&cfg.failures)),
     )?;
     if let Some(code) = rep.finished {
+        // A code outside the table is a job that finished with failed rows, at worst.
+        let code = crate::exit::Code::from_number(code).unwrap_or(crate::exit::ROWS_FAILED);
         return Ok(Bound::Finished(code, rep.tally));
     }
     if rep.dropped_tail {

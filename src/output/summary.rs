@@ -59,9 +59,9 @@ pub struct Summary {
     /// A preview: outcomes are predictions and nothing was changed.
     pub preview: bool,
     /// `completed`, `stopped` (signal or deadline), `halted` or `aborted`.
-    pub state: String,
+    pub state: crate::exit::JobState,
     pub reason: Option<String>,
-    pub exit_code: u8,
+    pub exit_code: crate::exit::Code,
     /// `--change-ref` of the job (a resume keeps the first one unless given another).
     pub change_ref: Option<String>,
     /// The OS user who ran this run.
@@ -235,7 +235,8 @@ impl Summary {
     /// the run.
     fn left_text(&self, s: &mut String) {
         let left = self.job_rows_estimate.saturating_sub(self.job.total());
-        if self.state != "completed" && left > 0 && self.rows_per_second > 0.0 {
+        if self.state != crate::exit::JobState::Completed && left > 0 && self.rows_per_second > 0.0
+        {
             let eta = std::time::Duration::from_secs_f64(left as f64 / self.rows_per_second);
             let _ = writeln!(
                 s,

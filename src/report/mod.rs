@@ -386,13 +386,14 @@ fn ms_text(ms: u64) -> String {
 
 /// What an exit code says.
 fn exit_text(code: u8) -> &'static str {
-    match code {
-        crate::exit::OK => "every row done",
-        crate::exit::ROWS_FAILED => "done, some rows failed",
-        crate::exit::USAGE => "refused (usage)",
-        crate::exit::HALTED => "halted",
-        crate::exit::STOPPED => "stopped (signal or deadline)",
-        _ => "ended",
+    use crate::exit::Code;
+    match Code::from_number(code) {
+        Some(Code::Ok) => "every row done",
+        Some(Code::RowsFailed) => "done, some rows failed",
+        Some(Code::Usage) => "refused (usage)",
+        Some(Code::Halted) => "halted",
+        Some(Code::Stopped) => "stopped (signal or deadline)",
+        None => "ended",
     }
 }
 
