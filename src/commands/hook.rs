@@ -22,7 +22,12 @@ pub(crate) struct OnFinish {
     /// Run this command (sh -c) once when the job ends, with SIMBULK_EXIT_CODE,
     /// SIMBULK_STATE, SIMBULK_SUMMARY_JSON and the job's paths in its environment; its
     /// failure is logged and never changes the job's exit code.
-    #[arg(id = "on_finish", long = "on-finish", value_name = "COMMAND", help_heading = "Outputs")]
+    #[arg(
+        id = "on_finish",
+        long = "on-finish",
+        value_name = "COMMAND",
+        help_heading = "Outputs"
+    )]
     pub(crate) command: Option<String>,
 
     /// Longest time the --on-finish command may take before it is killed.

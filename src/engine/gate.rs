@@ -185,6 +185,7 @@ pub(crate) fn ask(question: &str) -> bool {
 }
 
 /// What follows the canary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AfterCanary {
     GoOn,
     /// Rows failed and no one is there to decide: the job halts.

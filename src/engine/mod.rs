@@ -27,6 +27,7 @@ pub(crate) mod recorder;
 pub(crate) mod retry;
 pub(crate) mod rules;
 pub(crate) mod run;
+pub(crate) mod schedule;
 pub(crate) mod setup;
 pub(crate) mod threshold;
 pub(crate) mod worker;
