@@ -10,6 +10,9 @@
 //! ([`sim::SimServer`]), the engine entry ([`engine::run`] with [`engine::JobConfig`]), the
 //! input reader ([`input::open`]), the checkpoint journal and the results types.
 
+// A long function is a smell to look at (thresholds in clippy.toml); one kept whole says why.
+#![warn(clippy::too_many_lines)]
+
 pub mod api;
 mod bloom;
 pub mod checkpoint;

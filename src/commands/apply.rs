@@ -22,6 +22,7 @@ use super::error::{CliError, Outcome};
 use super::run::{JobFlags, job_config, report};
 use crate::api::Endpoint;
 use crate::engine::apply::{Planned, Reading, make_plan};
+use crate::engine::config::beside;
 use crate::engine::provider::{Connect, Pacing, Provider};
 use crate::engine::{self, ResumeMode};
 use crate::exit::{self, Code, JobState};
@@ -52,17 +53,6 @@ pub(crate) struct ApplyArgs {
 
     #[command(flatten)]
     pub(crate) job: JobFlags,
-}
-
-/// `<dir>/<stem><suffix>` beside the input.
-fn beside(input: &Path, suffix: &str) -> PathBuf {
-    let stem = input
-        .file_stem()
-        .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
-    input
-        .parent()
-        .unwrap_or(Path::new(""))
-        .join(format!("{stem}{suffix}"))
 }
 
 /// `simbulk apply`.

@@ -374,15 +374,10 @@ pub(crate) fn job_config(input: PathBuf, f: &JobFlags, args: Vec<String>) -> Job
 /// The job as a preview: predictions into `--preview` (or `<stem>.preview.csv`), with its
 /// failures and checkpoint beside it.
 fn as_preview(cfg: JobConfig, a: &RunArgs) -> JobConfig {
-    let stem = a
-        .input
-        .file_stem()
-        .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
-    let dir = a.input.parent().unwrap_or(Path::new(""));
     let preview = a
         .preview
         .clone()
-        .unwrap_or_else(|| dir.join(format!("{stem}.preview.csv")));
+        .unwrap_or_else(|| engine::config::beside(&a.input, ".preview.csv"));
     let (_, failures, checkpoint) = engine::default_paths(&preview);
     JobConfig {
         results: preview,

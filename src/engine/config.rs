@@ -1,7 +1,7 @@
 //! A job, typed: what `simbulk run` (or the demo, or the bench) asks the engine to do, and
 //! the ways a job can fail to run (their exit codes: `commands::CliError::exit_code`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::api::SetupError;
@@ -10,7 +10,6 @@ use crate::input::{Defaults, FileError};
 
 use super::provider::{ConnectError, Pacing};
 use super::retry::RetryPolicy;
-use super::setup;
 use super::threshold::Threshold;
 
 /// What to do with an existing checkpoint.
@@ -90,7 +89,7 @@ impl JobConfig {
     /// flight at 10 requests per second from the account's budget on this host, a question
     /// before more than 100 destructive rows.
     pub fn new(input: PathBuf) -> Self {
-        let (results, failures, checkpoint) = setup::default_paths(&input);
+        let (results, failures, checkpoint) = default_paths(&input);
         Self {
             input,
             defaults: Defaults::default(),
@@ -121,6 +120,28 @@ impl JobConfig {
             metrics_file: None,
         }
     }
+}
+
+/// `<dir>/<stem><suffix>` beside `input` (`job` when it has no stem): the one place a job's
+/// outputs are placed by default.
+pub(crate) fn beside(input: &Path, suffix: &str) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
+    input
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(format!("{stem}{suffix}"))
+}
+
+/// Default output paths beside the input: `<stem>.results.csv`, `<stem>.failures.csv`,
+/// `<stem>.checkpoint`.
+pub(crate) fn default_paths(input: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        beside(input, ".results.csv"),
+        beside(input, ".failures.csv"),
+        beside(input, ".checkpoint"),
+    )
 }
 
 /// Why a job could not run (or not to its end).

@@ -12,6 +12,8 @@
 //! more is written (the journal never gets ahead of the files it counts), and the error is
 //! published for the dispatcher.
 
+pub(crate) mod metrics;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -25,7 +27,6 @@ use crate::output::row::Tally;
 use crate::output::summary::ReasonTally;
 use crate::output::{FailuresFile, ResultsFile};
 
-use super::retry::GiveUp;
 use crate::exit::{Code, JobState};
 use crate::output::row::{RowResult, Verdict};
 
@@ -167,7 +168,7 @@ pub(crate) struct Recorder {
     failed: Option<String>,
     durable: watch::Sender<Durable>,
     /// `--metrics-file`.
-    metrics: Option<super::metrics::Sink>,
+    metrics: Option<metrics::Sink>,
 }
 
 impl Recorder {
@@ -209,7 +210,7 @@ impl Recorder {
     }
 
     /// Writes `--metrics-file` on each tick and at the end.
-    pub(crate) fn with_metrics(mut self, m: Option<super::metrics::Sink>) -> Self {
+    pub(crate) fn with_metrics(mut self, m: Option<metrics::Sink>) -> Self {
         self.metrics = m;
         self
     }
@@ -539,6 +540,11 @@ pub(crate) fn completed_code(job: &Tally) -> Code {
     JobState::Completed.code(job.failed + job.invalid + job.pending > 0)
 }
 
+/// A *started* record did not reach the OS: the job is stopping (or the journal refused it),
+/// and the row must not write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NotOut;
+
 /// A worker's way to the journal.
 #[derive(Clone)]
 pub(crate) struct Journaling {
@@ -549,20 +555,20 @@ impl Journaling {
     /// Records that a write for the row on `line` is about to be sent, and waits until that
     /// record has reached the OS. Ends with `Interrupted` if the job stops meanwhile or the
     /// outputs cannot be written.
-    pub(crate) async fn started(&self, line: u64, stop: &CancellationToken) -> Result<(), GiveUp> {
+    pub(crate) async fn started(&self, line: u64, stop: &CancellationToken) -> Result<(), NotOut> {
         let (ack, done) = oneshot::channel();
         let sent = tokio::select! {
             biased;
-            _ = stop.cancelled() => return Err(GiveUp::Interrupted),
+            _ = stop.cancelled() => return Err(NotOut),
             r = self.tx.send(Event::StartedAck { line, ack }) => r,
         };
         if sent.is_err() {
-            return Err(GiveUp::Interrupted);
+            return Err(NotOut);
         }
         tokio::select! {
             biased;
-            _ = stop.cancelled() => Err(GiveUp::Interrupted),
-            r = done => r.map_err(|_| GiveUp::Interrupted),
+            _ = stop.cancelled() => Err(NotOut),
+            r = done => r.map_err(|_| NotOut),
         }
     }
 }

@@ -120,7 +120,9 @@ impl<'a> Attempts<'a> {
     pub(crate) async fn before_write(&mut self) -> Result<(), GiveUp> {
         if !self.started {
             if let Some((j, line)) = self.journal {
-                j.started(line, self.stop).await?;
+                j.started(line, self.stop)
+                    .await
+                    .map_err(|_| GiveUp::Interrupted)?;
             }
             self.started = true;
         }

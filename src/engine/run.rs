@@ -293,7 +293,12 @@ fn recorder(
             cfg.change_ref.as_deref(),
         );
         let live = live_numbers(client.clone(), cfg.pacing.rate);
-        super::metrics::Sink::new(file, live, (total, start.tally.total()), cfg.stop_within())
+        super::recorder::metrics::Sink::new(
+            file,
+            live,
+            (total, start.tally.total()),
+            cfg.stop_within(),
+        )
     });
     Recorder::new(
         results,

@@ -21,20 +21,6 @@ use crate::output::{FailuresFile, ResultsFile};
 
 use super::config::{Error, JobConfig, ResumeMode};
 
-/// Default output paths beside the input: `<stem>.results.csv`, `<stem>.failures.csv`,
-/// `<stem>.checkpoint`.
-pub(crate) fn default_paths(input: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let stem = input
-        .file_stem()
-        .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
-    let dir = input.parent().unwrap_or(Path::new(""));
-    (
-        dir.join(format!("{stem}.results.csv")),
-        dir.join(format!("{stem}.failures.csv")),
-        dir.join(format!("{stem}.checkpoint")),
-    )
-}
-
 /// Where the job's files are: the input and each output, for comparisons.
 pub(crate) struct Places(Vec<(&'static str, PathBuf, Place)>);
 

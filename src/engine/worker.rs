@@ -1,10 +1,12 @@
 //! Doing one row: in a run, the calls its action needs (see [`super::calls`]); in a
-//! preview, the prediction (see [`super::preview`]); and the row's result either way.
+//! preview, the prediction (see [`preview`]); and the row's result either way.
 //!
 //! Guarantees: a row's first write is sent only after its *started* record reached the OS;
 //! a row that reaches no outcome (the job stops, or an error about the account halts it)
 //! ends [`RowEnd::Unfinished`] and is done again on resume; a row that predicted a refusal
 //! says so in its message, whatever its outcome.
+
+mod preview;
 
 use std::time::SystemTime;
 
@@ -97,7 +99,7 @@ pub(crate) async fn execute(
     a.ambiguous = in_doubt;
     let mut l = Learned::default();
     let done = match cx.mode {
-        Mode::Preview => super::preview::foresee(cx, &row, seen, &mut a, &mut l).await,
+        Mode::Preview => preview::foresee(cx, &row, seen, &mut a, &mut l).await,
         Mode::Run => calls_of(cx, &row, seen, &mut a, &mut l).await,
     };
     let r = RowResult {

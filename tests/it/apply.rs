@@ -469,3 +469,39 @@ fn an_unchanged_export_with_pending_activations_applies_with_no_write() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(client_writes(), writes);
 }
+
+#[test]
+fn the_secret_command_runs_once_for_the_plan_the_run_and_the_check_after() {
+    let s = TestSim::unlimited(300);
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = export(&s, dir.path());
+    let h = header(&fleet);
+    let mut rows = read_csv(&fleet, b',');
+    let mut edited = 0;
+    for r in rows
+        .iter_mut()
+        .filter(|r| r["status"] == "available")
+        .take(5)
+    {
+        r.insert("status".into(), "active".into());
+        edited += 1;
+    }
+    assert_eq!(edited, 5);
+    let desired = dir.path().join("desired.csv");
+    write_rows(&desired, &h, &rows);
+    let count = dir.path().join("asked");
+    let cmd = format!(
+        "echo asked >> {}; printf '%s\\n' {}",
+        count.display(),
+        simbulk::sim::DEMO_CLIENT_SECRET
+    );
+    let o = apply(
+        &s,
+        &desired,
+        &["--yes", "--burst", "3", "--client-secret-command", &cmd],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(s.ledger().len(), 5, "{}", text(&o));
+    let asked = std::fs::read_to_string(&count).unwrap();
+    assert_eq!(asked.lines().count(), 1, "the secret command ran {asked:?}");
+}

@@ -1,14 +1,11 @@
 //! The house's rules, checked on the source: data flows one way between the top-level modules
-//! of `src/` (no import circle), the simulator stays an independent reading of the contract,
-//! and no file or function grows past the size a reader takes in at once.
+//! of `src/` (no import circle), the files of one module do not import each other in a
+//! circle, and the simulator stays an independent reading of the contract. Sizes are not
+//! checked here: a long file or function is a smell to look at (clippy's `too_many_lines`
+//! and `too_many_arguments`, with the thresholds in `clippy.toml`), not a line to stay under.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-/// Longest source file, in lines (tests included).
-const MAX_FILE_LINES: usize = 600;
-/// Longest function outside tests, in lines.
-const MAX_FN_LINES: usize = 80;
 
 fn sources() -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
@@ -146,83 +143,87 @@ fn the_simulator_imports_nothing_from_the_client_side() {
     );
 }
 
-#[test]
-fn no_source_file_is_longer_than_the_limit() {
-    let long: Vec<String> = sources()
-        .into_iter()
-        .filter(|(_, t)| t.lines().count() > MAX_FILE_LINES)
-        .map(|(p, t)| format!("{} ({} lines)", p.display(), t.lines().count()))
-        .collect();
-    assert!(
-        long.is_empty(),
-        "files over {MAX_FILE_LINES} lines: {long:#?}"
-    );
-}
-
-/// Functions of `text` (outside its tests) longer than `max` lines: name and length.
-fn long_functions(text: &str, max: usize) -> Vec<(String, usize)> {
-    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
-    let lines: Vec<&str> = code.lines().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let l = lines[i];
-        let t = l.trim_start();
-        let indent = &l[..l.len() - t.len()];
-        // Visibility and qualifiers, then `fn`.
-        let mut rest = t;
-        if let Some(r) = rest.strip_prefix("pub") {
-            rest = match r.strip_prefix('(') {
-                Some(v) => v.split_once(") ").map_or("", |(_, r)| r),
-                None => r.trim_start(),
-            };
+/// The sibling files a file of a module names (`super::x`, `crate::m::x`), outside its
+/// tests and comments: the edges of the file graph inside each module folder, keyed by
+/// folder and file stem.
+fn file_graph() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut by_dir: BTreeMap<PathBuf, Vec<(String, String)>> = BTreeMap::new();
+    for (p, text) in sources() {
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        by_dir
+            .entry(p.parent().unwrap().to_owned())
+            .or_default()
+            .push((stem, text));
+    }
+    let mut out = BTreeMap::new();
+    for (dir, files) in by_dir {
+        let module = dir
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('/', "::");
+        let stems: BTreeSet<&str> = files.iter().map(|(s, _)| s.as_str()).collect();
+        let mut g = BTreeMap::new();
+        for (stem, text) in &files {
+            if ["mod", "lib", "main"].contains(&stem.as_str()) {
+                continue;
+            }
+            let code: String = text
+                .split("#[cfg(test)]\nmod tests")
+                .next()
+                .unwrap_or(text)
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let mut named = BTreeSet::new();
+            let prefixes = [String::from("super::"), format!("crate::{module}::")];
+            for prefix in prefixes.iter().filter(|_| !module.is_empty()) {
+                for (i, _) in code.match_indices(prefix.as_str()) {
+                    let name: String = code[i + prefix.len()..]
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    if name != *stem && stems.contains(name.as_str()) && name != "mod" {
+                        named.insert(name);
+                    }
+                }
+            }
+            g.insert(stem.clone(), named);
         }
-        for q in ["const ", "async ", "unsafe "] {
-            rest = rest.strip_prefix(q).unwrap_or(rest);
-        }
-        let Some(after) = rest.strip_prefix("fn ") else {
-            i += 1;
-            continue;
-        };
-        let name: String = after
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
-        // The body ends at the first line that is the closing brace at the same indent.
-        let end = (i..lines.len()).find(|&j| {
-            lines[j].starts_with(indent) && lines[j][indent.len()..].starts_with('}')
-                || (j == i && t.ends_with(';'))
-        });
-        let Some(end) = end else { break };
-        let n = end - i + 1;
-        if n > max {
-            out.push((name, n));
-        }
-        i = end + 1;
+        out.insert(module, g);
     }
     out
 }
 
+/// Import loops between files of one folder that remain to be undone: the simulator's
+/// server and the handlers that take its state, and the input reader and its row stream.
+/// The list is exact: a new loop fails, and so does one undone without being struck off.
+const KNOWN_FILE_LOOPS: [&str; 2] = ["input", "sim"];
+
 #[test]
-fn no_function_is_longer_than_the_limit() {
-    let mut long = Vec::new();
-    for (p, text) in sources() {
-        for (name, n) in long_functions(&text, MAX_FN_LINES) {
-            long.push(format!("{}: {name} ({n} lines)", p.display()));
+fn no_import_loop_between_files_inside_a_module() {
+    let mut looped = Vec::new();
+    for (module, g) in file_graph() {
+        if let Some(c) = cycle(&g) {
+            looped.push((module, c));
         }
     }
-    assert!(
-        long.is_empty(),
-        "functions over {MAX_FN_LINES} lines: {long:#?}"
-    );
+    let modules: Vec<&str> = looped.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(modules, KNOWN_FILE_LOOPS, "file loops: {looped:#?}");
 }
 
 #[test]
-fn the_length_check_sees_a_long_function() {
-    let mut text = String::from("fn short() {\n}\n\npub(super) async fn long(x: u8) {\n");
-    text += &"    let _ = 1;\n".repeat(100);
-    text += "}\n";
-    assert_eq!(long_functions(&text, 80), vec![("long".to_owned(), 102)]);
+fn the_file_graph_sees_a_sibling_named_through_super() {
+    let g = file_graph();
+    assert!(
+        g["engine"]["run"].contains("dispatcher"),
+        "{:?}",
+        g["engine"]["run"]
+    );
+    assert!(g["engine"]["schedule"].contains("halt"));
+    assert!(!g["engine"]["config"].contains("setup"));
 }
 
 /// Public items of `text` (outside its tests) without a doc comment: `pub` alone marks the

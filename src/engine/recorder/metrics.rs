@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::output::metrics::{Live, MetricsFile, Snapshot};
 
-use super::recorder::Counts;
+use super::Counts;
 
 /// Between two writes of the metrics file (it is also the job's heartbeat).
 const EVERY: Duration = Duration::from_secs(5);

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use crate::input::{Action, Row};
 use crate::output::row::{Before, Verdict};
 
-use super::calls::{Done, Learned};
-use super::plan::{Seen, Source};
-use super::retry::{Attempts, GiveUp};
-use super::rules::{apply, apply_attrs, field_text, predict, sim_status};
-use super::worker::Ctx;
+use super::Ctx;
+use crate::engine::calls::{Done, Learned};
+use crate::engine::plan::{Seen, Source};
+use crate::engine::retry::{Attempts, GiveUp};
+use crate::engine::rules::{apply, apply_attrs, field_text, predict, sim_status};
 
 /// Predicts one row; fills what the SIM's field holds now (`before`) and the state the
 /// row would leave (`after`).
