@@ -13,16 +13,14 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fixedbitset::FixedBitSet;
 use futures::FutureExt;
 use tokio::sync::mpsc;
 
 use crate::api::Client;
-use crate::input::Layout;
 
 use super::carry::Mode;
 use super::halt::Stops;
-use super::plan::{PlannedBatch, Taken};
+use super::plan::PlannedBatch;
 use super::recorder::RecorderHandle;
 use super::retry::RetryPolicy;
 use super::schedule::{Action, Event, Rules, Schedule, Start};
@@ -30,26 +28,13 @@ use super::worker::{self, RowEnd, Unfinished};
 
 pub(crate) use super::schedule::Drive;
 
+/// What the dispatcher needs: the client its workers call through, their retry policy and
+/// create odds, and the rules its schedule decides by.
 pub(crate) struct Dispatch {
     pub(crate) client: Arc<Client>,
     pub(crate) policy: Arc<RetryPolicy>,
-    pub(crate) layout: Layout,
-    pub(crate) concurrency: usize,
-    pub(crate) done: Arc<FixedBitSet>,
-    /// Rows a run that ended without recording them had started to write: they are read
-    /// (reconciled) before they are written.
-    pub(crate) in_doubt: FixedBitSet,
-    /// `--wait-active`.
-    pub(crate) wait: Option<Arc<super::activation::WaitActive>>,
-    /// A run writes; a preview predicts.
-    pub(crate) mode: Mode,
-    /// `--canary N`: the first N rows, then a look before the rest.
-    pub(crate) canary: Option<u64>,
     pub(crate) odds: Arc<super::calls::CreateOdds>,
-    /// `--max-read-age`.
-    pub(crate) max_age: Duration,
-    /// Rows taken from the planner, for its lookahead.
-    pub(crate) taken: Arc<Taken>,
+    pub(crate) rules: Rules,
 }
 
 /// Between two progress refreshes and stall checks.
@@ -57,9 +42,18 @@ const TICK: Duration = Duration::from_millis(100);
 
 type Finished = (u128, RowEnd);
 
+/// What the workers the shell spawns share.
+struct Workers {
+    client: Arc<Client>,
+    policy: Arc<RetryPolicy>,
+    odds: Arc<super::calls::CreateOdds>,
+    mode: Mode,
+    wait: Option<Arc<super::activation::WaitActive>>,
+}
+
 /// What the shell holds while the loop runs.
 struct Shell<'a> {
-    d: &'a Dispatch,
+    d: &'a Workers,
     stops: &'a Stops,
     rec: &'a mut RecorderHandle,
     done_tx: mpsc::Sender<Finished>,
@@ -73,26 +67,23 @@ pub(crate) async fn drive(
     rec: &mut RecorderHandle,
     stops: Stops,
 ) -> Drive {
-    let (done_tx, mut done_rx) = mpsc::channel::<Finished>(d.concurrency * 2 + 16);
-    let schedule = Schedule::new(
-        Rules {
-            layout: d.layout.clone(),
-            concurrency: d.concurrency,
-            done: d.done.clone(),
-            in_doubt: d.in_doubt.clone(),
-            mode: d.mode,
-            canary: d.canary,
-            max_age: d.max_age,
-            max_failures: stops.max_failures,
-            halt_after_same_error: stops.halt_after_same_error,
-            stall_timeout: stops.stall_timeout,
-            wait: d.wait.clone(),
-            taken: d.taken.clone(),
-        },
-        Instant::now(),
-    );
+    let Dispatch {
+        client,
+        policy,
+        odds,
+        rules,
+    } = d;
+    let (done_tx, mut done_rx) = mpsc::channel::<Finished>(rules.concurrency * 2 + 16);
+    let workers = Workers {
+        client,
+        policy,
+        odds,
+        mode: rules.mode,
+        wait: rules.wait.clone(),
+    };
+    let schedule = Schedule::new(rules, Instant::now());
     let mut shell = Shell {
-        d: &d,
+        d: &workers,
         stops: &stops,
         rec,
         done_tx,

@@ -40,12 +40,6 @@ pub(crate) struct Stops {
     /// Cancelled to stop the rows: by the drain, a deadline, a halt. The client's stop token.
     pub(crate) stop_rows: CancellationToken,
     pub(crate) deadline: Option<tokio::time::Instant>,
-    /// Failed rows that halt the job (`--max-failures`), as a count or a share.
-    pub(crate) max_failures: Option<super::Threshold>,
-    /// Consecutive rows failing the same way that halt the job (`--halt-after-same-error`).
-    pub(crate) halt_after_same_error: Option<u32>,
-    /// No row finished and no useful answer for this long: the provider is not recovering.
-    pub(crate) stall_timeout: Duration,
 }
 
 /// The reason of a stop by signal.

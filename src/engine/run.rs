@@ -33,6 +33,7 @@ use super::provider::{Connect, Provider};
 use super::reader;
 use super::recorder::{Counts, Recorder, RecorderHandle, completed_code};
 use super::retry::RetryPolicy;
+use super::schedule::Rules;
 use super::setup::{self, Bound, Start};
 use tokio::sync::mpsc::Receiver;
 
@@ -97,10 +98,6 @@ pub async fn run(
         abort,
         stop_rows,
         deadline,
-        // A preview's failures are predictions: they are the point, not a reason to halt.
-        max_failures: cfg.max_failures.filter(|_| !cfg.preview),
-        halt_after_same_error: cfg.halt_after_same_error.filter(|_| !cfg.preview),
-        stall_timeout: cfg.stall_timeout,
     };
     let drive = dispatcher::drive(dispatch, planned, &mut rec, stops).await;
     let (blank, changed) = match drive.end {
@@ -162,25 +159,31 @@ fn stages(
     let dispatch = Dispatch {
         client,
         policy,
-        layout,
-        concurrency: cfg.concurrency,
-        done,
-        in_doubt: start.in_doubt,
-        wait: cfg.wait_active.map(|within| {
-            Arc::new(super::activation::WaitActive {
-                within,
-                ..Default::default()
-            })
-        }),
-        mode: if cfg.preview {
-            Mode::Preview
-        } else {
-            Mode::Run
-        },
-        canary: cfg.canary.filter(|_| !cfg.preview),
         odds: Arc::default(),
-        max_age: cfg.max_read_age,
-        taken,
+        rules: Rules {
+            layout,
+            concurrency: cfg.concurrency,
+            done,
+            in_doubt: start.in_doubt,
+            mode: if cfg.preview {
+                Mode::Preview
+            } else {
+                Mode::Run
+            },
+            canary: cfg.canary.filter(|_| !cfg.preview),
+            max_age: cfg.max_read_age,
+            // A preview's failures are predictions: they are the point, not a reason to halt.
+            max_failures: cfg.max_failures.filter(|_| !cfg.preview),
+            halt_after_same_error: cfg.halt_after_same_error.filter(|_| !cfg.preview),
+            stall_timeout: cfg.stall_timeout,
+            wait: cfg.wait_active.map(|within| {
+                Arc::new(super::activation::WaitActive {
+                    within,
+                    ..Default::default()
+                })
+            }),
+            taken,
+        },
     };
     Ok((dispatch, planned, reading))
 }
