@@ -194,7 +194,7 @@ impl SimArgs {
                 ));
             }
         };
-        let mut clients = crate::sim::config::default_clients();
+        let mut clients = crate::sim::default_clients();
         clients[0].id = self.client_id.clone();
         clients[0].secret = self.client_secret.clone();
         for c in &self.clients {

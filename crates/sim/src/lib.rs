@@ -1,8 +1,15 @@
 //! The SIM API simulator: a faithful, fast, seeded implementation of `docs/sim-api`
 //! with fault injection and an introspection surface (`/__sim/stats`, `/__sim/ledger`).
 //!
-//! It shares only `model` with the client, so it is a second, independent reading of the
-//! contract.
+//! It shares only `simbulk-model` with the client (a dependency fact: this crate depends on
+//! nothing of the client's), so it is a second, independent reading of the contract.
+
+#![warn(missing_docs)]
+// A long function is a smell to look at (thresholds in clippy.toml); one kept whole says why.
+#![warn(clippy::too_many_lines)]
+
+use simbulk_model as model;
+use simbulk_model::clock;
 
 mod admin;
 pub(crate) mod auth;
@@ -21,7 +28,7 @@ pub mod state;
 
 pub use config::{
     AfterApply, ClientConfig, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FaultConfig, Permission,
-    SimConfig,
+    SimConfig, default_clients,
 };
 pub use handle::SimServer;
 pub use ledger::{LedgerEntry, StatsReport};

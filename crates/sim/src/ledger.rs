@@ -17,17 +17,26 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerEntry {
+    /// Its place in the ledger (from 1).
     pub seq: u64,
+    /// When it was applied (RFC 3339).
     pub at: String,
+    /// The client that applied it.
     pub client: String,
+    /// The SIM's ICCID.
     pub icc_id: String,
     /// `sim`, `attribute.create`, `attribute.update`, `attribute.delete`.
     pub kind: String,
+    /// The field changed (`status`, or the attribute's name).
     pub field: String,
+    /// Its value before.
     pub old: Value,
+    /// Its value after.
     pub new: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The attribute's id, for an attribute change.
     pub icc_attribute_id: Option<i64>,
+    /// The id of the request that applied it.
     pub request_id: String,
 }
 
@@ -100,18 +109,27 @@ struct StatsInner {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatsReport {
+    /// Milliseconds since start.
     pub uptime_ms: u64,
+    /// Requests received.
     pub requests: u64,
     /// `"METHOD route" -> {"status": count}`.
     pub by_route: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Requests answered 429.
     pub too_many_requests: u64,
+    /// Changes applied (ledger entries, dropped ones included).
     pub mutations_applied: u64,
+    /// Token requests received.
     pub token_requests: u64,
+    /// Faults injected, by kind.
     pub faults_injected: BTreeMap<String, u64>,
     /// `/api/v2` requests received in each whole second since start (index = second).
     pub per_second: Vec<u64>,
+    /// The most `/api/v2` requests in one second.
     pub peak_per_second: u64,
+    /// Ledger entries kept.
     pub ledger_entries: usize,
+    /// Ledger entries dropped past `ledger_limit`.
     pub ledger_dropped: u64,
     /// When the last `/api/v2` request arrived (RFC 3339, microseconds), if any did.
     #[serde(default)]

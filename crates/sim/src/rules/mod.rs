@@ -107,7 +107,7 @@ pub(crate) fn settle(rec: &mut SimRecord, now: Instant, now_text: &str) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::seed;
+    use crate::seed;
 
     fn world() -> World {
         let (sims, next) = seed::generate(1, 0);

@@ -13,16 +13,22 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Permission {
     #[serde(rename = "iccGet")]
+    /// Read SIMs.
     IccGet,
     #[serde(rename = "iccUpdate")]
+    /// Change SIMs.
     IccUpdate,
     #[serde(rename = "iccAttributeGet")]
+    /// Read attributes.
     IccAttributeGet,
     #[serde(rename = "iccAttributeCreate")]
+    /// Create attributes.
     IccAttributeCreate,
     #[serde(rename = "iccAttributeUpdate")]
+    /// Change attributes.
     IccAttributeUpdate,
     #[serde(rename = "iccAttributeDelete")]
+    /// Delete attributes.
     IccAttributeDelete,
 }
 
@@ -47,7 +53,8 @@ impl Permission {
         }
     }
 
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    /// The permission of its contract name (`iccGet`, …).
+    pub fn parse(s: &str) -> Option<Self> {
         Self::ALL
             .into_iter()
             .find(|p| p.name().eq_ignore_ascii_case(s))
@@ -57,17 +64,19 @@ impl Permission {
 /// One API client (service account) the simulator knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
+    /// The OAuth2 client id.
     pub id: String,
     /// A simulator's demo credential, printed on start-up by design.
     pub secret: String,
     /// The root of the client's sphere: this portfolio and its children.
     pub portfolio: String,
+    /// What the client may do.
     pub permissions: Vec<Permission>,
 }
 
 impl ClientConfig {
     /// Parses `ID:SECRET:PORTFOLIO[:PERM,PERM…]` (no permissions = all of them).
-    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.splitn(4, ':').collect();
         if parts.len() < 3 || parts[..3].iter().any(|p| p.is_empty()) {
             return Err(format!(
@@ -124,18 +133,24 @@ pub struct FaultConfig {
     /// A uniformly random extra delay in `[0, spread)`.
     #[serde(with = "millis")]
     pub latency_spread: Duration,
+    /// Share of `/api/v2` requests answered 500.
     pub http500: f64,
+    /// Share answered 502.
     pub http502: f64,
+    /// Share answered 503.
     pub http503: f64,
+    /// Share answered 504.
     pub http504: f64,
     /// Close the connection without a response, before anything is applied.
     pub drop: f64,
     /// Commit a write, then answer 503 or drop the connection.
     pub apply_then_fail: f64,
+    /// How an `apply_then_fail` write fails after it is committed.
     pub after_apply: AfterApply,
     /// Hold the response for `slow_duration` (to go past a client's timeout).
     pub slow: f64,
     #[serde(with = "millis")]
+    /// How long a `slow` response is held.
     pub slow_duration: Duration,
     /// Revoke every token of the calling client on this share of requests.
     pub revoke: f64,
@@ -147,6 +162,7 @@ pub struct FaultConfig {
     /// Share of `/api/v2` requests answered 429 whatever the rate (a provider that is
     /// throttling), with `Retry-After: throttle_retry_after` seconds.
     pub http429: f64,
+    /// The `Retry-After` seconds of an `http429` answer.
     pub throttle_retry_after: u64,
     /// Added to every token request (a slow identity provider).
     #[serde(with = "millis")]
@@ -210,24 +226,37 @@ impl FaultConfig {
 /// Everything the simulator needs to start.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
+    /// Where to listen (`127.0.0.1:0`: a free loopback port).
     pub addr: SocketAddr,
+    /// The seed of the fleet (the same seed, the same SIMs).
     pub seed: u64,
+    /// SIMs in the fleet.
     pub sims: usize,
     /// Requests per second per client over `/api/v2/*`; 0 turns the limit off.
     pub rate_limit_per_second: u32,
+    /// Requests a client may send at once above its rate.
     pub rate_limit_burst: u32,
     /// Token requests per minute per client; 0 turns the limit off.
     pub token_endpoint_per_minute: u32,
+    /// Send `Retry-After` with a 429.
     pub retry_after_header: bool,
     /// Send `Retry-After` as an HTTP date instead of seconds (as some gateways do).
     pub retry_after_http_date: bool,
+    /// How long a token lives.
     pub token_ttl: Duration,
+    /// Refuse a change to the state a SIM is already in (as some providers do).
     pub strict_no_op: bool,
+    /// How long an activation stays `pendingProvision`.
     pub activation_delay: Duration,
+    /// How long after a suspension an unsuspend is refused.
     pub suspend_settle: Duration,
+    /// Accept attribute writes on a suspended SIM.
     pub attribute_writes_on_suspended: bool,
+    /// The OAuth2 clients the simulator knows.
     pub clients: Vec<ClientConfig>,
+    /// The faults it injects.
     pub faults: FaultConfig,
+    /// Where the fleet is saved at stop and loaded at start (none: from the seed each time).
     pub state_file: Option<PathBuf>,
     /// Ledger entries kept in memory (the oldest are dropped past it and counted).
     pub ledger_limit: usize,
@@ -271,7 +300,7 @@ impl SimConfig {
 }
 
 /// The built-in clients: the demo client, a read-only one and one of another tenant.
-pub(crate) fn default_clients() -> Vec<ClientConfig> {
+pub fn default_clients() -> Vec<ClientConfig> {
     vec![
         ClientConfig {
             id: DEMO_CLIENT_ID.into(),

@@ -47,10 +47,15 @@ pub fn iccid(seed: u64, i: usize) -> String {
 /// The seeded SIM's profile, for tests and samples that need a SIM of a certain kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
+    /// Available (never activated).
     Available,
+    /// Active, not suspended.
     Active,
+    /// Active and suspended by the customer.
     CustomerSuspended,
+    /// Active and suspended by the provider's administration.
     AdminSuspended,
+    /// Active and suspended by the provider's systems.
     SystemSuspended,
 }
 

@@ -150,7 +150,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::config::default_clients;
+    use crate::config::default_clients;
 
     #[test]
     fn basic_and_form_credentials_both_work_and_scope_is_checked() {

@@ -32,27 +32,39 @@ pub(crate) struct Portfolio {
 /// A package's commercial state; only `Active` packages take SIMs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PackageStatus {
+    /// Open to new SIMs.
     Active,
+    /// Not yet open.
     Pending,
+    /// Closed for now.
     Suspended,
+    /// Kept for the SIMs on it, closed to new ones.
     Legacy,
+    /// Not signed by the customer: closed.
     Unsigned,
 }
 
 /// A package of the catalogue: what a SIM may be moved to, and from which portfolios.
 #[derive(Debug, Clone)]
 pub struct Package {
+    /// The package id.
     pub id: i64,
+    /// Its name.
     pub name: &'static str,
+    /// Whether SIMs may move to it.
     pub status: PackageStatus,
+    /// Its network operator.
     pub mno_id: i64,
+    /// The portfolios whose SIMs may move to it.
     pub portfolios: &'static [&'static str],
 }
 
 /// One SIM with everything the rules look at.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SimRecord {
+    /// The SIM as the API shows it.
     pub sim: Sim,
+    /// Its attributes.
     pub attributes: Vec<Attribute>,
     /// When a `pendingProvision` SIM becomes `active`.
     #[serde(skip)]

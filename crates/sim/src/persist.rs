@@ -75,22 +75,41 @@ pub(crate) struct Restored {
 /// Why a simulator cannot start or save.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
+    /// The state file cannot be read.
     #[error("cannot read state file {}: {source}", path.display())]
     Read {
+        /// The state file.
         path: PathBuf,
+        /// Why not.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not a simulator's state.
     #[error("state file {} is not a simulator state file ({reason}); delete it or point --state-file elsewhere", path.display())]
-    NotState { path: PathBuf, reason: String },
+    NotState {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The state file is of another format version.
     #[error("state file {} has format version {found}, this simulator reads version {VERSION}; delete it to start from the seed", path.display())]
-    Version { path: PathBuf, found: u32 },
+    Version {
+        /// The state file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+    },
+    /// The address cannot be listened on.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
+        /// The address.
         addr: std::net::SocketAddr,
+        /// Why not.
         #[source]
         source: std::io::Error,
     },
+    /// The state could not be saved at stop.
     #[error("cannot save the state file: {0}")]
     Save(#[source] std::io::Error),
 }

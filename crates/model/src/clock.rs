@@ -13,14 +13,17 @@ use jiff::{SignedDuration, Span, SpanRelativeTo, Timestamp};
 
 /// Decimal places of a written time.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Precision {
+pub enum Precision {
+    /// Whole seconds.
     Seconds,
+    /// Milliseconds.
     Millis,
+    /// Microseconds.
     Micros,
 }
 
 /// `t` as RFC 3339 in UTC (`2026-11-27T03:15:34.120Z`); empty when `t` is out of range.
-pub(crate) fn rfc3339(t: SystemTime, p: Precision) -> String {
+pub fn rfc3339(t: SystemTime, p: Precision) -> String {
     let Ok(t) = Timestamp::try_from(t) else {
         return String::new();
     };
@@ -32,24 +35,24 @@ pub(crate) fn rfc3339(t: SystemTime, p: Precision) -> String {
 }
 
 /// Now, in seconds since the Unix epoch (0 on a clock set before it).
-pub(crate) fn epoch_seconds() -> f64 {
+pub fn epoch_seconds() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Now as RFC 3339 with whole seconds.
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     rfc3339(SystemTime::now(), Precision::Seconds)
 }
 
 /// Reads an RFC 3339 time with a `Z` or an offset.
-pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     s.trim().parse::<Timestamp>().ok().map(SystemTime::from)
 }
 
 /// `t` as an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`); empty when out of range.
-pub(crate) fn http_date(t: SystemTime) -> String {
+pub fn http_date(t: SystemTime) -> String {
     Timestamp::try_from(t)
         .ok()
         .and_then(|t| DateTimePrinter::new().timestamp_to_rfc9110_string(&t).ok())
@@ -57,7 +60,7 @@ pub(crate) fn http_date(t: SystemTime) -> String {
 }
 
 /// Reads an HTTP date.
-pub(crate) fn parse_http_date(s: &str) -> Option<SystemTime> {
+pub fn parse_http_date(s: &str) -> Option<SystemTime> {
     DateTimeParser::new()
         .parse_timestamp(s.trim())
         .ok()
@@ -66,7 +69,7 @@ pub(crate) fn parse_http_date(s: &str) -> Option<SystemTime> {
 
 /// Reads a duration as people write it: `30s`, `500ms`, `2m`, `1h30m`, `1.5h`, `2 days`.
 /// Days are 24 hours; months and years are refused (they have no fixed length).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let span: Span = s.trim().parse().map_err(|e| format!("{e}"))?;
     let signed = span
         .to_duration(SpanRelativeTo::days_are_24_hours())
@@ -75,7 +78,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `d` as people write it, to the whole second when longer than a second (`1h 30m 5s`).
-pub(crate) fn duration_text(d: Duration) -> String {
+pub fn duration_text(d: Duration) -> String {
     let d = if d >= Duration::from_secs(1) {
         Duration::from_secs(d.as_secs())
     } else {

@@ -6,6 +6,12 @@
 //! `"yes"`/`1` as providers' documents differ, an attribute's name may come as `key`); every
 //! type here is written exactly as the contract spells it, and the request bodies (which the
 //! simulator reads) are read as strictly as the contract defines them.
+//!
+//! [`clock`]: the time formats of the contract and of every file (RFC 3339, HTTP dates,
+//! friendly durations), shared by both sides too.
+
+#![warn(missing_docs)]
+pub mod clock;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,27 +19,39 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Sim {
+    /// The SIM's ICCID (19 or 20 digits): its id in every call.
     pub icc_id: String,
     #[serde(default)]
+    /// The provider's own id of the SIM.
     pub sim_id: Option<String>,
     #[serde(default)]
+    /// The eUICC's id, for an eSIM.
     pub eid: Option<String>,
     /// An open set: `available`, `pendingProvision`, `active` and whatever else a provider sends.
     pub status: String,
     #[serde(deserialize_with = "loose_bool")]
+    /// Suspended by the customer (the one suspension a client may change).
     pub customer_suspend: bool,
     #[serde(deserialize_with = "loose_bool")]
+    /// Suspended by the provider's administration.
     pub admin_suspend: bool,
     #[serde(deserialize_with = "loose_bool")]
+    /// Suspended by the provider's systems.
     pub system_suspend: bool,
+    /// The package (tariff) the SIM is on.
     pub package_id: i64,
+    /// The portfolio the SIM belongs to.
     pub portfolio_id: String,
+    /// The mobile network operator of the SIM's package.
     pub mno_id: i64,
     #[serde(default)]
+    /// The SIM's IMSI, once provisioned.
     pub imsi: Option<String>,
     #[serde(default)]
+    /// The SIM's phone number, once provisioned.
     pub msisdn: Option<String>,
     #[serde(default)]
+    /// When it last changed (RFC 3339).
     pub modified_date: Option<String>,
 }
 
@@ -49,12 +67,16 @@ impl Sim {
 #[serde(rename_all = "camelCase")]
 pub struct SimPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The status to set (`active`, `available`).
     pub status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The customer suspension to set.
     pub customer_suspend: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The package to move the SIM to.
     pub package_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The portfolio to move the SIM to.
     pub portfolio_id: Option<String>,
 }
 
@@ -62,8 +84,10 @@ pub struct SimPatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SimPage {
+    /// This page's items.
     pub data: Vec<Sim>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The token of the next page; none (or empty) on the last.
     pub next_page_token: Option<String>,
 }
 
@@ -71,27 +95,36 @@ pub struct SimPage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attribute {
+    /// The attribute's id, for its update and delete.
     pub icc_attribute_id: i64,
+    /// The SIM's ICCID (19 or 20 digits): its id in every call.
     pub icc_id: String,
     #[serde(alias = "key")]
+    /// The attribute's name.
     pub name: String,
+    /// The attribute's value.
     pub value: String,
     #[serde(default)]
+    /// When it was created (RFC 3339).
     pub created_date: Option<String>,
     #[serde(default)]
+    /// When it last changed (RFC 3339).
     pub modified_date: Option<String>,
 }
 
 /// `GET /api/v2/sim/{iccId}/attribute`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttributeList {
+    /// This page's items.
     pub data: Vec<Attribute>,
 }
 
 /// Body of `POST /api/v2/sim/{iccId}/attribute`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttributeCreate {
+    /// The attribute's name.
     pub name: String,
+    /// The attribute's value.
     pub value: String,
 }
 
@@ -99,8 +132,10 @@ pub struct AttributeCreate {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttributePatch {
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The attribute's name.
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The attribute's value.
     pub value: Option<String>,
 }
 
@@ -142,20 +177,27 @@ fn loose_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> 
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The contract's error code (e.g. 6002: no such SIM).
     pub error_code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The error's tag, a short name of the code.
     pub error_tag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The provider's words for the error.
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Anything more the provider says, as it says it.
     pub additional_details: Option<serde_json::Value>,
 }
 
 /// Reply of `POST /oauth2/token`.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct TokenResponse {
+    /// The bearer token (never logged: `Debug` redacts it).
     pub access_token: String,
+    /// `Bearer`.
     pub token_type: String,
+    /// Seconds the token is valid for.
     pub expires_in: u64,
 }
 
@@ -172,8 +214,10 @@ impl std::fmt::Debug for TokenResponse {
 /// Rejection from the token endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OAuthError {
+    /// The OAuth2 error (`invalid_client`, …).
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The identity provider's words for it.
     pub error_description: Option<String>,
 }
 
