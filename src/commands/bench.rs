@@ -356,6 +356,7 @@ fn job(a: &BenchArgs, input: &Path) -> anyhow::Result<JobConfig> {
             ..Pacing::alone(rate)
         },
         halt_after_same_error: None,
+        confirm_over: None,
         args: vec!["simbulk".into(), "bench".into()],
         discard_outputs: a.discard_outputs,
         metrics_file: a.metrics_file.clone(),

@@ -247,6 +247,8 @@ async fn demo(out: &Path) -> Outcome {
                 ..Pacing::alone(Some(200.0))
             },
             halt_after_same_error: Some(50),
+            // The demo is asked for by its operator, on its own simulator: it asks nothing.
+            confirm_over: None,
             args: vec!["simbulk".into(), "run".into(), input.display().to_string()],
             ..JobConfig::new(input.clone())
         };

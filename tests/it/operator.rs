@@ -343,3 +343,25 @@ fn summary_json_is_written_for_monitoring() {
     assert_eq!(v["exit_code"], 0);
     assert_eq!(v["state"], "completed");
 }
+
+#[test]
+fn the_readme_demo_runs_its_three_jobs_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = simbulk()
+        .arg("demo")
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.matches("simbulk: job completed").count(), 3, "{out}");
+    for sample in [
+        "shipment-activation",
+        "package-migration",
+        "attribute-tagging",
+    ] {
+        let results = dir.path().join(format!("{sample}.results.csv"));
+        assert!(results.exists(), "{} is missing:\n{out}", results.display());
+    }
+}
