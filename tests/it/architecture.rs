@@ -390,3 +390,44 @@ fn the_doc_check_sees_a_bare_public_item() {
         vec!["fn bare() {}".to_owned()]
     );
 }
+
+/// The "module | imports" table of `docs/design/architecture.md`'s data-flow section.
+fn documented_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/design/architecture.md"),
+    )
+    .unwrap();
+    let section = doc.split("## Data flow").nth(1).unwrap();
+    let names = |cell: &str| -> Vec<String> {
+        cell.split(',')
+            .map(|n| n.trim().trim_matches('`').to_owned())
+            .filter(|n| !n.is_empty() && n != "nothing")
+            .collect()
+    };
+    let mut g = BTreeMap::new();
+    for line in section
+        .lines()
+        .skip_while(|l| !l.starts_with("| module | imports |"))
+        .skip(2)
+    {
+        let cells: Vec<&str> = line.split('|').collect();
+        if cells.len() < 4 {
+            break;
+        }
+        for m in names(cells[1]) {
+            g.insert(m, names(cells[2]).into_iter().collect::<BTreeSet<_>>());
+        }
+    }
+    g
+}
+
+#[test]
+fn the_documented_module_graph_is_the_code_s() {
+    let code = graph();
+    let doc = documented_graph();
+    assert!(doc.contains_key("engine"), "no table found: {doc:?}");
+    assert_eq!(
+        doc, code,
+        "docs/design/architecture.md's table differs from the code"
+    );
+}
