@@ -7,7 +7,6 @@ pub(crate) mod iccid;
 pub(crate) mod invalid;
 pub(crate) mod limit;
 pub(crate) mod reader;
-mod rows;
 #[cfg(test)]
 mod testing;
 

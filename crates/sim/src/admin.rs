@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::config::FaultConfig;
 
-use super::server::*;
+use super::app::*;
 
 #[derive(Deserialize)]
 pub(super) struct LedgerQuery {

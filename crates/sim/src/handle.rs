@@ -12,10 +12,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::app::App;
 use super::config::SimConfig;
 use super::ledger::{Ledger, LedgerEntry, StatsReport};
 use super::persist;
-use super::server::{self, App};
+use super::server;
 use super::state::World;
 use super::{FaultConfig, seed};
 

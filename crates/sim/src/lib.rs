@@ -12,6 +12,7 @@ use simbulk_model as model;
 use simbulk_model::clock;
 
 mod admin;
+mod app;
 pub(crate) mod auth;
 pub(crate) mod config;
 pub(crate) mod faults;

@@ -20,7 +20,7 @@ use crate::model::{SimPage, codes};
 use super::config::Permission;
 use super::rules::RuleError;
 
-use super::server::*;
+use super::app::*;
 
 /// The filters of `GET /api/v2/sim`, validated.
 #[derive(Debug, Default, Hash)]

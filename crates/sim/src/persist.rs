@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::app::App;
 use super::ledger::LedgerEntry;
-use super::server::App;
 use super::state::SimRecord;
 
 const VERSION: u32 = 1;

@@ -16,7 +16,7 @@ use crate::model::{AttributeList, TokenResponse, codes};
 use super::config::Permission;
 use super::rules::{self, RuleError};
 
-use super::server::*;
+use super::app::*;
 
 pub(super) fn sim_json(rec: &super::state::SimRecord) -> Value {
     serde_json::to_value(&rec.sim).unwrap_or(Value::Null)
