@@ -49,6 +49,7 @@ fn row(i: u64) -> RowResult {
         line: i,
         iccid: simbulk::sim::seed::iccid(1, i as usize),
         action: "set-package".into(),
+        kind: Some(simbulk::input::ActionKind::SetPackage),
         value: "20533".into(),
         attribute: String::new(),
         verdict: Verdict::Ok,

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::input::ActionKind;
 use crate::output::row::Before;
 use crate::output::unguarded;
 
@@ -104,45 +105,56 @@ fn open(path: &Path) -> Result<(Results, Columns), UndoError> {
     Ok((r, cols))
 }
 
-/// One row of the inverse job: action, value, attribute.
-type Inverse = [String; 3];
+/// One row of the inverse job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Inverse {
+    action: ActionKind,
+    value: String,
+    attribute: String,
+}
+
+impl Inverse {
+    fn new(action: ActionKind, value: &str, attribute: &str) -> Self {
+        Self {
+            action,
+            value: value.to_owned(),
+            attribute: attribute.to_owned(),
+        }
+    }
+}
 
 /// The inverse of one changed row (one row, or two for a `patch` that must go in order);
 /// `None` when the before-state does not say what to put back.
-fn inverse(action: &str, attribute: &str, before: &Before) -> Option<Vec<Inverse>> {
-    let a = |s: &str, v: &str, n: &str| Some(vec![[s.to_owned(), v.to_owned(), n.to_owned()]]);
+fn inverse(action: Option<ActionKind>, attribute: &str, before: &Before) -> Option<Vec<Inverse>> {
+    use ActionKind as K;
+    let a = |k: ActionKind, v: &str, n: &str| Some(vec![Inverse::new(k, v, n)]);
     let value = match before {
         Before::Unknown => return None,
         Before::Absent => {
-            return (action == "set-attribute").then(|| {
-                vec![[
-                    "delete-attribute".to_owned(),
-                    String::new(),
-                    attribute.to_owned(),
-                ]]
-            });
+            return (action == Some(K::SetAttribute))
+                .then(|| vec![Inverse::new(K::DeleteAttribute, "", attribute)]);
         }
         Before::Value(v) => v.as_str(),
     };
-    match action {
-        "activate" | "deactivate" => match value {
-            "active" => a("activate", "", ""),
-            "available" => a("deactivate", "", ""),
+    match action? {
+        K::Activate | K::Deactivate => match value {
+            "active" => a(K::Activate, "", ""),
+            "available" => a(K::Deactivate, "", ""),
             _ => None,
         },
-        "suspend" | "unsuspend" => match value {
-            "true" => a("suspend", "", ""),
-            "false" => a("unsuspend", "", ""),
+        K::Suspend | K::Unsuspend => match value {
+            "true" => a(K::Suspend, "", ""),
+            "false" => a(K::Unsuspend, "", ""),
             _ => None,
         },
-        "set-package" => value
+        K::SetPackage => value
             .parse::<i64>()
             .ok()
-            .and_then(|_| a("set-package", value, "")),
-        "set-portfolio" if !value.is_empty() => a("set-portfolio", value, ""),
-        "set-attribute" | "delete-attribute" => a("set-attribute", value, attribute),
-        "patch" => patch_inverse(value),
-        _ => None,
+            .and_then(|_| a(K::SetPackage, value, "")),
+        K::SetPortfolio if !value.is_empty() => a(K::SetPortfolio, value, ""),
+        K::SetAttribute | K::DeleteAttribute => a(K::SetAttribute, value, attribute),
+        K::Patch => patch_inverse(value),
+        K::SetPortfolio | K::Blocked => None,
     }
 }
 
@@ -152,7 +164,7 @@ fn inverse(action: &str, attribute: &str, before: &Before) -> Option<Vec<Inverse
 fn patch_inverse(before: &str) -> Option<Vec<Inverse>> {
     let mut p = crate::input::action::parse_patch(before).ok()?;
     let text = |p: &crate::model::SimPatch| crate::input::action::patch_text(p);
-    let row = |v: String| ["patch".to_owned(), v, String::new()];
+    let row = |v: String| Inverse::new(ActionKind::Patch, &v, "");
     if p.status.as_deref() == Some("available")
         && let Some(k) = p.package_id.take()
     {
@@ -214,7 +226,8 @@ pub(crate) fn undo(
         }
         let cell = |i: usize| unguarded(rec.get(i).unwrap_or(""));
         let before = before_of(&rec, &c);
-        let Some(rows) = inverse(cell(c.action), cell(c.attribute), &before) else {
+        let kind = ActionKind::parse(cell(c.action));
+        let Some(rows) = inverse(kind, cell(c.attribute), &before) else {
             u.unknown += 1;
             if u.unknown_lines.len() < 20 {
                 u.unknown_lines.push(line);
@@ -238,15 +251,24 @@ pub(crate) fn undo(
             continue;
         };
         u.rows += 1;
-        for [action, value, attribute] in rows {
-            let target = match action.as_str() {
-                "set-package" | "set-portfolio" | "patch" => format!("{action} {value}"),
-                "set-attribute" | "delete-attribute" => format!("{action} {attribute}"),
-                _ => action.clone(),
+        for Inverse {
+            action,
+            value,
+            attribute,
+        } in rows
+        {
+            let target = match action {
+                ActionKind::SetPackage | ActionKind::SetPortfolio | ActionKind::Patch => {
+                    format!("{action} {value}")
+                }
+                ActionKind::SetAttribute | ActionKind::DeleteAttribute => {
+                    format!("{action} {attribute}")
+                }
+                _ => action.name().to_owned(),
             };
             *u.by_target.entry(target).or_default() += 1;
             let line = line.to_string();
-            w.write_record([cell(c.iccid), &action, &value, &attribute, &line])
+            w.write_record([cell(c.iccid), action.name(), &value, &attribute, &line])
                 .map_err(write)?;
         }
     }
@@ -302,9 +324,9 @@ mod tests {
     #[test]
     fn every_known_change_has_its_inverse_and_an_unknown_one_none() {
         let inv = |a: &str, n: &str, b: Before| {
-            inverse(a, n, &b).map(|rows| {
+            inverse(ActionKind::parse(a), n, &b).map(|rows| {
                 rows.iter()
-                    .map(|x| x.join("|"))
+                    .map(|x| format!("{}|{}|{}", x.action, x.value, x.attribute))
                     .collect::<Vec<_>>()
                     .join(" / ")
             })

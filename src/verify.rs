@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ApiError, Client};
 use crate::bloom::Bloom;
 use crate::engine::RetryPolicy;
-use crate::engine::plan::{WINDOW, confirm_missing, list_sims};
+use crate::engine::plan::{Via, WINDOW, confirm_missing, list_sims};
 use crate::engine::retry::{GiveUp, with_retries};
 use crate::input::{Action, Iccid};
 use crate::model::{Sim, SimPatch};
@@ -348,8 +348,13 @@ async fn check(
     }
     let (c, policy, stop) = (r.client, r.policy, r.stop);
     let ids: Vec<String> = window.iter().map(|e| e.iccid.clone()).collect();
-    let mut sims = list_sims((c, policy, stop), &ids).await?;
-    confirm_missing((c, policy, stop), &ids, &mut sims).await?;
+    let via = Via {
+        client: c,
+        policy,
+        stop,
+    };
+    let mut sims = list_sims(via, &ids).await?;
+    confirm_missing(via, &ids, &mut sims).await?;
     let with_attrs: Vec<String> = window
         .iter()
         .filter(|e| !e.attrs.is_empty() && sims.contains_key(&e.iccid))

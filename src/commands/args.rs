@@ -14,6 +14,7 @@ use secrecy::SecretString;
 
 use crate::api::{Endpoint, check_url};
 use crate::engine::provider::Pacing;
+use crate::input::ActionKind;
 
 /// Log format on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -268,17 +269,23 @@ pub(crate) enum ActionArg {
 }
 
 impl ActionArg {
-    pub(crate) fn name(self) -> &'static str {
+    /// The action it names (whose name is the one definition of the action's spelling).
+    pub(crate) fn kind(self) -> ActionKind {
         match self {
-            ActionArg::Activate => "activate",
-            ActionArg::Deactivate => "deactivate",
-            ActionArg::Suspend => "suspend",
-            ActionArg::Unsuspend => "unsuspend",
-            ActionArg::SetPackage => "set-package",
-            ActionArg::SetPortfolio => "set-portfolio",
-            ActionArg::SetAttribute => "set-attribute",
-            ActionArg::DeleteAttribute => "delete-attribute",
+            ActionArg::Activate => ActionKind::Activate,
+            ActionArg::Deactivate => ActionKind::Deactivate,
+            ActionArg::Suspend => ActionKind::Suspend,
+            ActionArg::Unsuspend => ActionKind::Unsuspend,
+            ActionArg::SetPackage => ActionKind::SetPackage,
+            ActionArg::SetPortfolio => ActionKind::SetPortfolio,
+            ActionArg::SetAttribute => ActionKind::SetAttribute,
+            ActionArg::DeleteAttribute => ActionKind::DeleteAttribute,
         }
+    }
+
+    /// The action's name.
+    pub(crate) fn name(self) -> &'static str {
+        self.kind().name()
     }
 }
 
@@ -498,6 +505,15 @@ fn secret_from_command(cmd: &str) -> Result<SecretString, SettingsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_flag_spells_each_action_as_the_input_does() {
+        for a in ActionArg::value_variants() {
+            let flag = a.to_possible_value().unwrap();
+            assert_eq!(flag.get_name(), a.name());
+            assert_eq!(ActionKind::parse(flag.get_name()), Some(a.kind()));
+        }
+    }
 
     #[test]
     fn rate_accepts_numbers_zero_and_unlimited() {

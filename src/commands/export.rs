@@ -207,7 +207,8 @@ struct Read {
 async fn page(
     client: &Client,
     base: &[(&'static str, String)],
-    (page_size, token): (u32, Option<&str>),
+    page_size: u32,
+    token: Option<&str>,
     policy: &RetryPolicy,
     read: &mut Read,
 ) -> Result<(Vec<Sim>, Option<String>), Failure> {
@@ -392,14 +393,8 @@ async fn plain(
     for q in queries {
         let mut token: Option<String> = None;
         loop {
-            let (sims, next) = page(
-                client,
-                q,
-                (a.page_size, token.as_deref()),
-                policy,
-                &mut read,
-            )
-            .await?;
+            let (sims, next) =
+                page(client, q, a.page_size, token.as_deref(), policy, &mut read).await?;
             n += sims.len() as u64;
             for s in &sims {
                 w.write_record(cells(s)).map_err(csv_failed)?;
@@ -432,14 +427,8 @@ async fn with_attributes(
     for q in queries {
         let mut token: Option<String> = None;
         loop {
-            let (sims, next) = page(
-                client,
-                q,
-                (a.page_size, token.as_deref()),
-                policy,
-                &mut read,
-            )
-            .await?;
+            let (sims, next) =
+                page(client, q, a.page_size, token.as_deref(), policy, &mut read).await?;
             n += sims.len() as u64;
             for chunk in sims.chunks(usize::from(a.reads.concurrency)) {
                 let lists = futures::future::join_all(chunk.iter().map(|s| {

@@ -23,7 +23,7 @@ use crate::input::{Defaults, Item};
 use crate::model::{Attribute, Sim};
 
 use super::diff::{self, Call};
-use super::plan::{WINDOW, confirm_missing, list_sims};
+use super::plan::{Via, WINDOW, confirm_missing, list_sims};
 use super::retry::{GiveUp, RetryPolicy, with_retries};
 
 /// The plan file's columns: a `run` job (`iccid,action,value,attribute`) and what it is for.
@@ -208,12 +208,17 @@ async fn plan_window(
         .collect();
     unique.sort();
     unique.dedup();
+    let via = Via {
+        client: r.client,
+        policy: r.policy,
+        stop: r.stop,
+    };
     let mut sims = if unique.is_empty() {
         HashMap::new()
     } else {
-        list_sims((r.client, r.policy, r.stop), &unique).await?
+        list_sims(via, &unique).await?
     };
-    confirm_missing((r.client, r.policy, r.stop), &unique, &mut sims).await?;
+    confirm_missing(via, &unique, &mut sims).await?;
     let attrs = if dl.attrs.is_empty() {
         HashMap::new()
     } else {

@@ -219,17 +219,26 @@ fn attribute_plan(seen: Option<Seen>, l: &mut Learned) {
     l.after = seen;
 }
 
+/// An attribute a row wants: its name and value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wanted<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) value: &'a str,
+}
+
 /// `set-attribute`: the create first; on `16002` (or an ambiguous answer) the list, then
 /// the update, or nothing when the value is already there. In a job whose creates mostly
 /// meet existing names (`odds`), the list first.
 pub(crate) async fn set_attribute(
     c: &Client,
     icc: &str,
-    (name, value): (&str, &str),
+    want: Wanted<'_>,
     seen: Option<Seen>,
-    (a, l): (&mut Attempts<'_>, &mut Learned),
+    a: &mut Attempts<'_>,
+    l: &mut Learned,
     odds: &CreateOdds,
 ) -> Result<Done, GiveUp> {
+    let Wanted { name, value } = want;
     attribute_plan(seen, l);
     // A crashed run or a lost answer may have written it: look before anything.
     let mut maybe_applied = a.ambiguous;
@@ -263,7 +272,7 @@ pub(crate) async fn set_attribute(
             ));
         }
         a.before_write().await?;
-        let sent = write_attribute(c, icc, (name, value), (existing.as_ref(), list_first), l).await;
+        let sent = write_attribute(c, icc, want, existing.as_ref(), list_first, l).await;
         if existing.is_none() {
             let refused = matches!(
                 &sent,
@@ -299,10 +308,12 @@ pub(crate) async fn set_attribute(
 async fn write_attribute(
     c: &Client,
     icc: &str,
-    (name, value): (&str, &str),
-    (existing, listed): (Option<&crate::model::Attribute>, bool),
+    want: Wanted<'_>,
+    existing: Option<&crate::model::Attribute>,
+    listed: bool,
     l: &mut Learned,
 ) -> Result<Done, ApiError> {
+    let Wanted { name, value } = want;
     match existing {
         Some(x) => {
             l.before = Some(Before::Value(x.value.clone()));

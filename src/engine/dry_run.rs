@@ -74,12 +74,15 @@ pub(crate) fn dry_run(cfg: &JobConfig) -> Result<(String, crate::exit::Code), Er
             Err(why) => {
                 c.invalid += 1;
                 let iccid = item.fields.first().map_or("", String::as_str);
-                c.groups.add(
-                    "invalid",
-                    (None, None, Some(why.reason.label())),
-                    &why.message,
-                    (item.line, iccid),
-                );
+                c.groups.add(crate::output::groups::Failed {
+                    outcome: "invalid",
+                    status: None,
+                    code: None,
+                    reason: Some(why.reason.label()),
+                    message: &why.message,
+                    line: item.line,
+                    iccid,
+                });
             }
         }
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiError;
+use crate::input::ActionKind;
 use crate::model::codes;
 
 use super::Threshold;
@@ -126,7 +127,7 @@ fn plain(message: &str) -> &str {
 }
 
 /// What a code usually means for an action, in the operator's words.
-pub(crate) fn likely_cause(action: &str, code: Option<i64>) -> &'static str {
+pub(crate) fn likely_cause(action: Option<ActionKind>, code: Option<i64>) -> &'static str {
     match code {
         Some(codes::PACKAGE_NOT_LINKED) => {
             "the package id is probably wrong, or the package is not linked to the SIMs' portfolio"
@@ -144,9 +145,13 @@ pub(crate) fn likely_cause(action: &str, code: Option<i64>) -> &'static str {
         }
         Some(codes::SUSPENDED) => "the SIMs are suspended: a suspended SIM takes no other change",
         Some(codes::WRONG_STATUS) => match action {
-            "set-package" => "the SIMs are active, and an active SIM's package cannot change",
-            "suspend" => "only active SIMs can be suspended",
-            "activate" | "deactivate" => "the SIMs are still pending provisioning",
+            Some(ActionKind::SetPackage) => {
+                "the SIMs are active, and an active SIM's package cannot change"
+            }
+            Some(ActionKind::Suspend) => "only active SIMs can be suspended",
+            Some(ActionKind::Activate | ActionKind::Deactivate) => {
+                "the SIMs are still pending provisioning"
+            }
             _ => "the SIMs are not in a state that allows this change",
         },
         Some(codes::NOT_FOUND) => {
@@ -158,10 +163,10 @@ pub(crate) fn likely_cause(action: &str, code: Option<i64>) -> &'static str {
 }
 
 /// The permission an action needs, in the contract's names.
-fn permission(action: &str) -> &'static str {
+fn permission(action: Option<ActionKind>) -> &'static str {
     match action {
-        "set-attribute" => "iccAttributeCreate and iccAttributeUpdate",
-        "delete-attribute" => "iccAttributeDelete",
+        Some(ActionKind::SetAttribute) => "iccAttributeCreate and iccAttributeUpdate",
+        Some(ActionKind::DeleteAttribute) => "iccAttributeDelete",
         _ => "iccUpdate",
     }
 }
@@ -187,7 +192,7 @@ impl Halt {
                         plain(message)
                     );
                 }
-                let cause = likely_cause(action, *code);
+                let cause = likely_cause(ActionKind::parse(action), *code);
                 let cause = if cause.is_empty() {
                     String::new()
                 } else {
@@ -216,7 +221,7 @@ impl Halt {
                 match error {
                     ApiError::Forbidden { .. } => format!(
                         "{error}. The client lacks the permission {action} needs ({}); grant it (or use a client that has it), then run again with --resume: {rows}",
-                        permission(action)
+                        permission(ActionKind::parse(action))
                     ),
                     ApiError::Credentials { .. } => format!(
                         "{error}; fix the credentials, then run again with --resume: {rows}"

@@ -437,7 +437,12 @@ impl Reads {
     /// (after an error that will not pass, or an answer that leaves out most of what was
     /// asked, planning stops for the rest of the job).
     async fn read(&self, ids: &[String]) -> Option<(HashMap<String, Arc<Sim>>, Option<Instant>)> {
-        match list_sims_sent((&self.client, &self.policy, &self.stop), ids).await {
+        let via = Via {
+            client: &self.client,
+            policy: &self.policy,
+            stop: &self.stop,
+        };
+        match list_sims_sent(via, ids).await {
             Ok((m, sent)) if short(m.len(), ids.len()) => {
                 if self.enabled.swap(false, Ordering::Relaxed) {
                     tracing::warn!(
@@ -476,14 +481,27 @@ pub(crate) fn short(found: usize, asked: usize) -> bool {
     asked >= 4 && found * 2 < asked
 }
 
+/// How a read goes out: through this client, retried by this policy, until this stop.
+#[derive(Clone, Copy)]
+pub(crate) struct Via<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) policy: &'a RetryPolicy,
+    pub(crate) stop: &'a CancellationToken,
+}
+
 /// Reads on its own each of `ids` that `found` (a list's answer) does not hold, and adds it:
 /// a list's silence is not absence — only the SIM's own GET answering 404 (6002) leaves it
 /// out.
 pub(crate) async fn confirm_missing(
-    (c, policy, stop): (&Client, &RetryPolicy, &CancellationToken),
+    via: Via<'_>,
     ids: &[String],
     found: &mut HashMap<String, Arc<Sim>>,
 ) -> Result<(), GiveUp> {
+    let Via {
+        client: c,
+        policy,
+        stop,
+    } = via;
     let missing: Vec<&String> = ids.iter().filter(|i| !found.contains_key(*i)).collect();
     for icc in missing {
         match with_retries(policy, stop, &c.pacer, || c.get_sim(icc)).await {
@@ -504,17 +522,22 @@ pub(crate) async fn confirm_missing(
 /// ICCID. An answer that holds SIMs not asked for, or does not end, is an error: it cannot
 /// say which SIMs are absent.
 pub(crate) async fn list_sims(
-    cx: (&Client, &RetryPolicy, &CancellationToken),
+    via: Via<'_>,
     ids: &[String],
 ) -> Result<HashMap<String, Arc<Sim>>, GiveUp> {
-    list_sims_sent(cx, ids).await.map(|(found, _)| found)
+    list_sims_sent(via, ids).await.map(|(found, _)| found)
 }
 
 /// [`list_sims`], with when its first page's request left (what it says is no older).
 pub(crate) async fn list_sims_sent(
-    (c, policy, stop): (&Client, &RetryPolicy, &CancellationToken),
+    via: Via<'_>,
     ids: &[String],
 ) -> Result<(HashMap<String, Arc<Sim>>, Option<Instant>), GiveUp> {
+    let Via {
+        client: c,
+        policy,
+        stop,
+    } = via;
     let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let mut query: Vec<(&str, String)> = ids.iter().map(|i| ("iccId", i.clone())).collect();
     query.push(("pageSize", WINDOW.to_string()));

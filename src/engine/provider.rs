@@ -178,7 +178,7 @@ async fn pacer(p: &Pacing, endpoint: &Endpoint, job: &str) -> Result<Pacer, Quot
         .key
         .clone()
         .unwrap_or_else(|| format!("{} {}", endpoint.base_url.as_str(), endpoint.client_id));
-    let b = Budget::join(q, (&account, job), rate, f64::from(p.burst.get())).await?;
+    let b = Budget::join(q, &account, job, rate, f64::from(p.burst.get())).await?;
     Ok(pacer.with_shared(Arc::new(b)))
 }
 

@@ -21,13 +21,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{Journal, RunStats};
-use crate::output::groups::{ErrorGroup, Groups};
+use crate::output::groups::{ErrorGroup, Failed, Groups};
 use crate::output::progress::Progress;
 use crate::output::row::Tally;
 use crate::output::summary::ReasonTally;
 use crate::output::{FailuresFile, ResultsFile};
 
 use crate::exit::{Code, JobState};
+use crate::input::ActionKind;
 use crate::output::row::{RowResult, Verdict};
 
 /// Events handled before the outputs are handed to the OS even if more are waiting.
@@ -122,12 +123,15 @@ impl Counts {
         };
         self.by_action.entry(action).or_default().add(m);
         if r.verdict.is_failure() {
-            self.errors.add(
-                r.verdict.as_str(),
-                (r.http_status, r.error_code, r.reason),
-                &r.message,
-                (r.line, &r.iccid),
-            );
+            self.errors.add(Failed {
+                outcome: r.verdict.as_str(),
+                status: r.http_status,
+                code: r.error_code,
+                reason: r.reason,
+                message: &r.message,
+                line: r.line,
+                iccid: &r.iccid,
+            });
         }
         if r.verdict != Verdict::Invalid {
             self.reasons.add(r.verdict.as_str(), &r.message);
@@ -137,7 +141,9 @@ impl Counts {
         {
             h.saturating_record((r.elapsed.as_micros() as u64).max(1));
         }
-        if matches!(r.verdict, Verdict::Ok | Verdict::Pending) && r.action == "activate" {
+        if matches!(r.verdict, Verdict::Ok | Verdict::Pending)
+            && r.kind == Some(ActionKind::Activate)
+        {
             match r.sim_status.as_deref() {
                 Some(s) if s.starts_with("pendingProvision") => self.activations.1 += 1,
                 Some(_) => self.activations.0 += 1,
@@ -321,7 +327,7 @@ impl Recorder {
                     .update(&self.counts.job, self.counts.retries, throttled);
                 let state = if stopping { "stopping" } else { "running" };
                 if let Some(m) = &mut self.metrics {
-                    m.write(&self.counts, (state, None), false);
+                    m.write(&self.counts, state, None, false);
                 }
             }
             Event::Finish { .. } => {}
@@ -403,7 +409,7 @@ impl Recorder {
             } else {
                 "finished"
             };
-            m.write(&self.counts, (state, Some(end.number())), true);
+            m.write(&self.counts, state, Some(end.number()), true);
         }
         self.journal.ran(end.number(), stats);
         if complete {

@@ -299,7 +299,8 @@ fn recorder(
         super::recorder::metrics::Sink::new(
             file,
             live,
-            (total, start.tally.total()),
+            total,
+            start.tally.total(),
             cfg.stop_within(),
         )
     });

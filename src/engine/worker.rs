@@ -106,6 +106,7 @@ pub(crate) async fn execute(
         line: item.line,
         iccid: row.iccid.as_str().to_owned(),
         action: row.action.kind().name().to_owned(),
+        kind: Some(row.action.kind()),
         value: row.action.value_text(),
         attribute: row.action.attribute_text().to_owned(),
         verdict: Verdict::Ok,
@@ -137,7 +138,8 @@ async fn calls_of(
     let (c, icc) = (cx.client, row.iccid.as_str());
     match &row.action {
         Action::SetAttribute { name, value } => {
-            calls::set_attribute(c, icc, (name, value), seen, (a, l), cx.odds).await
+            let want = calls::Wanted { name, value };
+            calls::set_attribute(c, icc, want, seen, a, l, cx.odds).await
         }
         Action::DeleteAttribute { name } => calls::delete_attribute(c, icc, name, seen, a, l).await,
         // A change `apply` found no order for: nothing is sent.
@@ -252,6 +254,7 @@ pub(crate) fn invalid(
         line: item.line,
         iccid: item.cell(Some(layout.iccid)).to_owned(),
         action: item.cell(layout.action).to_owned(),
+        kind: crate::input::ActionKind::parse(item.cell(layout.action)),
         value: item.cell(layout.value).to_owned(),
         attribute: item.cell(layout.attribute).to_owned(),
         verdict: Verdict::Invalid,

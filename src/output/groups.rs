@@ -63,15 +63,32 @@ pub(crate) struct Groups {
     map: BTreeMap<Key, (u64, String, Vec<Sample>)>,
 }
 
+/// A failed or invalid row, as the groups see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Failed<'a> {
+    /// `failed`, `invalid` or `pending`.
+    pub(crate) outcome: &'a str,
+    pub(crate) status: Option<u16>,
+    pub(crate) code: Option<i64>,
+    /// The group of a failure without a status or a code (or of an invalid row).
+    pub(crate) reason: Option<&'a str>,
+    pub(crate) message: &'a str,
+    pub(crate) line: u64,
+    pub(crate) iccid: &'a str,
+}
+
 impl Groups {
     /// Counts a failed or invalid row.
-    pub(crate) fn add(
-        &mut self,
-        outcome: &str,
-        (status, code, reason): (Option<u16>, Option<i64>, Option<&str>),
-        message: &str,
-        (line, iccid): (u64, &str),
-    ) {
+    pub(crate) fn add(&mut self, row: Failed<'_>) {
+        let Failed {
+            outcome,
+            status,
+            code,
+            reason,
+            message,
+            line,
+            iccid,
+        } = row;
         // A pending activation is one group, whatever answered it; so is a blocked change.
         let (outcome, status, code, reason) = match (outcome, reason) {
             ("pending", _) => (outcome, None, None, Some(PENDING)),
@@ -180,28 +197,37 @@ mod tests {
     fn groups_hold_no_row_text_keep_samples_and_stay_bounded() {
         let mut g = Groups::default();
         for i in 0..360 {
-            g.add(
-                "invalid",
-                (None, None, Some("ICCID fails the Luhn check")),
-                &format!("ICCID \"8944{i}\" fails the Luhn check"),
-                (i + 2, &format!("8944{i}")),
-            );
+            g.add(Failed {
+                outcome: "invalid",
+                status: None,
+                code: None,
+                reason: Some("ICCID fails the Luhn check"),
+                message: &format!("ICCID \"8944{i}\" fails the Luhn check"),
+                line: i + 2,
+                iccid: &format!("8944{i}"),
+            });
         }
         for i in 0..10 {
-            g.add(
-                "failed",
-                (Some(404), Some(6002), None),
-                "No such SIM (request r-1)",
-                (500 + i, "x"),
-            );
+            g.add(Failed {
+                outcome: "failed",
+                status: Some(404),
+                code: Some(6002),
+                reason: None,
+                message: "No such SIM (request r-1)",
+                line: 500 + i,
+                iccid: "x",
+            });
         }
         for i in 0..28 {
-            g.add(
-                "failed",
-                (None, None, Some("connection lost")),
-                "gave up",
-                (600 + i, "y"),
-            );
+            g.add(Failed {
+                outcome: "failed",
+                status: None,
+                code: None,
+                reason: Some("connection lost"),
+                message: "gave up",
+                line: 600 + i,
+                iccid: "y",
+            });
         }
         let top = g.top(10, 1000, "job.failures.csv");
         assert_eq!(top.len(), 3);
@@ -223,12 +249,15 @@ mod tests {
         assert_eq!(top[2].message, "No such SIM");
         assert!(top[2].next_step.contains("simbulk run job.failures.csv"));
         let mut blocked = Groups::default();
-        blocked.add(
-            "failed",
-            (None, None, Some(BLOCKED)),
-            "blocked: x",
-            (3, "z"),
-        );
+        blocked.add(Failed {
+            outcome: "failed",
+            status: None,
+            code: None,
+            reason: Some(BLOCKED),
+            message: "blocked: x",
+            line: 3,
+            iccid: "z",
+        });
         let b = &blocked.top(1, 1, "f.csv")[0];
         assert_eq!(
             (b.outcome.as_str(), b.label.as_str()),
@@ -237,7 +266,15 @@ mod tests {
         assert!(b.next_step.contains("no order allows"), "{}", b.next_step);
         let mut many = Groups::default();
         for c in 0..1000 {
-            many.add("failed", (Some(400), Some(c), None), "m", (1, "i"));
+            many.add(Failed {
+                outcome: "failed",
+                status: Some(400),
+                code: Some(c),
+                reason: None,
+                message: "m",
+                line: 1,
+                iccid: "i",
+            });
         }
         assert!(many.map.len() <= MAX_GROUPS + 1);
     }

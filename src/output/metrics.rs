@@ -91,12 +91,8 @@ impl MetricsFile {
     }
 
     /// One metric: its help, its type, and a line per label set.
-    fn metric(
-        &self,
-        t: &mut String,
-        (name, kind, help): (&str, &str, &str),
-        rows: Vec<(String, f64)>,
-    ) {
+    fn metric(&self, t: &mut String, m: Metric<'_>, rows: Vec<(String, f64)>) {
+        let Metric { name, kind, help } = m;
         let _ = writeln!(t, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (extra, v) in rows {
             let sep = if extra.is_empty() { "" } else { "," };
@@ -125,11 +121,11 @@ impl MetricsFile {
         }
         self.metric(
             t,
-            (
-                "simbulk_rows_total",
-                "counter",
-                "Rows finished by this run, by outcome and action.",
-            ),
+            Metric {
+                name: "simbulk_rows_total",
+                kind: "counter",
+                help: "Rows finished by this run, by outcome and action.",
+            },
             rows,
         );
         let job = outcomes(&s.job)
@@ -138,11 +134,11 @@ impl MetricsFile {
             .collect();
         self.metric(
             t,
-            (
-                "simbulk_job_rows",
-                "gauge",
-                "Rows of the whole job finished so far (earlier runs included), by outcome.",
-            ),
+            Metric {
+                name: "simbulk_job_rows",
+                kind: "gauge",
+                help: "Rows of the whole job finished so far (earlier runs included), by outcome.",
+            },
             job,
         );
         self.traffic(t, s);
@@ -157,11 +153,11 @@ impl MetricsFile {
             .collect();
         self.metric(
             t,
-            (
-                "simbulk_requests_total",
-                "counter",
-                "Requests sent by this run, by kind (retries included, token requests apart).",
-            ),
+            Metric {
+                name: "simbulk_requests_total",
+                kind: "counter",
+                help: "Requests sent by this run, by kind (retries included, token requests apart).",
+            },
             kinds,
         );
         let classes = ["2xx", "4xx", "5xx", "none"]
@@ -171,25 +167,29 @@ impl MetricsFile {
             .collect();
         self.metric(
             t,
-            (
-                "simbulk_responses_total",
-                "counter",
-                "Answers by status class (none: the connection failed or timed out).",
-            ),
+            Metric {
+                name: "simbulk_responses_total",
+                kind: "counter",
+                help: "Answers by status class (none: the connection failed or timed out).",
+            },
             classes,
         );
         self.metric(
             t,
-            ("simbulk_throttled_total", "counter", "429 answers."),
+            Metric {
+                name: "simbulk_throttled_total",
+                kind: "counter",
+                help: "429 answers.",
+            },
             vec![(String::new(), lv.throttled as f64)],
         );
         self.metric(
             t,
-            (
-                "simbulk_retries_total",
-                "counter",
-                "Requests repeated after a 5xx, a timeout or a lost connection.",
-            ),
+            Metric {
+                name: "simbulk_retries_total",
+                kind: "counter",
+                help: "Requests repeated after a 5xx, a timeout or a lost connection.",
+            },
             vec![(String::new(), s.retries as f64)],
         );
     }
@@ -251,7 +251,15 @@ impl MetricsFile {
         ];
         for (name, help, v) in gauges {
             if let Some(v) = v {
-                self.metric(t, (name, "gauge", help), vec![(String::new(), v)]);
+                self.metric(
+                    t,
+                    Metric {
+                        name,
+                        kind: "gauge",
+                        help,
+                    },
+                    vec![(String::new(), v)],
+                );
             }
         }
         let states = ["running", "stopping", "finished", "halted"]
@@ -265,11 +273,11 @@ impl MetricsFile {
             .collect();
         self.metric(
             t,
-            (
-                "simbulk_job_state",
-                "gauge",
-                "The job's state: 1 for the current one.",
-            ),
+            Metric {
+                name: "simbulk_job_state",
+                kind: "gauge",
+                help: "The job's state: 1 for the current one.",
+            },
             states,
         );
     }
@@ -294,6 +302,13 @@ impl MetricsFile {
         tmp.persist(&self.path).map_err(|e| e.error)?;
         Ok(())
     }
+}
+
+/// A metric's name, Prometheus type and help text.
+struct Metric<'a> {
+    name: &'a str,
+    kind: &'a str,
+    help: &'a str,
 }
 
 #[cfg(test)]

@@ -58,7 +58,10 @@ impl Verdict {
 pub struct RowResult {
     pub line: u64,
     pub iccid: String,
+    /// The action cell as the row gave it (for an invalid row, whatever it said).
     pub action: String,
+    /// The action, when the row named one simbulk knows.
+    pub kind: Option<crate::input::ActionKind>,
     pub value: String,
     pub attribute: String,
     pub verdict: Verdict,

@@ -117,7 +117,8 @@ impl Budget {
     /// before it, so a crash and a resume do not leave a ghost sharing the budget.
     pub(crate) async fn join(
         cfg: &QuotaConfig,
-        (account, job): (&str, &str),
+        account: &str,
+        job: &str,
         rate: f64,
         burst: f64,
     ) -> Result<Self, QuotaError> {

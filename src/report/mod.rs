@@ -348,8 +348,15 @@ impl Report {
                 .collect(),
         };
         let iccid = unguard(get(cols.iccid));
-        self.groups
-            .add(outcome, (status, code, Some(&reason)), msg, (line, iccid));
+        self.groups.add(crate::output::groups::Failed {
+            outcome,
+            status,
+            code,
+            reason: Some(&reason),
+            message: msg,
+            line,
+            iccid,
+        });
     }
 
     fn add_time(&mut self, at: &str, outcome: &str, repeats: u64) {

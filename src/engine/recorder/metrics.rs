@@ -30,7 +30,8 @@ impl Sink {
     pub(crate) fn new(
         file: MetricsFile,
         live: Box<dyn Fn() -> Live + Send>,
-        (rows_total, base): (u64, u64),
+        rows_total: u64,
+        base: u64,
         deadline: Option<Duration>,
     ) -> Self {
         Self {
@@ -52,12 +53,7 @@ impl Sink {
     }
 
     /// Writes the file if it is due (`force`: now, the run's end).
-    pub(crate) fn write(
-        &mut self,
-        c: &Counts,
-        (state, exit): (&'static str, Option<u8>),
-        force: bool,
-    ) {
+    pub(crate) fn write(&mut self, c: &Counts, state: &'static str, exit: Option<u8>, force: bool) {
         if !force && self.last_write.is_some_and(|t| t.elapsed() < EVERY) {
             return;
         }
