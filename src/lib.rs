@@ -12,6 +12,7 @@
 
 // A long function is a smell to look at (thresholds in clippy.toml); one kept whole says why.
 #![warn(clippy::too_many_lines)]
+#![warn(missing_docs)]
 
 pub mod api;
 mod bloom;

@@ -33,11 +33,17 @@ use super::token::{Token, TokenCache};
 /// the secret, read once).
 #[derive(Clone)]
 pub struct Endpoint {
+    /// The API's base URL (`https://…`; `http://` only for loopback).
     pub base_url: Url,
+    /// The OAuth2 token endpoint.
     pub token_url: Url,
+    /// The OAuth2 client id.
     pub client_id: String,
+    /// The OAuth2 client secret (never printed: `Debug` redacts it).
     pub client_secret: SecretString,
+    /// The timeout of one HTTP request.
     pub timeout: Duration,
+    /// An extra CA bundle (PEM) to trust.
     pub ca_bundle: Option<std::path::PathBuf>,
     /// How request bodies are spelled (the contract's form unless a profile says otherwise).
     pub wire: super::wire::Wire,

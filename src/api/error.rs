@@ -26,6 +26,10 @@ pub(crate) fn cut(s: &str) -> String {
 }
 
 /// A failed call.
+#[expect(
+    missing_docs,
+    reason = "each variant's #[error] message is its documentation, naming its fields"
+)]
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
     /// A 4xx with the contract's `Error` body: the API looked at the request and refused it.
@@ -90,6 +94,10 @@ pub enum ApiError {
 }
 
 /// Why a client cannot be set up: a URL refused, the TLS or HTTP stack, the CA bundle.
+#[expect(
+    missing_docs,
+    reason = "each variant's #[error] message is its documentation, naming its fields"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("{what} {value:?} {reason}")]

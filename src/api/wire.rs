@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Wire {
     #[serde(default)]
+    /// How `customerSuspend` is spelled in requests.
     pub suspend: SuspendForm,
     #[serde(default, alias = "attribute_name")]
+    /// The key of an attribute's name in requests.
     pub attribute_name: NameForm,
 }
 

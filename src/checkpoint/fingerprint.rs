@@ -14,10 +14,15 @@ use sha2::{Digest, Sha256};
 /// What binds a checkpoint to its job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobIdentity {
+    /// The input's SHA-256, hex.
     pub input_sha256: String,
+    /// The input's size in bytes.
     pub input_bytes: u64,
+    /// `--action`, the default action of the job.
     pub action: Option<String>,
+    /// `--value`, the default value.
     pub value: Option<String>,
+    /// `--attribute`, the default attribute name.
     pub attribute: Option<String>,
     /// A preview's checkpoint (predictions), not a run's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

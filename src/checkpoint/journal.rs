@@ -60,9 +60,13 @@ fn from_letter(c: &str) -> Option<Verdict> {
 /// The header line's JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
+    /// What binds the checkpoint to its job.
     pub job: JobIdentity,
+    /// The results file the job writes (absolute).
     pub results: PathBuf,
+    /// The failures file the job writes (absolute).
     pub failures: PathBuf,
+    /// When the job started (RFC 3339).
     pub created: String,
     /// The job's input (absolute), for the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,26 +90,35 @@ pub const MAX_RUNS: usize = 1000;
 /// What a journal says, read back.
 #[derive(Debug, Clone)]
 pub struct Replay {
+    /// The journal's header.
     pub header: Header,
+    /// The journal's format version.
     pub version: u32,
     /// Input lines recorded done.
     pub done: FixedBitSet,
     /// Input lines whose row started a write (done or not).
     pub started: FixedBitSet,
+    /// The rows recorded, by outcome.
     pub tally: Tally,
     /// Lengths of the outputs the last good record vouches for (`None`: headers not written).
     pub results_len: Option<u64>,
+    /// The length of the failures file the last good record vouches for.
     pub failures_len: u64,
     /// The exit code of a finished job.
     pub finished: Option<u8>,
     /// Bytes of the journal that are good (the rest is a torn tail).
     pub good_bytes: u64,
+    /// A torn or foreign tail was left out.
     pub dropped_tail: bool,
     /// The job's runs, first to last (at most [`MAX_RUNS`]).
     pub runs: Vec<Run>,
 }
 
 /// Why a journal cannot be used.
+#[expect(
+    missing_docs,
+    reason = "each variant's #[error] message is its documentation, naming its fields"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("cannot read checkpoint {path}: {source}")]
@@ -130,9 +143,13 @@ pub enum JournalError {
 /// and the largest journal believed.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
+    /// The results file's current size in bytes.
     pub results: u64,
+    /// The failures file's current size in bytes.
     pub failures: u64,
+    /// The highest input line a record may name.
     pub max_line: usize,
+    /// The largest journal believed.
     pub max_bytes: u64,
 }
 

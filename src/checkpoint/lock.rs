@@ -11,6 +11,10 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Why the lock could not be taken.
+#[expect(
+    missing_docs,
+    reason = "each variant's #[error] message is its documentation, naming its fields"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(

@@ -13,6 +13,7 @@ pub struct Run {
     pub started_ms: Option<u64>,
     /// When it ended, and its exit code (`None`: killed, or still running).
     pub ended_ms: Option<u64>,
+    /// Its exit code, when it ended.
     pub exit_code: Option<u8>,
     /// What the run sent and met (`None`: it did not end, or an older simbulk ran it).
     pub stats: Option<RunStats>,
@@ -21,6 +22,7 @@ pub struct Run {
 /// A run's requests, repeats and API answer times.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct RunStats {
+    /// Requests sent.
     pub requests: u64,
     /// Attempts repeated after a 5xx, a timeout or a lost connection.
     pub retries: u64,
@@ -28,6 +30,7 @@ pub struct RunStats {
     pub throttled: u64,
     /// The API's answer time, p50 and p99, in milliseconds.
     pub api_p50_ms: f64,
+    /// The API's p99 answer time, in milliseconds.
     pub api_p99_ms: f64,
 }
 

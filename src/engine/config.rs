@@ -17,26 +17,38 @@ use super::threshold::Threshold;
 pub enum ResumeMode {
     /// Neither `--resume` nor `--restart`: an existing checkpoint is an error.
     Refuse,
+    /// `--resume`: go on from the checkpoint (or start, without one).
     Resume,
+    /// `--restart`: discard the checkpoint and its outputs, start again.
     Restart,
 }
 
 /// A job, typed and validated.
 #[derive(Debug)]
 pub struct JobConfig {
+    /// The job's input file.
     pub input: PathBuf,
+    /// What fills the cells a row leaves empty (`--action`, `--value`, `--attribute`).
     pub defaults: Defaults,
+    /// The results file.
     pub results: PathBuf,
+    /// The failures file.
     pub failures: PathBuf,
+    /// The checkpoint journal.
     pub checkpoint: PathBuf,
+    /// What to do with an existing checkpoint.
     pub resume: ResumeMode,
+    /// Rows in flight at once.
     pub concurrency: usize,
     /// Rate, burst, 429 behaviour and the account's shared budget.
     pub(crate) pacing: Pacing,
+    /// How rows retry.
     pub retry: RetryPolicy,
+    /// `--max-duration`: how long the run may go on.
     pub max_duration: Option<Duration>,
     /// Wall-clock seconds until `--until`, computed at start.
     pub until: Option<Duration>,
+    /// `--max-failures`: failed rows that halt the job.
     pub max_failures: Option<Threshold>,
     /// Poll activations that answer `pendingProvision` until active, at most this long.
     pub wait_active: Option<Duration>,
@@ -145,6 +157,10 @@ pub(crate) fn default_paths(input: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 /// Why a job could not run (or not to its end).
+#[expect(
+    missing_docs,
+    reason = "each variant's #[error] message is its documentation, naming its fields"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The input file itself is unusable.

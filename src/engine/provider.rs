@@ -108,6 +108,10 @@ pub(crate) struct Provider {
 }
 
 /// Why a provider could not be reached.
+#[expect(
+    missing_docs,
+    reason = "each variant's #[error] message is its documentation, naming its fields"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The account's shared rate budget cannot be reached.

@@ -20,7 +20,9 @@ use super::recorder::Journaling;
 pub struct RetryPolicy {
     /// Repeats after 5xx, timeouts and connection errors.
     pub max_retries: u32,
+    /// The first backoff's ceiling.
     pub base: Duration,
+    /// The largest backoff.
     pub cap: Duration,
     /// 429s one row may meet before it fails.
     pub max_throttled: u32,

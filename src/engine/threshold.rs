@@ -5,7 +5,9 @@ use std::fmt;
 /// A count of failed rows, or a share of finished rows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Threshold {
+    /// This many failed rows.
     Count(u64),
+    /// This share (in percent) of the finished rows.
     Percent(f64),
 }
 

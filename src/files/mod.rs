@@ -18,6 +18,10 @@ use std::path::{Path, PathBuf};
 
 /// Why a file cannot be read or written as asked. `what` names it as the user knows it (a
 /// flag, usually), so every message says which option to change.
+#[expect(
+    missing_docs,
+    reason = "each variant's #[error] message is its documentation, naming its fields"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{what} {} is {kind}, not a regular file", path.display())]

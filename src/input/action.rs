@@ -12,17 +12,28 @@ use crate::model::SimPatch;
 /// One change to one SIM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Status `active`.
     Activate,
+    /// Status `available`.
     Deactivate,
+    /// `customerSuspend` true.
     Suspend,
+    /// `customerSuspend` false.
     Unsuspend,
+    /// Move the SIM to a package.
     SetPackage(i64),
+    /// Move the SIM to a portfolio.
     SetPortfolio(String),
+    /// Set an attribute (created when absent).
     SetAttribute {
+        /// The attribute's name.
         name: String,
+        /// The value to set.
         value: String,
     },
+    /// Delete an attribute.
     DeleteAttribute {
+        /// The attribute's name.
         name: String,
     },
     /// Several SIM fields in one PATCH (`simbulk apply` plans them where they must, or can,
@@ -36,15 +47,25 @@ pub enum Action {
 /// The action names, as users write them (case-insensitive), without arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ActionKind {
+    /// Status `active`.
     Activate,
+    /// Status `available`.
     Deactivate,
+    /// `customerSuspend` true.
     Suspend,
+    /// `customerSuspend` false.
     Unsuspend,
+    /// Move the SIM to a package.
     SetPackage,
+    /// Move the SIM to a portfolio.
     SetPortfolio,
+    /// Set an attribute (created when absent).
     SetAttribute,
+    /// Delete an attribute.
     DeleteAttribute,
+    /// Several SIM fields in one PATCH.
     Patch,
+    /// A change `apply` found no order for.
     Blocked,
 }
 

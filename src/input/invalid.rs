@@ -8,7 +8,9 @@ use std::fmt;
 /// An invalid row: the reason and the message that says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
+    /// The kind of problem (a bounded label, for tallies).
     pub reason: Reason,
+    /// What is wrong and how to fix it.
     pub message: String,
 }
 
@@ -30,23 +32,41 @@ impl fmt::Display for Invalid {
 /// The kinds of invalid rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
+    /// No ICCID.
     IccidEmpty,
+    /// An ICCID with other characters than digits.
     IccidNotDigits,
+    /// An ICCID of another length than 19 or 20 digits.
     IccidLength,
+    /// An ICCID whose check digit is wrong.
     IccidLuhn,
+    /// No action (and no `--action`).
     NoAction,
+    /// An action simbulk does not know.
     UnknownAction,
+    /// An action that needs a value, without one.
     NoValue,
+    /// An attribute action without an attribute name.
     NoAttribute,
+    /// A package id that is not a number.
     BadPackage,
+    /// A portfolio id the API cannot take.
     BadPortfolio,
+    /// A value longer than the API takes.
     ValueTooLong,
+    /// An attribute name longer than the API takes.
     NameTooLong,
+    /// A record longer than the reader takes.
     LineTooLong,
+    /// A record that is not UTF-8.
     NotUtf8,
+    /// A record with more cells than the reader takes.
     TooManyCells,
+    /// A bare list's line with more than one cell.
     CellsInList,
+    /// A `patch` value that does not parse.
     BadPatch,
+    /// A desired-state row `apply` cannot read.
     BadDesired,
 }
 

@@ -23,12 +23,19 @@ use super::invalid::{Invalid, Reason};
 /// Options that fill cells a row leaves empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Defaults {
+    /// The action of rows whose action cell is empty.
     pub action: Option<String>,
+    /// The value of rows whose value cell is empty.
     pub value: Option<String>,
+    /// The attribute name of rows whose attribute cell is empty.
     pub attribute: Option<String>,
 }
 
 /// A file-level problem: the job stops before any API call.
+#[expect(
+    missing_docs,
+    reason = "each variant's #[error] message is its documentation, naming its fields"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     #[error("cannot read input file {path}: {source}")]
@@ -81,14 +88,19 @@ pub enum FileError {
 /// How the file is laid out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
+    /// The field separator (sniffed: comma, semicolon, tab or pipe).
     pub delimiter: u8,
     /// A bare list of ICCIDs, one per line, without a header.
     pub headerless: bool,
     /// The header's names as written (for the failures CSV); `["iccid"]` when header-less.
     pub header: Vec<String>,
+    /// The `iccid` column.
     pub iccid: usize,
+    /// The `action` column, if any.
     pub action: Option<usize>,
+    /// The `value` column, if any.
     pub value: Option<usize>,
+    /// The `attribute` column, if any.
     pub attribute: Option<usize>,
     /// Indices of the columns carried through to the results, in file order.
     pub carried: Vec<usize>,
@@ -124,7 +136,9 @@ impl Layout {
 /// A valid row: the SIM and what to do to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
+    /// The SIM.
     pub iccid: Iccid,
+    /// What to do to it.
     pub action: Action,
 }
 
@@ -137,6 +151,7 @@ pub struct Item {
     pub fields: Vec<String>,
     /// The record's exact bytes in the input, line ending included, for the failures file.
     pub raw: Vec<u8>,
+    /// The row, or why it is invalid.
     pub parsed: Result<Row, Invalid>,
 }
 

@@ -56,27 +56,38 @@ impl Verdict {
 /// One finished row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowResult {
+    /// The input line the row starts on.
     pub line: u64,
+    /// The ICCID cell as the row gave it.
     pub iccid: String,
     /// The action cell as the row gave it (for an invalid row, whatever it said).
     pub action: String,
     /// The action, when the row named one simbulk knows.
     pub kind: Option<crate::input::ActionKind>,
+    /// The value the row asked for.
     pub value: String,
+    /// The attribute name the row asked for.
     pub attribute: String,
+    /// Its outcome.
     pub verdict: Verdict,
+    /// The HTTP status of the answer that decided it, if any.
     pub http_status: Option<u16>,
+    /// The contract's error code of that answer, if any.
     pub error_code: Option<i64>,
+    /// What happened, in words (empty for a plain success).
     pub message: String,
     /// The group of a row that failed without an HTTP status or code, or was invalid: a
     /// reason that holds nothing of the row (for bounded tallies and reports).
     pub reason: Option<&'static str>,
+    /// Tries of the row's operation.
     pub attempts: u32,
+    /// The SIM's status after the row, when known.
     pub sim_status: Option<String>,
     /// What the row's field held before the change (the results' `before` and
     /// `before_state` columns); `None` when the row never learned it (it failed before its
     /// SIM was read, or was invalid).
     pub before: Option<Before>,
+    /// When the row ended.
     pub finished_at: SystemTime,
     /// The input record's cells, for the carried-through columns.
     pub fields: Vec<String>,
@@ -141,9 +152,13 @@ impl Before {
 /// Counts of finished rows by verdict.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
+    /// Rows done.
     pub ok: u64,
+    /// Rows already in the requested state.
     pub skipped: u64,
+    /// Rows the API refused, or that gave up.
     pub failed: u64,
+    /// Rows the input got wrong.
     pub invalid: u64,
     /// `--wait-active` rows whose SIM was still `pendingProvision` at the end.
     #[serde(default)]

@@ -53,6 +53,7 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// times are RFC 3339 UTC, durations carry their unit in the name.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// The JSON schema's version.
     pub schema_version: u32,
     /// The simbulk version that ran.
     pub version: String,
@@ -60,7 +61,9 @@ pub struct Summary {
     pub preview: bool,
     /// `completed`, `stopped` (signal or deadline), `halted` or `aborted`.
     pub state: crate::exit::JobState,
+    /// Why the run ended as it did, when it did not complete.
     pub reason: Option<String>,
+    /// The exit code (serialised as its number).
     pub exit_code: crate::exit::Code,
     /// `--change-ref` of the job (a resume keeps the first one unless given another).
     pub change_ref: Option<String>,
@@ -68,26 +71,37 @@ pub struct Summary {
     pub operator: String,
     /// When this run started and ended.
     pub started_at: String,
+    /// When this run ended.
     pub finished_at: String,
     /// When the run had to stop (`--until`, `--max-duration`), if it had to.
     pub deadline_at: Option<String>,
+    /// The job's input.
     pub input: PathBuf,
+    /// The results file.
     pub results: PathBuf,
+    /// The failures file.
     pub failures: PathBuf,
+    /// The checkpoint.
     pub checkpoint: PathBuf,
     /// Every row of the job so far, this run and earlier ones.
     pub job: Tally,
+    /// The job's rows, estimated from its lines.
     pub job_rows_estimate: u64,
+    /// The rows this run finished.
     pub this_run: Tally,
+    /// This run's rows by action.
     pub by_action: BTreeMap<String, Tally>,
     /// The largest groups of failed and invalid rows, with samples and the next step.
     pub top_errors: Vec<crate::output::groups::ErrorGroup>,
     /// Rows by outcome and reason (the message without request ids), largest first.
     pub by_reason: Vec<ReasonCount>,
+    /// This run's requests by kind, and per row.
     pub calls: Calls,
     /// How old the reads were that rows were decided on.
     pub reads: ReadAges,
+    /// How long this run took.
     pub elapsed_seconds: f64,
+    /// This run's rows per second.
     pub rows_per_second: f64,
     /// Requests of this run, token requests included.
     pub requests: u64,
@@ -95,6 +109,7 @@ pub struct Summary {
     pub retries: u64,
     /// 429 answers (each repeated after its Retry-After).
     pub throttled_429: u64,
+    /// Records whose cells were all empty (skipped).
     pub blank_rows_skipped: u64,
     /// How long the API took to answer a request (sent to answer), in milliseconds.
     pub api_latency_ms: Option<Latency>,
@@ -108,6 +123,7 @@ pub struct Summary {
     pub activations: Activations,
     /// Seconds from start to the first request of this run (start-up and resume cost).
     pub first_request_after_seconds: Option<f64>,
+    /// The command that resumes the job, when it is resumable.
     pub resume_command: Option<String>,
 }
 

@@ -53,6 +53,10 @@ impl QuotaConfig {
 }
 
 /// Why the budget cannot be used.
+#[expect(
+    missing_docs,
+    reason = "each variant's #[error] message is its documentation, naming its fields"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum QuotaError {
     #[error("the shared rate budget in {path}: {source}")]

@@ -1,8 +1,10 @@
 //! The house's rules, checked on the source: data flows one way between the top-level modules
 //! of `src/` (no import circle), the files of one module do not import each other in a
 //! circle, and the simulator crate stays an independent reading of the contract (it depends
-//! on the model crate and nothing of the client's, as `cargo metadata` resolves it). Sizes are not
-//! checked here: a long file or function is a smell to look at (clippy's `too_many_lines`
+//! on the model crate and nothing of the client's, as `cargo metadata` resolves it), the
+//! design note's module table is the code's, and no function packs its arguments into a
+//! tuple. Documentation is the compiler's (`#![warn(missing_docs)]` in every crate). Sizes
+//! are not checked here: a long file or function is a smell to look at (clippy's `too_many_lines`
 //! and `too_many_arguments`, with the thresholds in `clippy.toml`), not a line to stay under.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -324,65 +326,6 @@ fn the_file_graph_sees_a_sibling_named_through_super() {
     );
     assert!(g["engine"]["schedule"].contains("halt"));
     assert!(!g["engine"]["config"].contains("setup"));
-}
-
-/// Public items of `text` (outside its tests) without a doc comment: `pub` alone marks the
-/// library's surface, so each says what it is for.
-fn undocumented_public_items(text: &str) -> Vec<String> {
-    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
-    let lines: Vec<&str> = code.lines().collect();
-    let kinds = [
-        "fn ",
-        "async fn ",
-        "struct ",
-        "enum ",
-        "const ",
-        "static ",
-        "type ",
-        "trait ",
-    ];
-    let mut out = Vec::new();
-    for (i, l) in lines.iter().enumerate() {
-        let Some(rest) = l.trim_start().strip_prefix("pub ") else {
-            continue;
-        };
-        if !kinds.iter().any(|k| rest.starts_with(k)) {
-            continue;
-        }
-        // Skip attributes (`#[…]`, possibly over several lines) above the item.
-        let above = lines[..i]
-            .iter()
-            .rev()
-            .map(|l| l.trim_start())
-            .find(|l| !(l.starts_with("#[") || l.ends_with(")]") || l.ends_with(',')));
-        if !above.is_some_and(|a| a.starts_with("///")) {
-            out.push(rest.to_owned());
-        }
-    }
-    out
-}
-
-#[test]
-fn every_public_item_has_a_doc_comment() {
-    let mut bare = Vec::new();
-    for (p, text) in sources() {
-        for item in undocumented_public_items(&text) {
-            bare.push(format!("{}: {item}", p.display()));
-        }
-    }
-    assert!(
-        bare.is_empty(),
-        "public items without a doc comment: {bare:#?}"
-    );
-}
-
-#[test]
-fn the_doc_check_sees_a_bare_public_item() {
-    let text = "/// Documented.\n#[derive(Debug)]\npub struct A;\n\npub fn bare() {}\n\npub(crate) fn inner() {}\n";
-    assert_eq!(
-        undocumented_public_items(text),
-        vec!["fn bare() {}".to_owned()]
-    );
 }
 
 /// The "module | imports" table of `docs/design/architecture.md`'s data-flow section.
