@@ -160,6 +160,13 @@ pub(crate) fn command() -> clap::Command {
 fn parse() -> Result<(Cli, Option<profile::Selected>), String> {
     use clap::FromArgMatches;
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The simulator and the tools that start one read no SIMBULK_ variable and no profile.
+    if profile::without_env(&argv) {
+        use clap::CommandFactory;
+        let matches = profile::no_env(Cli::command()).get_matches_from(argv);
+        let cli = Cli::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+        return Ok((cli, None));
+    }
     let cmd = command();
     let selected = profile::select(&argv)?;
     let argv = match &selected {

@@ -275,8 +275,20 @@ pub(crate) fn env_name(long: &str) -> String {
 /// simulator's printed demo secret).
 const NO_ENV: [&str; 3] = ["sim", "bench", "demo"];
 
+/// Whether `argv` runs a subcommand that reads no `SIMBULK_` variable (global options
+/// included) and takes no profile.
+pub(crate) fn without_env(argv: &[OsString]) -> bool {
+    subcommand_at(argv).is_some_and(|i| NO_ENV.contains(&argv[i].to_string_lossy().as_ref()))
+}
+
+/// `cmd` with every `SIMBULK_` variable of its own options (the global ones) unread.
+pub(crate) fn no_env(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|a| a.env(None::<&'static str>))
+}
+
 /// Every option with a long name reads `SIMBULK_<OPTION>` unless it names its own variable
-/// (counters and help excepted), but in [`NO_ENV`].
+/// (counters and help excepted), but in [`NO_ENV`]. A flag's variable takes `1`/`0`,
+/// `true`/`false`, `yes`/`no` (and `on`/`off`).
 pub(crate) fn with_env(cmd: clap::Command) -> clap::Command {
     fn each(c: clap::Command) -> clap::Command {
         if NO_ENV.contains(&c.get_name()) {
@@ -290,11 +302,15 @@ pub(crate) fn with_env(cmd: clap::Command) -> clap::Command {
                     a.get_action(),
                     clap::ArgAction::Count | clap::ArgAction::Help | clap::ArgAction::Version
                 );
-            match a.get_long() {
-                Some(l) if !skip => {
-                    let name = env_name(l);
-                    a.env(name)
-                }
+            let flag = matches!(
+                a.get_action(),
+                clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
+            );
+            match a.get_long().map(env_name) {
+                Some(name) if !skip && flag => a
+                    .env(name)
+                    .value_parser(clap::builder::BoolishValueParser::new()),
+                Some(name) if !skip => a.env(name),
                 _ => a,
             }
         });

@@ -688,3 +688,58 @@ fn a_run_outside_its_window_sends_nothing_and_exits_75() {
     assert_eq!(s.stats().requests, 0);
     assert!(!job.path(".checkpoint").exists());
 }
+
+#[test]
+fn a_flag_from_the_environment_takes_1_yes_and_true() {
+    let job = Job::new("e.csv", "iccid\n8944500990000012342\n");
+    for v in ["1", "yes", "true", "on"] {
+        let o = bare()
+            .arg("run")
+            .arg(&job.input)
+            .args(["--action", "activate"])
+            .env("SIMBULK_DRY_RUN", v)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "SIMBULK_DRY_RUN={v}: {}",
+            text(&o)
+        );
+        assert!(text(&o).contains("nothing was sent"), "{}", text(&o));
+    }
+    // `0` is off: without a dry run the job needs its connection settings (exit 2).
+    let o = bare()
+        .arg("run")
+        .arg(&job.input)
+        .args(["--action", "activate"])
+        .env("SIMBULK_DRY_RUN", "0")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("missing settings"), "{}", text(&o));
+}
+
+#[test]
+fn the_simulator_reads_no_simbulk_variable_not_even_a_global_one() {
+    use std::io::BufRead as _;
+    let mut child = bare()
+        .args(["sim", "--addr", "127.0.0.1:0"])
+        .env("SIMBULK_QUIET", "1")
+        .env("SIMBULK_LOG_FORMAT", "no-such-format")
+        .env("SIMBULK_PROFILE", "no-such-profile")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let out = child.stdout.take().unwrap();
+    std::io::BufReader::new(out).read_line(&mut first).unwrap();
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        first.starts_with("http://127.0.0.1:"),
+        "the simulator did not start: {first:?} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
