@@ -42,8 +42,8 @@ pub(crate) struct ApplyArgs {
     #[arg(long, value_name = "PATH", help_heading = "Apply")]
     pub(crate) plan: Option<PathBuf>,
 
-    /// Make and show the plan, change nothing.
-    #[arg(long, help_heading = "Apply")]
+    /// Make and show the plan, change nothing (also spelled --dry-run, as in `run`).
+    #[arg(long, visible_alias = "dry-run", help_heading = "Apply")]
     pub(crate) plan_only: bool,
 
     /// Drift check: report which SIMs differ from the file and how, change nothing; exit 0

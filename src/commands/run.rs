@@ -113,7 +113,8 @@ pub(crate) struct JobFlags {
     #[arg(long, conflicts_with = "restart", help_heading = "Resume")]
     pub(crate) resume: bool,
 
-    /// Discard an existing checkpoint and its results and start the job again.
+    /// Start the job again: an unfinished job's checkpoint and outputs are discarded; a
+    /// finished job's are kept, renamed with the time (`<file>.<YYYYmmddTHHMMSSZ>`).
     #[arg(long, help_heading = "Resume")]
     pub(crate) restart: bool,
 

@@ -95,6 +95,9 @@ pub(crate) struct Start {
     pub(crate) outputs: Option<(u64, u64, u64)>,
     /// The change reference the job started with (a resume without `--change-ref` keeps it).
     pub(crate) change_ref: Option<String>,
+    /// `--restart` of a finished job: its results, failures and checkpoint are kept under
+    /// this suffix (a time) before the new run's are opened.
+    pub(crate) keep_as: Option<String>,
 }
 
 impl Start {
@@ -105,6 +108,7 @@ impl Start {
             tally: Tally::default(),
             outputs: None,
             change_ref: None,
+            keep_as: None,
         }
     }
 }
@@ -124,10 +128,26 @@ pub(crate) fn bind_checkpoint(
     lines: u64,
 ) -> Result<Bound, Error> {
     let exists = std::fs::symlink_metadata(&cfg.checkpoint).is_ok();
-    if !exists || cfg.resume == ResumeMode::Restart {
+    let bounds = Bounds::for_input(lines);
+    if !exists {
         return Ok(Bound::Run(Start::fresh()));
     }
-    let bounds = Bounds::for_input(lines);
+    if cfg.resume == ResumeMode::Restart {
+        // A finished job's outputs are its record: a restart keeps them, renamed.
+        let finished =
+            checkpoint::replay(&cfg.checkpoint, bounds).is_ok_and(|r| r.finished.is_some());
+        let keep_as = finished.then(|| {
+            let now = crate::clock::rfc3339(
+                std::time::SystemTime::now(),
+                crate::clock::Precision::Seconds,
+            );
+            now.replace([':', '-'], "")
+        });
+        return Ok(Bound::Run(Start {
+            keep_as,
+            ..Start::fresh()
+        }));
+    }
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let peek = checkpoint::replay(&cfg.checkpoint, bounds)?;
     if cfg.resume == ResumeMode::Refuse {
@@ -172,7 +192,7 @@ pub(crate) fn bind_checkpoint(
     let in_doubt = rep.in_doubt();
     if in_doubt.count_ones(..) > 0 {
         tracing::info!(
-            "checkpoint: {} rows had started a write when the last run ended; they are checked against the live state before anything is sent",
+            "checkpoint: {} rows were in flight when the last run ended; each is read before anything is sent again",
             in_doubt.count_ones(..)
         );
     }
@@ -183,6 +203,7 @@ pub(crate) fn bind_checkpoint(
             tally: rep.tally,
             outputs: Some((r, rep.failures_len, rep.good_bytes)),
             change_ref: rep.header.change_ref,
+            keep_as: None,
         },
         // The headers never reached the files: nothing else did either.
         None => Start::fresh(),
@@ -190,6 +211,28 @@ pub(crate) fn bind_checkpoint(
 }
 
 /// Opens the results, failures and journal: kept to what the checkpoint vouches for on a
+/// Renames a finished job's results, failures and checkpoint to `<path>.<suffix>`, and says
+/// so: a `--restart` starts afresh without losing the record of the job it replaces.
+fn keep_finished(cfg: &JobConfig, suffix: &str) -> std::io::Result<()> {
+    for (what, p) in [
+        ("results", &cfg.results),
+        ("failures", &cfg.failures),
+        ("checkpoint", &cfg.checkpoint),
+    ] {
+        if std::fs::symlink_metadata(p).is_err() {
+            continue;
+        }
+        let mut kept = p.as_os_str().to_owned();
+        kept.push(format!(".{suffix}"));
+        std::fs::rename(p, &kept)?;
+        tracing::info!(
+            "--restart of a finished job: its {what} are kept as {}",
+            Path::new(&kept).display()
+        );
+    }
+    Ok(())
+}
+
 /// resume, new otherwise. Errors name the file and its flag.
 pub(crate) fn open_outputs(
     cfg: &JobConfig,
@@ -221,6 +264,9 @@ pub(crate) fn open_outputs(
             Ok((results, failures, journal))
         }
         None => {
+            if let Some(suffix) = &start.keep_as {
+                keep_finished(cfg, suffix).map_err(named("--restart", &cfg.results))?;
+            }
             let mut results = ResultsFile::open(&cfg.results, OpenMode::Truncate, layout)
                 .map_err(named("--results", &cfg.results))?;
             results.set_change_ref(change_ref.as_deref().unwrap_or(""));

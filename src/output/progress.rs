@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::output::row::Tally;
 
@@ -83,8 +83,16 @@ impl Progress {
         let bar = ProgressBar::with_draw_target(Some(total.max(done)), target);
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows  {per_sec}  eta {eta}\n  {msg}",
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows  {rate}  eta {left}\n  {msg}",
             )
+            .map(|s| {
+                s.with_key("rate", |st: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&rate_text(st.per_sec()));
+                })
+                .with_key("left", |st: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&crate::clock::duration_text(st.eta()));
+                })
+            })
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_position(done);
@@ -157,5 +165,46 @@ impl Progress {
     pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
         *active().lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+/// A rate as people read it: `4.9/s`, `37/s`, `1,250/s` (`-` before there is one).
+pub(crate) fn rate_text(per_second: f64) -> String {
+    if !per_second.is_finite() || per_second <= 0.0 {
+        return "-".into();
+    }
+    if per_second < 10.0 {
+        return format!("{per_second:.1}/s");
+    }
+    format!("{}/s", thousands(per_second.round() as u64))
+}
+
+/// `n` with a comma between thousands: `1,000`, `12,345,678`.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_counts_read_as_people_write_them() {
+        assert_eq!(rate_text(3.7625), "3.8/s");
+        assert_eq!(rate_text(37.4), "37/s");
+        assert_eq!(rate_text(1_250.0), "1,250/s");
+        assert_eq!(rate_text(0.0), "-");
+        assert_eq!(rate_text(f64::NAN), "-");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(12_345_678), "12,345,678");
     }
 }

@@ -505,3 +505,21 @@ fn the_secret_command_runs_once_for_the_plan_the_run_and_the_check_after() {
     let asked = std::fs::read_to_string(&count).unwrap();
     assert_eq!(asked.lines().count(), 1, "the secret command ran {asked:?}");
 }
+
+#[test]
+fn apply_dry_run_is_the_plan_only() {
+    let s = TestSim::unlimited(200);
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = export(&s, dir.path());
+    let h = header(&fleet);
+    let mut rows = read_csv(&fleet, b',');
+    if let Some(r) = rows.iter_mut().find(|r| r["status"] == "available") {
+        r.insert("status".into(), "active".into());
+    }
+    let desired = dir.path().join("desired.csv");
+    write_rows(&desired, &h, &rows);
+    let o = apply(&s, &desired, &["--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(s.ledger().is_empty(), "a dry run writes nothing");
+    assert!(dir.path().join("desired.plan.csv").exists(), "{}", text(&o));
+}

@@ -346,3 +346,34 @@ fn a_disk_that_fills_up_mid_run_stops_the_job_and_the_files_still_resume() {
     assert_eq!(outcomes_by_line(&job), outcomes_by_line(&straight));
     assert_no_repeated_effect(&s);
 }
+
+#[test]
+fn restart_of_a_finished_job_keeps_its_results_renamed_and_starts_afresh() {
+    let sim = TestSim::unlimited(300);
+    let ids = sim.pick(6, |r, p| p == Profile::Available && acme(r));
+    let job = Job::new(
+        "r.csv",
+        &rows_body("iccid,action", &ids, |i| format!("{i},activate")),
+    );
+    let o = job.command(&sim, &["-q"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let first = std::fs::read_to_string(job.path(".results.csv")).unwrap();
+    let o = job.command(&sim, &["--restart"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let kept: Vec<_> = std::fs::read_dir(job.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("r.results.csv."))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}\n{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(job.dir.path().join(&kept[0])).unwrap(),
+        first,
+        "the finished job's results are kept as they were"
+    );
+    assert!(text(&o).contains("kept as"), "{}", text(&o));
+    // The new run has its own results: every row again, now already in state.
+    let again = job.results();
+    assert_eq!(again.len(), 6);
+    assert!(again.iter().all(|r| r["outcome"] == "skipped"), "{again:?}");
+}

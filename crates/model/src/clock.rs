@@ -7,9 +7,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use jiff::fmt::friendly::SpanPrinter;
 use jiff::fmt::rfc2822::{DateTimeParser, DateTimePrinter};
-use jiff::{SignedDuration, Span, SpanRelativeTo, Timestamp};
+use jiff::{Span, SpanRelativeTo, Timestamp};
 
 /// Decimal places of a written time.
 #[derive(Debug, Clone, Copy)]
@@ -79,13 +78,31 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// `d` as people write it, to the whole second when longer than a second (`1h 30m 5s`).
 pub fn duration_text(d: Duration) -> String {
-    let d = if d >= Duration::from_secs(1) {
-        Duration::from_secs(d.as_secs())
-    } else {
-        d
-    };
-    let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
-    SpanPrinter::new().duration_to_string(&d)
+    if d.is_zero() {
+        return "0s".into();
+    }
+    if d < Duration::from_secs(1) {
+        return "<1s".into();
+    }
+    // Whole seconds, in the two largest units that are not zero ("4m 10s", "1h 30m").
+    let mut left = d.as_secs();
+    let mut parts = Vec::new();
+    for (unit, secs) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        let n = left / secs;
+        left %= secs;
+        if n > 0 || !parts.is_empty() {
+            parts.push((n, unit));
+        }
+        if parts.len() == 2 {
+            break;
+        }
+    }
+    parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -148,7 +165,13 @@ mod tests {
     fn durations_write_briefly() {
         assert_eq!(duration_text(Duration::from_secs(3)), "3s");
         assert_eq!(duration_text(Duration::from_millis(5_400_700)), "1h 30m");
-        assert_eq!(duration_text(Duration::from_millis(250)), "250ms");
+        assert_eq!(duration_text(Duration::from_secs(250)), "4m 10s");
+        assert_eq!(duration_text(Duration::from_secs(3_725)), "1h 2m");
+        assert_eq!(duration_text(Duration::from_secs(90_061)), "1d 1h");
+        assert_eq!(duration_text(Duration::from_secs(7_200)), "2h");
+        // A duration below a second is not written in microseconds and nanoseconds.
+        assert_eq!(duration_text(Duration::from_nanos(606_198_566)), "<1s");
+        assert_eq!(duration_text(Duration::ZERO), "0s");
         assert!(!duration_text(Duration::MAX).is_empty());
     }
 }
