@@ -71,7 +71,7 @@ pub(crate) async fn wait_for_active(
     d.message = if last.starts_with("pendingProvision") {
         d.verdict = crate::output::row::Verdict::Pending;
         format!(
-            "still pendingProvision after waiting {:.1}s; poll again with simbulk run FAILURES --wait-active",
+            "still pendingProvision after waiting {:.1}s; poll again: run the failures file with --wait-active",
             started.elapsed().as_secs_f64()
         )
     } else {

@@ -108,8 +108,9 @@ impl Counts {
     }
 
     /// The `n` largest groups of failed and invalid rows of this run.
-    pub(crate) fn top_errors(&self, n: usize, failures: &str) -> Vec<ErrorGroup> {
-        self.errors.top(n, self.run.total(), failures)
+    pub(crate) fn top_errors(&self, n: usize, failures: &str, defaults: &str) -> Vec<ErrorGroup> {
+        self.errors
+            .top_with(n, self.run.total(), failures, defaults)
     }
 
     fn add(&mut self, r: &RowResult) {

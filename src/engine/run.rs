@@ -376,7 +376,7 @@ async fn conclude(
         _ => (state, reason, code),
     };
     let mut s = summary(cfg, state, reason, code, counts.job, counts.run, started);
-    fill(&mut s, &counts);
+    fill(&mut s, &counts, &cfg.defaults);
     s.requests = pacer.requests();
     s.calls = calls_of(&client.calls(), &s);
     s.throttled_429 = pacer.throttled_count();
@@ -457,11 +457,16 @@ fn calls_of(c: &crate::api::CallCounts, s: &Summary) -> crate::output::summary::
     }
 }
 
-fn fill(s: &mut Summary, c: &Counts) {
+fn fill(s: &mut Summary, c: &Counts, d: &crate::input::Defaults) {
     s.by_action = c.by_action.clone();
     s.by_reason = c.reasons.all();
     let failures = crate::output::summary::shell_quote(&s.failures.display().to_string());
-    s.top_errors = c.top_errors(10, &failures);
+    let defaults = crate::output::groups::rerun_flags(
+        d.action.as_deref(),
+        d.value.as_deref(),
+        d.attribute.as_deref(),
+    );
+    s.top_errors = c.top_errors(10, &failures, &defaults);
     s.retries = c.retries;
     s.activations = crate::output::summary::Activations {
         active: c.activations.0,

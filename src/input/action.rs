@@ -108,6 +108,18 @@ impl ActionKind {
         }
     }
 
+    /// The action a mistyped name most likely meant (`actviate` → activate), the same
+    /// suggestion wherever an action is read.
+    pub(crate) fn closest(s: &str) -> Option<Self> {
+        let norm = s.trim().to_ascii_lowercase().replace('_', "-");
+        Self::ALL
+            .into_iter()
+            .map(|k| (strsim::damerau_levenshtein(&norm, k.name()), k))
+            .filter(|(d, _)| *d <= 2)
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, k)| k)
+    }
+
     /// Whether the action needs a `value` cell.
     pub(crate) fn needs_value(self) -> bool {
         matches!(
@@ -277,9 +289,11 @@ impl Action {
         }
         let Some(kind) = ActionKind::parse(action) else {
             let shown: String = action.chars().take(40).collect();
+            let hint = ActionKind::closest(action)
+                .map_or_else(String::new, |k| format!("did you mean {k}? "));
             return Err(Invalid::new(
                 Reason::UnknownAction,
-                format!("unknown action {shown:?}; use one of {KNOWN}"),
+                format!("unknown action {shown:?}; {hint}use one of {KNOWN}"),
             ));
         };
         check_cells(kind, value, attribute)?;
@@ -326,6 +340,22 @@ impl Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mistyped_action_cell_gets_the_same_suggestion_as_the_flag() {
+        assert_eq!(ActionKind::closest("actviate"), Some(ActionKind::Activate));
+        assert_eq!(
+            ActionKind::closest("Set_Pakage"),
+            Some(ActionKind::SetPackage)
+        );
+        assert_eq!(ActionKind::closest("reboot"), None);
+        let e = Action::build("actviate", "", "").unwrap_err();
+        assert!(
+            e.message.contains("did you mean activate?"),
+            "{}",
+            e.message
+        );
+    }
 
     #[test]
     fn names_aliases_and_case_are_accepted() {

@@ -18,6 +18,10 @@ pub(crate) enum IccidError {
     )]
     NotDigits { shown: String },
     #[error(
+        "ICCID {shown:?} was turned into a number by a spreadsheet, which keeps only its first 15 digits; format the iccid column as Text and paste the ICCIDs again (or export them from the provider as CSV)"
+    )]
+    Spreadsheet { shown: String },
+    #[error(
         "ICCID {shown:?} has {len} digits; an ICCID has 19 or 20 (check for digits lost by a spreadsheet's number format)"
     )]
     Length { shown: String, len: usize },
@@ -27,12 +31,29 @@ pub(crate) enum IccidError {
     Luhn { shown: String, expected: u8 },
 }
 
+/// A number as a spreadsheet writes a long one: `8.93100010000000E+19`, `8,93E+19`.
+fn looks_like_a_spreadsheet_number(s: &str) -> bool {
+    let upper = s.to_ascii_uppercase();
+    let Some((mantissa, exp)) = upper.split_once("E+") else {
+        return false;
+    };
+    !mantissa.is_empty()
+        && mantissa
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b',')
+        && !exp.is_empty()
+        && exp.bytes().all(|b| b.is_ascii_digit())
+}
+
 impl Iccid {
     /// Validates `s` (already trimmed by the reader).
     pub(crate) fn parse(s: &str) -> Result<Self, IccidError> {
         let shown: String = s.chars().take(40).collect();
         if s.is_empty() {
             return Err(IccidError::Empty);
+        }
+        if looks_like_a_spreadsheet_number(s) {
+            return Err(IccidError::Spreadsheet { shown });
         }
         if !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(IccidError::NotDigits { shown });
@@ -51,6 +72,7 @@ impl Iccid {
         Ok(Self(s.to_owned()))
     }
 
+    /// The ICCID as written.
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
@@ -99,6 +121,22 @@ pub fn with_check_digit(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_iccid_a_spreadsheet_made_a_number_is_named_with_the_fix() {
+        for shown in ["8.93100010000000E+19", "8,931E+19", "8.9310001e+19"] {
+            let e = Iccid::parse(shown).unwrap_err();
+            assert!(matches!(e, IccidError::Spreadsheet { .. }), "{shown}: {e}");
+            assert!(
+                e.to_string().contains("format the iccid column as Text"),
+                "{e}"
+            );
+        }
+        assert!(matches!(
+            Iccid::parse("8944 5009"),
+            Err(IccidError::NotDigits { .. })
+        ));
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -36,6 +36,8 @@ pub enum Reason {
     IccidEmpty,
     /// An ICCID with other characters than digits.
     IccidNotDigits,
+    /// An ICCID a spreadsheet turned into a number (`8.931E+19`): its digits are lost.
+    IccidSpreadsheet,
     /// An ICCID of another length than 19 or 20 digits.
     IccidLength,
     /// An ICCID whose check digit is wrong.
@@ -76,6 +78,7 @@ impl Reason {
         match self {
             Reason::IccidEmpty => "ICCID missing",
             Reason::IccidNotDigits => "ICCID has a non-digit",
+            Reason::IccidSpreadsheet => "ICCID turned into a number by a spreadsheet",
             Reason::IccidLength => "ICCID not 19 or 20 digits",
             Reason::IccidLuhn => "ICCID fails the Luhn check",
             Reason::NoAction => "no action",
@@ -102,6 +105,7 @@ impl From<super::iccid::IccidError> for Invalid {
         let reason = match &e {
             E::Empty => Reason::IccidEmpty,
             E::NotDigits { .. } => Reason::IccidNotDigits,
+            E::Spreadsheet { .. } => Reason::IccidSpreadsheet,
             E::Length { .. } => Reason::IccidLength,
             E::Luhn { .. } => Reason::IccidLuhn,
         };

@@ -48,6 +48,8 @@ pub enum FileError {
         "input {path} is {kind}, not a regular file; simbulk reads its input twice (a fingerprint for --resume, then row by row) and must be able to read it again on resume, so save it to a file first (e.g. `cat … > job.csv`) and run that"
     )]
     NotRegular { path: PathBuf, kind: &'static str },
+    #[error("input {} is a folder; give the job's file in it (e.g. {}/job.csv)", path.display(), path.display())]
+    Directory { path: PathBuf },
     #[error(
         "input file {path} is empty; it needs a header line (e.g. iccid,action,value) and one row per SIM"
     )]
@@ -212,6 +214,11 @@ impl InputFile {
         }
         let file = o.open(path).map_err(unreadable)?;
         let meta = file.metadata().map_err(unreadable)?;
+        if meta.is_dir() {
+            return Err(FileError::Directory {
+                path: path.to_owned(),
+            });
+        }
         if !meta.is_file() {
             return Err(FileError::NotRegular {
                 path: path.to_owned(),
@@ -748,7 +755,8 @@ mod tests {
         assert!(matches!(e, FileError::NotRegular { .. }), "{e}");
         assert!(e.to_string().contains("save it to a file first"), "{e}");
         let e = InputFile::open(dir.path()).unwrap_err();
-        assert!(e.to_string().contains("a directory"), "{e}");
+        assert!(e.to_string().contains("is a folder"), "{e}");
+        assert!(!e.to_string().contains("cat "), "{e}");
     }
 }
 

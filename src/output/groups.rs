@@ -117,13 +117,25 @@ impl Groups {
     /// The `n` largest groups, with their share of `rows` and the next step; `failures`
     /// names the failures file the steps point at.
     pub(crate) fn top(&self, n: usize, rows: u64, failures: &str) -> Vec<ErrorGroup> {
+        self.top_with(n, rows, failures, "")
+    }
+
+    /// [`Groups::top`], the next steps' commands carrying `defaults` (the job's `--action`,
+    /// `--value`, `--attribute`, as [`rerun_flags`] writes them), so each runs as printed.
+    pub(crate) fn top_with(
+        &self,
+        n: usize,
+        rows: u64,
+        failures: &str,
+        defaults: &str,
+    ) -> Vec<ErrorGroup> {
         let mut v: Vec<ErrorGroup> = self
             .map
             .iter()
             .map(
                 |((outcome, status, code, reason), (count, message, samples))| ErrorGroup {
                     label: label(*status, *code, reason.as_deref()),
-                    next_step: next_step(outcome, *status, *code, failures),
+                    next_step: next_step(outcome, *status, *code, failures, defaults),
                     outcome: outcome.clone(),
                     http_status: *status,
                     error_code: *code,
@@ -152,12 +164,36 @@ pub(crate) fn label(status: Option<u16>, code: Option<i64>, reason: Option<&str>
     }
 }
 
+/// The flags that give a failures file the row defaults its job had (` --action activate`,
+/// shell-quoted; empty when the job had none): a bare list of ICCIDs runs again only with
+/// its `--action`.
+pub(crate) fn rerun_flags(
+    action: Option<&str>,
+    value: Option<&str>,
+    attribute: Option<&str>,
+) -> String {
+    [
+        ("--action", action),
+        ("--value", value),
+        ("--attribute", attribute),
+    ]
+    .into_iter()
+    .filter_map(|(flag, v)| v.map(|v| format!(" {flag} {}", super::summary::shell_quote(v))))
+    .collect()
+}
+
 /// What to do about a group.
-fn next_step(outcome: &str, status: Option<u16>, code: Option<i64>, failures: &str) -> String {
+fn next_step(
+    outcome: &str,
+    status: Option<u16>,
+    code: Option<i64>,
+    failures: &str,
+    defaults: &str,
+) -> String {
     if outcome == BLOCKED {
         return "the desired file asks for a change no order allows (each row's message says why; nothing was sent): change the file or the SIM, then run simbulk apply again".into();
     }
-    let rerun = format!("simbulk run {failures}");
+    let rerun = format!("simbulk run {failures}{defaults}");
     if outcome == "invalid" {
         return format!(
             "fix these rows in {failures} (the message says how), then run it: {rerun}"
@@ -165,7 +201,7 @@ fn next_step(outcome: &str, status: Option<u16>, code: Option<i64>, failures: &s
     }
     if outcome == "pending" {
         return format!(
-            "the activations went through but the SIMs were not active yet: poll them again (no second activation is sent) with {rerun} --action activate --wait-active 30m"
+            "the activations went through but the SIMs were not active yet: poll them again (no second activation is sent) with simbulk run {failures} --action activate --wait-active 30m"
         );
     }
     match (status, code) {

@@ -409,7 +409,23 @@ const WIDTHS: [u64; 12] = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440];
 
 impl Report {
     fn top_errors(&self) -> Vec<ErrorGroup> {
-        self.groups.top(50, self.rows, &self.failures)
+        self.groups
+            .top_with(50, self.rows, &self.failures, &self.rerun_flags())
+    }
+
+    /// The row defaults of the job (from its checkpoint), as flags of a re-run.
+    fn rerun_flags(&self) -> String {
+        self.job.as_ref().map_or_else(
+            |_| String::new(),
+            |j| {
+                let id = &j.header.job;
+                crate::output::groups::rerun_flags(
+                    id.action.as_deref(),
+                    id.value.as_deref(),
+                    id.attribute.as_deref(),
+                )
+            },
+        )
     }
 
     /// Percent of the rows.
@@ -463,8 +479,10 @@ impl Report {
             && self.failures_exist
         {
             steps.push(format!(
-                "failed, invalid and pending rows are in {} (the input's own columns): fix what each error group says, then run it: simbulk run {}",
-                self.failures, self.failures
+                "failed, invalid and pending rows are in {} (the input's own columns): fix what each error group says, then run it: simbulk run {}{}",
+                self.failures,
+                self.failures,
+                self.rerun_flags()
             ));
         }
         steps

@@ -470,3 +470,101 @@ fn fatal_errors_are_json_with_log_format_json() {
         "{v}"
     );
 }
+
+/// The words of a command as a POSIX shell reads them (plain words and '…' quotes, as the
+/// hints write them).
+fn shell_words(s: &str) -> Vec<String> {
+    let (mut words, mut cur, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    for c in s.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+#[test]
+fn every_next_step_of_a_bare_list_job_runs_as_printed() {
+    let sim = TestSim::unlimited(300);
+    let mut ids = sim.pick(3, |r, p| p == Profile::Available && acme(r));
+    // One the provider does not know (6002), one that fails the Luhn check (invalid).
+    ids.push(simbulk::input::with_check_digit("894450019999900001"));
+    let mut bad = simbulk::input::with_check_digit("894450019999900002");
+    bad.pop();
+    bad.push(if bad.ends_with('1') { '2' } else { '1' });
+    ids.push(bad);
+    let job = Job::new("bare.txt", &(ids.join("\n") + "\n"));
+    let summary = job.path(".json");
+    let o = job
+        .command(
+            &sim,
+            &[
+                "--action",
+                "activate",
+                "--summary-json",
+                summary.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let steps: Vec<String> = s["top_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["next_step"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(steps.len(), 2, "{steps:#?}");
+    // The report's step too.
+    let report = simbulk()
+        .arg("report")
+        .arg(job.path(".results.csv"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&report.stdout).into_owned();
+    let from_report = report
+        .lines()
+        .find(|l| l.contains("then run it: simbulk run"))
+        .unwrap_or_else(|| panic!("{report}"))
+        .to_owned();
+    for step in steps.iter().chain([&from_report]) {
+        let (_, cmd) = step
+            .split_once("simbulk run ")
+            .unwrap_or_else(|| panic!("no command in {step:?}"));
+        let args = shell_words(cmd);
+        let o = simbulk()
+            .current_dir(job.dir.path())
+            .arg("run")
+            .args(&args)
+            .env("SIMBULK_BASE_URL", sim.url())
+            .output()
+            .unwrap();
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "{step:?} does not run as printed: {}",
+            text(&o)
+        );
+        // The next hint runs on a clean slate: the re-run's own outputs go.
+        for e in std::fs::read_dir(job.dir.path()).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if name.starts_with("bare.failures.") && name != "bare.failures.csv" {
+                std::fs::remove_file(job.dir.path().join(name)).unwrap();
+            }
+        }
+    }
+}
