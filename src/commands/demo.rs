@@ -31,6 +31,11 @@ pub(crate) struct DemoArgs {
     /// Where the demo writes its results, failures and checkpoint files.
     #[arg(long, default_value = "simbulk-demo")]
     pub(crate) out: PathBuf,
+
+    /// Keep the simulator up after the jobs (until Ctrl-C) and print the command that re-runs
+    /// a failures file against it.
+    #[arg(long)]
+    pub(crate) keep: bool,
 }
 
 /// The demo simulator's seed and size.
@@ -41,6 +46,8 @@ pub(crate) const DEMO_SIMS: usize = 5000;
 pub(crate) struct Sample {
     pub(crate) name: &'static str,
     pub(crate) title: &'static str,
+    /// What the job shows, its seeded failures named as such.
+    pub(crate) shows: &'static str,
     pub(crate) contents: String,
     pub(crate) action: Option<&'static str>,
 }
@@ -56,18 +63,21 @@ pub(crate) fn sample_files() -> Vec<Sample> {
         Sample {
             name: "shipment-activation.csv",
             title: "Activate a new shipment (a bare list of ICCIDs)",
+            shows: "a supplier's list as it arrives; 2 ICCIDs are mistyped on purpose (a digit dropped, a digit wrong): they become invalid rows and the job goes on",
             contents: shipment(&sims),
             action: Some("activate"),
         },
         Sample {
             name: "package-migration.csv",
             title: "Migrate EU SIMs to package 20533",
+            shows: "most SIMs move; failing on purpose: active and suspended SIMs (the provider refuses a package change on them: 6046, 16000), rows naming a package that does not fit them (16005, 16006), and one ICCID the provider does not know (6002)",
             contents: migration(&sims),
             action: None,
         },
         Sample {
             name: "attribute-tagging.csv",
             title: "Tag meters with friendly names (semicolon-separated)",
+            shows: "attribute writes, creates and deletes, already-done rows skipped; failing on purpose: suspended SIMs take no attribute write (16000), and one row lacks its attribute name (invalid)",
             contents: tagging(&sims),
             action: None,
         },
@@ -97,14 +107,17 @@ fn shipment(sims: &[Seeded]) -> String {
     out
 }
 
-/// A package migration to 20533 in the EU portfolio: available SIMs move; active and
-/// suspended ones hit the rules; a few rows name the wrong package.
+/// A package migration to 20533 in the EU portfolio: available SIMs move; every tenth active
+/// or suspended one is there to hit the rules; a few rows name the wrong package.
 fn migration(sims: &[Seeded]) -> String {
     let mut out = String::from("iccid,action,value,customer\n");
     let eu = sims
         .iter()
         .filter(|(i, r, _)| (2500..4000).contains(i) && r.sim.portfolio_id == "pf-acme-eu");
-    for (n, (i, r, _)) in eu.enumerate() {
+    for (n, (i, r, p)) in eu.enumerate() {
+        if *p != Profile::Available && n % 10 != 0 {
+            continue;
+        }
         let value = match n % 97 {
             13 => "20420",
             41 => "31001",
@@ -204,10 +217,10 @@ fn say(s: &str) {
 
 /// `simbulk demo`.
 pub(crate) async fn run(a: DemoArgs) -> Outcome {
-    demo(&a.out).await
+    demo(&a.out, a.keep).await
 }
 
-async fn demo(out: &Path) -> Outcome {
+async fn demo(out: &Path, keep: bool) -> Outcome {
     std::fs::create_dir_all(out).map_err(|e| {
         CliError::usage(format_args!(
             "cannot make the folder {}: {e}",
@@ -234,7 +247,7 @@ async fn demo(out: &Path) -> Outcome {
         if drain.is_cancelled() {
             break;
         }
-        say(&format!("== {} ({})\n", s.title, s.name));
+        say(&format!("== {} ({})\n   {}\n", s.title, s.name, s.shows));
         let cfg = JobConfig {
             defaults: Defaults {
                 action: s.action.map(str::to_owned),
@@ -271,10 +284,20 @@ async fn demo(out: &Path) -> Outcome {
         "simulator: {} requests, {} changes applied, {} × 429, faults injected: {:?}\n",
         stats.requests, stats.mutations_applied, stats.too_many_requests, stats.faults_injected
     ));
-    say(&format!(
-        "open the results in {} (the failures files re-run with `simbulk run <file>`)\n",
-        out.display()
-    ));
+    say(&format!("open the results in {}\n", out.display()));
+    if keep && !drain.is_cancelled() {
+        let failures = out.join("shipment-activation.failures.csv");
+        say(&format!(
+            "the simulator stays up until Ctrl-C; re-run a failures file against it (the shipment's, fixed or not):\n  SIMBULK_CLIENT_ID={} SIMBULK_CLIENT_SECRET={} simbulk run --base-url {} {} --action activate\n",
+            crate::sim::DEMO_CLIENT_ID,
+            crate::sim::DEMO_CLIENT_SECRET,
+            server.base_url(),
+            crate::output::summary::shell_quote(&failures.display().to_string()),
+        ));
+        drain.cancelled().await;
+    } else {
+        say("to re-run a failures file, keep the simulator up: simbulk demo --keep\n");
+    }
     server.stop().await.map_err(anyhow::Error::from)?;
     if stdout::closed() {
         // The reader went away (`| head`): a quiet end, like any filter's.

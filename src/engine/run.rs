@@ -461,7 +461,7 @@ fn fill(s: &mut Summary, c: &Counts, d: &crate::input::Defaults) {
     s.by_action = c.by_action.clone();
     s.by_reason = c.reasons.all();
     let failures = crate::output::summary::shell_quote(&s.failures.display().to_string());
-    let defaults = crate::output::groups::rerun_flags(
+    let defaults = crate::output::summary::rerun_flags(
         d.action.as_deref(),
         d.value.as_deref(),
         d.attribute.as_deref(),

@@ -169,7 +169,7 @@ mod tests {
             Iccid::parse("8.94450099E+18")
                 .unwrap_err()
                 .to_string()
-                .contains("non-digit")
+                .contains("turned into a number by a spreadsheet")
         );
     }
 

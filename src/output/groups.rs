@@ -121,7 +121,7 @@ impl Groups {
     }
 
     /// [`Groups::top`], the next steps' commands carrying `defaults` (the job's `--action`,
-    /// `--value`, `--attribute`, as [`rerun_flags`] writes them), so each runs as printed.
+    /// `--value`, `--attribute`, as `summary::rerun_flags` writes them), so each runs as printed.
     pub(crate) fn top_with(
         &self,
         n: usize,
@@ -162,24 +162,6 @@ pub(crate) fn label(status: Option<u16>, code: Option<i64>, reason: Option<&str>
         (None, None, Some(r)) => r.to_owned(),
         (None, None, None) => "other".into(),
     }
-}
-
-/// The flags that give a failures file the row defaults its job had (` --action activate`,
-/// shell-quoted; empty when the job had none): a bare list of ICCIDs runs again only with
-/// its `--action`.
-pub(crate) fn rerun_flags(
-    action: Option<&str>,
-    value: Option<&str>,
-    attribute: Option<&str>,
-) -> String {
-    [
-        ("--action", action),
-        ("--value", value),
-        ("--attribute", attribute),
-    ]
-    .into_iter()
-    .filter_map(|(flag, v)| v.map(|v| format!(" {flag} {}", super::summary::shell_quote(v))))
-    .collect()
 }
 
 /// What to do about a group.

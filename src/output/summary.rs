@@ -393,6 +393,24 @@ impl ReasonTally {
     }
 }
 
+/// The flags that give a failures file the row defaults its job had (` --action activate`,
+/// shell-quoted; empty when the job had none): a bare list of ICCIDs runs again only with
+/// its `--action`.
+pub(crate) fn rerun_flags(
+    action: Option<&str>,
+    value: Option<&str>,
+    attribute: Option<&str>,
+) -> String {
+    [
+        ("--action", action),
+        ("--value", value),
+        ("--attribute", attribute),
+    ]
+    .into_iter()
+    .filter_map(|(flag, v)| v.map(|v| format!(" {flag} {}", shell_quote(v))))
+    .collect()
+}
+
 /// Shell-quotes one argument for the "to resume" line.
 pub(crate) fn shell_quote(s: &str) -> String {
     if !s.is_empty()

@@ -419,7 +419,7 @@ impl Report {
             |_| String::new(),
             |j| {
                 let id = &j.header.job;
-                crate::output::groups::rerun_flags(
+                crate::output::summary::rerun_flags(
                     id.action.as_deref(),
                     id.value.as_deref(),
                     id.attribute.as_deref(),

@@ -365,3 +365,51 @@ fn the_readme_demo_runs_its_three_jobs_to_the_end() {
         assert!(results.exists(), "{} is missing:\n{out}", results.display());
     }
 }
+
+#[test]
+fn the_demo_kept_up_prints_a_re_run_that_runs_as_printed() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = simbulk()
+        .arg("demo")
+        .arg("--out")
+        .arg(dir.path())
+        .arg("--keep")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The demo's standard output stays open until the end: a demo whose reader is gone stops.
+    let mut lines = std::io::BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let hint = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .inspect(|l| seen.push_str(&format!("{l}\n")))
+        .find(|l| l.trim_start().starts_with("SIMBULK_CLIENT_ID="));
+    let Some(hint) = hint else {
+        let _ = demo.kill();
+        panic!("no re-run hint:\n{seen}");
+    };
+    assert!(
+        seen.contains("on purpose"),
+        "the seeded failures are named:\n{seen}"
+    );
+    // `VAR=value … simbulk run ARGS…`, as a shell would run it.
+    let words: Vec<&str> = hint.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "simbulk").unwrap();
+    let mut rerun = bare();
+    for kv in &words[..at] {
+        let (k, v) = kv.split_once('=').unwrap();
+        rerun.env(k, v);
+    }
+    let o = rerun.args(&words[at + 1..]).output().unwrap();
+    let _ = demo.kill();
+    let _ = demo.wait();
+    drop(lines);
+    assert!(
+        matches!(o.status.code(), Some(0 | 1)),
+        "{hint:?} does not run as printed: {}",
+        text(&o)
+    );
+}

@@ -39,14 +39,6 @@ fn config_for(dir: &std::path::Path, base_url: &str, extra: &str) -> std::path::
     cfg
 }
 
-/// `simbulk` without the test's credentials in the environment.
-fn bare() -> std::process::Command {
-    let mut c = simbulk();
-    c.env_remove("SIMBULK_CLIENT_ID")
-        .env_remove("SIMBULK_CLIENT_SECRET");
-    c
-}
-
 #[test]
 fn a_profile_drives_a_job_env_overrides_it_and_a_flag_overrides_env() {
     let s = TestSim::unlimited(500);

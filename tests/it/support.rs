@@ -220,6 +220,14 @@ pub fn simbulk() -> Command {
     c
 }
 
+/// `simbulk` without the test's credentials in the environment.
+pub fn bare() -> Command {
+    let mut c = simbulk();
+    c.env_remove("SIMBULK_CLIENT_ID")
+        .env_remove("SIMBULK_CLIENT_SECRET");
+    c
+}
+
 /// A job directory with one input file.
 pub struct Job {
     pub dir: tempfile::TempDir,
