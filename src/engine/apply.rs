@@ -130,7 +130,7 @@ impl Planned {
         let mut v: Vec<_> = self.by_kind.iter().collect();
         v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (k, n) in v {
-            s += &format!("  {k}: {} SIMs\n", super::gate::thousands(*n));
+            s += &format!("  {k}: {} SIMs\n", crate::output::summary::thousands(*n));
         }
         s
     }

@@ -139,26 +139,16 @@ impl Destructive {
         v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let mut s = String::new();
         for (k, n) in v {
-            s += &format!("  {k}: {} SIMs\n", thousands(*n));
+            s += &format!("  {k}: {} SIMs\n", crate::output::summary::thousands(*n));
         }
         if self.other > 0 {
-            s += &format!("  (other targets): {} SIMs\n", thousands(self.other));
+            s += &format!(
+                "  (other targets): {} SIMs\n",
+                crate::output::summary::thousands(self.other)
+            );
         }
         s
     }
-}
-
-/// `41955` → `41,955`.
-pub(crate) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Whether an operator is there to answer: standard input and standard error are terminals.
@@ -254,9 +244,9 @@ mod tests {
 
     #[test]
     fn counts_read_with_separators_and_stay_bounded() {
-        assert_eq!(thousands(41955), "41,955");
-        assert_eq!(thousands(7), "7");
-        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(crate::output::summary::thousands(41955), "41,955");
+        assert_eq!(crate::output::summary::thousands(7), "7");
+        assert_eq!(crate::output::summary::thousands(1_000_000), "1,000,000");
         let mut d = Destructive::default();
         for i in 0..100 {
             let key = format!("set-package {i}");

@@ -175,20 +175,7 @@ pub(crate) fn rate_text(per_second: f64) -> String {
     if per_second < 10.0 {
         return format!("{per_second:.1}/s");
     }
-    format!("{}/s", thousands(per_second.round() as u64))
-}
-
-/// `n` with a comma between thousands: `1,000`, `12,345,678`.
-pub(crate) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    format!("{}/s", super::summary::thousands(per_second.round() as u64))
 }
 
 #[cfg(test)]
@@ -202,9 +189,5 @@ mod tests {
         assert_eq!(rate_text(1_250.0), "1,250/s");
         assert_eq!(rate_text(0.0), "-");
         assert_eq!(rate_text(f64::NAN), "-");
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000), "1,000");
-        assert_eq!(thousands(12_345_678), "12,345,678");
     }
 }
