@@ -7,7 +7,7 @@ use super::{Report, exit_text, minute_text, ms_text, span_text};
 use crate::output::row::{Tally, Verdict};
 use crate::output::summary::thousands;
 
-const STYLE: &str = "<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}h1{font-size:20px}h2{font-size:16px;margin-top:1.6em}table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}tr.group td{border-bottom:none}tr.more td{color:#555;font-size:13px;padding-bottom:8px}.ok{fill:#2e7d32;background:#2e7d32}.skipped{fill:#9e9e9e;background:#9e9e9e}.failed{fill:#c62828;background:#c62828}.invalid{fill:#ef6c00;background:#ef6c00}.pending{fill:#1565c0;background:#1565c0}.key{display:inline-block;width:10px;height:10px;margin-right:4px}svg text{font:11px system-ui,sans-serif;fill:#444}.dim{color:#777}th{vertical-align:top}</style>";
+const STYLE: &str = "<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}h1{font-size:20px}h2{font-size:16px;margin-top:1.6em}table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}tr.group td{border-bottom:none}tr.more td{color:#555;font-size:13px;padding-bottom:8px}.ok{fill:#2e7d32;background:#2e7d32}.skipped{fill:#9e9e9e;background:#9e9e9e}.failed{fill:#c62828;background:#c62828}.invalid{fill:#ef6c00;background:#ef6c00}.pending{fill:#1565c0;background:#1565c0}.key{display:inline-block;width:10px;height:10px;margin-right:4px}svg text{font:11px system-ui,sans-serif;fill:#444}.dim{color:#777}th{vertical-align:top}.amber{fill:#f9a825;background:#f9a825}.red{fill:#c62828;background:#c62828}.green{fill:#2e7d32;background:#2e7d32}#banner{font-size:18px;font-weight:600;padding:8px 12px;border-left:6px solid #1565c0;background:#e3f2fd}</style>";
 
 /// Outcomes, their CSS classes and labels, in stacking order.
 const OUTCOMES: [&str; 5] = ["ok", "skipped", "failed", "invalid", "pending"];
@@ -23,6 +23,14 @@ impl Report {
         let mut h = format!(
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>simbulk report: {file}</title>{STYLE}</head><body><h1>simbulk report</h1><p>{file}</p>"
         );
+        if let Some((banner, key)) = self.kind_words() {
+            let _ = write!(
+                h,
+                "<p id=\"banner\">{}</p><p id=\"key\">{}</p>",
+                esc(banner),
+                esc(key)
+            );
+        }
         self.job_html(&mut h);
         self.outcomes_html(&mut h);
         self.steps_html(&mut h);
@@ -43,6 +51,38 @@ impl Report {
         h
     }
 
+    /// What kind of file this is, when it is not a run's results: a banner and the key of
+    /// its outcomes.
+    pub(crate) fn kind_words(&self) -> Option<(&'static str, &'static str)> {
+        let preview = self.job.as_ref().is_ok_and(|j| j.header.job.preview)
+            || self.file.to_string_lossy().ends_with(".preview.csv");
+        if self.plan {
+            Some((
+                "PLAN — nothing was sent: one row per call simbulk apply would make",
+                "ok = calls to make; failed = changes blocked (no order allows them); invalid = rows of the file it cannot read",
+            ))
+        } else if preview {
+            Some((
+                "PREVIEW — nothing was sent: every outcome is a prediction from the SIM's state",
+                "ok = would change; skipped = already so; failed = would be refused; invalid = the row itself is wrong",
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// The colour of a finished job's state: green when no row failed, amber when some did,
+    /// red when most did.
+    fn colour(&self) -> &'static str {
+        let o = &self.outcomes;
+        let bad = o.failed + o.invalid + o.pending;
+        match (bad, o.total()) {
+            (0, _) => "green",
+            (b, t) if b * 2 >= t => "red",
+            _ => "amber",
+        }
+    }
+
     /// The job: input, change, operator, version, state, runs with their gaps and stats.
     fn job_html(&self, h: &mut String) {
         *h += "<h2>Job</h2>";
@@ -59,11 +99,8 @@ impl Report {
         };
         let hd = &j.header;
         let (state, class) = match j.finished {
-            Some(c) => (format!("complete ({})", exit_text(c)), "ok"),
-            None => (
-                "NOT complete: resume it (see next steps)".to_owned(),
-                "failed",
-            ),
+            Some(c) => (format!("complete ({})", exit_text(c)), self.colour()),
+            None => ("NOT complete: resume it (see next steps)".to_owned(), "red"),
         };
         let _ = write!(
             h,

@@ -10,11 +10,8 @@ impl Report {
         let mut s = String::new();
         let o = &self.outcomes;
         let _ = writeln!(s, "simbulk report: {}", self.file.display());
-        if self.plan {
-            let _ = writeln!(
-                s,
-                "  a plan of simbulk apply: ok = calls to make, failed = changes blocked"
-            );
+        if let Some((banner, key)) = self.kind_words() {
+            let _ = writeln!(s, "  {banner}\n  {key}");
         }
         self.job_text(&mut s);
         let n = |v: u64| format!("{} ({})", thousands(v), self.pct(v));

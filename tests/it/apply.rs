@@ -522,4 +522,15 @@ fn apply_dry_run_is_the_plan_only() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(s.ledger().is_empty(), "a dry run writes nothing");
     assert!(dir.path().join("desired.plan.csv").exists(), "{}", text(&o));
+    // The plan's report says what it is, and its key.
+    let o = simbulk()
+        .arg("report")
+        .arg(dir.path().join("desired.plan.csv"))
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        t.contains("PLAN — nothing was sent") && t.contains("ok = calls to make"),
+        "{t}"
+    );
 }

@@ -413,3 +413,57 @@ fn the_demo_kept_up_prints_a_re_run_that_runs_as_printed() {
         text(&o)
     );
 }
+
+/// `simbulk report FILE --html PAGE`; the page's text.
+fn html_report(file: &std::path::Path, page: &std::path::Path) -> String {
+    let o = simbulk()
+        .arg("report")
+        .arg(file)
+        .arg("--html")
+        .arg(page)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    std::fs::read_to_string(page).unwrap()
+}
+
+#[test]
+fn preview_and_mostly_failed_pages_say_what_they_are_in_a_browser() {
+    let s = TestSim::unlimited(300);
+    let ids = s.pick(4, |r, p| p == Profile::Available && acme(r));
+    // Most rows name SIMs the provider does not know: the job is mostly failed.
+    let mut body = String::from("iccid,action\n");
+    for id in &ids {
+        body += &format!("{id},activate\n");
+    }
+    for i in 0..6 {
+        let unknown = simbulk::input::with_check_digit(&format!("8944500199999{i:05}"));
+        body += &format!("{unknown},activate\n");
+    }
+    let job = Job::new("most.csv", &body);
+    let o = job.run(&s, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let page = html_report(&job.path(".results.csv"), &job.dir.path().join("r.html"));
+    assert!(
+        page.contains("id=\"state\"><span class=\"key red\">"),
+        "a 60 %-failed job is red"
+    );
+    assert!(
+        !page.contains("id=\"banner\""),
+        "a run's results have no banner"
+    );
+    // The same job as a preview: its page opens with what it is, and its key.
+    let preview = Job::new("ahead.csv", &body);
+    let o = preview.run(&s, &["--dry-run", "--check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let html = preview.dir.path().join("p.html");
+    let page = html_report(&preview.path(".preview.csv"), &html);
+    assert!(page.contains("PREVIEW — nothing was sent"), "{page}");
+    assert!(page.contains("ok = would change"), "{page}");
+    let Some(dom) = render(&html) else { return };
+    assert!(
+        dom.contains("id=\"banner\">PREVIEW — nothing was sent") && dom.contains("id=\"key\">"),
+        "{}",
+        &dom[..dom.len().min(2000)]
+    );
+}
