@@ -17,5 +17,6 @@ mod plan;
 mod profiles;
 mod quota;
 mod resume;
+mod snapshots;
 mod variant;
 mod watch;
