@@ -58,6 +58,8 @@ struct Shell<'a> {
     rec: &'a mut RecorderHandle,
     done_tx: mpsc::Sender<Finished>,
     schedule: Schedule,
+    /// Time spent waiting for the operator.
+    asked: Duration,
 }
 
 /// Runs the job until the input is exhausted or a stop.
@@ -88,10 +90,15 @@ pub(crate) async fn drive(
         rec,
         done_tx,
         schedule,
+        asked: Duration::ZERO,
     };
     shell.turns(&mut input, &mut done_rx).await;
     let rows_left = shell.schedule.ends_in_stop() && rows_left(&shell.schedule, &mut input).await;
-    shell.schedule.end(rows_left)
+    let asked = shell.asked;
+    Drive {
+        asked,
+        ..shell.schedule.end(rows_left)
+    }
 }
 
 /// Whether rows are left after a stop or a halt: those the schedule holds, or the
@@ -231,7 +238,9 @@ impl Shell<'_> {
                 .canary_tally()
                 .filter(|_| self.schedule.canary_due())
             {
+                let asking = Instant::now();
                 let answer = super::gate::after_canary(rows, failed, &stops.drain).await;
+                self.asked += asking.elapsed();
                 if !self.handle(Event::Canary(answer)).await {
                     return;
                 }

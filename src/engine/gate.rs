@@ -196,17 +196,21 @@ pub(crate) async fn after_canary(rows: u64, failed: u64, drain: &CancellationTok
         tracing::info!("canary: {rows} rows, none failed; going on");
         return AfterCanary::GoOn;
     }
+    // The question is not drawn over by the progress line.
+    crate::output::progress::hide();
     eprintln!("canary: the first {rows} rows are done, {failed} failed (see the results)");
     let q = if failed > 0 {
         "Go on with the remaining rows despite the failures?"
     } else {
         "Go on with the remaining rows?"
     };
-    match ask_unless(q, drain).await {
+    let answer = match ask_unless(q, drain).await {
         Some(true) => AfterCanary::GoOn,
         Some(false) => AfterCanary::Declined,
         None => AfterCanary::Signalled,
-    }
+    };
+    crate::output::progress::show();
+    answer
 }
 
 /// [`ask`], unless `drain` fires first (`None`). The question is read on a thread of its

@@ -376,6 +376,9 @@ async fn conclude(
         _ => (state, reason, code),
     };
     let mut s = summary(cfg, state, reason, code, counts.job, counts.run, started);
+    // The time the operator took to answer is not the job's.
+    let working = (s.elapsed_seconds - drive.asked.as_secs_f64()).max(0.001);
+    s.rows_per_second = s.this_run.total() as f64 / working;
     fill(&mut s, &counts, &cfg.defaults);
     s.requests = pacer.requests();
     s.calls = calls_of(&client.calls(), &s);

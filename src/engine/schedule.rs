@@ -41,6 +41,8 @@ pub(crate) struct Drive {
     pub(crate) failures: Failures,
     /// How old the states were that rows were decided on.
     pub(crate) ages: ReadAges,
+    /// Time spent waiting for the operator's answer (the canary's question): not the job's.
+    pub(crate) asked: Duration,
 }
 
 /// What the schedule is built from: the job's settings that decide order and stops.
@@ -302,6 +304,7 @@ impl Schedule {
             unrecorded: self.unrecorded,
             failures: self.failures,
             ages: self.carry.ages,
+            asked: Duration::ZERO,
         }
     }
 

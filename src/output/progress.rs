@@ -46,6 +46,25 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     }
 }
 
+/// Clears the progress line and draws it no more until [`show`]: a question to the
+/// operator is not drawn over.
+pub(crate) fn hide() {
+    if let Some(b) = active().lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+        && !b.is_hidden()
+    {
+        b.set_draw_target(ProgressDrawTarget::hidden());
+        // A terminal target leaves its last drawing on screen: the bar's two lines go.
+        let _ = std::io::stderr().write_all(b"\r\x1b[2K\x1b[1A\x1b[2K\r");
+    }
+}
+
+/// Draws the progress line again after [`hide`].
+pub(crate) fn show() {
+    if let Some(b) = active().lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        b.set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
+    }
+}
+
 /// `--log-format json`: progress lines carry their numbers as fields (set once, at start).
 static JSON: OnceLock<bool> = OnceLock::new();
 
