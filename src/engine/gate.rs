@@ -139,12 +139,15 @@ impl Destructive {
         v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let mut s = String::new();
         for (k, n) in v {
-            s += &format!("  {k}: {} SIMs\n", crate::output::summary::thousands(*n));
+            s += &format!(
+                "  {k}: {}\n",
+                crate::output::summary::count_of(*n, "SIM", "SIMs")
+            );
         }
         if self.other > 0 {
             s += &format!(
-                "  (other targets): {} SIMs\n",
-                crate::output::summary::thousands(self.other)
+                "  (other targets): {}\n",
+                crate::output::summary::count_of(self.other, "SIM", "SIMs")
             );
         }
         s

@@ -181,11 +181,16 @@ impl Summary {
     fn rows_text(&self, s: &mut String) {
         let counts = |t: &Tally| t.text(", ");
         let t = &self.job;
+        // A completed job's rows are all there: no estimate beside them.
+        let of = if self.state == crate::exit::JobState::Completed {
+            String::new()
+        } else {
+            format!(" of ~{}", thousands(self.job_rows_estimate.max(t.total())))
+        };
         let _ = writeln!(
             s,
-            "  rows:      {} done of ~{}  ({})",
-            t.total(),
-            self.job_rows_estimate.max(t.total()),
+            "  rows:      {} done{of}  ({})",
+            thousands(t.total()),
             counts(t)
         );
         if self.this_run.total() != t.total() {
@@ -242,7 +247,7 @@ impl Summary {
                 .iter()
                 .map(|x| format!("{} ({})", x.line, x.iccid))
                 .collect();
-            let _ = writeln!(s, "              e.g. lines {}", lines.join(", "));
+            let _ = writeln!(s, "              e.g. {}", lines_text(&lines));
             let _ = writeln!(s, "              next: {}", e.next_step);
         }
     }
@@ -328,6 +333,19 @@ impl Summary {
             let _ = writeln!(s, "  blank rows skipped: {}", self.blank_rows_skipped);
         }
     }
+}
+
+/// `line 19`, or `lines 19, 23`: the sample lines of a group, in the right number.
+pub(crate) fn lines_text(lines: &[String]) -> String {
+    match lines {
+        [one] => format!("line {one}"),
+        many => format!("lines {}", many.join(", ")),
+    }
+}
+
+/// `1 SIM`, `2 SIMs`, `1,000 rows`: a count with its noun in the right number.
+pub(crate) fn count_of(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
 }
 
 /// `n` with a comma every three digits: `400,010`.
@@ -437,6 +455,14 @@ pub(crate) fn resume_command(args: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_and_lines_are_in_the_right_number() {
+        assert_eq!(count_of(1, "SIM", "SIMs"), "1 SIM");
+        assert_eq!(count_of(1_000, "row", "rows"), "1,000 rows");
+        assert_eq!(lines_text(&["19".into()]), "line 19");
+        assert_eq!(lines_text(&["19".into(), "23".into()]), "lines 19, 23");
+    }
 
     #[test]
     fn thousands_are_separated() {

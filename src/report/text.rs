@@ -173,7 +173,11 @@ impl Report {
                 g.percent,
                 g.message
             );
-            let _ = writeln!(s, "                e.g. lines {}", samples.join(", "));
+            let _ = writeln!(
+                s,
+                "                e.g. {}",
+                crate::output::summary::lines_text(&samples)
+            );
             let _ = writeln!(s, "                next: {}", g.next_step);
         }
     }

@@ -245,7 +245,8 @@ fn plan_counts_equal_the_writes_and_kill_9_then_resume_ends_in_the_desired_state
         .lines()
         .filter_map(|l| l.trim().rsplit_once(": "))
         .filter_map(|(_, n)| {
-            n.strip_suffix(" SIMs")?
+            n.strip_suffix(" SIMs")
+                .or_else(|| n.strip_suffix(" SIM"))?
                 .replace(',', "")
                 .parse::<usize>()
                 .ok()
