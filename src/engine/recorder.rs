@@ -544,7 +544,12 @@ impl Counts {
 
 /// The exit code of a job whose every row has a record.
 pub(crate) fn completed_code(job: &Tally) -> Code {
-    JobState::Completed.code(job.failed + job.invalid + job.pending > 0)
+    JobState::Completed.code(rows_failed(job))
+}
+
+/// Whether some of the job's rows failed, are invalid or still pending.
+pub(crate) fn rows_failed(job: &Tally) -> bool {
+    job.failed + job.invalid + job.pending > 0
 }
 
 /// A *started* record did not reach the OS: the job is stopping (or the journal refused it),

@@ -31,7 +31,7 @@ use super::halt::{End, Stops};
 use super::plan::{self, PlannedBatch, Planner};
 use super::provider::{Connect, Provider};
 use super::reader;
-use super::recorder::{Counts, Recorder, RecorderHandle, completed_code};
+use super::recorder::{Counts, Recorder, RecorderHandle, rows_failed};
 use super::retry::RetryPolicy;
 use super::schedule::Rules;
 use super::setup::{self, Bound, Start};
@@ -360,21 +360,21 @@ async fn conclude(
         api_p99_ms: api.map_or(0.0, |l| l.1),
         ..Default::default()
     };
-    let (state, reason, code) = ending(cfg, drive, changed);
+    let (state, reason) = ending(cfg, drive, changed);
     let complete = state == JobState::Completed;
-    let (counts, write_error) = rec.finish(complete, code, sent).await;
-    let (state, reason, code) = match write_error {
+    // The code of a run that did not complete (a complete one's the recorder counts).
+    let (counts, write_error) = rec.finish(complete, state.code(false), sent).await;
+    let (state, reason) = match write_error {
         // The end record may be missing: the job is not known to be finished.
         Some(e) if complete => (
             JobState::Halted,
             Some(format!(
                 "cannot write the outputs: {e}; fix it and run again with --resume"
             )),
-            exit::HALTED,
         ),
-        _ if complete => (state, reason, completed_code(&counts.job)),
-        _ => (state, reason, code),
+        _ => (state, reason),
     };
+    let code = state.code(rows_failed(&counts.job));
     let mut s = summary(cfg, state, reason, code, counts.job, counts.run, started);
     // The time the operator took to answer is not the job's.
     let working = (s.elapsed_seconds - drive.asked.as_secs_f64()).max(0.001);
@@ -393,43 +393,36 @@ async fn conclude(
     s
 }
 
-/// The state, reason and exit code of a run that ended as `drive` says.
-fn ending(
-    cfg: &JobConfig,
-    drive: &Drive,
-    changed: Option<String>,
-) -> (JobState, Option<String>, Code) {
+/// The state and reason of a run that ended as `drive` says (its code follows from the
+/// state: [`JobState::code`]).
+fn ending(cfg: &JobConfig, drive: &Drive, changed: Option<String>) -> (JobState, Option<String>) {
     if let Some(how) = changed {
         let why = format!(
             "the input file {} changed while the job ran ({how}); no row is lost, but the job is not finished: restore the file and run again with --resume, or run the changed file with --restart",
             cfg.input.display()
         );
-        return (JobState::Halted, Some(why), exit::HALTED);
+        return (JobState::Halted, Some(why));
     }
     match &drive.end {
-        End::Complete => (JobState::Completed, None, exit::OK),
-        End::Stopped(why) => (JobState::Stopped, Some(why.clone()), exit::STOPPED),
+        End::Complete => (JobState::Completed, None),
+        End::Stopped(why) => (JobState::Stopped, Some(why.clone())),
         End::Aborted => (
             JobState::Aborted,
             Some("aborted by a second signal; rows in flight will be done again on resume".into()),
-            exit::STOPPED,
         ),
         End::Halted(h) => (
             JobState::Halted,
             Some(h.message(&drive.failures, drive.unrecorded)),
-            exit::HALTED,
         ),
         End::WriteFailed(why) => (
             JobState::Halted,
             Some(format!(
                 "cannot write the outputs: {why}; fix it and run again with --resume"
             )),
-            exit::HALTED,
         ),
         End::ReadFailed(why) => (
             JobState::Halted,
             Some(format!("cannot read the input further: {why}")),
-            exit::HALTED,
         ),
     }
 }
