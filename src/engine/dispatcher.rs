@@ -129,11 +129,13 @@ impl Shell<'_> {
         for a in actions {
             match a {
                 Action::Spawn(start) => self.spawn(*start),
-                Action::Record(r) => {
-                    self.rec.finished(*r);
+                Action::Record { row, seq } => {
+                    let given = self.rec.finished(*row);
+                    debug_assert_eq!(given, seq, "the schedule counts records as the recorder");
                 }
-                Action::Started(line) => {
-                    self.rec.started(line);
+                Action::Started { line, seq } => {
+                    let given = self.rec.started(line);
+                    debug_assert_eq!(given, seq, "the schedule counts records as the recorder");
                 }
                 Action::CutWaits => self.stops.stop_rows.cancel(),
             }
@@ -233,11 +235,7 @@ impl Shell<'_> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let deadline = stops.deadline;
         loop {
-            if let Some((rows, failed)) = self
-                .schedule
-                .canary_tally()
-                .filter(|_| self.schedule.canary_due())
-            {
+            if let Some((rows, failed)) = self.schedule.canary_due() {
                 let asking = Instant::now();
                 let answer = super::gate::after_canary(rows, failed, &stops.drain).await;
                 self.asked += asking.elapsed();

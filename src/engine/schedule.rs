@@ -97,10 +97,11 @@ pub(crate) enum Event {
 pub(crate) enum Action {
     /// Start the worker of a row.
     Spawn(Box<Start>),
-    /// Send this finished row to the recorder (its sequence number is the next).
-    Record(Box<RowResult>),
-    /// Send the *started* record of the row on this line (its sequence number is the next).
-    Started(u64),
+    /// Send this finished row to the recorder; `seq`: the sequence number the recorder
+    /// gives it (the schedule counts as the recorder does).
+    Record { row: Box<RowResult>, seq: u64 },
+    /// Send the *started* record of the row on `line`, with its sequence number `seq`.
+    Started { line: u64, seq: u64 },
     /// Cut every wait of the rows in flight: the job is stopping.
     CutWaits,
 }
@@ -232,18 +233,16 @@ impl Schedule {
             && (!self.taking || (!self.reading && self.parked == 0 && self.buffer.is_empty()))
     }
 
-    /// The canary's rows are all taken, done and recorded: time to look.
-    pub(crate) fn canary_due(&self) -> bool {
-        self.taking
-            && self.canary.as_ref().is_some_and(|c| c.left == 0)
+    /// When the canary's rows are all taken, done and recorded, time to look: the canary's
+    /// size and its failed rows.
+    pub(crate) fn canary_due(&self) -> Option<(u64, u64)> {
+        let c = self.canary.as_ref()?;
+        (self.taking
+            && c.left == 0
             && self.running == 0
             && self.flushing.is_empty()
-            && self.starting.is_empty()
-    }
-
-    /// The canary's size and its failed rows, for the look.
-    pub(crate) fn canary_tally(&self) -> Option<(u64, u64)> {
-        self.canary.as_ref().map(|c| (c.rows, self.failed))
+            && self.starting.is_empty())
+        .then_some((c.rows, self.failed))
     }
 
     /// Whether the stop (if any) already ended the job.
@@ -350,7 +349,10 @@ impl Schedule {
             return;
         }
         self.started_seq += 1;
-        out.push(Action::Started(item.line));
+        out.push(Action::Started {
+            line: item.line,
+            seq: self.started_seq,
+        });
         self.starting.push_back((self.started_seq, item, row, seen));
     }
 
@@ -448,7 +450,10 @@ impl Schedule {
             _ => None,
         };
         self.finished_seq += 1;
-        out.push(Action::Record(Box::new(r)));
+        out.push(Action::Record {
+            row: Box::new(r),
+            seq: self.finished_seq,
+        });
         if let Some(h) = halt {
             self.stop(End::Halted(h), out);
         }
@@ -653,7 +658,7 @@ mod tests {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Record(r) => Some(r.line),
+                Action::Record { row, .. } => Some(row.line),
                 _ => None,
             })
             .collect()
@@ -799,9 +804,9 @@ mod tests {
         let a = s.handle(Event::Rows((2..6).map(|l| row(l, l)).collect()), t);
         assert_eq!(spawned(&a), [2, 3], "only the canary's rows");
         s.handle(ended(2, 2, None), t);
-        assert!(!s.canary_due(), "a canary row still runs");
+        assert_eq!(s.canary_due(), None, "a canary row still runs");
         s.handle(ended(3, 3, Some(6002)), t);
-        assert!(!s.canary_due(), "its records are not out yet");
+        assert_eq!(s.canary_due(), None, "its records are not out yet");
         s.handle(
             Event::Durable {
                 started: 0,
@@ -809,8 +814,7 @@ mod tests {
             },
             t,
         );
-        assert!(s.canary_due());
-        assert_eq!(s.canary_tally(), Some((2, 1)));
+        assert_eq!(s.canary_due(), Some((2, 1)));
         // A failed canary off a terminal halts; nothing more starts.
         let a = s.handle(Event::Canary(AfterCanary::Failed), t);
         assert!(cut(&a) && spawned(&a).is_empty());
@@ -840,10 +844,10 @@ mod tests {
             },
             t,
         );
-        assert!(s.canary_due());
+        assert_eq!(s.canary_due(), Some((1, 0)));
         let a = s.handle(Event::Canary(AfterCanary::GoOn), t);
         assert_eq!(spawned(&a), [3, 4]);
-        assert!(!s.canary_due());
+        assert_eq!(s.canary_due(), None);
     }
 
     #[test]
@@ -864,7 +868,10 @@ mod tests {
         }
         let a = s.handle(Event::Rows(vec![row(2, 1), row(3, 1), Ok(p)]), t);
         assert_eq!(spawned(&a), [2]);
-        assert!(a.iter().any(|a| matches!(a, Action::Started(4))));
+        assert!(
+            a.iter()
+                .any(|a| matches!(a, Action::Started { line: 4, .. }))
+        );
         let a = s.handle(Event::Drain, t);
         assert!(cut(&a) && !s.taking());
         // The running row ends without an outcome; its parked row goes with it.
