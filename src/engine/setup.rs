@@ -222,8 +222,19 @@ fn keep_finished(cfg: &JobConfig, suffix: &str) -> std::io::Result<()> {
         if std::fs::symlink_metadata(p).is_err() {
             continue;
         }
-        let mut kept = p.as_os_str().to_owned();
-        kept.push(format!(".{suffix}"));
+        // A name no earlier keep holds: a rename never replaces a kept record.
+        let kept = (1..)
+            .map(|n| {
+                let mut k = p.as_os_str().to_owned();
+                k.push(if n == 1 {
+                    format!(".{suffix}")
+                } else {
+                    format!(".{suffix}-{n}")
+                });
+                std::path::PathBuf::from(k)
+            })
+            .find(|k| std::fs::symlink_metadata(k).is_err())
+            .unwrap_or_default();
         std::fs::rename(p, &kept)?;
         tracing::info!(
             "--restart of a finished job: its {what} are kept as {}",
