@@ -471,31 +471,6 @@ fn fatal_errors_are_json_with_log_format_json() {
     );
 }
 
-/// The words of a command as a POSIX shell reads them (plain words and '…' quotes, as the
-/// hints write them).
-fn shell_words(s: &str) -> Vec<String> {
-    let (mut words, mut cur, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
-    for c in s.chars() {
-        match c {
-            '\'' => {
-                quoted = !quoted;
-                any = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if any || !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                }
-                any = false;
-            }
-            c => cur.push(c),
-        }
-    }
-    if any || !cur.is_empty() {
-        words.push(cur);
-    }
-    words
-}
-
 #[test]
 fn every_next_step_of_a_bare_list_job_runs_as_printed() {
     let sim = TestSim::unlimited(300);

@@ -396,8 +396,8 @@ fn the_demo_kept_up_prints_a_re_run_that_runs_as_printed() {
         "the seeded failures are named:\n{seen}"
     );
     // `VAR=value … simbulk run ARGS…`, as a shell would run it.
-    let words: Vec<&str> = hint.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == "simbulk").unwrap();
+    let words = shell_words(&hint);
+    let at = words.iter().position(|w| w == "simbulk").unwrap();
     let mut rerun = bare();
     for kv in &words[..at] {
         let (k, v) = kv.split_once('=').unwrap();

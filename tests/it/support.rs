@@ -575,3 +575,28 @@ pub fn kill_loop(job: &Job, sim: &TestSim, args: &[&str], kills: usize, seed: u6
         }
     }
 }
+
+/// The words of a command as a POSIX shell reads them (plain words and '…' quotes, as the
+/// hints write them).
+pub fn shell_words(s: &str) -> Vec<String> {
+    let (mut words, mut cur, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    for c in s.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
