@@ -151,7 +151,7 @@ pub(crate) struct BudgetArgs {
 
     /// Share the account's rate budget across hosts through Redis (redis://host:port/db).
     #[arg(long, value_name = "URL", help_heading = "Pacing")]
-    pub(crate) quota_url: Option<String>,
+    pub(crate) quota_url: Option<crate::quota::RedisUrl>,
 
     /// The account's name in the shared budget [default: base URL and client id].
     #[arg(long, value_name = "TEXT", help_heading = "Pacing")]

@@ -20,7 +20,7 @@ pub(crate) enum QuotaCommand {
         quota_dir: Option<PathBuf>,
         /// A Redis holding budgets shared across hosts.
         #[arg(long, value_name = "URL")]
-        quota_url: Option<String>,
+        quota_url: Option<crate::quota::RedisUrl>,
     },
 }
 

@@ -26,7 +26,57 @@ pub enum Place {
     /// A state file in this folder (one host).
     Dir(PathBuf),
     /// A Redis server (`redis://host:port/db`).
-    Redis(String),
+    Redis(RedisUrl),
+}
+
+/// A Redis URL, whose user and password are never shown: `Display` and `Debug` print
+/// `redis://***@host:port/db`, so an error, a log line or a dump of the settings keeps the
+/// secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// The URL as given.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL with its secret, for the connection only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for RedisUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s))
+    }
+}
+
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Whatever stands before the last `@` of the authority is credentials, and so may the
+        // query be (`redis+unix:///path?user=…&pass=…`).
+        let (url, query) = match self.0.split_once('?') {
+            Some((url, _)) => (url, "?***"),
+            None => (self.0.as_str(), ""),
+        };
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let end = rest.find('/').unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        let sep = if scheme.is_empty() { "" } else { "://" };
+        match authority.rfind('@') {
+            Some(at) => write!(f, "{scheme}{sep}***{}{path}{query}", &authority[at..]),
+            None => write!(f, "{scheme}{sep}{authority}{path}{query}"),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
 }
 
 /// How a job joins its account's budget.
@@ -69,7 +119,7 @@ pub enum QuotaError {
         "the shared rate budget at {url}: {source}; start Redis, fix --quota-url, or leave it out to share on this host only"
     )]
     Redis {
-        url: String,
+        url: RedisUrl,
         #[source]
         source: redis::RedisError,
     },
@@ -298,5 +348,37 @@ impl Budget {
     /// This job's share at its last call (0–1).
     pub(crate) fn share(&self) -> f64 {
         self.last.lock().unwrap_or_else(|e| e.into_inner()).share
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedisUrl;
+
+    /// A Redis URL's credentials never show, wherever they are written.
+    #[test]
+    fn a_redis_url_shows_no_credentials() {
+        for (given, shown) in [
+            (
+                "redis://:s3cret@db.example:6379/0",
+                "redis://***@db.example:6379/0",
+            ),
+            (
+                "rediss://ops:s3cret@db.example/2",
+                "rediss://***@db.example/2",
+            ),
+            ("redis://s3cret@db.example", "redis://***@db.example"),
+            (
+                "redis+unix:///run/r.sock?db=1&pass=s3cret",
+                "redis+unix:///run/r.sock?***",
+            ),
+            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+            ("not a url s3cret@x", "***@x"),
+        ] {
+            let u = RedisUrl::new(given);
+            assert_eq!(u.to_string(), shown);
+            assert!(!format!("{u:?}").contains("s3cret"), "{u:?}");
+            assert_eq!(u.expose(), given);
+        }
     }
 }

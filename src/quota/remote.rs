@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::QuotaError;
 use super::state::{Grant, Me, State};
+use super::{QuotaError, RedisUrl};
 
 const SCRIPT: &str = include_str!("redis.lua");
 
@@ -18,7 +18,7 @@ const TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// One account's state in Redis.
 pub(crate) struct RedisStore {
-    url: String,
+    url: RedisUrl,
     conn: ConnectionManager,
     script: redis::Script,
     key: String,
@@ -32,12 +32,12 @@ pub(crate) fn key_for(account: &str) -> String {
 
 impl RedisStore {
     /// Connects to `url` (an unreachable server is an error now).
-    pub(crate) async fn connect(url: &str, account: &str) -> Result<Self, QuotaError> {
+    pub(crate) async fn connect(url: &RedisUrl, account: &str) -> Result<Self, QuotaError> {
         let err = |source| QuotaError::Redis {
-            url: url.to_owned(),
+            url: url.clone(),
             source,
         };
-        let client = redis::Client::open(url).map_err(err)?;
+        let client = redis::Client::open(url.expose()).map_err(err)?;
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))
@@ -52,7 +52,7 @@ impl RedisStore {
                 })?
                 .map_err(err)?;
         Ok(Self {
-            url: url.to_owned(),
+            url: url.clone(),
             conn,
             script: redis::Script::new(SCRIPT),
             key: key_for(account),
@@ -167,22 +167,17 @@ mod tests {
             eprintln!("redis-server not installed: this test did not run");
             return;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // A Unix socket in a directory of the test's own: no port for another test to take.
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("redis.sock");
+        let log = dir.path().join("redis.log");
         let mut child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&sock)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -190,15 +185,26 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let url = format!("redis://127.0.0.1:{port}/0");
+        let url = RedisUrl::new(format!("redis+unix://{}", sock.display()));
         let store = rt.block_on(async {
-            for _ in 0..200 {
-                if let Ok(s) = RedisStore::connect(&url, "acct").await {
+            let since = std::time::Instant::now();
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let said = std::fs::read_to_string(&log).unwrap_or_default();
+                    panic!("redis-server exited ({status}) before listening:\n{said}");
+                }
+                if sock.exists()
+                    && let Ok(s) = RedisStore::connect(&url, "acct").await
+                {
                     return s;
                 }
-                tokio::time::sleep(Duration::from_millis(25)).await;
+                assert!(
+                    since.elapsed() < Duration::from_secs(30),
+                    "redis did not listen on {} in 30 s",
+                    sock.display()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            panic!("redis did not start");
         });
         let me = |id: &str, rate: f64, burst: f64| Me {
             id: id.into(),

@@ -22,10 +22,11 @@ fn limited_sim() -> TestSim {
     })
 }
 
-/// A Redis server of the test's own on a free loopback port, stopped when dropped.
+/// A Redis server of the test's own on a Unix socket in its own folder (no port another test
+/// could take between choosing it and Redis binding it), stopped when dropped.
 struct Redis {
     child: Child,
-    port: u16,
+    dir: std::sync::Arc<tempfile::TempDir>,
 }
 
 impl Redis {
@@ -39,37 +40,38 @@ impl Redis {
             eprintln!("redis-server not installed: skipping");
             return None;
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Some(Self::on(port))
+        Some(Self::on(std::sync::Arc::new(tempfile::tempdir().unwrap())))
     }
 
-    fn on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
+    /// Starts Redis on the socket in `dir` (again, after a stop: the same URL).
+    fn on(dir: std::sync::Arc<tempfile::TempDir>) -> Self {
+        let sock = dir.path().join("redis.sock");
+        let log = dir.path().join("redis.log");
+        let mut child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&sock)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_for("redis to listen", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        wait_for("redis to listen", Duration::from_secs(30), || {
+            if let Some(status) = child.try_wait().unwrap() {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("redis-server exited ({status}) before listening:\n{said}");
+            }
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
         });
-        Self { child, port }
+        Self { child, dir }
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        format!(
+            "redis+unix://{}",
+            self.dir.path().join("redis.sock").display()
+        )
     }
 
     fn stop(&mut self) {
@@ -216,7 +218,13 @@ fn jobs_on_different_hosts_share_the_account_through_redis() {
         })
         .collect();
     assert_shared_fairly(&s, &js, children);
-    // Redis unreachable at start: a clear error, nothing sent.
+}
+
+/// Redis unreachable at start: a clear error naming the flag, nothing sent, and the URL's
+/// password nowhere in what the job printed or wrote.
+#[test]
+fn an_unreachable_redis_is_a_clear_error_that_keeps_its_password() {
+    let s = limited_sim();
     let job = &jobs(&s, 1, 3)[0];
     let before = s.stats().requests;
     let o = job.run(
@@ -227,11 +235,21 @@ fn jobs_on_different_hosts_share_the_account_through_redis() {
             "--rate",
             "5",
             "--quota-url",
-            "redis://127.0.0.1:9/0",
+            "redis://:hunter2@127.0.0.1:9/0",
         ],
     );
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("--quota-url"), "{}", text(&o));
+    assert!(
+        text(&o).contains("redis://***@127.0.0.1:9/0"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("hunter2"), "{}", text(&o));
+    for f in std::fs::read_dir(job.dir.path()).unwrap() {
+        let written = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&written).contains("hunter2"));
+    }
     assert_eq!(s.stats().requests, before);
 }
 
@@ -309,10 +327,10 @@ fn jobs_go_on_alone_when_redis_is_lost_and_rejoin_when_it_is_back() {
         })
         .collect();
     std::thread::sleep(Duration::from_secs(3));
-    let port = redis.port;
+    let dir = redis.dir.clone();
     redis.stop();
     std::thread::sleep(Duration::from_secs(3));
-    let _back = Redis::on(port);
+    let _back = Redis::on(dir);
     let t0 = Instant::now();
     for (c, j) in children.into_iter().zip(&js) {
         let (o, _) = exit_within(c, Duration::from_secs(120));
