@@ -34,7 +34,7 @@ fn read_and_validate(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("read_and_validate_100k_rows", |b| {
         b.iter(|| {
-            let (_, rows) = reader::open(&p, &Defaults::default()).unwrap();
+            let (_, rows) = reader::open(&p, None, &Defaults::default()).unwrap();
             black_box(
                 rows.filter(|r| r.as_ref().is_ok_and(|i| i.parsed.is_ok()))
                     .count(),
@@ -77,7 +77,7 @@ fn row(i: u64) -> RowResult {
 fn write_results_and_checkpoint(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let p = input_file(dir.path());
-    let (layout, _) = reader::open(&p, &Defaults::default()).unwrap();
+    let (layout, _) = reader::open(&p, None, &Defaults::default()).unwrap();
     let rows: Vec<RowResult> = (0..10_000).map(row).collect();
     let mut g = c.benchmark_group("output");
     g.throughput(Throughput::Elements(rows.len() as u64));

@@ -2,10 +2,11 @@
 //! a row does.
 //!
 //! Guarantees: the input is read streaming, in fixed-size blocks, at offsets (through the
-//! job's one handle, without moving its cursor), and a stop ends the read at the next block;
+//! job's one handle, without moving its cursor; a spreadsheet as the CSV text of its sheet),
+//! and a stop ends the read at the next block;
 //! two inputs that differ in any byte have different fingerprints.
 
-use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -68,14 +69,14 @@ impl JobIdentity {
 
 /// Digest and size of the file, plus its line count (an estimate of its rows for progress).
 pub(crate) fn digest_file(path: &Path) -> std::io::Result<(String, u64, u64)> {
-    let f = std::fs::File::open(path)?;
-    digest(&f, &|| false).map(|d| d.unwrap_or_default())
+    let mut f = std::fs::File::open(path)?;
+    digest(&mut f, &|| false).map(|d| d.unwrap_or_default())
 }
 
-/// Digest, size and line count of an open file, read at offsets from the start; `None` when
-/// `stopped` says so between two blocks.
+/// Digest, size and line count of an input read from its start (through the job's handle, at
+/// offsets); `None` when `stopped` says so between two blocks.
 pub(crate) fn digest(
-    f: &File,
+    source: &mut dyn Read,
     stopped: &dyn Fn() -> bool,
 ) -> std::io::Result<Option<(String, u64, u64)>> {
     let mut h = Sha256::new();
@@ -85,7 +86,10 @@ pub(crate) fn digest(
         if stopped() {
             return Ok(None);
         }
-        let n = read_at(f, &mut buf, bytes)?;
+        let n = match source.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
         if n == 0 {
             break;
         }
@@ -99,24 +103,6 @@ pub(crate) fn digest(
     }
     let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok(Some((hex, bytes, lines)))
-}
-
-fn read_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
-    loop {
-        #[cfg(unix)]
-        let r = std::os::unix::fs::FileExt::read_at(f, buf, at);
-        #[cfg(not(unix))]
-        let r = {
-            use std::io::{Read, Seek};
-            let mut g = f;
-            g.seek(std::io::SeekFrom::Start(at))
-                .and_then(|_| g.read(buf))
-        };
-        match r {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            other => return other,
-        }
-    }
 }
 
 #[cfg(test)]

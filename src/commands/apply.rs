@@ -34,6 +34,11 @@ pub(crate) struct ApplyArgs {
     /// cell leaves the field as it is, `(delete)` in an attr: column deletes the attribute.
     pub(crate) input: PathBuf,
 
+    /// The sheet to read when the desired state is a spreadsheet (.xlsx, .xls, .ods)
+    /// [default: its first visible sheet].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) sheet: Option<String>,
+
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
 
@@ -219,14 +224,20 @@ async fn write_plan(
     plan_path: Option<&Path>,
 ) -> Result<Planned, CliError> {
     let Some(plan_path) = plan_path else {
-        return Ok(make_plan(&a.input, reading, &mut std::io::sink()).await?);
+        return Ok(make_plan(&a.input, a.sheet.as_deref(), reading, &mut std::io::sink()).await?);
     };
     let spare: Vec<_> = crate::files::output_place(&a.input, "the desired-state file", true)
         .into_iter()
         .collect();
     let mut out =
         crate::files::Replace::prepare(plan_path, "--plan", &spare).map_err(CliError::usage)?;
-    let planned = make_plan(&a.input, reading, &mut std::io::BufWriter::new(out.file())).await?;
+    let planned = make_plan(
+        &a.input,
+        a.sheet.as_deref(),
+        reading,
+        &mut std::io::BufWriter::new(out.file()),
+    )
+    .await?;
     out.commit().map_err(|e| {
         CliError::halted(format_args!(
             "cannot write the plan {}: {e}",

@@ -128,6 +128,7 @@ fn iccid_list(a: &ExportArgs) -> Result<Vec<String>, String> {
     if let Some(p) = &a.iccid_file {
         let (layout, rows) = crate::input::reader::open(
             p,
+            None,
             &crate::input::Defaults {
                 action: Some("activate".into()),
                 ..Default::default()

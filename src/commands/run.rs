@@ -25,9 +25,15 @@ use super::args::{
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// The job: a CSV with an iccid column and usually action, value, attribute columns
-    /// (other columns are carried to the results), or a plain list of ICCIDs with --action.
+    /// The job: a CSV (or a spreadsheet) with an iccid column and usually action, value,
+    /// attribute columns (other columns are carried to the results), or a plain list of
+    /// ICCIDs with --action.
     pub(crate) input: PathBuf,
+
+    /// The sheet to read when the input is a spreadsheet (.xlsx, .xls, .ods) [default: its
+    /// first visible sheet].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) sheet: Option<String>,
 
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
@@ -318,6 +324,7 @@ pub(crate) fn configure(
             attribute: a.attribute.clone(),
         },
         wait_active: a.wait_active,
+        sheet: a.sheet.clone(),
         ..job_config(a.input.clone(), &a.job, args)
     };
     let cfg = if a.check { as_preview(cfg, a) } else { cfg };

@@ -146,9 +146,11 @@ pub(crate) struct Reading<'a> {
     pub(crate) check: bool,
 }
 
-/// Reads `input` (a desired-state file) against the fleet and writes the plan to `out`.
+/// Reads `input` (a desired-state file; a spreadsheet's `sheet`) against the fleet and writes
+/// the plan to `out`.
 pub(crate) async fn make_plan(
     input: &Path,
+    sheet: Option<&str>,
     r: &Reading<'_>,
     out: &mut dyn Write,
 ) -> Result<Planned, ApplyError> {
@@ -159,7 +161,7 @@ pub(crate) async fn make_plan(
         value: Some("desired state".into()),
         attribute: None,
     };
-    let (layout, rows) = crate::input::open(input, &defaults)?;
+    let (layout, rows) = crate::input::open(input, sheet, &defaults)?;
     let dl = DesiredLayout::of(&layout, input)?;
     let mut w = csv::Writer::from_writer(out);
     let write = |e: csv::Error| ApplyError::Write {

@@ -28,6 +28,8 @@ pub enum ResumeMode {
 pub struct JobConfig {
     /// The job's input file.
     pub input: PathBuf,
+    /// `--sheet`: the sheet of a spreadsheet input to read (default: its first visible one).
+    pub sheet: Option<String>,
     /// What fills the cells a row leaves empty (`--action`, `--value`, `--attribute`).
     pub defaults: Defaults,
     /// The results file.
@@ -104,6 +106,7 @@ impl JobConfig {
         let (results, failures, checkpoint) = default_paths(&input);
         Self {
             input,
+            sheet: None,
             defaults: Defaults::default(),
             results,
             failures,

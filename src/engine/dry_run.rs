@@ -44,7 +44,7 @@ struct Counted {
 
 /// `--dry-run`: validates every row and reports; sends nothing, writes nothing.
 pub(crate) fn dry_run(cfg: &JobConfig) -> Result<(String, crate::exit::Code), Error> {
-    let (_, mut rows) = input::reader::open(&cfg.input, &cfg.defaults)?;
+    let (_, mut rows) = input::reader::open(&cfg.input, cfg.sheet.as_deref(), &cfg.defaults)?;
     let mut c = Counted::default();
     for item in rows.by_ref() {
         let item = item?;
@@ -118,11 +118,11 @@ impl Counted {
             for g in &groups {
                 let lines: Vec<String> = g.samples.iter().map(|s| s.line.to_string()).collect();
                 out += &format!(
-                    "  {:>9} × {} ({:.1} %), e.g. lines {}: {}\n",
+                    "  {:>9} × {} ({:.1} %), e.g. {}: {}\n",
                     thousands(g.count),
                     g.label,
                     g.percent,
-                    lines.join(", "),
+                    crate::output::summary::lines_text(&lines),
                     g.message
                 );
             }

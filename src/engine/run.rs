@@ -191,7 +191,7 @@ fn stages(
 /// Everything before the first request: the input opened once, the outputs checked, the
 /// summary file prepared, the input fingerprinted (a stop ends this at once), its header read.
 async fn prepare(cfg: &mut JobConfig, drain: &CancellationToken) -> Result<Prepared, Error> {
-    let file = InputFile::open(&cfg.input)?;
+    let file = InputFile::open(&cfg.input, cfg.sheet.as_deref())?;
     let mut summary_file = None;
     if cfg.discard_outputs {
         let null = PathBuf::from("/dev/null");
@@ -206,7 +206,9 @@ async fn prepare(cfg: &mut JobConfig, drain: &CancellationToken) -> Result<Prepa
     }
     let stop = drain.clone();
     let (file, fingerprint) = tokio::task::spawn_blocking(move || {
-        let d = checkpoint::fingerprint::digest(file.file(), &|| stop.is_cancelled());
+        let d = file.source().map(|mut source| {
+            checkpoint::fingerprint::digest(&mut source, &|| stop.is_cancelled())
+        });
         (file, d)
     })
     .await
@@ -218,7 +220,7 @@ async fn prepare(cfg: &mut JobConfig, drain: &CancellationToken) -> Result<Prepa
         path: cfg.input.clone(),
         source,
     };
-    let Some((sha, bytes, lines)) = fingerprint.map_err(unreadable)? else {
+    let Some((sha, bytes, lines)) = fingerprint?.map_err(unreadable)? else {
         return Err(Error::StoppedEarly);
     };
     let again = match cfg.confirm_over {

@@ -7,6 +7,7 @@ pub(crate) mod iccid;
 pub(crate) mod invalid;
 pub(crate) mod limit;
 pub(crate) mod reader;
+pub(crate) mod sheet;
 #[cfg(test)]
 mod testing;
 

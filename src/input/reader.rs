@@ -19,6 +19,7 @@ use std::sync::Arc;
 use super::action::Action;
 use super::iccid::Iccid;
 use super::invalid::{Invalid, Reason};
+use super::sheet::SheetError;
 
 /// Options that fill cells a row leaves empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,6 +80,22 @@ pub enum FileError {
         "input file {path} has no action column; add one, or pass --action to apply one action to every row"
     )]
     NeedsAction { path: PathBuf },
+    #[error(
+        "input {path} is not a spreadsheet simbulk can read ({message}); save it again as .xlsx, or as \"CSV UTF-8\""
+    )]
+    Spreadsheet { path: PathBuf, message: String },
+    #[error(
+        "input {path} has no sheet {name:?} (its sheets: {sheets}); give one of those to --sheet"
+    )]
+    NoSuchSheet {
+        path: PathBuf,
+        name: String,
+        sheets: String,
+    },
+    #[error(
+        "--sheet names a sheet of a spreadsheet, and input {path} is a text file; leave --sheet out"
+    )]
+    SheetOfText { path: PathBuf },
     #[error("input file {path}, line {line}: {message}")]
     Csv {
         path: PathBuf,
@@ -173,6 +190,8 @@ const SNIFF: usize = 64 * 1024;
 pub(crate) struct InputFile {
     path: PathBuf,
     file: File,
+    /// The sheet read, when the file is a spreadsheet (its rows are read as CSV text).
+    sheet: Option<String>,
 }
 
 /// What kind of file a non-regular one is, for the message.
@@ -200,7 +219,9 @@ fn kind(t: std::fs::FileType) -> &'static str {
 impl InputFile {
     /// Opens `path` for reading; refuses anything but a regular file. Opening never waits
     /// (a FIFO without a writer would block an ordinary open, beyond the reach of signals).
-    pub(crate) fn open(path: &Path) -> Result<Self, FileError> {
+    /// A spreadsheet's sheet is chosen now: `sheet`, or its first visible one; `sheet` for a
+    /// file that is not a spreadsheet is refused.
+    pub(crate) fn open(path: &Path, sheet: Option<&str>) -> Result<Self, FileError> {
         let unreadable = |source| FileError::Unreadable {
             path: path.to_owned(),
             source,
@@ -225,21 +246,68 @@ impl InputFile {
                 kind: kind(meta.file_type()),
             });
         }
+        let mut head = [0u8; 8];
+        let n = AtOffsets::new(&file, path)?
+            .read(&mut head)
+            .map_err(unreadable)?;
+        let sheet = if super::sheet::is_spreadsheet(&head[..n]) {
+            let chosen = super::sheet::choose(AtOffsets::new(&file, path)?, sheet);
+            Some(chosen.map_err(|e| match e {
+                SheetError::Unreadable(message) => FileError::Spreadsheet {
+                    path: path.to_owned(),
+                    message,
+                },
+                SheetError::NoSuchSheet { name, sheets } => FileError::NoSuchSheet {
+                    path: path.to_owned(),
+                    name,
+                    sheets,
+                },
+            })?)
+        } else if sheet.is_some() {
+            return Err(FileError::SheetOfText {
+                path: path.to_owned(),
+            });
+        } else {
+            None
+        };
         Ok(Self {
             path: path.to_owned(),
             file,
+            sheet,
         })
     }
 
-    /// The open file, for reading at offsets (the fingerprint) without moving its cursor.
+    /// The open file (its metadata: what it is, where it lives).
     pub(crate) fn file(&self) -> &File {
         &self.file
     }
+
+    /// The input's text from its start, through this handle without moving its cursor: the
+    /// file's bytes, or a spreadsheet's sheet as CSV.
+    pub(crate) fn source(&self) -> Result<Box<dyn Read + Send>, FileError> {
+        let at = AtOffsets::new(&self.file, &self.path)?;
+        match &self.sheet {
+            None => Ok(Box::new(at)),
+            Some(sheet) => {
+                super::sheet::csv_text(at, self.path.clone(), sheet.clone()).map_err(|source| {
+                    FileError::Unreadable {
+                        path: self.path.clone(),
+                        source,
+                    }
+                })
+            }
+        }
+    }
 }
 
-/// Opens `path`, sniffs its dialect and maps its header.
-pub fn open(path: &Path, defaults: &Defaults) -> Result<(Layout, Rows), FileError> {
-    rows(InputFile::open(path)?, defaults, None)
+/// Opens `path` (a spreadsheet's `sheet`, or its first), sniffs its dialect and maps its
+/// header.
+pub fn open(
+    path: &Path,
+    sheet: Option<&str>,
+    defaults: &Defaults,
+) -> Result<(Layout, Rows), FileError> {
+    rows(InputFile::open(path, sheet)?, defaults, None)
 }
 
 /// Sniffs the dialect of an opened input and maps its header; the rows follow. With
@@ -250,8 +318,8 @@ pub(crate) fn rows(
     defaults: &Defaults,
     expect_len: Option<u64>,
 ) -> Result<(Layout, Rows), FileError> {
-    let InputFile { path, file } = input;
-    rows_from(path, Box::new(file), defaults, expect_len)
+    let source = input.source()?;
+    rows_from(input.path, source, defaults, expect_len)
 }
 
 impl InputFile {
@@ -262,35 +330,64 @@ impl InputFile {
         defaults: &Defaults,
         expect_len: u64,
     ) -> Result<(Layout, Rows), FileError> {
-        let file = self
-            .file
-            .try_clone()
-            .map_err(|source| FileError::Unreadable {
-                path: self.path.clone(),
-                source,
-            })?;
-        let source = AtOffsets { file, pos: 0 };
         rows_from(
             self.path.clone(),
-            Box::new(source),
+            self.source()?,
             defaults,
             Some(expect_len),
         )
     }
 }
 
-/// Reads a file from the start by offset, without moving its cursor.
-struct AtOffsets {
-    file: File,
+/// Reads a file from the start by offset, without moving the cursor its handle shares (a
+/// clone reads on from where it was made, independently).
+#[derive(Clone)]
+pub(crate) struct AtOffsets {
+    file: Arc<File>,
     pos: u64,
+}
+
+impl AtOffsets {
+    fn new(file: &File, path: &Path) -> Result<Self, FileError> {
+        let file = file.try_clone().map_err(|source| FileError::Unreadable {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            file: Arc::new(file),
+            pos: 0,
+        })
+    }
 }
 
 impl Read for AtOffsets {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use std::os::unix::fs::FileExt;
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
+        loop {
+            match self.file.read_at(buf, self.pos) {
+                Ok(n) => {
+                    self.pos += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl std::io::Seek for AtOffsets {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let len = self.file.metadata()?.len();
+        let pos = match to {
+            std::io::SeekFrom::Start(n) => Some(n),
+            std::io::SeekFrom::End(d) => len.checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        Ok(self.pos)
     }
 }
 
@@ -725,7 +822,9 @@ mod tests {
             read(b"iccid,value\n", &d),
             Err(FileError::NeedsAction { .. })
         ));
-        let missing = open(Path::new("/nonexistent/x.csv"), &d).err().unwrap();
+        let missing = open(Path::new("/nonexistent/x.csv"), None, &d)
+            .err()
+            .unwrap();
         assert!(missing.to_string().contains("/nonexistent/x.csv"));
     }
 
@@ -751,10 +850,10 @@ mod tests {
         let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: mkfifo reads the C string we pass.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let e = InputFile::open(&p).unwrap_err();
+        let e = InputFile::open(&p, None).unwrap_err();
         assert!(matches!(e, FileError::NotRegular { .. }), "{e}");
         assert!(e.to_string().contains("save it to a file first"), "{e}");
-        let e = InputFile::open(dir.path()).unwrap_err();
+        let e = InputFile::open(dir.path(), None).unwrap_err();
         assert!(e.to_string().contains("is a folder"), "{e}");
         assert!(!e.to_string().contains("cat "), "{e}");
     }
@@ -856,7 +955,7 @@ mod rows_tests {
     fn the_digest_of_what_was_read_is_known_at_the_end() {
         let body = format!("iccid,action\n{A},activate\n");
         let f = file(body.as_bytes());
-        let (_, mut rows) = open(f.path(), &Defaults::default()).unwrap();
+        let (_, mut rows) = open(f.path(), None, &Defaults::default()).unwrap();
         assert!(rows.seen().is_none());
         while rows.next().is_some() {}
         let seen = rows.seen().unwrap();
@@ -875,7 +974,7 @@ mod rows_tests {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let d = Defaults { action: Some("activate".into()), ..Defaults::default() };
             let f = file(&bytes);
-            if let Ok((_, rows)) = open(f.path(), &d) {
+            if let Ok((_, rows)) = open(f.path(), None, &d) {
                 for r in rows.take(10_000) { let _ = r; }
             }
         }
@@ -885,7 +984,7 @@ mod rows_tests {
             let mut s = String::from("iccid,action,value,attribute,x\n");
             for r in rows { s += &r.join(","); s.push('\n'); }
             let f = file(s.as_bytes());
-            let (_, rows) = open(f.path(), &Defaults::default()).unwrap();
+            let (_, rows) = open(f.path(), None, &Defaults::default()).unwrap();
             for r in rows { let _ = r; }
         }
     }

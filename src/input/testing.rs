@@ -14,6 +14,6 @@ pub(crate) fn file(bytes: &[u8]) -> tempfile::NamedTempFile {
 /// Reads `bytes` as an input: its layout and every item.
 pub(crate) fn read(bytes: &[u8], d: &Defaults) -> Result<(Layout, Vec<Item>), FileError> {
     let f = file(bytes);
-    let (l, rows) = open(f.path(), d)?;
+    let (l, rows) = open(f.path(), None, d)?;
     Ok((l, rows.map(|r| r.unwrap()).collect()))
 }

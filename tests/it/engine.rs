@@ -477,7 +477,7 @@ fn dry_run_validates_everything_and_sends_nothing() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("lines 4:") && out.contains("activate") && out.contains("set-package"),
+        out.contains("e.g. line 4:") && out.contains("activate") && out.contains("set-package"),
         "{out}"
     );
     let good = Job::new("dry2.csv", &format!("iccid,action\n{},activate\n", ids[0]));

@@ -19,7 +19,7 @@ fn defaults() -> Defaults {
 
 /// Reads a whole file; returns (file error?, rows, invalid rows).
 fn read_all(p: &Path) -> (Option<String>, usize, usize) {
-    match reader::open(p, &defaults()) {
+    match reader::open(p, None, &defaults()) {
         Err(e) => (Some(e.to_string()), 0, 0),
         Ok((_, rows)) => {
             let (mut n, mut bad) = (0, 0);
@@ -78,7 +78,7 @@ fn a_huge_line_becomes_an_invalid_row_and_reading_goes_on() {
     body.extend(std::iter::repeat_n(b'z', 3 << 20));
     body.extend_from_slice(format!("\n{a},suspend,ok\n").as_bytes());
     std::fs::write(&p, body).unwrap();
-    let (_, rows) = reader::open(&p, &defaults()).unwrap();
+    let (_, rows) = reader::open(&p, None, &defaults()).unwrap();
     let items: Vec<_> = rows.map(Result::unwrap).collect();
     assert_eq!(items.len(), 2);
     assert!(

@@ -18,5 +18,6 @@ mod profiles;
 mod quota;
 mod resume;
 mod snapshots;
+mod spreadsheets;
 mod variant;
 mod watch;
