@@ -135,7 +135,7 @@ async fn checked(
         json: out.json,
         text: crate::output::stdout::writer(),
         listed: Vec::new(),
-        html: page.as_ref().map(|_| String::new()),
+        html: page.as_ref().map(|_| Vec::new()),
         count: 0,
     };
     let v = verify(results, &reading, &mut |d| f.add(d)).await;
@@ -157,7 +157,7 @@ struct Findings<W: Write> {
     json: bool,
     text: W,
     listed: Vec<serde_json::Value>,
-    html: Option<String>,
+    html: Option<Vec<maud::Markup>>,
     count: usize,
 }
 
@@ -174,13 +174,13 @@ impl<W: Write> Findings<W> {
                 .push(serde_json::to_value(d).unwrap_or_default());
         }
         if let Some(h) = self.html.as_mut().filter(|_| self.count < MAX_LISTED) {
-            *h += &row(d);
+            h.push(row(d));
         }
         self.count += 1;
     }
 
     /// Prints the verdict (or the JSON document); the HTML page's rows.
-    fn finish(self, results: &Path, v: &Verified, words: &str) -> Option<String> {
+    fn finish(self, results: &Path, v: &Verified, words: &str) -> Option<Vec<maud::Markup>> {
         drop(self.text);
         if self.json {
             let doc = serde_json::json!({
@@ -220,26 +220,22 @@ fn summary(results: &Path, v: &Verified) -> String {
     }
 }
 
-fn row(d: &Difference) -> String {
-    let e = crate::report::esc;
-    format!(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-        e(&d.iccid),
-        e(&d.field),
-        e(&d.left),
-        e(&d.now),
-        d.line
-    )
+fn row(d: &Difference) -> maud::Markup {
+    maud::html! {
+        tr { td { (d.iccid) } td { (d.field) } td { (d.left) } td { (d.now) } td { (d.line) } }
+    }
 }
 
-fn page_html(results: &Path, words: &str, rows: &str) -> String {
-    let e = crate::report::esc;
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>simbulk verify — {}</title>\
-<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}</style></head>\
-<body><h1>Verify</h1><section id=\"verify\"><p id=\"verdict\">{}</p>\
-<table><tr><th>ICCID</th><th>field</th><th>the job left</th><th>now</th><th>results line</th></tr>\n{rows}</table></section></body></html>\n",
-        e(&results.display().to_string()),
-        e(words.trim())
-    )
+fn page_html(results: &Path, words: &str, rows: &[maud::Markup]) -> String {
+    let body = maud::html! {
+        h1 { "Verify" }
+        section id="verify" {
+            p id="verdict" { (words.trim()) }
+            table {
+                tr { th { "ICCID" } th { "field" } th { "the job left" } th { "now" } th { "results line" } }
+                @for r in rows { (r) }
+            }
+        }
+    };
+    crate::report::page(&format!("simbulk verify — {}", results.display()), body) + "\n"
 }

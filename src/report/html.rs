@@ -1,13 +1,14 @@
 //! The report as one self-contained HTML page: inline CSS and SVG, no script, no external
-//! asset; every text from the file is escaped.
+//! asset. Rendered with maud templates, so every text from the file is escaped by
+//! construction (only the fixed style sheet is written unescaped).
 
-use std::fmt::Write as _;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::{Report, exit_text, minute_text, ms_text, span_text};
+use super::{Report, exit_text, ms_text, second_text, span_text};
 use crate::output::row::{Tally, Verdict};
-use crate::output::summary::thousands;
+use crate::output::summary::{lines_text, thousands};
 
-const STYLE: &str = "<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}h1{font-size:20px}h2{font-size:16px;margin-top:1.6em}table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}tr.group td{border-bottom:none}tr.more td{color:#555;font-size:13px;padding-bottom:8px}.ok{fill:#2e7d32;background:#2e7d32}.skipped{fill:#9e9e9e;background:#9e9e9e}.failed{fill:#c62828;background:#c62828}.invalid{fill:#ef6c00;background:#ef6c00}.pending{fill:#1565c0;background:#1565c0}.key{display:inline-block;width:10px;height:10px;margin-right:4px}svg text{font:11px system-ui,sans-serif;fill:#444}.dim{color:#777}th{vertical-align:top}.amber{fill:#f9a825;background:#f9a825}.red{fill:#c62828;background:#c62828}.green{fill:#2e7d32;background:#2e7d32}#banner{font-size:18px;font-weight:600;padding:8px 12px;border-left:6px solid #1565c0;background:#e3f2fd}</style>";
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}h1{font-size:20px}h2{font-size:16px;margin-top:1.6em}table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}tr.group td{border-bottom:none}tr.more td{color:#555;font-size:13px;padding-bottom:8px}.ok{fill:#2e7d32;background:#2e7d32}.skipped{fill:#9e9e9e;background:#9e9e9e}.failed{fill:#c62828;background:#c62828}.invalid{fill:#ef6c00;background:#ef6c00}.pending{fill:#1565c0;background:#1565c0}.key{display:inline-block;width:10px;height:10px;margin-right:4px}svg text{font:11px system-ui,sans-serif;fill:#444}.dim{color:#777}th{vertical-align:top}.amber{fill:#f9a825;background:#f9a825}.red{fill:#c62828;background:#c62828}.green{fill:#2e7d32;background:#2e7d32}#banner{font-size:18px;font-weight:600;padding:8px 12px;border-left:6px solid #1565c0;background:#e3f2fd}";
 
 /// Outcomes, their CSS classes and labels, in stacking order.
 const OUTCOMES: [&str; 5] = ["ok", "skipped", "failed", "invalid", "pending"];
@@ -17,38 +18,79 @@ fn of(c: &Tally, class: &str) -> u64 {
     c.of(Verdict::from_name(class).unwrap_or(Verdict::Invalid))
 }
 
+/// A coordinate or a length in an SVG attribute, to a tenth.
+fn px(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+/// A bar's pieces, bottom up from y = 190: each outcome with rows, its rows, top and height
+/// (`scale` pixels a row).
+fn stacked(c: &Tally, scale: f64) -> Vec<(&'static str, u64, f64, f64)> {
+    let mut y = 190.0;
+    OUTCOMES
+        .iter()
+        .map(|class| (*class, of(c, class)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(class, n)| {
+            let h = scale * n as f64;
+            y -= h;
+            (class, n, y, h)
+        })
+        .collect()
+}
+
+/// A bucket width in words: `5 seconds`, `minute`, `2 hours`.
+fn width_words(seconds: u64) -> String {
+    match seconds {
+        1 => "second".to_owned(),
+        60 => "minute".to_owned(),
+        3600 => "hour".to_owned(),
+        86_400 => "day".to_owned(),
+        w if w % 3600 == 0 => format!("{} hours", w / 3600),
+        w if w % 60 == 0 => format!("{} minutes", w / 60),
+        w => format!("{w} seconds"),
+    }
+}
+
+/// An HTML page of the one style sheet: `title` and `body`.
+pub(crate) fn page(title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) }
+        }
+    }
+    .into_string()
+}
+
 impl Report {
     pub(crate) fn to_html(&self) -> String {
-        let file = esc(&self.file.display().to_string());
-        let mut h = format!(
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>simbulk report: {file}</title>{STYLE}</head><body><h1>simbulk report</h1><p>{file}</p>"
-        );
-        if let Some((banner, key)) = self.kind_words() {
-            let _ = write!(
-                h,
-                "<p id=\"banner\">{}</p><p id=\"key\">{}</p>",
-                esc(banner),
-                esc(key)
-            );
-        }
-        self.job_html(&mut h);
-        self.outcomes_html(&mut h);
-        self.steps_html(&mut h);
-        self.actions_html(&mut h);
-        self.errors_html(&mut h);
-        self.throughput_html(&mut h);
-        self.attempts_html(&mut h);
-        let _ = writeln!(
-            h,
-            "<p class=\"dim\">Generated by simbulk {} report at {} UTC.</p></body></html>",
-            env!("CARGO_PKG_VERSION"),
-            esc(self
-                .generated
-                .trim_end_matches('Z')
-                .replace('T', " ")
-                .as_str())
-        );
-        h
+        let file = self.file.display().to_string();
+        let generated = self.generated.trim_end_matches('Z').replace('T', " ");
+        let body = html! {
+            h1 { "simbulk report" }
+            p { (file) }
+            @if let Some((banner, key)) = self.kind_words() {
+                p id="banner" { (banner) }
+                p id="key" { (key) }
+            }
+            (self.job_html())
+            (self.outcomes_html())
+            (self.steps_html())
+            (self.actions_html())
+            (self.errors_html())
+            (self.throughput_html())
+            (self.attempts_html())
+            p class="dim" {
+                "Generated by simbulk " (env!("CARGO_PKG_VERSION")) " report at " (generated) " UTC."
+            }
+        };
+        page(&format!("simbulk report: {file}"), body) + "\n"
     }
 
     /// What kind of file this is, when it is not a run's results: a banner and the key of
@@ -84,17 +126,17 @@ impl Report {
     }
 
     /// The job: input, change, operator, version, state, runs with their gaps and stats.
-    fn job_html(&self, h: &mut String) {
-        *h += "<h2>Job</h2>";
+    fn job_html(&self) -> Markup {
         let j = match &self.job {
             Ok(j) => j,
             Err(why) => {
-                let _ = write!(h, "<p id=\"job\" class=\"dim\">{}</p>", esc(why));
-                if !self.change_refs.is_empty() {
-                    let refs: Vec<_> = self.change_refs.iter().map(|r| esc(r)).collect();
-                    let _ = write!(h, "<p>Change: {}</p>", refs.join(", "));
-                }
-                return;
+                return html! {
+                    h2 { "Job" }
+                    p id="job" class="dim" { (why) }
+                    @if !self.change_refs.is_empty() {
+                        p { "Change: " (self.change_refs.iter().cloned().collect::<Vec<_>>().join(", ")) }
+                    }
+                };
             }
         };
         let hd = &j.header;
@@ -102,138 +144,126 @@ impl Report {
             Some(c) => (format!("complete ({})", exit_text(c)), self.colour()),
             None => ("NOT complete: resume it (see next steps)".to_owned(), "red"),
         };
-        let _ = write!(
-            h,
-            "<table id=\"job\"><tr><th>input</th><td>{}</td></tr><tr><th>change reference</th><td id=\"change\">{}</td></tr><tr><th>operator</th><td>{}</td></tr><tr><th>simbulk</th><td>{}</td></tr><tr><th>state</th><td id=\"state\"><span class=\"key {class}\"></span>{}</td></tr><tr><th>checkpoint</th><td>{}</td></tr></table>",
-            esc(&hd
-                .input
-                .as_ref()
-                .map_or_else(|| "?".into(), |p| p.display().to_string())),
-            esc(hd.change_ref.as_deref().unwrap_or("(none given)")),
-            esc(hd.operator.as_deref().unwrap_or("?")),
-            esc(hd.version.as_deref().unwrap_or("?")),
-            esc(&state),
-            esc(&j.checkpoint.display().to_string())
-        );
-        runs_html(h, &j.runs);
+        let input = hd
+            .input
+            .as_ref()
+            .map_or_else(|| "?".into(), |p| p.display().to_string());
+        html! {
+            h2 { "Job" }
+            table id="job" {
+                tr { th { "input" } td { (input) } }
+                tr { th { "change reference" } td id="change" { (hd.change_ref.as_deref().unwrap_or("(none given)")) } }
+                tr { th { "operator" } td { (hd.operator.as_deref().unwrap_or("?")) } }
+                tr { th { "simbulk" } td { (hd.version.as_deref().unwrap_or("?")) } }
+                tr { th { "state" } td id="state" { span class={ "key " (class) } {} (state) } }
+                tr { th { "checkpoint" } td { (j.checkpoint.display().to_string()) } }
+            }
+            (runs_html(&j.runs))
+        }
     }
 
     /// The totals with their shares, and a stacked bar of the outcomes.
-    fn outcomes_html(&self, h: &mut String) {
+    fn outcomes_html(&self) -> Markup {
         let o = &self.outcomes;
-        let _ = write!(
-            h,
-            "<h2>Outcomes</h2><p id=\"totals\"><b>{}</b> rows:",
-            thousands(self.rows)
-        );
-        for class in OUTCOMES {
-            let n = of(o, class);
-            let _ = write!(
-                h,
-                " &nbsp; <span class=\"key {class}\"></span>{class} <b id=\"{class}\">{}</b> (<span id=\"{class}-pct\">{}</span>)",
-                thousands(n),
-                self.pct(n)
-            );
-        }
-        *h += "</p>";
         let total = o.total().max(1) as f64;
-        *h += "<svg width=\"800\" height=\"28\" role=\"img\" aria-label=\"outcomes\">";
         let mut x = 0.0;
-        for class in OUTCOMES {
-            let n = of(o, class);
-            let w = 800.0 * n as f64 / total;
-            if n > 0 {
-                let _ = write!(
-                    h,
-                    "<rect class=\"{class}\" x=\"{x:.1}\" y=\"0\" width=\"{w:.1}\" height=\"28\"><title>{class}: {}</title></rect>",
-                    thousands(n)
-                );
+        let bars: Vec<(&str, u64, f64, f64)> = OUTCOMES
+            .iter()
+            .map(|class| {
+                let n = of(o, class);
+                let w = 800.0 * n as f64 / total;
+                x += w;
+                (*class, n, x - w, w)
+            })
+            .filter(|b| b.1 > 0)
+            .collect();
+        html! {
+            h2 { "Outcomes" }
+            p id="totals" {
+                b { (thousands(self.rows)) } " rows:"
+                @for class in OUTCOMES {
+                    @let n = of(o, class);
+                    " \u{a0} " span class={ "key " (class) } {} (class) " "
+                    b id=(class) { (thousands(n)) }
+                    " (" span id={ (class) "-pct" } { (self.pct(n)) } ")"
+                }
             }
-            x += w;
-        }
-        *h += "</svg>";
-        if self.duplicate_lines > 0 {
-            let _ = write!(
-                h,
-                "<p><b>Warning:</b> {} input lines appear more than once.</p>",
-                thousands(self.duplicate_lines)
-            );
+            svg width="800" height="28" role="img" aria-label="outcomes" {
+                @for (class, n, x, w) in &bars {
+                    rect class=(class) x=(px(*x)) y="0" width=(px(*w)) height="28" {
+                        title { (class) ": " (thousands(*n)) }
+                    }
+                }
+            }
+            @if self.duplicate_lines > 0 {
+                p { b { "Warning:" } " " (thousands(self.duplicate_lines)) " input lines appear more than once." }
+            }
         }
     }
 
-    fn steps_html(&self, h: &mut String) {
+    fn steps_html(&self) -> Markup {
         let steps = self.next_steps();
-        if steps.is_empty() {
-            return;
-        }
-        *h += "<h2>Next steps</h2><ul id=\"next\">";
-        for s in steps {
-            let _ = write!(h, "<li>{}</li>", esc(&s));
-        }
-        *h += "</ul>";
-    }
-
-    fn actions_html(&self, h: &mut String) {
-        *h +=
-            "<h2>What the rows asked</h2><table id=\"asked\"><tr><th>change</th><th>rows</th></tr>";
-        for (what, n) in &self.changes {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
-                esc(what),
-                thousands(*n)
-            );
-        }
-        *h += "</table><h2>By action</h2><table><tr><th>action</th><th>ok</th><th>skipped</th><th>failed</th><th>invalid</th><th>pending</th></tr>";
-        for (a, c) in &self.by_action {
-            let _ = write!(h, "<tr><td>{}</td>", esc(a));
-            for class in OUTCOMES {
-                let _ = write!(h, "<td class=\"n\">{}</td>", thousands(of(c, class)));
+        html! {
+            @if !steps.is_empty() {
+                h2 { "Next steps" }
+                ul id="next" { @for s in &steps { li { (s) } } }
             }
-            *h += "</tr>";
         }
-        *h += "</table>";
     }
 
-    fn errors_html(&self, h: &mut String) {
+    fn actions_html(&self) -> Markup {
+        html! {
+            h2 { "What the rows asked" }
+            table id="asked" {
+                tr { th { "change" } th { "rows" } }
+                @for (what, n) in &self.changes {
+                    tr { td { (what) } td class="n" { (thousands(*n)) } }
+                }
+            }
+            h2 { "By action" }
+            table {
+                tr { th { "action" } @for class in OUTCOMES { th { (class) } } }
+                @for (a, c) in &self.by_action {
+                    tr { td { (a) } @for class in OUTCOMES { td class="n" { (thousands(of(c, class))) } } }
+                }
+            }
+        }
+    }
+
+    fn errors_html(&self) -> Markup {
         let groups = self.top_errors();
-        if groups.is_empty() {
-            return;
+        html! {
+            @if !groups.is_empty() {
+                h2 { "Errors" }
+                table id="errors" {
+                    tr { th { "rows" } th { "share" } th { "outcome" } th { "group" } th { "HTTP" } th { "error code" } th { "message (first seen)" } }
+                    @for g in &groups {
+                        @let key = match g.outcome.as_str() { "failed" => "failed", "pending" => "pending", _ => "invalid" };
+                        @let samples: Vec<String> = g.samples.iter().map(|x| format!("{} ({})", x.line, x.iccid)).collect();
+                        tr class="group" {
+                            td class="n" { (thousands(g.count)) }
+                            td class="n" { (format!("{:.1} %", g.percent)) }
+                            td { span class={ "key " (key) } {} (g.outcome) }
+                            td { (g.label) }
+                            td { @if let Some(s) = g.http_status { (s) } }
+                            td { @if let Some(c) = g.error_code { (c) } }
+                            td { (g.message) }
+                        }
+                        tr class="more" {
+                            td {}
+                            td colspan="6" { "e.g. " (lines_text(&samples)) br; b { "next:" } " " (g.next_step) }
+                        }
+                    }
+                }
+            }
         }
-        *h += "<h2>Errors</h2><table id=\"errors\"><tr><th>rows</th><th>share</th><th>outcome</th><th>group</th><th>HTTP</th><th>error code</th><th>message (first seen)</th></tr>";
-        for g in &groups {
-            let samples: Vec<String> = g
-                .samples
-                .iter()
-                .map(|x| format!("{} ({})", x.line, esc(&x.iccid)))
-                .collect();
-            let _ = write!(
-                h,
-                "<tr class=\"group\"><td class=\"n\">{}</td><td class=\"n\">{:.1} %</td><td><span class=\"key {}\"></span>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr><tr class=\"more\"><td></td><td colspan=\"6\">e.g. lines {}<br><b>next:</b> {}</td></tr>",
-                thousands(g.count),
-                g.percent,
-                match g.outcome.as_str() {
-                    "failed" => "failed",
-                    "pending" => "pending",
-                    _ => "invalid",
-                },
-                esc(&g.outcome),
-                esc(&g.label),
-                g.http_status.map_or_else(String::new, |s| s.to_string()),
-                g.error_code.map_or_else(String::new, |c| c.to_string()),
-                esc(&g.message),
-                samples.join(", "),
-                esc(&g.next_step)
-            );
-        }
-        *h += "</table>";
     }
 
     /// Rows finished per bucket, stacked by outcome, and the repeated requests under it.
-    fn throughput_html(&self, h: &mut String) {
+    fn throughput_html(&self) -> Markup {
         let (width, buckets) = self.throughput_buckets();
         let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
-            return;
+            return html! {};
         };
         let max = buckets
             .iter()
@@ -242,160 +272,126 @@ impl Report {
             .unwrap_or(1)
             .max(1);
         let bw = 760.0 / buckets.len() as f64;
-        let per = match width {
-            1 => "minute".to_owned(),
-            60 => "hour".to_owned(),
-            w if w % 60 == 0 => format!("{} hours", w / 60),
-            w => format!("{w} minutes"),
-        };
-        let _ = write!(
-            h,
-            "<h2>Throughput over time</h2><p>rows finished per {per} (UTC), by outcome; empty stretches are pauses between runs</p><svg width=\"820\" height=\"230\" role=\"img\" aria-label=\"throughput\">"
-        );
-        for (i, (m, c)) in buckets.iter().enumerate() {
-            let x = 40.0 + i as f64 * bw;
-            let mut y = 190.0;
-            for class in OUTCOMES {
-                let n = of(&c.outcomes, class);
-                if n == 0 {
-                    continue;
+        let bar = px((bw - 1.0).max(1.0));
+        let per = width_words(width);
+        let when = |s: u64| second_text(s, width >= 60);
+        let rmax = buckets.iter().map(|b| b.1.repeats).max().unwrap_or(0);
+        html! {
+            h2 { "Throughput over time" }
+            p { "rows finished per " (per) " (UTC), by outcome; empty stretches are pauses between runs" }
+            svg width="820" height="230" role="img" aria-label="throughput" {
+                @for (i, (at, c)) in buckets.iter().enumerate() {
+                    @let x = px(40.0 + i as f64 * bw);
+                    @for (class, n, y, bh) in stacked(&c.outcomes, 180.0 / max as f64) {
+                        rect class=(class) x=(x) y=(px(y)) width=(bar) height=(px(bh)) {
+                            title { (when(*at)) ": " (thousands(n)) " " (class) }
+                        }
+                    }
                 }
-                let bh = 180.0 * n as f64 / max as f64;
-                y -= bh;
-                let _ = write!(
-                    h,
-                    "<rect class=\"{class}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\"><title>{}: {} {class}</title></rect>",
-                    (bw - 1.0).max(1.0),
-                    minute_text(*m),
-                    thousands(n)
-                );
+                text x="0" y="14" { (thousands(max)) }
+                text x="0" y="190" { "0" }
+                text x="40" y="210" { (when(first.0)) }
+                text x="640" y="210" { (when(last.0)) }
+            }
+            @if rmax > 0 {
+                h2 { "Retries over time" }
+                p { "requests repeated after a 5xx, a timeout or a lost connection, per " (per) " (429s: see the runs)" }
+                svg width="820" height="110" role="img" aria-label="repeats" {
+                    @for (i, (at, c)) in buckets.iter().enumerate() {
+                        @let bh = 80.0 * c.repeats as f64 / rmax as f64;
+                        rect class="failed" x=(px(40.0 + i as f64 * bw)) y=(px(90.0 - bh)) width=(bar) height=(px(bh)) {
+                            title { (when(*at)) ": " (thousands(c.repeats)) " retries" }
+                        }
+                    }
+                    text x="0" y="14" { (thousands(rmax)) }
+                    text x="0" y="90" { "0" }
+                }
             }
         }
-        let _ = write!(
-            h,
-            "<text x=\"0\" y=\"14\">{}</text><text x=\"0\" y=\"190\">0</text><text x=\"40\" y=\"210\">{}</text><text x=\"640\" y=\"210\">{}</text></svg>",
-            thousands(max),
-            minute_text(first.0),
-            minute_text(last.0)
-        );
-        let rmax = buckets.iter().map(|b| b.1.repeats).max().unwrap_or(0);
-        if rmax == 0 {
-            return;
-        }
-        let _ = write!(
-            h,
-            "<h2>Retries over time</h2><p>requests repeated after a 5xx, a timeout or a lost connection, per {per} (429s: see the runs)</p><svg width=\"820\" height=\"110\" role=\"img\" aria-label=\"repeats\">"
-        );
-        for (i, (m, c)) in buckets.iter().enumerate() {
-            let bh = 80.0 * c.repeats as f64 / rmax as f64;
-            let _ = write!(
-                h,
-                "<rect class=\"failed\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\"><title>{}: {} retries</title></rect>",
-                40.0 + i as f64 * bw,
-                90.0 - bh,
-                (bw - 1.0).max(1.0),
-                minute_text(*m),
-                thousands(c.repeats)
-            );
-        }
-        let _ = write!(
-            h,
-            "<text x=\"0\" y=\"14\">{}</text><text x=\"0\" y=\"90\">0</text></svg>",
-            thousands(rmax)
-        );
     }
 
-    fn attempts_html(&self, h: &mut String) {
+    fn attempts_html(&self) -> Markup {
         if self.attempts.is_empty() {
-            return;
+            return html! {};
         }
         let max = self.attempts.values().copied().max().unwrap_or(1).max(1);
-        let _ = write!(
-            h,
-            "<h2>Requests per row</h2><p>{} retries in all</p><svg width=\"820\" height=\"{}\" role=\"img\" aria-label=\"attempts\">",
-            thousands(self.repeats),
-            22 * self.attempts.len() + 4
-        );
-        for (i, (a, n)) in self.attempts.iter().enumerate() {
-            let w = 600.0 * *n as f64 / max as f64;
-            let y = 22 * i;
-            let _ = write!(
-                h,
-                "<text x=\"0\" y=\"{}\">{a}</text><rect class=\"skipped\" x=\"40\" y=\"{y}\" width=\"{w:.1}\" height=\"18\"></rect><text x=\"{:.1}\" y=\"{}\">{}</text>",
-                y + 14,
-                46.0 + w,
-                y + 14,
-                thousands(*n)
-            );
+        html! {
+            h2 { "Requests per row" }
+            p { (thousands(self.repeats)) " retries in all" }
+            svg width="820" height=(22 * self.attempts.len() + 4) role="img" aria-label="attempts" {
+                @for (i, (a, n)) in self.attempts.iter().enumerate() {
+                    @let w = 600.0 * *n as f64 / max as f64;
+                    @let y = 22 * i;
+                    text x="0" y=(y + 14) { (a) }
+                    rect class="skipped" x="40" y=(y) width=(px(w)) height="18" {}
+                    text x=(px(46.0 + w)) y=(y + 14) { (thousands(*n)) }
+                }
+            }
         }
-        *h += "</svg>";
     }
 }
 
 /// Each run: start, end, how long, the pause before it, exit code, requests and answer times.
-fn runs_html(h: &mut String, runs: &[crate::checkpoint::Run]) {
-    *h += "<h2>Runs</h2><table id=\"runs\"><tr><th>run</th><th>started</th><th>ended</th><th>took</th><th>pause before</th><th>exit</th><th>requests</th><th>retries</th><th>429s</th><th>API p50</th><th>API p99</th></tr>";
+fn runs_html(runs: &[crate::checkpoint::Run]) -> Markup {
     let mut prev_end = None;
-    for (i, r) in runs.iter().enumerate() {
-        let took = match (r.started_ms, r.ended_ms) {
-            (Some(a), Some(b)) if b >= a => span_text(b - a),
-            _ => String::new(),
-        };
-        let gap = match (prev_end, r.started_ms) {
-            (Some(a), Some(b)) if b > a => span_text(b - a),
-            _ => String::new(),
-        };
-        let exit = match r.exit_code {
-            Some(c) => format!("{c} ({})", exit_text(c)),
-            None => "no end recorded (killed, or running)".into(),
-        };
-        let st = r.stats.unwrap_or_default();
-        let stat = |v: u64| {
-            if r.stats.is_some() {
-                thousands(v)
-            } else {
-                String::new()
+    let rows: Vec<[String; 11]> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let took = match (r.started_ms, r.ended_ms) {
+                (Some(a), Some(b)) if b >= a => span_text(b - a),
+                _ => String::new(),
+            };
+            let gap = match (prev_end, r.started_ms) {
+                (Some(a), Some(b)) if b > a => span_text(b - a),
+                _ => String::new(),
+            };
+            prev_end = r.ended_ms;
+            let exit = match r.exit_code {
+                Some(c) => format!("{c} ({})", exit_text(c)),
+                None => "no end recorded (killed, or running)".into(),
+            };
+            let st = r.stats.unwrap_or_default();
+            let known = |text: String| {
+                if r.stats.is_some() {
+                    text
+                } else {
+                    String::new()
+                }
+            };
+            [
+                (i + 1).to_string(),
+                r.started_ms.map_or_else(String::new, ms_text),
+                r.ended_ms.map_or_else(String::new, ms_text),
+                took,
+                gap,
+                exit,
+                known(thousands(st.requests)),
+                known(thousands(st.retries)),
+                known(thousands(st.throttled)),
+                known(format!("{:.1} ms", st.api_p50_ms)),
+                known(format!("{:.1} ms", st.api_p99_ms)),
+            ]
+        })
+        .collect();
+    let numeric = [
+        true, false, false, false, false, false, true, true, true, true, true,
+    ];
+    html! {
+        h2 { "Runs" }
+        table id="runs" {
+            tr {
+                @for h in ["run", "started", "ended", "took", "pause before", "exit", "requests", "retries", "429s", "API p50", "API p99"] {
+                    th { (h) }
+                }
             }
-        };
-        let ms = |v: f64| {
-            if r.stats.is_some() {
-                format!("{v:.1} ms")
-            } else {
-                String::new()
+            @for r in &rows {
+                tr {
+                    @for (cell, n) in r.iter().zip(numeric) {
+                        @if n { td class="n" { (cell) } } @else { td { (cell) } }
+                    }
+                }
             }
-        };
-        let _ = write!(
-            h,
-            "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            i + 1,
-            r.started_ms.map_or_else(String::new, ms_text),
-            r.ended_ms.map_or_else(String::new, ms_text),
-            esc(&took),
-            esc(&gap),
-            esc(&exit),
-            stat(st.requests),
-            stat(st.retries),
-            stat(st.throttled),
-            ms(st.api_p50_ms),
-            ms(st.api_p99_ms),
-        );
-        prev_end = r.ended_ms;
-    }
-    *h += "</table>";
-}
-
-/// Escapes text for HTML content and attributes.
-pub(crate) fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o += "&amp;",
-            '<' => o += "&lt;",
-            '>' => o += "&gt;",
-            '"' => o += "&quot;",
-            '\'' => o += "&#39;",
-            c => o.push(c),
         }
     }
-    o
 }

@@ -8,7 +8,7 @@
 //! HTML-escaped.
 
 mod html;
-pub(crate) use html::esc;
+pub(crate) use html::page;
 mod text;
 
 use std::collections::BTreeMap;
@@ -50,6 +50,9 @@ pub(crate) struct Report {
     pub(crate) groups: Groups,
     /// Rows finished per minute (Unix minute), by outcome.
     pub(crate) per_minute: BTreeMap<u64, Minute>,
+    /// Rows finished per second (Unix second), while the job has few seconds of activity
+    /// (`None` past [`MAX_SECONDS`]: the chart is drawn from the minutes).
+    pub(crate) per_second: Option<BTreeMap<u64, Minute>>,
     pub(crate) attempts: BTreeMap<u32, u64>,
     /// Requests repeated after a 5xx, a timeout or a lost connection, over the file.
     pub(crate) repeats: u64,
@@ -78,6 +81,8 @@ const MAX_LINE: usize = 1 << 30;
 const MAX_ATTEMPTS: u32 = 1000;
 /// Minutes of activity charted (about 139 days).
 const MAX_MINUTES: usize = 200_000;
+/// Seconds of activity followed one by one (a short job's chart is drawn per second).
+const MAX_SECONDS: usize = 3_600;
 /// Largest checkpoint read for the job's context.
 const MAX_CHECKPOINT: u64 = 8 << 30;
 
@@ -193,6 +198,7 @@ pub(crate) fn read(path: &Path, checkpoint: Option<&Path>) -> Result<Report, Rep
         changes: BTreeMap::new(),
         groups: Groups::default(),
         per_minute: BTreeMap::new(),
+        per_second: Some(BTreeMap::new()),
         attempts: BTreeMap::new(),
         repeats: 0,
         duplicate_lines: 0,
@@ -373,6 +379,16 @@ impl Report {
                 .add(Verdict::from_name(outcome).unwrap_or(Verdict::Invalid));
             m.repeats += repeats;
         }
+        if let Some(seconds) = &mut self.per_second {
+            if seconds.len() < MAX_SECONDS || seconds.contains_key(&s) {
+                let m = seconds.entry(s).or_default();
+                m.outcomes
+                    .add(Verdict::from_name(outcome).unwrap_or(Verdict::Invalid));
+                m.repeats += repeats;
+            } else {
+                self.per_second = None;
+            }
+        }
         self.first = Some(self.first.map_or(s, |f| f.min(s)));
         self.last = Some(self.last.map_or(s, |l| l.max(s)));
     }
@@ -382,6 +398,16 @@ fn minute_text(m: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(m * 60);
     let s = crate::clock::rfc3339(t, crate::clock::Precision::Seconds);
     s.get(..16).unwrap_or(&s).replace('T', " ")
+}
+
+/// A Unix second as `2026-11-27 03:00:12`, or as its minute when `to_minute`.
+fn second_text(s: u64, to_minute: bool) -> String {
+    if to_minute {
+        return minute_text(s / 60);
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+    let s = crate::clock::rfc3339(t, crate::clock::Precision::Seconds);
+    s.trim_end_matches('Z').replace('T', " ")
 }
 
 /// A time in milliseconds since the epoch, as `2026-11-27 03:00:12 UTC`.
@@ -404,8 +430,13 @@ fn exit_text(code: u8) -> &'static str {
     }
 }
 
-/// A bucket width in minutes for a span of `span` minutes: about 60 bars of a round size.
-const WIDTHS: [u64; 12] = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440];
+/// Bucket widths in seconds, per second for a short job to a day for a long one: the chart
+/// has at most 72 bars of a round width.
+const WIDTHS: [u64; 18] = [
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400,
+];
+/// Most bars in the throughput chart.
+const BARS: u64 = 72;
 
 impl Report {
     fn top_errors(&self) -> Vec<ErrorGroup> {
@@ -433,27 +464,36 @@ impl Report {
         format!("{:.1} %", n as f64 * 100.0 / self.rows.max(1) as f64)
     }
 
-    /// Rows per bucket for the throughput chart: about 60 buckets of a round width over
-    /// the run (per minute for a short job, per hour or more for long ones).
+    /// Rows per bucket for the throughput chart, as (width in seconds, each bucket's first
+    /// Unix second and tally): at most [`BARS`] buckets of a round width that fits the job —
+    /// seconds for a job of a minute, hours for a night — from the per-second tallies while
+    /// the job has them, else from the minutes.
     fn throughput_buckets(&self) -> (u64, Vec<(u64, Minute)>) {
-        let (Some(&first), Some(&last)) = (
-            self.per_minute.keys().next(),
-            self.per_minute.keys().next_back(),
-        ) else {
-            return (1, Vec::new());
+        let per_second = self.per_second.as_ref().filter(|m| !m.is_empty());
+        let (tallies, unit): (Box<dyn Iterator<Item = (u64, &Minute)>>, u64) = match per_second {
+            Some(seconds) => (Box::new(seconds.iter().map(|(s, c)| (*s, c))), 1),
+            None => (
+                Box::new(self.per_minute.iter().map(|(m, c)| (m * 60, c))),
+                60,
+            ),
         };
-        let span = last - first + 1;
+        let tallies: Vec<(u64, &Minute)> = tallies.collect();
+        let (Some(&(first, _)), Some(&(last, _))) = (tallies.first(), tallies.last()) else {
+            return (60, Vec::new());
+        };
+        let span = last - first + unit;
         let width = WIDTHS
             .into_iter()
-            .find(|w| span.div_ceil(*w) <= 72)
-            .unwrap_or_else(|| span.div_ceil(72));
+            .filter(|w| *w >= unit)
+            .find(|w| span.div_ceil(*w) <= BARS)
+            .unwrap_or_else(|| span.div_ceil(BARS).next_multiple_of(unit));
         let start = first - first % width;
         let n = (last - start) / width + 1;
         let mut b: Vec<(u64, Minute)> = (0..n)
             .map(|i| (start + i * width, Minute::default()))
             .collect();
-        for (m, c) in &self.per_minute {
-            let slot = &mut b[((m - start) / width) as usize].1;
+        for (at, c) in tallies {
+            let slot = &mut b[((at - start) / width) as usize].1;
             slot.outcomes.absorb(&c.outcomes);
             slot.repeats += c.repeats;
         }
@@ -498,12 +538,63 @@ fn span_text(ms: u64) -> String {
 mod tests {
     use super::*;
 
+    /// A results file of `rows` rows, one finished every `every` seconds from 21:00:00.
+    fn timed(dir: &Path, rows: u64, every: u64) -> Report {
+        let p = dir.join(format!("t{rows}-{every}.csv"));
+        let mut body = String::from("line,iccid,action,outcome,finished_at\n");
+        for i in 0..rows {
+            let t =
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_726_800 + i * every);
+            let at = crate::clock::rfc3339(t, crate::clock::Precision::Millis);
+            body += &format!("{},1,activate,ok,{at}\n", i + 2);
+        }
+        std::fs::write(&p, body).unwrap();
+        read(&p, None).unwrap()
+    }
+
+    /// The chart's bars fit the job: seconds for an 8-second job, minutes for an hour, hours
+    /// for a night, never more than 72 bars.
     #[test]
-    fn escapes_and_unguards() {
-        assert_eq!(
-            html::esc("<script>\"x\" & 'y'"),
-            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;"
+    fn throughput_buckets_fit_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        for (rows, every, width, bars) in [
+            (8, 1, 1, 8),
+            (90, 1, 2, 45),
+            (60, 60, 60, 60),
+            (5000, 3, 300, 50),
+            (100, 600, 900, 67),
+        ] {
+            let r = timed(dir.path(), rows, every);
+            let (w, b) = r.throughput_buckets();
+            assert_eq!((w, b.len()), (width, bars), "{rows} rows every {every} s");
+            let charted: u64 = b.iter().map(|x| x.1.outcomes.total()).sum();
+            assert_eq!(charted, rows);
+        }
+        let html = timed(dir.path(), 8, 1).to_html();
+        assert!(html.contains("rows finished per second (UTC)"), "{html}");
+    }
+
+    /// What the file says is text on the page, never markup.
+    #[test]
+    fn every_text_from_the_file_is_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hostile.csv");
+        std::fs::write(
+            &p,
+            "line,iccid,action,outcome,http_status,error_code,message,finished_at\n\
+2,<i>1</i>,\"<img src=x onerror=alert(1)>\",failed,400,1,\"<script>alert('x')</script> & \"\"q\"\"\",2026-11-26T21:00:01.000Z\n",
+        )
+        .unwrap();
+        let html = read(&p, None).unwrap().to_html();
+        assert!(!html.contains("<script") && !html.contains("<img") && !html.contains("<i>"));
+        assert!(
+            html.contains("&lt;script&gt;alert('x')&lt;/script&gt; &amp; &quot;q&quot;"),
+            "{html}"
         );
+    }
+
+    #[test]
+    fn unguards() {
         assert_eq!(unguard("'=1+1"), "=1+1");
         assert_eq!(unguard("'plain"), "'plain");
     }
