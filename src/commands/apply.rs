@@ -1,10 +1,10 @@
 //! `simbulk apply FILE`: the fleet as a spreadsheet. The file says what each SIM should be;
 //! apply reads the live fleet, plans the calls that close the gap, shows the plan, asks as a
 //! destructive `run` does, and runs the plan with the engine (pacing, retries, reconcile,
-//! checkpoint, results, failures, undo). `--check` reports drift without writing.
+//! checkpoint, results, failures, undo). `--drift` reports drift without writing.
 //!
 //! Guarantees: nothing is written before the plan is complete and shown (and confirmed where
-//! a `run` would ask); `--plan-only` and `--check` never write; a plan is reused only by
+//! a `run` would ask); `--plan-only` and `--drift` never write; a plan is reused only by
 //! `--resume` together with its checkpoint (and the same desired file: its digest is kept
 //! beside the plan) — any other apply reads the fleet and plans afresh; the engine re-reads
 //! each SIM before its call (within `--max-read-age`), so a SIM already in its desired state
@@ -47,14 +47,20 @@ pub(crate) struct ApplyArgs {
     #[arg(long, value_name = "PATH", help_heading = "Apply")]
     pub(crate) plan: Option<PathBuf>,
 
-    /// Make and show the plan, change nothing (also spelled --dry-run, as in `run`).
-    #[arg(long, visible_alias = "dry-run", help_heading = "Apply")]
+    /// Make and show the plan, change nothing: apply's preview (also spelled --preview and
+    /// --dry-run, as in `run`).
+    #[arg(long, visible_aliases = ["preview", "dry-run"], help_heading = "Apply")]
     pub(crate) plan_only: bool,
 
     /// Drift check: report which SIMs differ from the file and how, change nothing; exit 0
-    /// when none differ, 1 when some do.
-    #[arg(long, conflicts_with = "plan_only", help_heading = "Apply")]
-    pub(crate) check: bool,
+    /// when none differ, 1 when some do. (Formerly --check.)
+    #[arg(
+        long = "drift",
+        alias = "check",
+        conflicts_with = "plan_only",
+        help_heading = "Apply"
+    )]
+    pub(crate) drift: bool,
 
     #[command(flatten)]
     pub(crate) job: JobFlags,
@@ -115,7 +121,7 @@ async fn apply(a: &ApplyArgs) -> Outcome {
         .checkpoint
         .clone()
         .unwrap_or_else(|| beside(&a.input, ".checkpoint"));
-    if !a.check && !a.plan_only && cfg.resume == ResumeMode::Refuse && cfg.checkpoint.exists() {
+    if !a.drift && !a.plan_only && cfg.resume == ResumeMode::Refuse && cfg.checkpoint.exists() {
         return Err(CliError::usage(format!(
             "checkpoint {} exists from an earlier apply of this file; add --resume to continue it (the plan is kept), or --restart to plan and apply afresh",
             cfg.checkpoint.display()
@@ -129,15 +135,15 @@ async fn apply(a: &ApplyArgs) -> Outcome {
         .map_err(|e| CliError::usage(format!("cannot read {}: {e}", a.input.display())))?;
     // A plan goes only with its checkpoint: without one, the fleet may have moved since.
     let reuse = cfg.resume == ResumeMode::Resume
-        && !a.check
+        && !a.drift
         && cfg.checkpoint.exists()
         && plan_path.exists()
         && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s.contains(&digest));
     if !reuse {
-        let out = (!a.check || a.plan.is_some()).then_some(plan_path.as_path());
-        let planned = plan(a, a.check, &Reach::of(&endpoint, &cfg), out, &drain).await?;
+        let out = (!a.drift || a.plan.is_some()).then_some(plan_path.as_path());
+        let planned = plan(a, a.drift, &Reach::of(&endpoint, &cfg), out, &drain).await?;
         crate::output::stdout::print(&planned.text());
-        if a.check {
+        if a.drift {
             return Ok(drift(&planned));
         }
         let stamp = format!("{{\"desired_sha256\":\"{digest}\"}}\n");

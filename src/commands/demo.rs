@@ -28,9 +28,14 @@ use crate::sim::{FaultConfig, SimConfig, SimServer};
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// Where the demo writes its results, failures and checkpoint files.
-    #[arg(long, default_value = "simbulk-demo")]
-    pub(crate) out: PathBuf,
+    /// The folder the demo writes its jobs, results, failures and checkpoints into.
+    #[arg(
+        long,
+        value_name = "DIR",
+        alias = "out",
+        default_value = "simbulk-demo"
+    )]
+    pub(crate) dir: PathBuf,
 
     /// Keep the simulator up after the jobs (until Ctrl-C) and print the command that re-runs
     /// a failures file against it.
@@ -217,7 +222,7 @@ fn say(s: &str) {
 
 /// `simbulk demo`.
 pub(crate) async fn run(a: DemoArgs) -> Outcome {
-    demo(&a.out, a.keep).await
+    demo(&a.dir, a.keep).await
 }
 
 async fn demo(out: &Path, keep: bool) -> Outcome {

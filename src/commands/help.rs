@@ -39,7 +39,7 @@ Examples:
   simbulk export -o fleet.csv                      # the fleet as it is
   simbulk apply fleet.csv --plan-only              # edit fleet.csv, then see the plan
   simbulk apply fleet.csv --yes --change-ref CHG-7 # make the fleet so
-  simbulk apply fleet.csv --check                  # drift: exit 1 when the fleet differs
+  simbulk apply fleet.csv --drift                  # drift: exit 1 when the fleet differs
 
 {TABLE}"
     )

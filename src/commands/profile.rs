@@ -301,7 +301,11 @@ pub(crate) fn with_env(cmd: clap::Command) -> clap::Command {
                 || matches!(
                     a.get_action(),
                     clap::ArgAction::Count | clap::ArgAction::Help | clap::ArgAction::Version
-                );
+                )
+                // An option whose value may be left out (`--preview [PATH]`): in a variable,
+                // `1` could mean "on" or a file named 1, so it reads none.
+                || (a.get_action().takes_values()
+                    && a.get_num_args().is_some_and(|n| n.min_values() == 0));
             let flag = matches!(
                 a.get_action(),
                 clap::ArgAction::SetTrue | clap::ArgAction::SetFalse

@@ -59,21 +59,22 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) dry_run: bool,
 
-    /// With --dry-run: read the SIMs in batches (one list call per 100 SIMs, paced) and
-    /// predict each row's outcome from its live state into the --preview file, with progress,
-    /// graceful stop and --resume. No change is sent.
-    #[arg(long, requires = "dry_run")]
-    pub(crate) check: bool,
-
-    /// The preview's file: the results' columns, with predicted outcomes; `simbulk report`
-    /// reads it [default: <input stem>.preview.csv; its failures and checkpoint beside it].
+    /// Preview against live state: read the SIMs in batches (one list call per 100 SIMs,
+    /// paced) and predict each row's outcome into PATH, with progress, graceful stop and
+    /// --resume; no change is sent. The file has the results' columns and `simbulk report`
+    /// reads it [default PATH: <input stem>.preview.csv; its failures and checkpoint beside
+    /// it]. (Formerly --dry-run --check.)
     #[arg(
         long,
-        requires = "check",
         value_name = "PATH",
+        num_args = 0..=1,
         help_heading = "Outputs"
     )]
-    pub(crate) preview: Option<PathBuf>,
+    pub(crate) preview: Option<Option<PathBuf>>,
+
+    /// The old spelling of --preview (with --dry-run).
+    #[arg(long, hide = true, requires = "dry_run")]
+    pub(crate) check: bool,
 
     /// After an activation answers pendingProvision, poll the SIM (paced, backing off) until
     /// it is active or this long has passed; the results show the final status.
@@ -327,8 +328,9 @@ pub(crate) fn configure(
         sheet: a.sheet.clone(),
         ..job_config(a.input.clone(), &a.job, args)
     };
-    let cfg = if a.check { as_preview(cfg, a) } else { cfg };
-    if a.dry_run && !a.check {
+    let preview = a.check || a.preview.is_some();
+    let cfg = if preview { as_preview(cfg, a) } else { cfg };
+    if a.dry_run && !preview {
         return Ok((cfg, None));
     }
     Ok((cfg, Some(endpoint(&a.connection, a.job.timeout)?)))
@@ -385,6 +387,7 @@ fn as_preview(cfg: JobConfig, a: &RunArgs) -> JobConfig {
     let preview = a
         .preview
         .clone()
+        .flatten()
         .unwrap_or_else(|| engine::config::beside(&a.input, ".preview.csv"));
     let (_, failures, checkpoint) = engine::default_paths(&preview);
     JobConfig {

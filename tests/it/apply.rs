@@ -71,6 +71,7 @@ fn an_unchanged_export_applies_with_no_write_and_checks_clean() {
         "{out}"
     );
     assert!(s.ledger().is_empty());
+    // The old spelling of --drift, kept as an alias for one release.
     let o = apply(&s, &fleet, &["--check"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
@@ -136,7 +137,7 @@ fn edited_cells_are_exactly_the_writes_and_the_fleet_ends_as_the_file_says() {
     let o = apply(&s, &desired, &["--yes"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(s.ledger().len(), cells, "one write per edited cell");
-    let o = apply(&s, &desired, &["--check"]);
+    let o = apply(&s, &desired, &["--drift"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
@@ -273,7 +274,7 @@ fn plan_counts_equal_the_writes_and_kill_9_then_resume_ends_in_the_desired_state
     assert!(started.elapsed() < Duration::from_secs(120));
     assert_no_repeated_effect(&s);
     assert_eq!(s.ledger().len(), cells, "each edited cell written once");
-    let o = apply(&s, &desired, &["--check"]);
+    let o = apply(&s, &desired, &["--drift"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
@@ -357,7 +358,7 @@ fn undo_of_an_apply_restores_every_field_of_its_patch_rows_as_the_readme_shows()
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let o = apply(&s, &desired, &["--check"]);
+    let o = apply(&s, &desired, &["--drift"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
@@ -453,7 +454,7 @@ fn an_unchanged_export_with_pending_activations_applies_with_no_write() {
     let writes = client_writes();
     let o = apply(&s, &fleet, &["--yes"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let o = apply(&s, &fleet, &["--check"]);
+    let o = apply(&s, &fleet, &["--drift"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     // Once they are active (a read settles a due activation), the export still asks for
     // nothing.
@@ -466,7 +467,7 @@ fn an_unchanged_export_with_pending_activations_applies_with_no_write() {
         assert!(Instant::now() < deadline, "the activations never completed");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let o = apply(&s, &fleet, &["--check"]);
+    let o = apply(&s, &fleet, &["--drift"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(client_writes(), writes);
 }

@@ -154,7 +154,7 @@ fn preview_predicts_from_live_state_and_sends_no_write() {
         active[0], active[1]
     );
     let job = Job::new("plan.csv", &body);
-    let o = job.run(&s, &["--dry-run", "--check"]);
+    let o = job.run(&s, &["--preview"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let p = read_csv(&job.path(".preview.csv"), b',');
     let by_line = |l: &str| p.iter().find(|r| r["line"] == l).unwrap().clone();
@@ -349,7 +349,7 @@ fn the_readme_demo_runs_its_three_jobs_to_the_end() {
     let dir = tempfile::tempdir().unwrap();
     let o = simbulk()
         .arg("demo")
-        .arg("--out")
+        .arg("--dir")
         .arg(dir.path())
         .output()
         .unwrap();
@@ -372,7 +372,7 @@ fn the_demo_kept_up_prints_a_re_run_that_runs_as_printed() {
     let dir = tempfile::tempdir().unwrap();
     let mut demo = simbulk()
         .arg("demo")
-        .arg("--out")
+        .arg("--dir")
         .arg(dir.path())
         .arg("--keep")
         .stdout(std::process::Stdio::piped())
@@ -454,7 +454,7 @@ fn preview_and_mostly_failed_pages_say_what_they_are_in_a_browser() {
     );
     // The same job as a preview: its page opens with what it is, and its key.
     let preview = Job::new("ahead.csv", &body);
-    let o = preview.run(&s, &["--dry-run", "--check"]);
+    let o = preview.run(&s, &["--preview"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let html = preview.dir.path().join("p.html");
     let page = html_report(&preview.path(".preview.csv"), &html);

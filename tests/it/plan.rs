@@ -363,7 +363,7 @@ fn the_preview_predicts_what_the_run_does_with_a_list_call_per_hundred_sims() {
     }
     assert!(n >= 10_000, "{n} rows");
     let job = Job::new("pv.csv", &body);
-    let o = job.run(&s, &["--dry-run", "--check"]);
+    let o = job.run(&s, &["--preview"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let st = s.stats();
     let lists = total(&route(&s, "GET /api/v2/sim"));
@@ -401,7 +401,7 @@ fn a_stopped_preview_resumes_and_the_report_reads_it() {
         }),
     );
     // Attribute rows read one list per SIM: paced, the preview runs long enough to stop.
-    let child = spawn_piped(job.command(&s, &["--dry-run", "--check", "--rate", "100"]));
+    let child = spawn_piped(job.command(&s, &["--preview", "--rate", "100"]));
     let preview = job.path(".preview.csv");
     wait_for("preview rows", Duration::from_secs(30), || {
         std::fs::read_to_string(&preview).is_ok_and(|t| t.lines().count() > 50)
@@ -409,7 +409,7 @@ fn a_stopped_preview_resumes_and_the_report_reads_it() {
     signal(&child, libc::SIGINT);
     let (o, _) = exit_within(child, Duration::from_secs(30));
     assert_eq!(o.status.code(), Some(75), "{}", text(&o));
-    let o = job.run(&s, &["--dry-run", "--check", "--resume"]);
+    let o = job.run(&s, &["--preview", "--resume"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let rows = read_csv(&preview, b',');
     assert_eq!(rows.len(), 800);
@@ -488,4 +488,35 @@ fn a_destructive_job_over_the_threshold_needs_yes_off_a_terminal() {
     // Under the threshold, or with --yes, it runs.
     let o = bare().args(["--confirm-over", "150"]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// `--preview` with a PATH writes there, and the old spelling (`--dry-run --check --preview
+/// PATH`) is the same preview; neither sends a change.
+#[test]
+fn the_preview_flag_takes_a_path_and_the_old_spelling_still_works() {
+    let s = TestSim::unlimited(300);
+    let ids = s.pick(12, |r, p| p == Profile::Available && acme(r));
+    let job = Job::new(
+        "sp.csv",
+        &rows_body("iccid,action", &ids, |i| format!("{i},activate")),
+    );
+    let new = job.dir.path().join("new.preview.csv");
+    let o = job.run(&s, &["--preview", new.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let old = job.dir.path().join("old.preview.csv");
+    let o = job.run(
+        &s,
+        &["--dry-run", "--check", "--preview", old.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for p in [&new, &old] {
+        let rows = read_csv(p, b',');
+        assert_eq!(rows.len(), 12, "{}", p.display());
+        assert!(rows.iter().all(|r| r["outcome"] == "ok"), "{rows:?}");
+    }
+    assert!(
+        !job.path(".preview.csv").exists(),
+        "the default file is not written"
+    );
+    assert_eq!(s.stats().mutations_applied, 0);
 }

@@ -1,4 +1,4 @@
-//! A row in a preview (`--dry-run --check`): its outcome predicted from the SIM's state,
+//! A row in a preview (`run --preview`): its outcome predicted from the SIM's state,
 //! with no write.
 //!
 //! Guarantees: nothing but reads is ever sent (the plan's list calls, a SIM read when there
