@@ -111,6 +111,7 @@ fn write_results_and_checkpoint(c: &mut Criterion) {
         change_ref: None,
         operator: None,
         version: None,
+        apply_again: None,
     };
     g.bench_function("append_10k_checkpoint_records", |b| {
         b.iter(|| {

@@ -80,6 +80,9 @@ pub struct Header {
     /// The simbulk version that started the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// An apply's plan: the arguments of `simbulk apply` that plan it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_again: Option<String>,
 }
 
 pub use super::runs::{Run, RunStats};
@@ -454,6 +457,7 @@ mod tests {
             change_ref: Some("CHG-1".into()),
             operator: None,
             version: None,
+            apply_again: None,
         }
     }
 

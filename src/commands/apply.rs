@@ -121,6 +121,15 @@ async fn apply(a: &ApplyArgs) -> Outcome {
         .checkpoint
         .clone()
         .unwrap_or_else(|| beside(&a.input, ".checkpoint"));
+    let quote = crate::output::summary::shell_quote;
+    cfg.apply_again = Some(match &a.sheet {
+        Some(sheet) => format!(
+            "{} --sheet {}",
+            quote(&a.input.display().to_string()),
+            quote(sheet)
+        ),
+        None => quote(&a.input.display().to_string()),
+    });
     if !a.drift && !a.plan_only && cfg.resume == ResumeMode::Refuse && cfg.checkpoint.exists() {
         return Err(CliError::usage(format!(
             "checkpoint {} exists from an earlier apply of this file; add --resume to continue it (the plan is kept), or --restart to plan and apply afresh",

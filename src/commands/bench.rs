@@ -178,6 +178,7 @@ fn fake_checkpoint(input: &Path, k: u64) -> anyhow::Result<()> {
         change_ref: None,
         operator: None,
         version: None,
+        apply_again: None,
     };
     let mut j = Journal::create(&cp, &header)?;
     j.start(r_head as u64, f_head as u64);

@@ -30,6 +30,9 @@ pub struct JobConfig {
     pub input: PathBuf,
     /// `--sheet`: the sheet of a spreadsheet input to read (default: its first visible one).
     pub sheet: Option<String>,
+    /// An apply's plan: the arguments of `simbulk apply` that plan it again (its desired-state
+    /// file, shell-quoted, and its `--sheet`), for the next step of blocked rows.
+    pub apply_again: Option<String>,
     /// What fills the cells a row leaves empty (`--action`, `--value`, `--attribute`).
     pub defaults: Defaults,
     /// The results file.
@@ -107,6 +110,7 @@ impl JobConfig {
         Self {
             input,
             sheet: None,
+            apply_again: None,
             defaults: Defaults::default(),
             results,
             failures,

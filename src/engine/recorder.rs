@@ -108,9 +108,12 @@ impl Counts {
     }
 
     /// The `n` largest groups of failed and invalid rows of this run.
-    pub(crate) fn top_errors(&self, n: usize, failures: &str, defaults: &str) -> Vec<ErrorGroup> {
-        self.errors
-            .top_with(n, self.run.total(), failures, defaults)
+    pub(crate) fn top_errors(
+        &self,
+        n: usize,
+        rerun: &crate::output::groups::Rerun<'_>,
+    ) -> Vec<ErrorGroup> {
+        self.errors.top_with(n, self.run.total(), rerun)
     }
 
     fn add(&mut self, r: &RowResult) {

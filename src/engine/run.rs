@@ -381,7 +381,7 @@ async fn conclude(
     // The time the operator took to answer is not the job's.
     let working = (s.elapsed_seconds - drive.asked.as_secs_f64()).max(0.001);
     s.rows_per_second = s.this_run.total() as f64 / working;
-    fill(&mut s, &counts, &cfg.defaults);
+    fill(&mut s, &counts, cfg);
     s.requests = pacer.requests();
     s.calls = calls_of(&client.calls(), &s);
     s.throttled_429 = pacer.throttled_count();
@@ -455,16 +455,22 @@ fn calls_of(c: &crate::api::CallCounts, s: &Summary) -> crate::output::summary::
     }
 }
 
-fn fill(s: &mut Summary, c: &Counts, d: &crate::input::Defaults) {
+fn fill(s: &mut Summary, c: &Counts, cfg: &JobConfig) {
     s.by_action = c.by_action.clone();
     s.by_reason = c.reasons.all();
     let failures = crate::output::summary::shell_quote(&s.failures.display().to_string());
-    let defaults = crate::output::summary::rerun_flags(
+    let d = &cfg.defaults;
+    let flags = crate::output::summary::rerun_flags(
         d.action.as_deref(),
         d.value.as_deref(),
         d.attribute.as_deref(),
     );
-    s.top_errors = c.top_errors(10, &failures, &defaults);
+    let rerun = crate::output::groups::Rerun {
+        failures: &failures,
+        flags: &flags,
+        apply: cfg.apply_again.as_deref(),
+    };
+    s.top_errors = c.top_errors(10, &rerun);
     s.retries = c.retries;
     s.activations = crate::output::summary::Activations {
         active: c.activations.0,

@@ -303,6 +303,7 @@ pub(crate) fn open_outputs(
                 change_ref: cfg.change_ref.clone(),
                 operator: Some(operator()),
                 version: Some(env!("CARGO_PKG_VERSION").into()),
+                apply_again: cfg.apply_again.clone(),
             };
             let cp = named("--checkpoint", &cfg.checkpoint);
             let mut journal = Journal::create(&cfg.checkpoint, &header).map_err(&cp)?;

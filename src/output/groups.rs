@@ -117,25 +117,26 @@ impl Groups {
     /// The `n` largest groups, with their share of `rows` and the next step; `failures`
     /// names the failures file the steps point at.
     pub(crate) fn top(&self, n: usize, rows: u64, failures: &str) -> Vec<ErrorGroup> {
-        self.top_with(n, rows, failures, "")
+        self.top_with(
+            n,
+            rows,
+            &Rerun {
+                failures,
+                flags: "",
+                apply: None,
+            },
+        )
     }
 
-    /// [`Groups::top`], the next steps' commands carrying `defaults` (the job's `--action`,
-    /// `--value`, `--attribute`, as `summary::rerun_flags` writes them), so each runs as printed.
-    pub(crate) fn top_with(
-        &self,
-        n: usize,
-        rows: u64,
-        failures: &str,
-        defaults: &str,
-    ) -> Vec<ErrorGroup> {
+    /// [`Groups::top`], the next steps' commands made by `rerun`, so each runs as printed.
+    pub(crate) fn top_with(&self, n: usize, rows: u64, rerun: &Rerun<'_>) -> Vec<ErrorGroup> {
         let mut v: Vec<ErrorGroup> = self
             .map
             .iter()
             .map(
                 |((outcome, status, code, reason), (count, message, samples))| ErrorGroup {
                     label: label(*status, *code, reason.as_deref()),
-                    next_step: next_step(outcome, *status, *code, failures, defaults),
+                    next_step: next_step(outcome, *status, *code, rerun),
                     outcome: outcome.clone(),
                     http_status: *status,
                     error_code: *code,
@@ -164,18 +165,33 @@ pub(crate) fn label(status: Option<u16>, code: Option<i64>, reason: Option<&str>
     }
 }
 
+/// What the next steps' commands run again, each shell-quoted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rerun<'a> {
+    /// The failures file.
+    pub(crate) failures: &'a str,
+    /// The job's row defaults as flags (` --action activate`, `summary::rerun_flags`): a
+    /// bare list runs again only with them.
+    pub(crate) flags: &'a str,
+    /// For an apply's plan: the desired-state file (and its ` --sheet`), planned again once
+    /// a blocked change is resolved.
+    pub(crate) apply: Option<&'a str>,
+}
+
 /// What to do about a group.
-fn next_step(
-    outcome: &str,
-    status: Option<u16>,
-    code: Option<i64>,
-    failures: &str,
-    defaults: &str,
-) -> String {
+fn next_step(outcome: &str, status: Option<u16>, code: Option<i64>, r: &Rerun<'_>) -> String {
+    let failures = r.failures;
     if outcome == BLOCKED {
-        return "the desired file asks for a change no order allows (each row's message says why; nothing was sent): change the file or the SIM, then run simbulk apply again".into();
+        let again = r.apply.map_or_else(
+            || "simbulk apply with the desired-state file again".to_owned(),
+            // The finished apply keeps its records (renamed) and plans from the fleet as it is.
+            |desired| format!("simbulk apply {desired} --restart"),
+        );
+        return format!(
+            "the desired file asks for a change no order allows (each row's message says why; nothing was sent): change the file or the SIM, then plan again: {again}"
+        );
     }
-    let rerun = format!("simbulk run {failures}{defaults}");
+    let rerun = format!("simbulk run {failures}{}", r.flags);
     if outcome == "invalid" {
         return format!(
             "fix these rows in {failures} (the message says how), then run it: {rerun}"

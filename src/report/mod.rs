@@ -440,8 +440,19 @@ const BARS: u64 = 72;
 
 impl Report {
     fn top_errors(&self) -> Vec<ErrorGroup> {
-        self.groups
-            .top_with(50, self.rows, &self.failures, &self.rerun_flags())
+        self.groups.top_with(
+            50,
+            self.rows,
+            &crate::output::groups::Rerun {
+                failures: &self.failures,
+                flags: &self.rerun_flags(),
+                apply: self
+                    .job
+                    .as_ref()
+                    .ok()
+                    .and_then(|j| j.header.apply_again.as_deref()),
+            },
+        )
     }
 
     /// The row defaults of the job (from its checkpoint), as flags of a re-run.

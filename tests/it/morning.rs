@@ -543,3 +543,127 @@ fn every_next_step_of_a_bare_list_job_runs_as_printed() {
         }
     }
 }
+
+/// The commands in `steps` (each from its `simbulk ` on), run as printed in `dir` against
+/// `sim`: each exits 0 or 1, never 2 (a hint that does not parse, or names a missing file).
+fn assert_each_step_runs(dir: &std::path::Path, sim: &TestSim, steps: &[String]) {
+    assert!(!steps.is_empty());
+    for step in steps {
+        let (_, cmd) = step
+            .split_once("simbulk ")
+            .unwrap_or_else(|| panic!("no command in {step:?}"));
+        let o = simbulk()
+            .current_dir(dir)
+            .args(shell_words(cmd))
+            .env("SIMBULK_BASE_URL", sim.url())
+            .output()
+            .unwrap();
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "{step:?} does not run as printed: {}",
+            text(&o)
+        );
+    }
+}
+
+/// The next steps of a summary JSON file.
+fn steps_of(summary: &std::path::Path) -> Vec<String> {
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
+    s["top_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["next_step"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The "next:" lines of `simbulk report RESULTS`.
+fn report_steps(results: &std::path::Path) -> Vec<String> {
+    let o = simbulk().arg("report").arg(results).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("next: ").map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_next_steps_of_pending_and_blocked_rows_run_as_printed() {
+    // Pending: activations the provider has not finished when the wait ends.
+    let slow = TestSim::start(SimConfig {
+        activation_delay: Duration::from_secs(2),
+        ..SimConfig::unlimited(300)
+    });
+    let ids = slow.pick(3, |r, p| p == Profile::Available && acme(r));
+    let job = Job::new("slow.txt", &(ids.join("\n") + "\n"));
+    let summary = job.path(".json");
+    let o = job.run(
+        &slow,
+        &[
+            "--action",
+            "activate",
+            "--wait-active",
+            "200ms",
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let steps = steps_of(&summary);
+    assert!(
+        steps.iter().any(|s| s.contains("--wait-active")),
+        "{steps:#?}"
+    );
+    assert_each_step_runs(job.dir.path(), &slow, &steps);
+    for id in &ids {
+        assert_eq!(
+            slow.sim(id).sim.status,
+            "active",
+            "the hint polled {id} to active"
+        );
+    }
+
+    // Blocked: a package change an active SIM that stays active cannot take.
+    let s = TestSim::unlimited(600);
+    let active = s.pick(2, |r, p| {
+        p == Profile::Active && acme(r) && r.sim.package_id == 20417
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let desired = dir.path().join("order.csv");
+    let body: String = active
+        .iter()
+        .map(|i| format!("{i},active,20533\n"))
+        .collect();
+    std::fs::write(&desired, format!("iccid,status,packageId\n{body}")).unwrap();
+    let summary = dir.path().join("order.json");
+    let o = simbulk()
+        .current_dir(dir.path())
+        .args([
+            "apply",
+            "order.csv",
+            "--yes",
+            "--rate",
+            "0",
+            "--summary-json",
+        ])
+        .arg(&summary)
+        .args(["--base-url", &s.url()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let mut steps = steps_of(&summary);
+    assert!(
+        steps.iter().any(|s| s.contains("simbulk apply order.csv")),
+        "{steps:#?}"
+    );
+    steps.extend(report_steps(&dir.path().join("order.results.csv")));
+    assert!(
+        steps
+            .iter()
+            .filter(|s| s.contains("simbulk apply order.csv"))
+            .count()
+            >= 2,
+        "the report names the desired file too: {steps:#?}"
+    );
+    assert_each_step_runs(dir.path(), &s, &steps);
+}
