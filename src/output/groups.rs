@@ -103,7 +103,7 @@ impl Groups {
         }
         let e = self.map.entry(key).or_insert_with(|| {
             let first = message.split(" (request ").next().unwrap_or("");
-            (0, first.chars().take(200).collect(), Vec::new())
+            (0, clipped(first, 200), Vec::new())
         });
         e.0 += 1;
         if e.2.len() < SAMPLES {
@@ -163,6 +163,19 @@ pub(crate) fn label(status: Option<u16>, code: Option<i64>, reason: Option<&str>
         (None, None, Some(r)) => r.to_owned(),
         (None, None, None) => "other".into(),
     }
+}
+
+/// `text` cut to about `most` characters at a word's end, with `…` when cut.
+fn clipped(text: &str, most: usize) -> String {
+    if text.chars().count() <= most {
+        return text.to_owned();
+    }
+    let head: String = text.chars().take(most).collect();
+    let cut = head
+        .rfind(' ')
+        .filter(|&i| i > most / 2)
+        .unwrap_or(head.len());
+    format!("{}…", head[..cut].trim_end_matches([',', ';', ':']))
 }
 
 /// What the next steps' commands run again, each shell-quoted.
@@ -226,6 +239,13 @@ fn next_step(outcome: &str, status: Option<u16>, code: Option<i64>, r: &Rerun<'_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_message_is_cut_at_a_word_with_an_ellipsis() {
+        assert_eq!(clipped("short", 200), "short");
+        assert_eq!(clipped("one two, three four", 12), "one two…");
+        assert_eq!(clipped("ééééééééééé", 4), "éééé…");
+    }
 
     #[test]
     fn groups_hold_no_row_text_keep_samples_and_stay_bounded() {

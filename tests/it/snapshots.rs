@@ -72,3 +72,19 @@ fn the_main_refusals() {
         insta::assert_snapshot!(name, text);
     }
 }
+
+/// The dry run's summary of a file with every kind of bad row: counts, reasons with a sample
+/// line each, the estimate.
+#[test]
+fn a_dry_run_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.csv");
+    let ok = simbulk::input::with_check_digit("894450099000001234");
+    let body = format!(
+        "iccid,action,value\n{ok},activate,\n8.93144040001234E+18,activate,\n{ok}5,suspend,\n89445009900000123,set-package,\n{ok},actviate,\n{ok},set-package,abc\n"
+    );
+    std::fs::write(&job, body).unwrap();
+    let job = job.to_str().unwrap();
+    let text = words(&["run", job, "--dry-run"]).replace(job, "JOB.csv");
+    insta::assert_snapshot!("dry_run_summary", text);
+}
