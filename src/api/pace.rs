@@ -193,7 +193,12 @@ impl Pacer {
             {
                 unless_stopped(stop, async {
                     let _turn = self.turn.lock().await;
-                    l.until_ready().await;
+                    // The runtime's own timer: governor's `until_ready` waits on a timer
+                    // thread of its own, two thread wake-ups more for every paced request.
+                    while let Err(not_until) = l.check() {
+                        let wait = not_until.wait_time_from(governor::clock::Clock::now(l.clock()));
+                        tokio::time::sleep(wait).await;
+                    }
                 })
                 .await?;
             }

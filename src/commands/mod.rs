@@ -136,6 +136,26 @@ pub(crate) enum Command {
     },
 }
 
+impl Command {
+    /// Threads of the async runtime. A client needs one: its work is waiting on the network,
+    /// and its file and CPU work has threads of its own (reader, recorder, fingerprint), so a
+    /// second worker only adds wake-ups between the two (measured in
+    /// docs/design/performance.md: a fifth to a quarter of the CPU per row). A simulator
+    /// serves with every core (`sim`, `demo`, `bench --in-process`).
+    fn workers(&self) -> usize {
+        let serves = match self {
+            Command::Sim(_) | Command::Demo(_) => true,
+            Command::Bench(b) => b.in_process,
+            _ => false,
+        };
+        if serves {
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+        } else {
+            1
+        }
+    }
+}
+
 /// `simbulk config …`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCommand {
@@ -221,6 +241,7 @@ pub fn main() -> ExitCode {
     crate::output::progress::set_json(cli.log_format == LogFormat::Json);
     init_logging(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.command.workers())
         .enable_all()
         .build()
     {
