@@ -496,14 +496,7 @@ fn every_next_step_of_a_bare_list_job_runs_as_printed() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
-    let steps: Vec<String> = s["top_errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["next_step"].as_str().unwrap().to_owned())
-        .collect();
+    let steps = steps_of(&summary);
     assert_eq!(steps.len(), 2, "{steps:#?}");
     // The report's step too.
     let report = simbulk()

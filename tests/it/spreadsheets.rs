@@ -90,6 +90,16 @@ fn shipment(path: &Path, ids: &[String]) -> (BTreeMap<u64, String>, u64) {
     lines
 }
 
+/// `simbulk run PATH --dry-run` (no connection needed).
+fn dry_run(path: &Path) -> std::process::Output {
+    simbulk()
+        .arg("run")
+        .arg(path)
+        .arg("--dry-run")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn an_xlsx_shipment_runs_end_to_end_and_resumes_after_kill_9() {
     let s = TestSim::unlimited(400);
@@ -97,12 +107,7 @@ fn an_xlsx_shipment_runs_end_to_end_and_resumes_after_kill_9() {
     let job = Job::new("shipment.xlsx", "");
     let (lines, lost) = shipment(&job.input, &ids);
     // A preview of the file first: every row counted, the lost-digit row named by its line.
-    let o = simbulk()
-        .arg("run")
-        .arg(&job.input)
-        .arg("--dry-run")
-        .output()
-        .unwrap();
+    let o = dry_run(&job.input);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains(&format!("line {lost}")), "{out}");
@@ -197,12 +202,7 @@ fn the_sheet_is_the_first_visible_one_or_the_one_named_and_a_wrong_name_lists_th
     let o = job.run(&s, &["--sheet", "batch 7"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(outcomes(&job.results())["ok"], 4);
-    let o = simbulk()
-        .arg("run")
-        .arg(&job.input)
-        .arg("--dry-run")
-        .output()
-        .unwrap();
+    let o = dry_run(&job.input);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
