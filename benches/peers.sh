@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The cost of a row, side by side in one run on one `simbulk sim --rate-limit 0`, every
+# request a real change (each side suspends or unsuspends its own SIMs, on a fresh simulator):
+#   wrk (2 threads, 64 connections, benches/peers/toggle.lua), `simbulk bench --mix toggle`
+#   (c=64, no client limit), the aiohttp script a user would write (benches/peers/
+#   toggle_aiohttp.py, c=64), GNU parallel + curl (-j 64); then simbulk's CPU per row at a
+#   steady 2,000/s and 200/s.
+# Run by hand from the repository root: bash benches/peers.sh
+# Needs wrk, GNU parallel and python3 with aiohttp (apt-get install wrk parallel;
+# pip install aiohttp); a missing peer is skipped and said so.
+set -euo pipefail
+cargo build --release --quiet
+B=target/release/simbulk
+PORT=18091
+URL=http://127.0.0.1:$PORT
+WORK=$(mktemp -d)
+SIM=
+trap '[ -n "$SIM" ] && kill $SIM 2>/dev/null; rm -rf "$WORK"' EXIT
+
+# A fresh simulator (every SIM back in its seeded state), its token, and N active SIMs.
+fresh() {
+  [ -n "$SIM" ] && kill $SIM 2>/dev/null && wait $SIM 2>/dev/null || true
+  $B sim --addr 127.0.0.1:$PORT --sims 100000 --rate-limit 0 --token-per-minute 0 --token-ttl 24h -q >/dev/null 2>&1 &
+  SIM=$!
+  for _ in $(seq 100); do curl -s -o /dev/null $URL/ && break; sleep 0.05; done
+  TOKEN=$(curl -s -u sim-demo-client:s3cr3t-demo -d grant_type=client_credentials $URL/oauth2/token |
+    sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+}
+ids() { # the first $1 active, unsuspended SIMs, one ICCID a line, into $WORK/ids.txt
+  python3 - "$URL" "$TOKEN" "$1" > "$WORK/ids.txt" <<'PY'
+import json, sys, urllib.request
+url, token, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+out, page = [], ""
+while len(out) < n:
+    q = f"{url}/api/v2/sim?status=active&customerSuspend=false&adminSuspend=false&systemSuspend=false&pageSize=1000{page}"
+    r = json.load(urllib.request.urlopen(urllib.request.Request(q, headers={"Authorization": f"Bearer {token}"})))
+    out += [s["iccId"] for s in r["data"]]
+    if not r.get("nextPageToken"):
+        break
+    page = "&pageToken=" + r["nextPageToken"]
+print("\n".join(out[:n]))
+PY
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+
+echo "== real changes, no client limit (rows per second; client CPU per row)"
+if have wrk; then
+  fresh; ids 30000
+  W=$(IDS=$WORK/ids.txt THREADS=2 TOKEN=$TOKEN wrk -t 2 -c 64 -d 5s -s benches/peers/toggle.lua $URL/ | awk '/Requests\/sec/ {print $2}')
+  echo "wrk:      $W req/s"
+else
+  W=; echo "wrk:      skipped (apt-get install wrk)"
+fi
+fresh
+S=$($B bench --sim-url $URL --mix toggle --rows 60000 --concurrency 64 2>/dev/null | awk '/throughput/ {t=$2} /cpu:/ {c=$2} END {print t, c}')
+echo "simbulk:  ${S% *} rows/s, ${S#* } µs CPU per row"
+if python3 -c 'import aiohttp' 2>/dev/null; then
+  fresh; ids 20000
+  A=$(python3 benches/peers/toggle_aiohttp.py $URL "$TOKEN" "$WORK/ids.txt" 20000 64)
+  echo "$A"
+  A=$(echo "$A" | awk '{print $2}')
+else
+  A=; echo "aiohttp:  skipped (pip install aiohttp)"
+fi
+if have parallel; then
+  fresh; ids 1000
+  t0=$(date +%s.%N)
+  parallel -j 64 curl -s -o /dev/null -X PATCH -H "'Authorization: Bearer $TOKEN'" \
+    -H "'Content-Type: application/json'" -d "'{\"customerSuspend\":true}'" "$URL/api/v2/sim/{}" :::: "$WORK/ids.txt"
+  P=$(awk -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN {printf "%.0f", 1000 / (t1 - t0)}')
+  echo "parallel: $P rows/s (curl per row)"
+else
+  P=; echo "parallel: skipped (apt-get install parallel)"
+fi
+s=${S% *}
+[ -n "$W" ] && awk -v s="$s" -v w="$W" 'BEGIN {printf "simbulk / wrk:      %.2f\n", s / w}'
+[ -n "$A" ] && awk -v s="$s" -v a="$A" 'BEGIN {printf "simbulk / aiohttp:  %.1f\n", s / a}'
+[ -n "$P" ] && awk -v s="$s" -v p="$P" 'BEGIN {printf "simbulk / parallel: %.0f\n", s / p}'
+
+echo "== real changes at a steady rate (client CPU per row, share of one core)"
+for args in "--rows 20000 --concurrency 64 --rate 2000" "--rows 2000 --concurrency 8 --rate 200"; do
+  fresh
+  $B bench --sim-url $URL --mix toggle $args 2>/dev/null |
+    awk -v a="$args" '/throughput/ {t=$2} /cpu:/ {c=$2} END {printf "%-42s %6.1f µs per row, %4.1f %% of a core\n", a, c, c * t / 1e4}'
+done
