@@ -19,10 +19,13 @@ Actions (the action column, or --action for every row):
 
 Input: a CSV (comma, semicolon or TAB; UTF-8, a BOM is fine) with a header line naming an
 iccid column and usually action, value and attribute columns; other columns are carried to
-the results. Or a plain list of ICCIDs, one per line, with --action.
+the results. Or a plain list of ICCIDs, one per line, with --action. Or a spreadsheet
+(.xlsx, .xls, .xlsb, .ods): its first visible sheet, or --sheet NAME, read the same way.
 
 Examples:
   simbulk run shipment.txt --action activate --dry-run
+  simbulk run shipment.xlsx --sheet \"Batch 7\" --action activate
+  simbulk run migrate.csv --action set-package --value 20533 --preview   # predicted, no change
   simbulk run migrate.csv --action set-package --value 20533 --until 05:30 --change-ref CHG-1
   simbulk run migrate.csv --resume          # the next night, where it stopped
   simbulk --profile prod run tags.csv       # connection and pacing from a profile
