@@ -7,6 +7,7 @@
 //! byte for byte (delimiter, quoting, line endings, any byte that is not UTF-8), so it can be
 //! run again as it is.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use crate::files::{AppendFile, OpenMode};
@@ -36,7 +37,7 @@ pub(crate) const RESULT_COLUMNS: [&str; 17] = [
 
 /// Neutralises a cell a spreadsheet would read as a formula, and shows control characters
 /// other than TAB, CR and LF (a NUL, say) as `\xNN`.
-pub(crate) fn formula_safe(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn formula_safe(s: &str) -> Cow<'_, str> {
     let s: std::borrow::Cow<'_, str> = if s.chars().any(hidden) {
         s.chars()
             .map(|c| {
@@ -162,30 +163,32 @@ impl ResultsFile {
     /// Appends one row's result (buffered; see [`ResultsFile::flush`]).
     pub fn write(&mut self, r: &RowResult) -> std::io::Result<()> {
         let finished = crate::clock::rfc3339(r.finished_at, crate::clock::Precision::Millis);
-        let opt = |v: Option<String>| v.unwrap_or_default();
-        let mut cells: Vec<String> = vec![
-            r.line.to_string(),
-            formula_safe(&r.iccid).into_owned(),
-            formula_safe(&r.action).into_owned(),
-            formula_safe(&r.value).into_owned(),
-            formula_safe(&r.attribute).into_owned(),
-            r.verdict.as_str().to_owned(),
-            opt(r.http_status.map(|s| s.to_string())),
-            opt(r.error_code.map(|s| s.to_string())),
-            r.reason.unwrap_or_default().to_owned(),
-            formula_safe(&r.message).into_owned(),
-            r.attempts.to_string(),
-            r.retries.to_string(),
-            formula_safe(r.sim_status.as_deref().unwrap_or("")).into_owned(),
-            formula_safe(r.before.as_ref().map_or("", Before::value)).into_owned(),
-            r.before.as_ref().map_or("", Before::state).to_owned(),
-            finished,
-            self.change_ref.clone(),
-        ];
+        // Cells borrow what the row holds; only numbers and the time are made per row.
+        let number = |v: Option<String>| Cow::Owned(v.unwrap_or_default());
+        let mut cells: Vec<Cow<'_, str>> = Vec::with_capacity(17 + self.carried.len());
+        cells.extend([
+            Cow::Owned(r.line.to_string()),
+            formula_safe(&r.iccid),
+            formula_safe(&r.action),
+            formula_safe(&r.value),
+            formula_safe(&r.attribute),
+            Cow::Borrowed(r.verdict.as_str()),
+            number(r.http_status.map(|s| s.to_string())),
+            number(r.error_code.map(|s| s.to_string())),
+            Cow::Borrowed(r.reason.unwrap_or_default()),
+            formula_safe(&r.message),
+            Cow::Owned(r.attempts.to_string()),
+            Cow::Owned(r.retries.to_string()),
+            formula_safe(r.sim_status.as_deref().unwrap_or("")),
+            formula_safe(r.before.as_ref().map_or("", Before::value)),
+            Cow::Borrowed(r.before.as_ref().map_or("", Before::state)),
+            Cow::Owned(finished),
+            Cow::Borrowed(self.change_ref.as_str()),
+        ]);
         for &i in &self.carried {
-            cells.push(formula_safe(r.fields.get(i).map_or("", String::as_str)).into_owned());
+            cells.push(formula_safe(r.fields.get(i).map_or("", String::as_str)));
         }
-        self.csv.write(&cells)
+        self.csv.write(cells.iter().map(|c| c.as_bytes()))
     }
 
     pub(crate) fn file(&mut self) -> &mut CsvFile {
