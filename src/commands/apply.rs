@@ -122,13 +122,10 @@ async fn apply(a: &ApplyArgs) -> Outcome {
         .clone()
         .unwrap_or_else(|| beside(&a.input, ".checkpoint"));
     let quote = crate::output::summary::shell_quote;
+    let desired = quote(&a.input.display().to_string());
     cfg.apply_again = Some(match &a.sheet {
-        Some(sheet) => format!(
-            "{} --sheet {}",
-            quote(&a.input.display().to_string()),
-            quote(sheet)
-        ),
-        None => quote(&a.input.display().to_string()),
+        Some(sheet) => format!("{desired} --sheet {}", quote(sheet)),
+        None => desired,
     });
     if !a.drift && !a.plan_only && cfg.resume == ResumeMode::Refuse && cfg.checkpoint.exists() {
         return Err(CliError::usage(format!(

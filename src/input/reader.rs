@@ -342,7 +342,7 @@ impl InputFile {
 /// Reads a file from the start by offset, without moving the cursor its handle shares (a
 /// clone reads on from where it was made, independently).
 #[derive(Clone)]
-pub(crate) struct AtOffsets {
+struct AtOffsets {
     file: Arc<File>,
     pos: u64,
 }

@@ -17,7 +17,7 @@ use std::io::{Read, Seek};
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use calamine::{Data, DataRef, Reader, Sheets};
+use calamine::{Data, Reader, Sheets};
 
 /// Whether a file that starts with `head` is a spreadsheet: a zip (`.xlsx`, `.xlsm`, `.xlsb`,
 /// `.ods`) or a compound document (`.xls`).
@@ -120,18 +120,15 @@ fn convert<RS: Read + Seek + Clone>(
             let first_col = cells.dimensions().start.1;
             while let Some(c) = cells.next_cell().map_err(|e| e.to_string())? {
                 let (row, col) = c.get_position();
-                out.cell(
-                    row,
-                    col.saturating_sub(first_col),
-                    text_of_ref(c.get_value()),
-                )?;
+                let text = text_of(Data::from(c.get_value().clone()));
+                out.cell(row, col.saturating_sub(first_col), text)?;
             }
         }
         mut other => {
             let range = other.worksheet_range(sheet).map_err(|e| e.to_string())?;
             let (row0, _) = range.start().unwrap_or((0, 0));
             for (row, col, v) in range.used_cells() {
-                out.cell(row0 + row as u32, col as u32, text_of(v))?;
+                out.cell(row0 + row as u32, col as u32, text_of(v.clone()))?;
             }
         }
     }
@@ -281,31 +278,21 @@ pub(crate) fn number_text(v: f64) -> String {
 }
 
 /// A cell's text as a person reads it in the spreadsheet.
-fn text_of(v: &Data) -> String {
+fn text_of(v: Data) -> String {
     match v {
-        Data::Float(f) => number_text(*f),
+        Data::Float(f) => number_text(f),
         Data::String(s) => one_line(s),
-        Data::DateTime(d) if d.is_datetime() => date_text(d),
-        other => one_line(&other.to_string()),
-    }
-}
-
-fn text_of_ref(v: &DataRef<'_>) -> String {
-    match v {
-        DataRef::Float(f) => number_text(*f),
-        DataRef::String(s) => one_line(s),
-        DataRef::SharedString(s) => one_line(s),
-        DataRef::DateTime(d) if d.is_datetime() => date_text(d),
-        other => one_line(&Data::from(other.clone()).to_string()),
+        Data::DateTime(d) if d.is_datetime() => date_text(&d),
+        other => one_line(other.to_string()),
     }
 }
 
 /// `text` with each line break as a space (a row stays one line).
-fn one_line(text: &str) -> String {
+fn one_line(text: String) -> String {
     if text.contains(['\n', '\r']) {
         text.replace("\r\n", " ").replace(['\n', '\r'], " ")
     } else {
-        text.to_owned()
+        text
     }
 }
 
@@ -336,8 +323,8 @@ mod tests {
 
     #[test]
     fn a_line_break_in_a_cell_is_a_space() {
-        assert_eq!(one_line("a\r\nb\nc"), "a b c");
-        assert_eq!(one_line("plain"), "plain");
+        assert_eq!(one_line("a\r\nb\nc".into()), "a b c");
+        assert_eq!(one_line("plain".into()), "plain");
     }
 
     #[test]

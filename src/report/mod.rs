@@ -394,27 +394,26 @@ impl Report {
     }
 }
 
+/// A Unix minute as `2026-11-27 03:00`.
 fn minute_text(m: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(m * 60);
-    let s = crate::clock::rfc3339(t, crate::clock::Precision::Seconds);
-    s.get(..16).unwrap_or(&s).replace('T', " ")
+    second_text(m * 60, true)
 }
 
-/// A Unix second as `2026-11-27 03:00:12`, or as its minute when `to_minute`.
+/// A Unix second as `2026-11-27 03:00:12`, or cut to its minute when `to_minute`.
 fn second_text(s: u64, to_minute: bool) -> String {
-    if to_minute {
-        return minute_text(s / 60);
-    }
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
-    let s = crate::clock::rfc3339(t, crate::clock::Precision::Seconds);
-    s.trim_end_matches('Z').replace('T', " ")
+    let mut text = crate::clock::rfc3339(t, crate::clock::Precision::Seconds)
+        .trim_end_matches('Z')
+        .replace('T', " ");
+    if to_minute {
+        text.truncate(16);
+    }
+    text
 }
 
 /// A time in milliseconds since the epoch, as `2026-11-27 03:00:12 UTC`.
 fn ms_text(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    let s = crate::clock::rfc3339(t, crate::clock::Precision::Seconds);
-    format!("{} UTC", s.trim_end_matches('Z').replace('T', " "))
+    format!("{} UTC", second_text(ms / 1000, false))
 }
 
 /// What an exit code says.
