@@ -4,7 +4,8 @@
 #   wrk (2 threads, 64 connections, benches/peers/toggle.lua), `simbulk bench --mix toggle`
 #   (c=64, no client limit), the aiohttp script a user would write (benches/peers/
 #   toggle_aiohttp.py, c=64), GNU parallel + curl (-j 64); then simbulk's CPU per row at a
-#   steady 2,000/s and 200/s.
+#   steady 2,000/s, 200/s and 10/s, and one C client at 200/s and 10/s (curl --rate, one
+#   connection kept alive) as the floor of a paced request on this machine.
 # Run by hand from the repository root: bash benches/peers.sh
 # Needs wrk, GNU parallel and python3 with aiohttp (apt-get install wrk parallel;
 # pip install aiohttp); a missing peer is skipped and said so.
@@ -78,8 +79,37 @@ s=${S% *}
 [ -n "$P" ] && awk -v s="$s" -v p="$P" 'BEGIN {printf "simbulk / parallel: %.0f\n", s / p}'
 
 echo "== real changes at a steady rate (client CPU per row, share of one core)"
-for args in "--rows 20000 --concurrency 64 --rate 2000" "--rows 2000 --concurrency 8 --rate 200"; do
+declare -A STEADY
+for args in "--rows 20000 --concurrency 64 --rate 2000" "--rows 2000 --concurrency 8 --rate 200" "--rows 100 --concurrency 8 --rate 10"; do
   fresh
-  $B bench --sim-url $URL --mix toggle $args 2>/dev/null |
-    awk -v a="$args" '/throughput/ {t=$2} /cpu:/ {c=$2} END {printf "%-42s %6.1f µs per row, %4.1f %% of a core\n", a, c, c * t / 1e4}'
+  line=$($B bench --sim-url $URL --mix toggle $args 2>/dev/null |
+    awk -v a="$args" '/throughput/ {t=$2} /cpu:/ {c=$2} END {printf "%-42s %6.1f µs per row, %4.1f %% of a core\n", a, c, c * t / 1e4}')
+  echo "$line"
+  STEADY["${args##* }"]=$(echo "$line" | awk '{print $(NF-8)}')
 done
+
+# The same paced PATCHes from one C client: curl --rate, one connection kept alive, one
+# request at a time (what a wake-up and a request cost on this machine, with no engine).
+# Its start-up (one request) is taken off.
+curl_cpu() { # $1 requests, $2 rate, $3 suspend value: CPU seconds of one curl run
+  { echo "request = PATCH"; echo "header = \"Authorization: Bearer $TOKEN\""
+    echo 'header = "Content-Type: application/json"'; echo "data = \"{\\\"customerSuspend\\\":$3}\""
+    head -"$1" "$WORK/ids.txt" | sed "s|.*|url = \"$URL/api/v2/sim/&\"\noutput = /dev/null|"; } > "$WORK/curl.cfg"
+  local TIMEFORMAT='%3U %3S'
+  { time curl -s --rate "$2" -K "$WORK/curl.cfg" >/dev/null; } 2>&1 | awk '{print $1 + $2}'
+}
+if curl --help all 2>/dev/null | grep -q -- '--rate'; then
+  for run in "2000 200/s" "100 10/s"; do
+    fresh; ids 2001
+    set -- $run
+    one=$(curl_cpu 1 "$2" true)
+    all=$(curl_cpu "$1" "$2" true)
+    awk -v n="$1" -v r="$2" -v a="$all" -v o="$one" -v s="${STEADY[${2%/s}]:-}" 'BEGIN {
+      c = (a - o) * 1e6 / (n - 1)
+      printf "curl --rate %-6s %5d rows          %6.1f µs per row", r, n, c
+      if (s != "" && c > 0) printf "  (simbulk / curl: %.1f)", s / c
+      printf "\n" }'
+  done
+else
+  echo "curl --rate: skipped (curl 7.84 or later)"
+fi

@@ -38,7 +38,7 @@ pub(crate) struct Dispatch {
 }
 
 /// Between two progress refreshes and stall checks.
-const TICK: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_secs(1);
 
 type Finished = (u128, RowEnd);
 
