@@ -14,6 +14,11 @@ use super::args::parse_duration;
 
 #[derive(Debug, Args)]
 pub(crate) struct SimArgs {
+    /// Whose API to serve: eseye (the SIM API v2) or twilio (Super SIM: Basic auth with the
+    /// printed Account SID and auth token, updates that settle after --settle-delay).
+    #[arg(long, default_value = "eseye", value_parser = parse_provider)]
+    pub(crate) provider: crate::sim::Provider,
+
     /// Address to listen on; port 0 picks a free port. The address is printed on stdout's
     /// first line.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -156,6 +161,15 @@ pub(crate) struct SimArgs {
     #[arg(long, default_value_t = 1, help_heading = "Faults")]
     pub(crate) throttle_retry_after: u64,
 
+    /// Super SIM: how long an accepted status or Fleet update shows `scheduled`.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, help_heading = "Behaviour")]
+    pub(crate) settle_delay: Duration,
+
+    /// Super SIM: requests a client may have in flight at once (more are answered 429 /
+    /// 20429); 0 = no limit.
+    #[arg(long, default_value_t = 0, help_heading = "Limits")]
+    pub(crate) concurrent_limit: usize,
+
     /// Keep SIMs, attributes and the ledger in this file across restarts.
     #[arg(long)]
     pub(crate) state_file: Option<PathBuf>,
@@ -201,6 +215,7 @@ impl SimArgs {
             clients.push(ClientConfig::parse(c)?);
         }
         Ok(SimConfig {
+            provider: self.provider,
             addr: self.addr,
             seed: self.seed,
             sims: self.sims as usize,
@@ -239,23 +254,38 @@ impl SimArgs {
             },
             state_file: self.state_file.clone(),
             ledger_limit: self.ledger_limit,
+            settle_delay: self.settle_delay,
+            concurrent_limit: self.concurrent_limit,
         })
     }
+}
+
+fn parse_provider(s: &str) -> Result<crate::sim::Provider, String> {
+    crate::sim::Provider::parse(s).ok_or_else(|| format!("{s:?}: use eseye or twilio"))
 }
 
 /// `simbulk sim`: serves the simulator until a signal.
 pub(crate) async fn run(args: SimArgs) -> Outcome {
     let cfg = args.to_config().map_err(CliError::usage)?;
     let client = cfg.clients[0].clone();
-    let (sims, seed) = (cfg.sims, cfg.seed);
+    let (sims, seed, provider) = (cfg.sims, cfg.seed, cfg.provider);
     let server = crate::sim::SimServer::start(cfg)
         .await
         .map_err(|e| CliError::usage(format_args!("{e:#}")))?;
+    let credentials = match provider {
+        crate::sim::Provider::Eseye => format!(
+            "client id:     {}\nclient secret: {}",
+            client.id, client.secret
+        ),
+        crate::sim::Provider::Twilio => format!(
+            "account sid:   {}\nauth token:    {}",
+            crate::sim::twilio_account_sid(&client.id),
+            client.secret
+        ),
+    };
     crate::output::stdout::print(&format!(
-        "{}\nclient id:     {}\nclient secret: {}\nsims: {sims} (seed {seed}); stats at {}/__sim/stats, ledger at {}/__sim/ledger\n",
+        "{}\n{credentials}\nsims: {sims} (seed {seed}); stats at {}/__sim/stats, ledger at {}/__sim/ledger\n",
         server.base_url(),
-        client.id,
-        client.secret,
         server.base_url(),
         server.base_url()
     ));

@@ -19,5 +19,6 @@ mod quota;
 mod resume;
 mod snapshots;
 mod spreadsheets;
+mod super_sim;
 mod variant;
 mod watch;

@@ -45,6 +45,8 @@ pub(crate) struct App {
     pub(crate) stats: Stats,
     pub(super) started: Instant,
     pub(super) req_seq: AtomicU64,
+    /// The Super SIM fleet, in `--provider twilio` (the Eseye world is then empty).
+    pub(crate) twilio: Option<super::twilio::World>,
 }
 
 /// How a request fares at the gate, before the rules.
@@ -83,6 +85,8 @@ impl App {
             stats: Stats::default(),
             started: Instant::now(),
             req_seq: AtomicU64::new(0),
+            twilio: (cfg.provider == super::config::Provider::Twilio)
+                .then(|| super::twilio::World::seeded(cfg.seed, cfg.sims, n)),
             world,
             cfg,
         }
@@ -326,7 +330,7 @@ impl App {
     }
 
     /// Closes the request's connection without a byte of answer.
-    async fn drop_connection(
+    pub(super) async fn drop_connection(
         &self,
         route: &'static str,
         second: Option<u64>,

@@ -223,9 +223,32 @@ impl FaultConfig {
     }
 }
 
+/// Which provider's API the simulator serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Provider {
+    /// Eseye's Infinity SIM API v2 (`docs/sim-api`).
+    #[default]
+    Eseye,
+    /// Twilio's Super SIM API (`docs/providers/twilio-supersim.md`).
+    Twilio,
+}
+
+impl Provider {
+    /// The provider of its name (`eseye`, `twilio`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "eseye" => Some(Provider::Eseye),
+            "twilio" => Some(Provider::Twilio),
+            _ => None,
+        }
+    }
+}
+
 /// Everything the simulator needs to start.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
+    /// Whose API it serves.
+    pub provider: Provider,
     /// Where to listen (`127.0.0.1:0`: a free loopback port).
     pub addr: SocketAddr,
     /// The seed of the fleet (the same seed, the same SIMs).
@@ -260,11 +283,17 @@ pub struct SimConfig {
     pub state_file: Option<PathBuf>,
     /// Ledger entries kept in memory (the oldest are dropped past it and counted).
     pub ledger_limit: usize,
+    /// Super SIM: how long an accepted status or Fleet update shows `scheduled`.
+    pub settle_delay: Duration,
+    /// Super SIM: requests a client may have in flight at once (more: 429 / 20429); 0 is
+    /// no limit.
+    pub concurrent_limit: usize,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
+            provider: Provider::Eseye,
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             seed: 1,
             sims: 10_000,
@@ -282,6 +311,8 @@ impl Default for SimConfig {
             faults: FaultConfig::default(),
             state_file: None,
             ledger_limit: 2_000_000,
+            settle_delay: Duration::from_secs(2),
+            concurrent_limit: 0,
         }
     }
 }

@@ -31,6 +31,13 @@ pub struct SimServer {
 impl SimServer {
     /// Builds the world (from the state file or the seed), binds `cfg.addr` and serves.
     pub async fn start(cfg: SimConfig) -> Result<Self, persist::SimError> {
+        let twilio = cfg.provider == super::config::Provider::Twilio;
+        if twilio && cfg.state_file.is_some() {
+            return Err(persist::SimError::Unsupported(
+                "--state-file is not kept in the Super SIM mode (--provider twilio): leave it out"
+                    .into(),
+            ));
+        }
         let restored = match &cfg.state_file {
             Some(p) => persist::load_state(p)?,
             None => None,
@@ -46,6 +53,8 @@ impl SimServer {
                 }
                 (World::new(sims, r.next_attribute_id), r.ledger)
             }
+            // The Super SIM mode keeps its own fleet (built by the app from the same seed).
+            None if twilio => (World::new(Vec::new(), seed::FIRST_ATTRIBUTE_ID), Vec::new()),
             None => {
                 let (sims, next) = seed::generate(cfg.seed, cfg.sims);
                 (World::new(sims, next), Vec::new())
@@ -136,6 +145,16 @@ impl SimServer {
             .sims
             .get(icc)
             .map(|m| self.app.world.lock(m).clone())
+    }
+
+    /// A Super SIM's status as its API shows it now (`scheduled` while an update runs), by
+    /// ICCID; `None` outside the Super SIM mode or for an unknown ICCID.
+    pub fn twilio_status(&self, icc: &str) -> Option<String> {
+        let w = self.app.twilio.as_ref()?;
+        let m = w.sims.get(w.by_iccid.get(icc)?)?;
+        let mut s = w.lock(m);
+        super::twilio::settle(&mut s, Instant::now(), &crate::clock::now_rfc3339());
+        Some(s.shown_status().to_owned())
     }
 
     /// Changes a SIM as another client would (the portal, another team): without the rules

@@ -26,11 +26,13 @@ pub(crate) mod rules;
 pub mod seed;
 mod server;
 pub mod state;
+pub(crate) mod twilio;
 
 pub use config::{
     AfterApply, ClientConfig, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, FaultConfig, Permission,
-    SimConfig, default_clients,
+    Provider, SimConfig, default_clients,
 };
 pub use handle::SimServer;
 pub use ledger::{LedgerEntry, StatsReport};
 pub use persist::SimError;
+pub use twilio::account_sid as twilio_account_sid;

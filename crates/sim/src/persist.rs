@@ -75,6 +75,9 @@ pub(crate) struct Restored {
 /// Why a simulator cannot start or save.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
+    /// A setting the chosen provider's mode does not have.
+    #[error("{0}")]
+    Unsupported(String),
     /// The state file cannot be read.
     #[error("cannot read state file {}: {source}", path.display())]
     Read {

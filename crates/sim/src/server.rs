@@ -69,7 +69,10 @@ pub(crate) async fn serve(
 ) {
     use hyper_util::rt::TokioIo;
     use tower::ServiceExt;
-    let router = router(app);
+    let router = match app.cfg.provider {
+        super::config::Provider::Eseye => router(app),
+        super::config::Provider::Twilio => super::twilio::routes::router(app),
+    };
     loop {
         let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -1,0 +1,304 @@
+//! The simulator's Super SIM mode (`--provider twilio`) over real HTTP, against
+//! `docs/providers/twilio-supersim.md`: Basic auth, ICCID lookups, asynchronous updates that
+//! show `scheduled` until they settle, the lifecycle's refusals (nothing changed), paging,
+//! the concurrency limit, faults and the ledger.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use simbulk::sim::seed::Profile;
+use simbulk::sim::{DEMO_CLIENT_ID, FaultConfig, Provider, SimConfig};
+
+use crate::support::*;
+
+fn twilio(n: usize, settle: Duration) -> TestSim {
+    TestSim::start(SimConfig {
+        provider: Provider::Twilio,
+        settle_delay: settle,
+        ..SimConfig::unlimited(n)
+    })
+}
+
+/// Raw Super SIM calls as `user:password`.
+struct Twilio {
+    base: String,
+    http: reqwest::Client,
+    user: String,
+    password: String,
+}
+
+impl Twilio {
+    fn demo(s: &TestSim) -> Self {
+        Self::as_user(s, &simbulk::sim::twilio_account_sid(DEMO_CLIENT_ID), SECRET)
+    }
+
+    fn as_user(s: &TestSim, user: &str, password: &str) -> Self {
+        Self {
+            base: s.url(),
+            http: simbulk::api::plain_client().unwrap().build().unwrap(),
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        let r = req
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        self.send(self.http.post(format!("{}{path}", self.base)).form(form))
+            .await
+    }
+
+    /// The SIM of an ICCID, through the list's `Iccid` filter (the lookup).
+    async fn by_iccid(&self, icc: &str) -> Vec<Value> {
+        let (st, body) = self.get(&format!("/v1/Sims?Iccid={icc}")).await;
+        assert_eq!(st, 200, "{body}");
+        body["sims"].as_array().unwrap().clone()
+    }
+
+    async fn sid(&self, icc: &str) -> String {
+        let found = self.by_iccid(icc).await;
+        assert_eq!(found.len(), 1, "{icc}: {found:?}");
+        found[0]["sid"].as_str().unwrap().to_owned()
+    }
+}
+
+fn acme_of(s: &TestSim, n: usize, profile: Profile) -> Vec<String> {
+    s.pick(n, |r, p| acme(r) && p == profile)
+}
+
+#[test]
+fn basic_auth_with_the_account_sid_and_token_or_a_20003() {
+    let s = twilio(50, Duration::ZERO);
+    let icc = acme_of(&s, 1, Profile::Active).remove(0);
+    s.block(async {
+        let ok = Twilio::demo(&s);
+        assert_eq!(ok.by_iccid(&icc).await.len(), 1);
+        for (user, password) in [
+            (
+                simbulk::sim::twilio_account_sid(DEMO_CLIENT_ID).as_str(),
+                "wrong",
+            ),
+            (DEMO_CLIENT_ID, SECRET),
+        ] {
+            let bad = Twilio::as_user(&s, user, password);
+            let (st, body) = bad.get("/v1/Sims").await;
+            assert_eq!((st, body["code"].as_i64()), (401, Some(20003)), "{body}");
+        }
+        let none = ok
+            .http
+            .get(format!("{}/v1/Sims", ok.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(none.status().as_u16(), 401);
+    });
+}
+
+#[test]
+fn an_iccid_finds_zero_or_one_sim_and_another_account_s_sims_are_not_there() {
+    let s = twilio(200, Duration::ZERO);
+    let mine = acme_of(&s, 1, Profile::Active).remove(0);
+    let theirs = s
+        .pick(1, |r, _| r.sim.portfolio_id == "pf-other-co")
+        .remove(0);
+    s.block(async {
+        let t = Twilio::demo(&s);
+        let found = t.by_iccid(&mine).await;
+        assert_eq!(found[0]["iccid"], mine.as_str());
+        assert_eq!(found[0]["status"], "active");
+        let sid = found[0]["sid"].as_str().unwrap();
+        assert!(sid.starts_with("HS") && sid.len() == 34, "{sid}");
+        let (st, one) = t.get(&format!("/v1/Sims/{sid}")).await;
+        assert_eq!((st, one["iccid"].as_str()), (200, Some(mine.as_str())));
+        assert!(t.by_iccid(&theirs).await.is_empty());
+        assert!(t.by_iccid("8900000000000000000").await.is_empty());
+        let other_sid = simbulk::sim::twilio_account_sid("x");
+        let (st, body) = t.get(&format!("/v1/Sims/HS{}", &other_sid[2..])).await;
+        assert_eq!((st, body["code"].as_i64()), (404, Some(20404)), "{body}");
+    });
+}
+
+#[test]
+fn an_update_shows_scheduled_until_it_settles_and_is_in_the_ledger_once() {
+    let settle = Duration::from_millis(600);
+    let s = twilio(100, settle);
+    let icc = acme_of(&s, 1, Profile::Active).remove(0);
+    s.block(async {
+        let t = Twilio::demo(&s);
+        let sid = t.sid(&icc).await;
+        let path = format!("/v1/Sims/{sid}");
+        let sent = Instant::now();
+        let (st, body) = t.post(&path, &[("Status", "inactive")]).await;
+        assert_eq!(
+            (st, body["status"].as_str()),
+            (202, Some("scheduled")),
+            "{body}"
+        );
+        // Another change while it runs is refused and changes nothing; the same one again
+        // is nothing to do.
+        let (st, body) = t.post(&path, &[("Status", "active")]).await;
+        assert_eq!((st, body["code"].as_i64()), (409, Some(83010)), "{body}");
+        let (st, body) = t.post(&path, &[("Status", "inactive")]).await;
+        assert_eq!(
+            (st, body["status"].as_str()),
+            (200, Some("scheduled")),
+            "{body}"
+        );
+        // Polled until it settles: never before the delay.
+        let settled = loop {
+            let (_, now) = t.get(&path).await;
+            if now["status"] != "scheduled" {
+                break now;
+            }
+            assert!(sent.elapsed() < Duration::from_secs(20), "it never settled");
+            tokio::task::yield_now().await;
+        };
+        assert!(sent.elapsed() >= settle, "settled early");
+        assert_eq!(settled["status"], "inactive");
+        assert_eq!(s.server().twilio_status(&icc).as_deref(), Some("inactive"));
+    });
+    let ledger = s.ledger();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(
+        (ledger[0].field.as_str(), &ledger[0].old, &ledger[0].new),
+        ("status", &Value::from("active"), &Value::from("inactive"))
+    );
+}
+
+#[test]
+fn the_lifecycle_s_refusals_change_nothing() {
+    let s = twilio(400, Duration::ZERO);
+    let new = acme_of(&s, 40, Profile::Available);
+    s.block(async {
+        let t = Twilio::demo(&s);
+        let mut never_new = None;
+        let mut no_fleet = None;
+        for icc in &new {
+            let found = t.by_iccid(icc).await;
+            match (found[0]["status"].as_str(), found[0]["fleet_sid"].is_null()) {
+                (Some("new"), true) => no_fleet = no_fleet.or(Some(found[0]["sid"].clone())),
+                (Some("new"), false) => never_new = never_new.or(Some(found[0]["sid"].clone())),
+                _ => {}
+            }
+        }
+        let (new_sid, bare_sid) = (never_new.unwrap(), no_fleet.unwrap());
+        let new_path = format!("/v1/Sims/{}", new_sid.as_str().unwrap());
+        let bare_path = format!("/v1/Sims/{}", bare_sid.as_str().unwrap());
+        let (st, b) = t.post(&new_path, &[("Status", "inactive")]).await;
+        assert_eq!((st, b["code"].as_i64()), (400, Some(83010)), "{b}");
+        let (st, b) = t.post(&new_path, &[("Status", "new")]).await;
+        assert_eq!((st, b["code"].as_i64()), (400, Some(20001)), "{b}");
+        let (st, b) = t.post(&bare_path, &[("Status", "active")]).await;
+        assert_eq!((st, b["code"].as_i64()), (400, Some(83007)), "{b}");
+        let (st, b) = t.post(&new_path, &[("Fleet", "no-such-fleet")]).await;
+        assert_eq!((st, b["code"].as_i64()), (400, Some(20001)), "{b}");
+        // With a Fleet, the bare one activates; once active it never goes back to new.
+        let (st, b) = t
+            .post(&bare_path, &[("Status", "active"), ("Fleet", "eu-plus")])
+            .await;
+        assert_eq!((st, b["status"].as_str()), (202, Some("scheduled")), "{b}");
+        let (_, b) = t.get(&bare_path).await;
+        assert_eq!(b["status"], "active");
+        let (st, _) = t.post(&bare_path, &[("Status", "ready")]).await;
+        assert_eq!(st, 400);
+    });
+    let ledger = s.ledger();
+    let fields: Vec<&str> = ledger.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["status", "fleet_sid"], "only the accepted update");
+}
+
+#[test]
+fn pages_of_up_to_1000_walk_every_sim_once() {
+    let s = twilio(2600, Duration::ZERO);
+    let mine = s.pick(usize::MAX, |r, _| acme(r)).len();
+    s.block(async {
+        let t = Twilio::demo(&s);
+        let (st, b) = t.get("/v1/Sims?PageSize=1001").await;
+        assert_eq!((st, b["code"].as_i64()), (400, Some(20007)), "{b}");
+        let mut seen = HashSet::new();
+        let mut next = Some(format!("{}/v1/Sims?PageSize=1000", t.base));
+        while let Some(url) = next {
+            let path = url.strip_prefix(&t.base).unwrap().to_owned();
+            let (st, b) = t.get(&path).await;
+            assert_eq!(st, 200, "{b}");
+            for sim in b["sims"].as_array().unwrap() {
+                assert!(seen.insert(sim["sid"].as_str().unwrap().to_owned()));
+            }
+            next = b["meta"]["next_page_url"].as_str().map(str::to_owned);
+        }
+        assert_eq!(seen.len(), mine);
+        let (_, b) = t.get("/v1/Sims?Status=inactive&PageSize=1000").await;
+        assert!(
+            b["sims"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["status"] == "inactive")
+        );
+    });
+}
+
+#[test]
+fn past_the_concurrency_limit_a_request_is_refused_with_20429_and_never_processed() {
+    let s = TestSim::start(SimConfig {
+        provider: Provider::Twilio,
+        concurrent_limit: 1,
+        faults: FaultConfig {
+            latency: Duration::from_millis(300),
+            ..FaultConfig::default()
+        },
+        ..SimConfig::unlimited(50)
+    });
+    let icc = acme_of(&s, 2, Profile::Active);
+    s.block(async {
+        let t = Twilio::demo(&s);
+        let (a, b) = (t.sid(&icc[0]).await, t.sid(&icc[1]).await);
+        let (pa, pb) = (format!("/v1/Sims/{a}"), format!("/v1/Sims/{b}"));
+        let form = [("Status", "inactive")];
+        let (x, y) = tokio::join!(t.post(&pa, &form), t.post(&pb, &form));
+        let mut codes = [x.0, y.0];
+        codes.sort_unstable();
+        assert_eq!(codes, [202, 429], "{x:?} {y:?}");
+        let refused = if x.0 == 429 { &x.1 } else { &y.1 };
+        assert_eq!(refused["code"], 20429);
+    });
+    assert_eq!(s.ledger().len(), 1, "the refused update changed nothing");
+    assert_eq!(s.stats().too_many_requests, 1);
+}
+
+#[test]
+fn the_fault_knobs_apply_and_a_state_file_is_refused() {
+    let s = TestSim::start(SimConfig {
+        provider: Provider::Twilio,
+        faults: FaultConfig {
+            http503: 1.0,
+            ..FaultConfig::default()
+        },
+        ..SimConfig::unlimited(20)
+    });
+    s.block(async {
+        let (st, _) = Twilio::demo(&s).get("/v1/Sims").await;
+        assert_eq!(st, 503);
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let refused = rt.block_on(simbulk::sim::SimServer::start(SimConfig {
+        provider: Provider::Twilio,
+        state_file: Some(std::env::temp_dir().join("never-written.json")),
+        ..SimConfig::unlimited(5)
+    }));
+    assert!(refused.err().unwrap().to_string().contains("--state-file"));
+}
