@@ -14,8 +14,9 @@ use super::args::parse_duration;
 
 #[derive(Debug, Args)]
 pub(crate) struct SimArgs {
-    /// Whose API to serve: eseye (the SIM API v2) or twilio (Super SIM: Basic auth with the
-    /// printed Account SID and auth token, updates that settle after --settle-delay).
+    /// Whose API to serve: eseye (the SIM API v2), twilio (Super SIM: Basic auth with the
+    /// printed Account SID and auth token, updates that settle after --settle-delay) or
+    /// emnify (the client secret is the application token; SIMs, endpoints, bulk updates).
     #[arg(long, default_value = "eseye", value_parser = parse_provider)]
     pub(crate) provider: crate::sim::Provider,
 
@@ -261,7 +262,7 @@ impl SimArgs {
 }
 
 fn parse_provider(s: &str) -> Result<crate::sim::Provider, String> {
-    crate::sim::Provider::parse(s).ok_or_else(|| format!("{s:?}: use eseye or twilio"))
+    crate::sim::Provider::parse(s).ok_or_else(|| format!("{s:?}: use eseye, twilio or emnify"))
 }
 
 /// `simbulk sim`: serves the simulator until a signal.
@@ -282,6 +283,7 @@ pub(crate) async fn run(args: SimArgs) -> Outcome {
             crate::sim::twilio_account_sid(&client.id),
             client.secret
         ),
+        crate::sim::Provider::Emnify => format!("application token: {}", client.secret),
     };
     crate::output::stdout::print(&format!(
         "{}\n{credentials}\nsims: {sims} (seed {seed}); stats at {}/__sim/stats, ledger at {}/__sim/ledger\n",

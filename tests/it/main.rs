@@ -5,6 +5,7 @@ mod support;
 mod apply;
 mod architecture;
 mod contract;
+mod emnify_sim;
 mod endings;
 mod engine;
 mod faults;

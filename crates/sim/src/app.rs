@@ -47,6 +47,8 @@ pub(crate) struct App {
     pub(super) req_seq: AtomicU64,
     /// The Super SIM fleet, in `--provider twilio` (the Eseye world is then empty).
     pub(crate) twilio: Option<super::twilio::World>,
+    /// The emnify organisation(s), in `--provider emnify` (the Eseye world is then empty).
+    pub(crate) emnify: Option<super::emnify::World>,
 }
 
 /// How a request fares at the gate, before the rules.
@@ -87,6 +89,8 @@ impl App {
             req_seq: AtomicU64::new(0),
             twilio: (cfg.provider == super::config::Provider::Twilio)
                 .then(|| super::twilio::World::seeded(cfg.seed, cfg.sims, n)),
+            emnify: (cfg.provider == super::config::Provider::Emnify)
+                .then(|| super::emnify::World::seeded(cfg.seed, cfg.sims)),
             world,
             cfg,
         }

@@ -231,14 +231,26 @@ pub enum Provider {
     Eseye,
     /// Twilio's Super SIM API (`docs/providers/twilio-supersim.md`).
     Twilio,
+    /// emnify's REST API (`docs/providers/emnify.md`).
+    Emnify,
 }
 
 impl Provider {
-    /// The provider of its name (`eseye`, `twilio`).
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Eseye => "eseye",
+            Provider::Twilio => "twilio",
+            Provider::Emnify => "emnify",
+        }
+    }
+
+    /// The provider of its name (`eseye`, `twilio`, `emnify`).
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "eseye" => Some(Provider::Eseye),
             "twilio" => Some(Provider::Twilio),
+            "emnify" => Some(Provider::Emnify),
             _ => None,
         }
     }

@@ -31,12 +31,12 @@ pub struct SimServer {
 impl SimServer {
     /// Builds the world (from the state file or the seed), binds `cfg.addr` and serves.
     pub async fn start(cfg: SimConfig) -> Result<Self, persist::SimError> {
-        let twilio = cfg.provider == super::config::Provider::Twilio;
-        if twilio && cfg.state_file.is_some() {
-            return Err(persist::SimError::Unsupported(
-                "--state-file is not kept in the Super SIM mode (--provider twilio): leave it out"
-                    .into(),
-            ));
+        let other = cfg.provider != super::config::Provider::Eseye;
+        if other && cfg.state_file.is_some() {
+            return Err(persist::SimError::Unsupported(format!(
+                "--state-file is kept only by the Eseye mode, not with --provider {}: leave it out",
+                cfg.provider.name()
+            )));
         }
         let restored = match &cfg.state_file {
             Some(p) => persist::load_state(p)?,
@@ -53,8 +53,8 @@ impl SimServer {
                 }
                 (World::new(sims, r.next_attribute_id), r.ledger)
             }
-            // The Super SIM mode keeps its own fleet (built by the app from the same seed).
-            None if twilio => (World::new(Vec::new(), seed::FIRST_ATTRIBUTE_ID), Vec::new()),
+            // The other providers' modes keep their own fleet (built by the app from the seed).
+            None if other => (World::new(Vec::new(), seed::FIRST_ATTRIBUTE_ID), Vec::new()),
             None => {
                 let (sims, next) = seed::generate(cfg.seed, cfg.sims);
                 (World::new(sims, next), Vec::new())

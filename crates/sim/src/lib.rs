@@ -15,6 +15,7 @@ mod admin;
 mod app;
 pub(crate) mod auth;
 pub(crate) mod config;
+pub(crate) mod emnify;
 pub(crate) mod faults;
 mod handle;
 pub(crate) mod ledger;

@@ -72,6 +72,7 @@ pub(crate) async fn serve(
     let router = match app.cfg.provider {
         super::config::Provider::Eseye => router(app),
         super::config::Provider::Twilio => super::twilio::routes::router(app),
+        super::config::Provider::Emnify => super::emnify::routes::router(app),
     };
     loop {
         let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {

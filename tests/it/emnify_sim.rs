@@ -1,0 +1,312 @@
+//! The simulator's emnify mode (`--provider emnify`) over real HTTP, against
+//! `docs/providers/emnify.md`: the application token, lookups by `iccid_with_luhn`, the SIM
+//! lifecycle's refusals (nothing changed), the bulk endpoint update (a 2,000-device
+//! activation in one call, checked whole, one at a time), paging and the error shapes.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use simbulk::sim::seed::Profile;
+use simbulk::sim::{FaultConfig, Provider, SimConfig};
+
+use crate::support::*;
+
+fn emnify(cfg: SimConfig) -> TestSim {
+    TestSim::start(SimConfig {
+        provider: Provider::Emnify,
+        ..cfg
+    })
+}
+
+/// Raw emnify calls with a Bearer `auth_token`.
+struct Emnify {
+    base: String,
+    http: reqwest::Client,
+    token: String,
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn code(&self) -> Option<i64> {
+        self.body["error_code"].as_i64()
+    }
+}
+
+impl Emnify {
+    async fn login(s: &TestSim, application_token: &str) -> Result<Self, Answer> {
+        let http = simbulk::api::plain_client().unwrap().build().unwrap();
+        let base = s.url();
+        let r = http
+            .post(format!("{base}/api/v1/authenticate"))
+            .json(&json!({ "application_token": application_token }))
+            .send()
+            .await
+            .unwrap();
+        let a = Self::answer(r).await;
+        match a.body["auth_token"].as_str() {
+            Some(t) if a.status == 200 => Ok(Self {
+                base,
+                http,
+                token: t.to_owned(),
+            }),
+            _ => Err(a),
+        }
+    }
+
+    async fn answer(r: reqwest::Response) -> Answer {
+        let (status, headers) = (r.status().as_u16(), r.headers().clone());
+        Answer {
+            status,
+            headers,
+            body: r.json().await.unwrap_or(Value::Null),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        Self::answer(r).await
+    }
+
+    async fn patch(&self, path: &str, body: Value) -> Answer {
+        let r = self
+            .http
+            .patch(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        Self::answer(r).await
+    }
+
+    /// The SIM of a full ICCID (with its check digit), through the list's filter.
+    async fn lookup(&self, icc: &str) -> Vec<Value> {
+        let a = self
+            .get(&format!("/api/v1/sim?q=iccid_with_luhn:{icc}"))
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.body.as_array().unwrap().clone()
+    }
+}
+
+fn acme_of(s: &TestSim, n: usize, profile: Profile) -> Vec<String> {
+    s.pick(n, |r, p| acme(r) && p == profile)
+}
+
+#[test]
+fn the_application_token_gives_an_auth_token_and_nothing_else_gets_in() {
+    let s = emnify(SimConfig::unlimited(20));
+    s.block(async {
+        let refused = Emnify::login(&s, "not-a-token").await.err().unwrap();
+        assert_eq!((refused.status, refused.code()), (401, Some(1101)));
+        let mut e = Emnify::login(&s, SECRET).await.ok().unwrap();
+        assert_eq!(e.get("/api/v1/sim?per_page=5").await.status, 200);
+        e.token = "forged".into();
+        let a = e.get("/api/v1/sim").await;
+        assert_eq!((a.status, a.code()), (401, Some(1102)), "{}", a.body);
+    });
+}
+
+#[test]
+fn a_lookup_by_the_full_iccid_finds_the_sim_and_its_endpoint_and_no_other_organisation_s() {
+    let s = emnify(SimConfig::unlimited(200));
+    let mine = acme_of(&s, 1, Profile::Active).remove(0);
+    let theirs = s
+        .pick(1, |r, _| r.sim.portfolio_id == "pf-other-co")
+        .remove(0);
+    s.block(async {
+        let e = Emnify::login(&s, SECRET).await.ok().unwrap();
+        let found = e.lookup(&mine).await;
+        assert_eq!(found.len(), 1);
+        let sim = &found[0];
+        assert_eq!(sim["iccid_with_luhn"], mine.as_str());
+        assert_eq!(sim["iccid"], &mine[..mine.len() - 1]);
+        assert_eq!(sim["status"]["id"], 1);
+        assert_eq!(sim["endpoint"]["status"]["id"], 0);
+        let ep = sim["endpoint"]["id"].as_i64().unwrap();
+        let a = e.get(&format!("/api/v1/endpoint/{ep}")).await;
+        assert_eq!(a.body["sim"]["iccid_with_luhn"], mine.as_str());
+        assert!(e.lookup(&theirs).await.is_empty());
+        let a = e.get("/api/v1/sim?q=colour:blue").await;
+        assert_eq!((a.status, a.code()), (422, Some(1301)));
+        let a = e.get("/api/v1/sim/999").await;
+        assert_eq!((a.status, a.code()), (404, Some(1201)));
+    });
+}
+
+#[test]
+fn a_sim_moves_only_along_the_documented_transitions() {
+    let s = emnify(SimConfig::unlimited(100));
+    let issued = acme_of(&s, 1, Profile::Available).remove(0);
+    s.block(async {
+        let e = Emnify::login(&s, SECRET).await.ok().unwrap();
+        let id = e.lookup(&issued).await[0]["id"].as_i64().unwrap();
+        let path = format!("/api/v1/sim/{id}");
+        let a = e.patch(&path, json!({"status": {"id": 2}})).await;
+        assert_eq!((a.status, a.code()), (409, Some(1406)), "{}", a.body);
+        let a = e.patch(&path, json!({"status": {"id": 9}})).await;
+        assert_eq!((a.status, a.code()), (422, Some(1401)), "{}", a.body);
+        assert_eq!(
+            e.patch(&path, json!({"status": {"id": 1}})).await.status,
+            204
+        );
+        assert_eq!(e.get(&path).await.body["status"]["id"], 1);
+        // Back to Issued is never allowed.
+        let a = e.patch(&path, json!({"status": {"id": 0}})).await;
+        assert_eq!(a.code(), Some(1406));
+    });
+    let ledger = s.ledger();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(
+        (ledger[0].old.clone(), ledger[0].new.clone()),
+        (json!(0), json!(1))
+    );
+}
+
+#[test]
+fn two_thousand_devices_activate_in_one_bulk_call_each_changed_once() {
+    let s = emnify(SimConfig::unlimited(5000));
+    let issued = acme_of(&s, 2000, Profile::Available);
+    assert_eq!(issued.len(), 2000);
+    s.block(async {
+        let e = Emnify::login(&s, SECRET).await.ok().unwrap();
+        // The lookups, in pages of 2,500 (not one call per ICCID).
+        let want: HashSet<&str> = issued.iter().map(String::as_str).collect();
+        let mut endpoints = Vec::new();
+        let mut page = 1;
+        loop {
+            let a = e
+                .get(&format!("/api/v1/sim?q=status:0&per_page=2500&page={page}"))
+                .await;
+            for sim in a.body.as_array().unwrap() {
+                if want.contains(sim["iccid_with_luhn"].as_str().unwrap()) {
+                    endpoints.push(sim["endpoint"]["id"].as_i64().unwrap());
+                }
+            }
+            let pages: usize = a.headers["x-total-pages"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            if page >= pages {
+                break;
+            }
+            page += 1;
+        }
+        assert_eq!(endpoints.len(), 2000);
+        let body: Vec<Value> = endpoints
+            .iter()
+            .map(|id| json!({"id": id, "status": {"id": 0}, "sim": {"status": {"id": 1}}}))
+            .collect();
+        let a = e.patch("/api/v2/endpoint/multi", Value::Array(body)).await;
+        assert_eq!(a.status, 204, "{}", a.body);
+    });
+    let writes = s.stats().by_route["PATCH /api/v2/endpoint/multi"]["204"];
+    assert_eq!(writes, 1, "one call for 2,000 devices");
+    let ledger = s.ledger();
+    assert_eq!(ledger.len(), 4000, "each device's SIM and endpoint, once");
+    let devices: HashSet<(&str, &str)> = ledger
+        .iter()
+        .map(|l| (l.icc_id.as_str(), l.kind.as_str()))
+        .collect();
+    assert_eq!(devices.len(), 4000);
+}
+
+#[test]
+fn a_bulk_update_with_one_refused_item_changes_nothing_and_names_it() {
+    let s = emnify(SimConfig::unlimited(100));
+    let issued = acme_of(&s, 3, Profile::Available);
+    s.block(async {
+        let e = Emnify::login(&s, SECRET).await.ok().unwrap();
+        let mut body = Vec::new();
+        for icc in &issued {
+            let ep = e.lookup(icc).await[0]["endpoint"]["id"].as_i64().unwrap();
+            body.push(json!({"id": ep, "tags": "batch-1", "sim": {"status": {"id": 1}}}));
+        }
+        // One asks for a transition the SIM cannot make.
+        body[1]["sim"]["status"]["id"] = json!(2);
+        body.push(json!({"tags": "no id"}));
+        let a = e.patch("/api/v2/endpoint/multi", Value::Array(body)).await;
+        assert_eq!((a.status, a.code()), (422, Some(1400)), "{}", a.body);
+        let errors: Vec<i64> = a.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["error_code"].as_i64().unwrap())
+            .collect();
+        assert_eq!(errors, [1406, 1402]);
+        let too_many: Vec<Value> = (0..2001).map(|i| json!({"id": 5_000_000 + i})).collect();
+        let a = e
+            .patch("/api/v2/endpoint/multi", Value::Array(too_many))
+            .await;
+        assert_eq!((a.status, a.code()), (422, Some(1400)));
+    });
+    assert!(s.ledger().is_empty(), "nothing was applied");
+}
+
+#[test]
+fn a_second_bulk_update_while_one_runs_is_refused_whole() {
+    let s = emnify(SimConfig {
+        faults: FaultConfig {
+            latency: Duration::from_millis(300),
+            ..FaultConfig::default()
+        },
+        ..SimConfig::unlimited(100)
+    });
+    let issued = acme_of(&s, 2, Profile::Available);
+    s.block(async {
+        let e = Emnify::login(&s, SECRET).await.ok().unwrap();
+        let mut eps = Vec::new();
+        for icc in &issued {
+            eps.push(e.lookup(icc).await[0]["endpoint"]["id"].as_i64().unwrap());
+        }
+        let one = |ep: i64| json!([{"id": ep, "tags": "t"}]);
+        let (x, y) = tokio::join!(
+            e.patch("/api/v2/endpoint/multi", one(eps[0])),
+            e.patch("/api/v2/endpoint/multi", one(eps[1]))
+        );
+        let mut codes = [x.status, y.status];
+        codes.sort_unstable();
+        assert_eq!(codes, [204, 429]);
+        let refused = if x.status == 429 { x } else { y };
+        assert_eq!(refused.code(), Some(1105));
+    });
+    assert_eq!(s.ledger().len(), 1);
+}
+
+#[test]
+fn pages_of_up_to_2500_cover_the_organisation_once() {
+    let s = emnify(SimConfig::unlimited(3000));
+    let mine = s.pick(usize::MAX, |r, _| acme(r)).len();
+    s.block(async {
+        let e = Emnify::login(&s, SECRET).await.ok().unwrap();
+        let a = e.get("/api/v1/sim?per_page=2501").await;
+        assert_eq!((a.status, a.code()), (422, Some(1403)));
+        let mut seen = HashSet::new();
+        for page in 1..=2 {
+            let a = e
+                .get(&format!("/api/v1/sim?per_page=2500&page={page}"))
+                .await;
+            assert_eq!(
+                a.headers["x-total-count"].to_str().unwrap(),
+                mine.to_string()
+            );
+            for sim in a.body.as_array().unwrap() {
+                assert!(seen.insert(sim["id"].as_i64().unwrap()));
+            }
+        }
+        assert_eq!(seen.len(), mine);
+    });
+}
