@@ -49,6 +49,19 @@ pub struct Endpoint {
     pub wire: super::wire::Wire,
     /// The token URL was not given but guessed as `<base-url>/oauth2/token`.
     pub token_url_guessed: bool,
+    /// Whose SIM API the base URL serves.
+    pub api: Api,
+}
+
+/// Whose SIM API an endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Api {
+    /// Eseye's SIM API v2 (`docs/sim-api`): OAuth2 tokens, ICCIDs as ids.
+    #[default]
+    EseyeV2,
+    /// Twilio Super SIM (`docs/providers/twilio-supersim.md`): HTTP Basic with the Account SID
+    /// and auth token, SIMs by `sid`, form bodies, changes that settle later.
+    SuperSim,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -88,6 +101,8 @@ pub(crate) struct Client {
     /// Milliseconds after `born` of the last answer that was neither 429 nor 5xx.
     last_useful: std::sync::atomic::AtomicU64,
     calls: Calls,
+    /// Super SIM: the SIDs of the ICCIDs looked up so far (bounded).
+    sids: super::super_sim::Sids,
 }
 
 impl Client {
@@ -124,6 +139,7 @@ impl Client {
             born: std::time::Instant::now(),
             last_useful: std::sync::atomic::AtomicU64::new(0),
             calls: Calls::new(),
+            sids: super::super_sim::Sids::default(),
         })
     }
 
@@ -299,7 +315,29 @@ impl Client {
 
     /// Gets a token now: checks the credentials and the connection before a job starts.
     pub(crate) async fn preflight(&self) -> Result<(), ApiError> {
-        self.token().await.map(|_| ())
+        match self.endpoint.api {
+            Api::EseyeV2 => self.token().await.map(|_| ()),
+            // No token endpoint: one small read checks the account's credentials.
+            Api::SuperSim => {
+                let q = [("PageSize", "1".to_owned())];
+                match self
+                    .call::<(), super::super_sim::SuperSimPage>(
+                        Method::GET,
+                        "/v1/Sims",
+                        &q,
+                        None,
+                        body::PAGE_CAP,
+                    )
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(ApiError::Unauthorized { .. }) => Err(ApiError::AccountRefused {
+                        error: "HTTP 401".into(),
+                    }),
+                    Err(e) => Err(e),
+                }
+            }
+        }
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -322,17 +360,27 @@ impl Client {
             // Pacing first, the token after: a token taken before a long wait in the queue
             // could expire before its request leaves.
             self.paced().await?;
-            let token = self.token().await?;
+            let basic = self.endpoint.api == Api::SuperSim;
+            let token = if basic {
+                None
+            } else {
+                Some(self.token().await?)
+            };
             self.may_start()?;
-            let mut req = self
-                .http
-                .request(method.clone(), url.clone())
-                .bearer_auth(token.value.expose_secret());
+            let mut req = self.http.request(method.clone(), url.clone());
+            req = match &token {
+                Some(t) => req.bearer_auth(t.value.expose_secret()),
+                None => req.basic_auth(
+                    &self.endpoint.client_id,
+                    Some(self.endpoint.client_secret.expose_secret()),
+                ),
+            };
             if !query.is_empty() {
                 req = req.query(query);
             }
             if let Some(b) = body {
                 req = match self.endpoint.wire {
+                    _ if basic => req.form(b),
                     w if w.is_contract() => req.json(b),
                     w => req.json(&w.shape(serde_json::to_value(b).unwrap_or_default())),
                 };
@@ -359,7 +407,7 @@ impl Client {
                 });
             }
             match status {
-                StatusCode::UNAUTHORIZED if !refreshed => {
+                StatusCode::UNAUTHORIZED if !refreshed && let Some(token) = &token => {
                     tracing::debug!(?request_id, "401: refreshing the token once");
                     self.tokens.invalidate(token.generation);
                     refreshed = true;
@@ -443,7 +491,13 @@ impl Client {
     async fn refusal(&self, resp: reqwest::Response, request_id: Option<String>) -> ApiError {
         let status = resp.status();
         let bytes = body::read_lossy(resp, body::ERROR_CAP).await;
-        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+        let mut body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+        if body.error_code.is_none() && self.endpoint.api == Api::SuperSim {
+            // Twilio's error body: `{"code", "message", "more_info", "status"}`.
+            body.error_code = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("code")?.as_i64());
+        }
         let message = cut(body
             .message
             .as_deref()
@@ -471,6 +525,9 @@ impl Client {
     }
 
     pub(crate) async fn get_sim(&self, icc: &str) -> Result<Reply<Sim>, ApiError> {
+        if self.endpoint.api == Api::SuperSim {
+            return self.super_sim(icc).await;
+        }
         self.call::<(), _>(
             Method::GET,
             &format!("/api/v2/sim/{icc}"),
@@ -487,6 +544,9 @@ impl Client {
         icc: &str,
         patch: &SimPatch,
     ) -> Result<Reply<Option<Sim>>, ApiError> {
+        if self.endpoint.api == Api::SuperSim {
+            return self.update_super_sim(icc, patch).await;
+        }
         self.call(
             Method::PATCH,
             &format!("/api/v2/sim/{icc}"),
@@ -562,8 +622,75 @@ impl Client {
         &self,
         query: &[(&str, String)],
     ) -> Result<Reply<SimPage>, ApiError> {
+        if self.endpoint.api == Api::SuperSim {
+            return Err(ApiError::Unsupported(
+                "listing SIMs by filter (planning, export, verify) is not built for Twilio Super SIM yet",
+            ));
+        }
         self.call::<(), _>(Method::GET, "/api/v2/sim", query, None, body::PAGE_CAP)
             .await
+    }
+
+    /// Super SIM: a SIM by ICCID (`GET /v1/Sims?Iccid=`, zero or one), its SID kept for the
+    /// writes. None is a 404 of the lookup: the account has no such SIM.
+    async fn super_sim(&self, icc: &str) -> Result<Reply<Sim>, ApiError> {
+        let q = [("Iccid", icc.to_owned())];
+        let r = self
+            .call::<(), super::super_sim::SuperSimPage>(
+                Method::GET,
+                "/v1/Sims",
+                &q,
+                None,
+                body::PAGE_CAP,
+            )
+            .await?;
+        let Some(s) = r.value.sims.into_iter().find(|s| s.iccid == icc) else {
+            return Err(ApiError::Rejected {
+                status: 404,
+                code: None,
+                message:
+                    "no Super SIM with this ICCID in the account (GET /v1/Sims?Iccid= found none)"
+                        .into(),
+                request_id: None,
+            });
+        };
+        self.sids.put(icc, &s.sid);
+        Ok(Reply {
+            value: s.to_model(),
+            status: r.status,
+            sent: r.sent,
+        })
+    }
+
+    /// Super SIM: a change as `POST /v1/Sims/{sid}` with its form; the SID looked up first
+    /// when this job has not seen it.
+    async fn update_super_sim(
+        &self,
+        icc: &str,
+        patch: &SimPatch,
+    ) -> Result<Reply<Option<Sim>>, ApiError> {
+        let form = super::super_sim::form_for(patch).map_err(ApiError::Unsupported)?;
+        let sid = match self.sids.get(icc) {
+            Some(sid) => sid,
+            None => {
+                let found = self.super_sim(icc).await?;
+                found.value.sim_id.unwrap_or_default()
+            }
+        };
+        let r = self
+            .call::<_, Option<super::super_sim::SuperSim>>(
+                Method::POST,
+                &format!("/v1/Sims/{sid}"),
+                &[],
+                Some(&form),
+                body::ANSWER_CAP,
+            )
+            .await?;
+        Ok(Reply {
+            value: r.value.map(|s| s.to_model()),
+            status: r.status,
+            sent: r.sent,
+        })
     }
 }
 

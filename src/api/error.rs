@@ -63,6 +63,15 @@ pub enum ApiError {
         /// The token URL, when it was guessed from the base URL rather than given.
         guessed: Option<String>,
     },
+    /// The API itself refused the account's credentials (a provider without a token endpoint:
+    /// HTTP Basic on every call).
+    #[error(
+        "the API refused the account credentials ({error}); check SIMBULK_CLIENT_ID (the account id) and the secret"
+    )]
+    AccountRefused { error: String },
+    /// The provider's API has no way to do this (refused here, before anything is sent).
+    #[error("not supported by this provider: {0}")]
+    Unsupported(&'static str),
     /// The token endpoint could not be used just now.
     #[error("cannot get a token: {message}")]
     TokenUnavailable { message: String },
@@ -147,7 +156,9 @@ impl ApiError {
     pub(crate) fn halts_job(&self) -> bool {
         matches!(
             self,
-            ApiError::Forbidden { .. } | ApiError::Credentials { .. }
+            ApiError::Forbidden { .. }
+                | ApiError::Credentials { .. }
+                | ApiError::AccountRefused { .. }
         )
     }
 
@@ -175,7 +186,8 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate limited",
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::Forbidden { .. } => "permission denied",
-            ApiError::Credentials { .. } => "credentials refused",
+            ApiError::Credentials { .. } | ApiError::AccountRefused { .. } => "credentials refused",
+            ApiError::Unsupported(_) => "not supported by the provider",
             ApiError::TokenUnavailable { .. } => "no token from the token endpoint",
             ApiError::Server { .. } => "server error",
             ApiError::Timeout(_) => "no answer within the timeout",

@@ -6,6 +6,7 @@ pub(crate) mod calls;
 pub(crate) mod client;
 pub(crate) mod error;
 pub(crate) mod pace;
+pub(crate) mod super_sim;
 pub(crate) mod tls;
 pub(crate) mod token;
 pub(crate) mod url;
@@ -13,7 +14,7 @@ pub mod wire;
 
 pub(crate) use calls::CallCounts;
 pub(crate) use client::Client;
-pub use client::Endpoint;
+pub use client::{Api, Endpoint};
 pub use error::ApiError;
 pub use error::SetupError;
 pub(crate) use pace::Pacer;

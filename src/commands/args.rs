@@ -243,6 +243,16 @@ pub(crate) struct ConnectionArgs {
     pub(crate) ca_bundle: Option<PathBuf>,
 }
 
+impl ConnectionArgs {
+    /// Whose SIM API these flags reach (known without credentials: a dry run needs it too).
+    pub(crate) fn api(&self) -> crate::api::Api {
+        match self.provider {
+            Some(Provider::Twilio) => crate::api::Api::SuperSim,
+            Some(Provider::Eseye) | None => crate::api::Api::EseyeV2,
+        }
+    }
+}
+
 /// `--action`: the actions a row can name (the input's action cells take the same names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum ActionArg {
@@ -294,6 +304,9 @@ impl ActionArg {
 pub(crate) enum Provider {
     /// Eseye's Infinity SIM API (sim.api.anynetiot.com; tokens from its Cognito domain).
     Eseye,
+    /// Twilio Super SIM (supersim.twilio.com): --client-id is the Account SID, the secret its
+    /// auth token (HTTP Basic; no token endpoint).
+    Twilio,
 }
 
 impl Provider {
@@ -303,6 +316,11 @@ impl Provider {
             Provider::Eseye => (
                 "https://sim.api.anynetiot.com".into(),
                 format!("https://eseye-idp-prod.auth.{region}.amazoncognito.com/oauth2/token"),
+            ),
+            // No token endpoint: every call carries the account's Basic credentials.
+            Provider::Twilio => (
+                "https://supersim.twilio.com".into(),
+                "https://supersim.twilio.com".into(),
             ),
         }
     }
@@ -448,6 +466,7 @@ pub(crate) fn endpoint(c: &ConnectionArgs, timeout: Duration) -> Result<Endpoint
             },
         },
         token_url_guessed,
+        api: c.api(),
     })
 }
 

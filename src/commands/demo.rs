@@ -191,6 +191,7 @@ pub(crate) fn simulator_endpoint(
         client_secret: SecretString::from(crate::sim::DEMO_CLIENT_SECRET),
         timeout,
         ca_bundle: None,
+        api: crate::api::Api::EseyeV2,
     })
 }
 

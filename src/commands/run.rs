@@ -76,9 +76,10 @@ pub(crate) struct RunArgs {
     #[arg(long, hide = true, requires = "dry_run")]
     pub(crate) check: bool,
 
-    /// After an activation answers pendingProvision, poll the SIM (paced, backing off) until
-    /// it is active or this long has passed; the results show the final status.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    /// After a change answers that it settles later (an activation's pendingProvision, a
+    /// Super SIM's scheduled), poll the SIM (paced, backing off) until it has settled or this
+    /// long has passed; a row is ok only once its SIM shows the change.
+    #[arg(long, visible_alias = "wait-settled", value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) wait_active: Option<Duration>,
 
     #[command(flatten)]
@@ -323,6 +324,7 @@ pub(crate) fn configure(
             action: a.action.map(|x| x.name().to_owned()),
             value: a.value.clone(),
             attribute: a.attribute.clone(),
+            unsupported: crate::engine::provider::unsupported(a.connection.api()),
         },
         wait_active: a.wait_active,
         sheet: a.sheet.clone(),

@@ -159,7 +159,7 @@ pub(crate) async fn make_plan(
     let defaults = Defaults {
         action: Some("blocked".into()),
         value: Some("desired state".into()),
-        attribute: None,
+        ..Defaults::default()
     };
     let (layout, rows) = crate::input::open(input, sheet, &defaults)?;
     let dl = DesiredLayout::of(&layout, input)?;

@@ -142,6 +142,13 @@ pub(crate) async fn sim_change(
     let in_doubt = a.ambiguous;
     let start = starting_state(c, icc, seen, a).await?;
     let sim = start.sim.clone();
+    if sim.status == crate::api::super_sim::SCHEDULED {
+        // A change is under way at the provider: what the SIM will be, and so what it was
+        // before the row, is not known yet. Nothing is sent over it.
+        l.before = Some(Before::Unknown);
+        l.after = None;
+        return Ok(under_way(in_doubt, &sim));
+    }
     l.before = field_text(action, &sim).map(Before::Value);
     l.after = Some(start);
     if in_doubt && satisfied(action, &sim) {
@@ -204,6 +211,22 @@ pub(crate) async fn sim_change(
                 a.after(e).await?;
             }
         }
+    }
+}
+
+/// A SIM found `scheduled` before the row wrote. In doubt (this job's earlier run may have
+/// sent the change): as a write answered `scheduled` — the caller waits for it to settle or
+/// leaves the row `pending`. Otherwise another change is under way: `pending`, unsent.
+fn under_way(in_doubt: bool, sim: &Sim) -> Done {
+    if in_doubt {
+        return Done::ok(None, APPLIED_EARLIER, Some(sim));
+    }
+    Done {
+        verdict: Verdict::Pending,
+        status: None,
+        code: None,
+        message: "another change of this SIM is under way (scheduled); nothing was sent: run the row again once it has settled".into(),
+        sim_status: Some(sim_status(sim)),
     }
 }
 

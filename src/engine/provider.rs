@@ -83,6 +83,33 @@ impl Capabilities {
         settles_async: true,
         needs_id_lookup: false,
     };
+
+    /// Twilio Super SIM: one SIM per read (its list filters one ICCID), one per write, every
+    /// status change settling later (`scheduled`), SIDs looked up from ICCIDs.
+    pub(crate) const SUPER_SIM: Self = Self {
+        max_batch_read: 1,
+        batch_writes: false,
+        settles_async: true,
+        needs_id_lookup: true,
+    };
+}
+
+/// The actions the provider `api` speaks cannot do, each with the reason its rows are
+/// invalid (decided when a row is read, before any call).
+pub(crate) fn unsupported(api: crate::api::Api) -> Vec<(crate::input::ActionKind, &'static str)> {
+    use crate::api::super_sim as s;
+    use crate::input::ActionKind as K;
+    match api {
+        crate::api::Api::EseyeV2 => Vec::new(),
+        crate::api::Api::SuperSim => vec![
+            (K::Deactivate, s::NO_DEACTIVATE),
+            (K::SetPackage, s::NO_PACKAGE),
+            (K::SetPortfolio, s::NO_PORTFOLIO),
+            (K::SetAttribute, s::NO_ATTRIBUTES),
+            (K::DeleteAttribute, s::NO_ATTRIBUTES),
+            (K::Patch, s::NO_PATCH),
+        ],
+    }
 }
 
 /// What [`Provider::connect`] needs besides the endpoint.
@@ -149,13 +176,18 @@ impl Provider {
         let p = Self {
             client: Arc::new(client),
             retry: c.retry,
-            caps: Capabilities::ESEYE_V2,
+            caps: match endpoint.api {
+                crate::api::Api::EseyeV2 => Capabilities::ESEYE_V2,
+                crate::api::Api::SuperSim => Capabilities::SUPER_SIM,
+            },
         };
         if let Err(e) = p.client.preflight().await {
             p.leave().await;
             return Err(match e {
                 ApiError::Interrupted => ConnectError::Stopped,
-                e @ ApiError::Credentials { .. } => ConnectError::Credentials(e),
+                e @ (ApiError::Credentials { .. } | ApiError::AccountRefused { .. }) => {
+                    ConnectError::Credentials(e)
+                }
                 error => ConnectError::Unreachable {
                     base: endpoint.base_url.to_string(),
                     error,

@@ -153,15 +153,35 @@ async fn calls_of(
         action => {
             let done = calls::sim_change(c, icc, action, seen, a, l).await;
             match (done, cx.wait) {
-                (Ok(d), Some(w)) if d.sim_status.as_deref() == Some("pendingProvision") => {
+                (Ok(d), Some(w)) if d.verdict == Verdict::Ok && settling(&d) => {
                     // What the SIM ends as is the poll's to say.
                     l.after = None;
-                    wait_for_active(c, icc, d, w, cx.policy, cx.stop).await
+                    wait_for_active(c, icc, d, w, cx.policy, cx.stop, action).await
+                }
+                (Ok(d), None)
+                    if d.verdict == Verdict::Ok
+                        && d.sim_status.as_deref() == Some(crate::api::super_sim::SCHEDULED) =>
+                {
+                    // Accepted, not done: the row is `ok` only once the SIM shows it.
+                    l.after = None;
+                    Ok(calls::Done {
+                        verdict: Verdict::Pending,
+                        message: "scheduled: the provider accepted the change and has not made it yet; run the failures file with --wait-active DURATION to see it settle".into(),
+                        ..d
+                    })
                 }
                 (other, _) => other,
             }
         }
     }
+}
+
+/// Whether a write's answer (or the state found in doubt) is a change still settling.
+fn settling(d: &calls::Done) -> bool {
+    matches!(
+        d.sim_status.as_deref(),
+        Some("pendingProvision" | crate::api::super_sim::SCHEDULED)
+    )
 }
 
 /// The row's end from how its calls ended and what it learned.

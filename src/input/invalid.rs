@@ -70,6 +70,8 @@ pub enum Reason {
     BadPatch,
     /// A desired-state row `apply` cannot read.
     BadDesired,
+    /// An action the provider cannot do.
+    Unsupported,
 }
 
 impl Reason {
@@ -95,6 +97,7 @@ impl Reason {
             Reason::CellsInList => "extra cells in a bare list",
             Reason::BadPatch => "patch value malformed",
             Reason::BadDesired => "desired value malformed",
+            Reason::Unsupported => "not supported by the provider",
         }
     }
 }

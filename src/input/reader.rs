@@ -30,6 +30,9 @@ pub struct Defaults {
     pub value: Option<String>,
     /// The attribute name of rows whose attribute cell is empty.
     pub attribute: Option<String>,
+    /// Actions the provider cannot do, with the reason: such a row is invalid (read, never
+    /// sent).
+    pub unsupported: Vec<(super::ActionKind, &'static str)>,
 }
 
 /// A file-level problem: the job stops before any API call.
@@ -714,6 +717,10 @@ impl Rows {
             &cell(l.value, &self.defaults.value),
             &cell(l.attribute, &self.defaults.attribute),
         )?;
+        let kind = action.kind();
+        if let Some((_, why)) = self.defaults.unsupported.iter().find(|(k, _)| *k == kind) {
+            return Err(Invalid::new(Reason::Unsupported, *why));
+        }
         Ok(Row { iccid, action })
     }
 }

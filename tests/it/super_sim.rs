@@ -302,3 +302,158 @@ fn the_fault_knobs_apply_and_a_state_file_is_refused() {
     }));
     assert!(refused.err().unwrap().to_string().contains("--state-file"));
 }
+
+// ---- Jobs against the Super SIM simulator (`simbulk run --provider twilio`) ----
+
+/// `simbulk run` against the Super SIM simulator as the demo account (fast pacing).
+fn twilio_job(s: &TestSim, job: &Job, extra: &[&str]) -> std::process::Command {
+    let mut c = job.command(s, &["--provider", "twilio"]);
+    c.env(
+        "SIMBULK_CLIENT_ID",
+        simbulk::sim::twilio_account_sid(DEMO_CLIENT_ID),
+    )
+    .args(extra);
+    c
+}
+
+/// ICCIDs of SIMs the Super SIM simulator shows in `status` (with a Fleet), as the demo
+/// account sees them.
+fn in_status(s: &TestSim, status: &str, n: usize) -> Vec<String> {
+    s.block(async {
+        let t = Twilio::demo(s);
+        let (_, b) = t
+            .get(&format!("/v1/Sims?Status={status}&PageSize=1000"))
+            .await;
+        b["sims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| !x["fleet_sid"].is_null())
+            .take(n)
+            .map(|x| x["iccid"].as_str().unwrap().to_owned())
+            .collect()
+    })
+}
+
+/// A job that suspends 3 active SIMs, unsuspends 2 inactive ones, activates 2 new ones, and
+/// asks 4 things Super SIM cannot do; the SIMs each row writes.
+fn mixed_job(s: &TestSim) -> (Job, Vec<String>) {
+    let (active, inactive, new) = (
+        in_status(s, "active", 3),
+        in_status(s, "inactive", 2),
+        in_status(s, "new", 2),
+    );
+    let mut body = String::from("iccid,action,value,attribute\n");
+    for i in &active {
+        body += &format!("{i},suspend,,\n");
+    }
+    for i in &inactive {
+        body += &format!("{i},unsuspend,,\n");
+    }
+    for i in &new {
+        body += &format!("{i},activate,,\n");
+    }
+    body += &format!("{},deactivate,,\n", active[0]);
+    body += &format!("{},set-package,20418,\n", active[1]);
+    body += &format!("{},set-portfolio,pf-acme-us,\n", active[2]);
+    body += &format!("{},set-attribute,blue,colour\n", inactive[0]);
+    let written = [active, inactive, new].concat();
+    (Job::new("fleet.csv", &body), written)
+}
+
+#[test]
+fn a_job_file_runs_against_super_sim_each_row_ok_only_once_its_sim_shows_the_change() {
+    let settle = Duration::from_millis(400);
+    let s = twilio(400, settle);
+    let (job, written) = mixed_job(&s);
+    // Without waiting: accepted changes are `pending`, never `ok`.
+    let o = twilio_job(&s, &job, &[]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let rows = job.results();
+    let by = outcomes(&rows);
+    assert_eq!(by.get("pending"), Some(&7), "{rows:?}");
+    assert_eq!(by.get("invalid"), Some(&4), "{rows:?}");
+    assert!(
+        rows.iter()
+            .filter(|r| r["outcome"] == "invalid")
+            .all(|r| r["message"].contains("Super SIM") && r["attempts"] == "0")
+    );
+    let ledger = s.ledger();
+    assert_eq!(ledger.len(), 7, "one change per written SIM: {ledger:?}");
+    let icc: HashSet<&str> = ledger.iter().map(|l| l.icc_id.as_str()).collect();
+    assert_eq!(icc, written.iter().map(String::as_str).collect());
+
+    // On a fresh simulator, waiting: each row polls until its SIM shows the change, and is
+    // `ok` only then; nothing is sent twice.
+    let s = twilio(400, settle);
+    let (job, _) = mixed_job(&s);
+    let o = twilio_job(&s, &job, &["--wait-active", "30s"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "invalid rows make exit 1: {}",
+        text(&o)
+    );
+    let rows = job.results();
+    assert_eq!(outcomes(&rows).get("ok"), Some(&7), "{rows:?}");
+    for r in rows.iter().filter(|r| r["outcome"] == "ok") {
+        let shown = s.server().twilio_status(&r["iccid"]).unwrap();
+        let want = if r["action"] == "suspend" {
+            "inactive"
+        } else {
+            "active"
+        };
+        assert_eq!(shown, want, "{r:?}");
+        let waited: f64 = r["message"]
+            .split(" after ")
+            .nth(1)
+            .and_then(|t| t.trim_end_matches('s').parse().ok())
+            .unwrap_or_else(|| panic!("{r:?}"));
+        assert!(
+            waited >= settle.as_secs_f64() - 0.05,
+            "ok before it settled: {r:?}"
+        );
+    }
+    assert_eq!(s.ledger().len(), 7);
+}
+
+#[test]
+fn a_job_stopped_while_its_changes_are_scheduled_resumes_and_finishes_them_unsent() {
+    let s = twilio(400, Duration::from_secs(3));
+    let targets = in_status(&s, "active", 6);
+    let body: String = std::iter::once("iccid,action\n".to_owned())
+        .chain(targets.iter().map(|i| format!("{i},suspend\n")))
+        .collect();
+    let job = Job::new("stop.csv", &body);
+    let child = twilio_job(&s, &job, &["--wait-active", "60s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("every change accepted", Duration::from_secs(20), || {
+        s.ledger().len() == targets.len()
+    });
+    signal(&child, libc::SIGINT);
+    let (o, _) = exit_within(child, Duration::from_secs(20));
+    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    assert!(
+        job.results().iter().all(|r| r["outcome"] != "ok"),
+        "nothing is ok while scheduled"
+    );
+    let o = twilio_job(&s, &job, &["--wait-active", "60s", "--resume"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let rows = job.results();
+    assert_eq!(outcomes(&rows).get("ok"), Some(&targets.len()), "{rows:?}");
+    assert_eq!(s.ledger().len(), targets.len(), "no change sent twice");
+    let posts = s.stats().by_route["POST /v1/Sims/{Sid}"]
+        .values()
+        .sum::<u64>();
+    assert_eq!(posts, targets.len() as u64, "each SIM written once");
+    for i in &targets {
+        assert_eq!(s.server().twilio_status(i).as_deref(), Some("inactive"));
+    }
+}
