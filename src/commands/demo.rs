@@ -1,6 +1,7 @@
 //! `simbulk demo`: three real jobs (a shipment activation, a package migration, an attribute
 //! tagging) against an embedded simulator with realistic latency, faults, a rate limit the
-//! run bumps into, and tokens that expire mid-run.
+//! run bumps into, and tokens that expire mid-run; then a fourth against a second provider's
+//! simulator (Twilio Super SIM, whose changes settle seconds later).
 //!
 //! Guarantees: the sample files are generated from the simulator's seed by
 //! [`sample_files`], and `samples/` holds exactly that output (a test checks it), so the
@@ -55,6 +56,8 @@ pub(crate) struct Sample {
     pub(crate) shows: &'static str,
     pub(crate) contents: String,
     pub(crate) action: Option<&'static str>,
+    /// The provider whose simulator it runs against.
+    pub(crate) api: crate::api::Api,
 }
 
 fn in_sphere(pf: &str) -> bool {
@@ -71,6 +74,7 @@ pub(crate) fn sample_files() -> Vec<Sample> {
             shows: "a supplier's list as it arrives; 2 ICCIDs are mistyped on purpose (a digit dropped, a digit wrong): they become invalid rows and the job goes on",
             contents: shipment(&sims),
             action: Some("activate"),
+            api: crate::api::Api::EseyeV2,
         },
         Sample {
             name: "package-migration.csv",
@@ -78,6 +82,7 @@ pub(crate) fn sample_files() -> Vec<Sample> {
             shows: "most SIMs move; failing on purpose: active and suspended SIMs (the provider refuses a package change on them: 6046, 16000), rows naming a package that does not fit them (16005, 16006), and one ICCID the provider does not know (6002)",
             contents: migration(&sims),
             action: None,
+            api: crate::api::Api::EseyeV2,
         },
         Sample {
             name: "attribute-tagging.csv",
@@ -85,8 +90,49 @@ pub(crate) fn sample_files() -> Vec<Sample> {
             shows: "attribute writes, creates and deletes, already-done rows skipped; failing on purpose: suspended SIMs take no attribute write (16000), and one row lacks its attribute name (invalid)",
             contents: tagging(&sims),
             action: None,
+            api: crate::api::Api::EseyeV2,
+        },
+        Sample {
+            name: "super-sim-fleet.csv",
+            title: "The same kind of job on a second provider: Twilio Super SIM",
+            shows: "suspend, unsuspend and activate through Super SIM's own API; each change answers `scheduled` and a row is ok only once its SIM shows it (--wait-active); deactivate and set-portfolio have no Super SIM form: invalid rows that say so, before any call",
+            contents: super_sim_fleet(&sims),
+            action: None,
+            api: crate::api::Api::SuperSim,
         },
     ]
+}
+
+/// A Super SIM job over the first SIMs of the seed: active ones suspended, suspended ones
+/// brought back, never-activated ones activated (those the simulator seeds without a Fleet
+/// are left out), and two rows Super SIM has no form for.
+fn super_sim_fleet(sims: &[Seeded]) -> String {
+    let mut out = String::from("iccid,action,value\n");
+    let mine = sims
+        .iter()
+        .filter(|(i, r, _)| *i < 400 && in_sphere(&r.sim.portfolio_id));
+    let (mut suspend, mut unsuspend, mut activate) = (0, 0, 0);
+    for (i, r, p) in mine {
+        let action = match p {
+            Profile::Active if suspend < 12 => {
+                suspend += 1;
+                "suspend"
+            }
+            Profile::CustomerSuspended if unsuspend < 6 => {
+                unsuspend += 1;
+                "unsuspend"
+            }
+            Profile::Available if activate < 12 && i % 10 != 3 => {
+                activate += 1;
+                "activate"
+            }
+            _ => continue,
+        };
+        let _ = writeln!(out, "{},{action},", r.sim.icc_id);
+    }
+    let _ = writeln!(out, "{},deactivate,", sims[1].1.sim.icc_id);
+    let _ = writeln!(out, "{},set-portfolio,pf-acme-us", sims[2].1.sim.icc_id);
+    out
 }
 
 type Seeded = (usize, crate::sim::state::SimRecord, Profile);
@@ -195,6 +241,40 @@ pub(crate) fn simulator_endpoint(
     })
 }
 
+/// The demo account's endpoint on a Super SIM simulator at `base_url`.
+fn super_sim_endpoint(
+    base_url: &str,
+    timeout: Duration,
+) -> Result<Endpoint, crate::api::SetupError> {
+    Ok(Endpoint {
+        client_id: crate::sim::twilio_account_sid(crate::sim::DEMO_CLIENT_ID),
+        api: crate::api::Api::SuperSim,
+        ..simulator_endpoint(base_url, timeout)?
+    })
+}
+
+/// The second provider's simulator: Super SIM over the same seed, changes settling 2 s
+/// later, a little latency and a few 503s.
+fn super_sim_config() -> SimConfig {
+    SimConfig {
+        provider: crate::sim::Provider::Twilio,
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        seed: DEMO_SEED,
+        sims: DEMO_SIMS,
+        rate_limit_per_second: 100,
+        rate_limit_burst: 20,
+        concurrent_limit: 25,
+        settle_delay: Duration::from_secs(2),
+        faults: FaultConfig {
+            latency: Duration::from_millis(20),
+            latency_spread: Duration::from_millis(10),
+            http503: 0.02,
+            ..FaultConfig::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
 /// The simulator the demo runs against.
 pub(crate) fn demo_sim_config() -> SimConfig {
     SimConfig {
@@ -236,6 +316,9 @@ async fn demo(out: &Path, keep: bool) -> Outcome {
     let server = SimServer::start(demo_sim_config())
         .await
         .map_err(anyhow::Error::from)?;
+    let super_sim = SimServer::start(super_sim_config())
+        .await
+        .map_err(anyhow::Error::from)?;
     let drain = CancellationToken::new();
     let abort = CancellationToken::new();
     crate::signal::escalate(drain.clone(), abort.clone());
@@ -254,11 +337,20 @@ async fn demo(out: &Path, keep: bool) -> Outcome {
             break;
         }
         say(&format!("== {} ({})\n   {}\n", s.title, s.name, s.shows));
+        let on_super_sim = s.api == crate::api::Api::SuperSim;
+        if on_super_sim {
+            say(&format!(
+                "   (a Super SIM simulator on {}: changes settle 2 s later, 20-30 ms latency, 2% 503s, 25 requests in flight at most)\n",
+                super_sim.base_url()
+            ));
+        }
         let cfg = JobConfig {
             defaults: Defaults {
                 action: s.action.map(str::to_owned),
+                unsupported: crate::engine::provider::unsupported(s.api),
                 ..Defaults::default()
             },
+            wait_active: on_super_sim.then_some(Duration::from_secs(60)),
             resume: ResumeMode::Restart,
             concurrency: 16,
             pacing: Pacing {
@@ -271,8 +363,12 @@ async fn demo(out: &Path, keep: bool) -> Outcome {
             args: vec!["simbulk".into(), "run".into(), input.display().to_string()],
             ..JobConfig::new(input.clone())
         };
-        let endpoint = simulator_endpoint(&server.base_url(), Duration::from_secs(5))
-            .map_err(anyhow::Error::from)?;
+        let endpoint = if on_super_sim {
+            super_sim_endpoint(&super_sim.base_url(), Duration::from_secs(5))
+        } else {
+            simulator_endpoint(&server.base_url(), Duration::from_secs(5))
+        }
+        .map_err(anyhow::Error::from)?;
         match engine::run(cfg, endpoint, drain.clone(), abort.clone()).await {
             Ok(summary) => {
                 say(&summary.to_text());
@@ -290,6 +386,11 @@ async fn demo(out: &Path, keep: bool) -> Outcome {
         "simulator: {} requests, {} changes applied, {} × 429, faults injected: {:?}\n",
         stats.requests, stats.mutations_applied, stats.too_many_requests, stats.faults_injected
     ));
+    let other = super_sim.stats();
+    say(&format!(
+        "Super SIM simulator: {} requests, {} changes applied, {} × 429\n",
+        other.requests, other.mutations_applied, other.too_many_requests
+    ));
     say(&format!("open the results in {}\n", out.display()));
     if keep && !drain.is_cancelled() {
         let failures = out.join("shipment-activation.failures.csv");
@@ -305,6 +406,7 @@ async fn demo(out: &Path, keep: bool) -> Outcome {
         say("to re-run a failures file, keep the simulator up: simbulk demo --keep\n");
     }
     server.stop().await.map_err(anyhow::Error::from)?;
+    super_sim.stop().await.map_err(anyhow::Error::from)?;
     if stdout::closed() {
         // The reader went away (`| head`): a quiet end, like any filter's.
         return Ok(exit::OK);

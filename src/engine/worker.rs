@@ -153,7 +153,8 @@ async fn calls_of(
         action => {
             let done = calls::sim_change(c, icc, action, seen, a, l).await;
             match (done, cx.wait) {
-                (Ok(d), Some(w)) if d.verdict == Verdict::Ok && settling(&d) => {
+                // A pending row (another change under way) is left as it is.
+                (Ok(d), Some(w)) if d.verdict != Verdict::Pending && settling(&d) => {
                     // What the SIM ends as is the poll's to say.
                     l.after = None;
                     wait_for_active(c, icc, d, w, cx.policy, cx.stop, action).await

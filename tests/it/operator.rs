@@ -345,7 +345,7 @@ fn summary_json_is_written_for_monitoring() {
 }
 
 #[test]
-fn the_readme_demo_runs_its_three_jobs_to_the_end() {
+fn the_readme_demo_runs_its_jobs_to_the_end_on_both_providers() {
     let dir = tempfile::tempdir().unwrap();
     let o = simbulk()
         .arg("demo")
@@ -355,15 +355,25 @@ fn the_readme_demo_runs_its_three_jobs_to_the_end() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(out.matches("simbulk: job completed").count(), 3, "{out}");
+    assert_eq!(out.matches("simbulk: job completed").count(), 4, "{out}");
     for sample in [
         "shipment-activation",
         "package-migration",
         "attribute-tagging",
+        "super-sim-fleet",
     ] {
         let results = dir.path().join(format!("{sample}.results.csv"));
         assert!(results.exists(), "{} is missing:\n{out}", results.display());
     }
+    // On the second provider every written row is ok only once its SIM showed the change.
+    let rows = read_csv(&dir.path().join("super-sim-fleet.results.csv"), b',');
+    assert!(rows.iter().any(|r| r["outcome"] == "ok"), "{rows:?}");
+    assert!(
+        rows.iter()
+            .filter(|r| r["outcome"] == "ok")
+            .all(|r| r["message"].contains(" after ")),
+        "{rows:?}"
+    );
 }
 
 #[test]
