@@ -241,6 +241,30 @@ pub(crate) fn simulator_endpoint(
     })
 }
 
+/// The job a sample runs as: the demo's pacing and halts, outputs beside its file, asking
+/// nothing (the demo is asked for by its operator, on its own simulators).
+fn sample_job(s: &Sample, input: PathBuf) -> JobConfig {
+    JobConfig {
+        defaults: Defaults {
+            action: s.action.map(str::to_owned),
+            unsupported: crate::engine::provider::unsupported(s.api),
+            ..Defaults::default()
+        },
+        // Super SIM's changes settle later: its rows wait for them.
+        wait_active: (s.api == crate::api::Api::SuperSim).then_some(Duration::from_secs(60)),
+        resume: ResumeMode::Restart,
+        concurrency: 16,
+        pacing: Pacing {
+            burst: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+            ..Pacing::alone(Some(200.0))
+        },
+        halt_after_same_error: Some(50),
+        confirm_over: None,
+        args: vec!["simbulk".into(), "run".into(), input.display().to_string()],
+        ..JobConfig::new(input)
+    }
+}
+
 /// The demo account's endpoint on a Super SIM simulator at `base_url`.
 fn super_sim_endpoint(
     base_url: &str,
@@ -344,25 +368,7 @@ async fn demo(out: &Path, keep: bool) -> Outcome {
                 super_sim.base_url()
             ));
         }
-        let cfg = JobConfig {
-            defaults: Defaults {
-                action: s.action.map(str::to_owned),
-                unsupported: crate::engine::provider::unsupported(s.api),
-                ..Defaults::default()
-            },
-            wait_active: on_super_sim.then_some(Duration::from_secs(60)),
-            resume: ResumeMode::Restart,
-            concurrency: 16,
-            pacing: Pacing {
-                burst: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
-                ..Pacing::alone(Some(200.0))
-            },
-            halt_after_same_error: Some(50),
-            // The demo is asked for by its operator, on its own simulator: it asks nothing.
-            confirm_over: None,
-            args: vec!["simbulk".into(), "run".into(), input.display().to_string()],
-            ..JobConfig::new(input.clone())
-        };
+        let cfg = sample_job(&s, input);
         let endpoint = if on_super_sim {
             super_sim_endpoint(&super_sim.base_url(), Duration::from_secs(5))
         } else {
