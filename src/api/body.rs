@@ -90,7 +90,8 @@ pub(crate) fn token_reply(body: &[u8]) -> Result<TokenReply, String> {
     let obj = v
         .as_object()
         .ok_or_else(|| "the token reply is not a JSON object".to_owned())?;
-    let access_token = match obj.get("access_token") {
+    // OAuth2's `access_token`, or emnify's `auth_token`.
+    let access_token = match obj.get("access_token").or_else(|| obj.get("auth_token")) {
         Some(serde_json::Value::String(t)) if !t.trim().is_empty() => t.clone(),
         Some(_) => return Err("the token reply's access_token is not a non-empty string".into()),
         None => return Err("the token reply has no access_token".into()),

@@ -62,6 +62,9 @@ pub enum Api {
     /// Twilio Super SIM (`docs/providers/twilio-supersim.md`): HTTP Basic with the Account SID
     /// and auth token, SIMs by `sid`, form bodies, changes that settle later.
     SuperSim,
+    /// emnify (`docs/providers/emnify.md`): an application token for an `auth_token`, devices
+    /// (a SIM and its endpoint) by internal ids, endpoint changes in bulk.
+    Emnify,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -101,8 +104,11 @@ pub(crate) struct Client {
     /// Milliseconds after `born` of the last answer that was neither 429 nor 5xx.
     last_useful: std::sync::atomic::AtomicU64,
     calls: Calls,
-    /// Super SIM: the SIDs of the ICCIDs looked up so far (bounded).
+    /// Super SIM: the SIDs of the ICCIDs looked up so far; emnify: their endpoint ids
+    /// (bounded).
     sids: super::super_sim::Sids,
+    /// emnify: the batcher rows' changes go through (set once connected).
+    batcher: std::sync::OnceLock<super::emnify::Batcher>,
 }
 
 impl Client {
@@ -140,6 +146,7 @@ impl Client {
             last_useful: std::sync::atomic::AtomicU64::new(0),
             calls: Calls::new(),
             sids: super::super_sim::Sids::default(),
+            batcher: std::sync::OnceLock::new(),
         })
     }
 
@@ -215,19 +222,22 @@ impl Client {
         for attempt in 0..TOKEN_ATTEMPTS {
             self.paced().await?;
             // A token request changes nothing: it is abandoned at once when the job stops.
-            let r = unless_stopped(
-                &self.stop,
-                self.http
-                    .post(self.endpoint.token_url.clone())
+            let request = self.http.post(self.endpoint.token_url.clone());
+            let request = match self.endpoint.api {
+                // emnify: the application token in a JSON body.
+                Api::Emnify => request.json(&serde_json::json!({
+                    "application_token": self.endpoint.client_secret.expose_secret()
+                })),
+                _ => request
                     .basic_auth(
                         &self.endpoint.client_id,
                         Some(self.endpoint.client_secret.expose_secret()),
                     )
-                    .form(&[("grant_type", "client_credentials"), ("scope", "api/api")])
-                    .send(),
-            )
-            .await
-            .map_err(|_| ApiError::Interrupted)?;
+                    .form(&[("grant_type", "client_credentials"), ("scope", "api/api")]),
+            };
+            let r = unless_stopped(&self.stop, request.send())
+                .await
+                .map_err(|_| ApiError::Interrupted)?;
             let backoff = Duration::from_millis(250 << attempt);
             let wait = match r {
                 Ok(resp) if resp.status().is_success() => {
@@ -316,7 +326,7 @@ impl Client {
     /// Gets a token now: checks the credentials and the connection before a job starts.
     pub(crate) async fn preflight(&self) -> Result<(), ApiError> {
         match self.endpoint.api {
-            Api::EseyeV2 => self.token().await.map(|_| ()),
+            Api::EseyeV2 | Api::Emnify => self.token().await.map(|_| ()),
             // No token endpoint: one small read checks the account's credentials.
             Api::SuperSim => {
                 let q = [("PageSize", "1".to_owned())];
@@ -492,11 +502,23 @@ impl Client {
         let status = resp.status();
         let bytes = body::read_lossy(resp, body::ERROR_CAP).await;
         let mut body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
-        if body.error_code.is_none() && self.endpoint.api == Api::SuperSim {
-            // Twilio's error body: `{"code", "message", "more_info", "status"}`.
-            body.error_code = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("code")?.as_i64());
+        if body.error_code.is_none() && self.endpoint.api != Api::EseyeV2 {
+            // Twilio's `{"code", "message", …}`; emnify's `{"error_code", "error_token",
+            // "message", "errors"}`, whose one embedded error, when there is one, is the
+            // refusal itself.
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let one = v
+                .get("errors")
+                .and_then(serde_json::Value::as_array)
+                .filter(|e| e.len() == 1)
+                .map(|e| &e[0]);
+            let source = one.unwrap_or(&v);
+            body.error_code = ["code", "error_code"]
+                .iter()
+                .find_map(|k| source.get(*k)?.as_i64());
+            if let Some(m) = source.get("message").and_then(serde_json::Value::as_str) {
+                body.message = Some(m.to_owned());
+            }
         }
         let message = cut(body
             .message
@@ -525,8 +547,10 @@ impl Client {
     }
 
     pub(crate) async fn get_sim(&self, icc: &str) -> Result<Reply<Sim>, ApiError> {
-        if self.endpoint.api == Api::SuperSim {
-            return self.super_sim(icc).await;
+        match self.endpoint.api {
+            Api::SuperSim => return self.super_sim(icc).await,
+            Api::Emnify => return self.emnify_device(icc).await,
+            Api::EseyeV2 => {}
         }
         self.call::<(), _>(
             Method::GET,
@@ -544,8 +568,10 @@ impl Client {
         icc: &str,
         patch: &SimPatch,
     ) -> Result<Reply<Option<Sim>>, ApiError> {
-        if self.endpoint.api == Api::SuperSim {
-            return self.update_super_sim(icc, patch).await;
+        match self.endpoint.api {
+            Api::SuperSim => return self.update_super_sim(icc, patch).await,
+            Api::Emnify => return self.update_emnify_device(icc, patch).await,
+            Api::EseyeV2 => {}
         }
         self.call(
             Method::PATCH,
@@ -622,13 +648,104 @@ impl Client {
         &self,
         query: &[(&str, String)],
     ) -> Result<Reply<SimPage>, ApiError> {
-        if self.endpoint.api == Api::SuperSim {
+        if self.endpoint.api != Api::EseyeV2 {
             return Err(ApiError::Unsupported(
-                "listing SIMs by filter (planning, export, verify) is not built for Twilio Super SIM yet",
+                "listing SIMs by filter (planning, export, verify) is not built for this provider yet",
             ));
         }
         self.call::<(), _>(Method::GET, "/api/v2/sim", query, None, body::PAGE_CAP)
             .await
+    }
+
+    /// emnify: a device by its full ICCID (`GET /api/v1/sim?q=iccid_with_luhn:`), its
+    /// endpoint id kept for the writes. None is a 404 of the lookup.
+    async fn emnify_device(&self, icc: &str) -> Result<Reply<Sim>, ApiError> {
+        let q = [("q", format!("iccid_with_luhn:{icc}"))];
+        let r = self
+            .call::<(), Vec<super::emnify::EmnifySim>>(
+                Method::GET,
+                "/api/v1/sim",
+                &q,
+                None,
+                body::PAGE_CAP,
+            )
+            .await?;
+        let Some(s) = r.value.into_iter().find(|s| s.iccid_with_luhn == icc) else {
+            return Err(ApiError::Rejected {
+                status: 404,
+                code: None,
+                message: "no emnify SIM with this ICCID in the organisation (q=iccid_with_luhn: found none)".into(),
+                request_id: None,
+            });
+        };
+        if let Some(e) = &s.endpoint {
+            self.sids.put(icc, &e.id.to_string());
+        }
+        Ok(Reply {
+            value: s.to_model(),
+            status: r.status,
+            sent: r.sent,
+        })
+    }
+
+    /// emnify: a change as one endpoint object of the next bulk update (the batcher gathers
+    /// the rows in flight); the endpoint id looked up first when this job has not seen it.
+    async fn update_emnify_device(
+        &self,
+        icc: &str,
+        patch: &SimPatch,
+    ) -> Result<Reply<Option<Sim>>, ApiError> {
+        let mut item = super::emnify::change_for(patch).map_err(ApiError::Unsupported)?;
+        let endpoint = match self.sids.get(icc) {
+            Some(id) => id,
+            None => {
+                self.emnify_device(icc).await?;
+                self.sids.get(icc).ok_or(ApiError::Unsupported(
+                    "the SIM is in no endpoint: emnify changes a device through its endpoint",
+                ))?
+            }
+        };
+        item["id"] = serde_json::json!(endpoint.parse::<i64>().unwrap_or_default());
+        let batcher = self
+            .batcher
+            .get()
+            .ok_or(ApiError::Unsupported("the bulk updates are not set up"))?;
+        let sent = std::time::Instant::now();
+        batcher.change(item).await?;
+        Ok(Reply {
+            value: None,
+            status: 204,
+            sent,
+        })
+    }
+
+    /// emnify: one bulk update of endpoints (the batcher's call).
+    pub(crate) async fn bulk_update(&self, items: Vec<serde_json::Value>) -> Result<(), ApiError> {
+        self.call::<_, Option<serde_json::Value>>(
+            Method::PATCH,
+            "/api/v2/endpoint/multi",
+            &[],
+            Some(&items),
+            body::ANSWER_CAP,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// emnify: sets up the batcher the rows' changes go through, `max` endpoints a call at
+    /// most (the client reached through a weak handle: the batcher never keeps it alive).
+    pub(crate) fn start_batches(self: &Arc<Self>, max: usize) {
+        let weak = Arc::downgrade(self);
+        let send: super::emnify::SendBulk = Arc::new(move |items| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                match weak.upgrade() {
+                    Some(c) => c.bulk_update(items).await,
+                    None => Err(ApiError::Interrupted),
+                }
+            })
+        });
+        let _ = self.batcher.set(super::emnify::Batcher::new(send, max));
     }
 
     /// Super SIM: a SIM by ICCID (`GET /v1/Sims?Iccid=`, zero or one), its SID kept for the

@@ -4,6 +4,7 @@
 pub(crate) mod body;
 pub(crate) mod calls;
 pub(crate) mod client;
+pub(crate) mod emnify;
 pub(crate) mod error;
 pub(crate) mod pace;
 pub(crate) mod super_sim;

@@ -248,6 +248,7 @@ impl ConnectionArgs {
     pub(crate) fn api(&self) -> crate::api::Api {
         match self.provider {
             Some(Provider::Twilio) => crate::api::Api::SuperSim,
+            Some(Provider::Emnify) => crate::api::Api::Emnify,
             Some(Provider::Eseye) | None => crate::api::Api::EseyeV2,
         }
     }
@@ -307,6 +308,9 @@ pub(crate) enum Provider {
     /// Twilio Super SIM (supersim.twilio.com): --client-id is the Account SID, the secret its
     /// auth token (HTTP Basic; no token endpoint).
     Twilio,
+    /// emnify (cdn.emnify.net): the secret is the application token (no client id needed);
+    /// devices' changes go in bulk updates.
+    Emnify,
 }
 
 impl Provider {
@@ -321,6 +325,10 @@ impl Provider {
             Provider::Twilio => (
                 "https://supersim.twilio.com".into(),
                 "https://supersim.twilio.com".into(),
+            ),
+            Provider::Emnify => (
+                "https://cdn.emnify.net".into(),
+                "https://cdn.emnify.net/api/v1/authenticate".into(),
             ),
         }
     }
@@ -417,12 +425,17 @@ pub(crate) fn endpoint(c: &ConnectionArgs, timeout: Duration) -> Result<Endpoint
         Some(cmd) => Some(secret_from_command(cmd)?),
         None => read_secret(c.client_secret_file.as_deref())?,
     };
+    // emnify authenticates with the application token alone.
+    let client_id = c
+        .client_id
+        .clone()
+        .or_else(|| (c.api() == crate::api::Api::Emnify).then(|| "application-token".to_owned()));
     let (Some(base), Some(client_id), Some(client_secret)) =
-        (base.as_deref(), c.client_id.clone(), secret)
+        (base.as_deref(), client_id.clone(), secret)
     else {
         let missing = [
             (base.is_none(), NO_BASE),
-            (c.client_id.is_none(), NO_ID),
+            (client_id.is_none(), NO_ID),
             (
                 c.client_secret_file.is_none()
                     && c.client_secret_command.is_none()
@@ -439,7 +452,16 @@ pub(crate) fn endpoint(c: &ConnectionArgs, timeout: Duration) -> Result<Endpoint
         ));
     };
     let base_url = check_url("--base-url", base)?;
-    let given = c.token_url.clone().or_else(|| preset.map(|p| p.1));
+    let given = match c.api() {
+        // emnify's authenticate is beside its API, wherever --base-url points.
+        crate::api::Api::Emnify => c.token_url.clone().or_else(|| {
+            Some(format!(
+                "{}/api/v1/authenticate",
+                base.trim_end_matches('/')
+            ))
+        }),
+        _ => c.token_url.clone().or_else(|| preset.map(|p| p.1)),
+    };
     let token_url_guessed = given.is_none();
     let token_url = match given {
         Some(t) => check_url("--token-url", &t)?,

@@ -92,6 +92,15 @@ impl Capabilities {
         settles_async: true,
         needs_id_lookup: true,
     };
+
+    /// emnify: one device per read (its list filters one ICCID), endpoint changes in bulk
+    /// (2,000 a call), answers that are the change, internal ids looked up from ICCIDs.
+    pub(crate) const EMNIFY: Self = Self {
+        max_batch_read: 1,
+        batch_writes: true,
+        settles_async: false,
+        needs_id_lookup: true,
+    };
 }
 
 /// The actions the provider `api` speaks cannot do, each with the reason its rows are
@@ -109,6 +118,16 @@ pub(crate) fn unsupported(api: crate::api::Api) -> Vec<(crate::input::ActionKind
             (K::DeleteAttribute, s::NO_ATTRIBUTES),
             (K::Patch, s::NO_PATCH),
         ],
+        crate::api::Api::Emnify => {
+            use crate::api::emnify as e;
+            vec![
+                (K::Deactivate, e::NO_DEACTIVATE),
+                (K::SetPortfolio, e::NO_PORTFOLIO),
+                (K::SetAttribute, e::NO_ATTRIBUTES),
+                (K::DeleteAttribute, e::NO_ATTRIBUTES),
+                (K::Patch, e::NO_PATCH),
+            ]
+        }
     }
 }
 
@@ -173,12 +192,19 @@ impl Provider {
                 return Err(e.into());
             }
         };
+        let client = Arc::new(client);
+        if endpoint.api == crate::api::Api::Emnify {
+            // Every row in flight may wait in one batch: the batch is as large as the
+            // concurrency lets it be, up to emnify's limit.
+            client.start_batches(c.concurrency);
+        }
         let p = Self {
-            client: Arc::new(client),
+            client,
             retry: c.retry,
             caps: match endpoint.api {
                 crate::api::Api::EseyeV2 => Capabilities::ESEYE_V2,
                 crate::api::Api::SuperSim => Capabilities::SUPER_SIM,
+                crate::api::Api::Emnify => Capabilities::EMNIFY,
             },
         };
         if let Err(e) = p.client.preflight().await {

@@ -310,3 +310,144 @@ fn pages_of_up_to_2500_cover_the_organisation_once() {
         assert_eq!(seen.len(), mine);
     });
 }
+
+// ---- Jobs against the emnify simulator (`simbulk run --provider emnify`) ----
+
+/// `simbulk run … --provider emnify` (the demo client's secret is its application token).
+fn emnify_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["--provider", "emnify"];
+    a.extend_from_slice(extra);
+    a
+}
+
+/// The seed's Issued SIMs of the demo organisation, as a job activating each.
+fn activation_job(s: &TestSim, n: usize) -> (Job, Vec<String>) {
+    let ids = acme_of(s, n, Profile::Available);
+    assert_eq!(ids.len(), n);
+    let body = format!(
+        "iccid,action\n{}\n",
+        ids.iter()
+            .map(|i| format!("{i},activate"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    (Job::new("activate.csv", &body), ids)
+}
+
+/// Each device's SIM and endpoint changed exactly once, and now Activated and Enabled.
+fn each_device_activated_once(s: &TestSim, ids: &[String]) {
+    let mut changes: std::collections::HashMap<(String, String), usize> = Default::default();
+    for e in s.ledger() {
+        *changes
+            .entry((e.icc_id.clone(), e.kind.clone()))
+            .or_default() += 1;
+    }
+    for i in ids {
+        for kind in ["sim", "endpoint"] {
+            assert_eq!(
+                changes.get(&(i.clone(), kind.into())),
+                Some(&1),
+                "{i} {kind}"
+            );
+        }
+    }
+    assert_eq!(changes.len(), ids.len() * 2, "nothing else changed");
+}
+
+#[test]
+fn a_two_thousand_sim_activation_is_one_bulk_call_per_two_thousand_rows_plus_lookups() {
+    let s = emnify(SimConfig::unlimited(5000));
+    let (job, ids) = activation_job(&s, 2000);
+    let o = job.run(&s, &emnify_args(&["--concurrency", "2000"]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(outcomes(&job.results()).get("ok"), Some(&2000));
+    let stats = s.stats();
+    let bulk: u64 = stats.by_route["PATCH /api/v2/endpoint/multi"]
+        .values()
+        .sum();
+    assert!(
+        bulk * 100 <= 2000,
+        "{bulk} bulk calls for 2,000 rows: more than 0.01 a row"
+    );
+    assert!(
+        !stats.by_route.contains_key("PATCH /api/v1/sim/{id}"),
+        "no single-SIM writes: {:?}",
+        stats.by_route
+    );
+    each_device_activated_once(&s, &ids);
+}
+
+#[test]
+fn a_job_file_runs_against_emnify_with_unsupported_actions_invalid_before_any_call() {
+    let s = emnify(SimConfig::unlimited(400));
+    let active = acme_of(&s, 3, Profile::Active);
+    let suspended = acme_of(&s, 2, Profile::CustomerSuspended);
+    let mut body = String::from("iccid,action,value,attribute\n");
+    body += &format!(
+        "{},suspend,,\n{},set-package,20418,\n",
+        active[0], active[1]
+    );
+    body += &format!(
+        "{},unsuspend,,\n{},deactivate,,\n",
+        suspended[0], suspended[1]
+    );
+    body += &format!(
+        "{},set-portfolio,pf-acme-us,\n{},set-attribute,x,colour\n",
+        active[2], active[2]
+    );
+    let job = Job::new("mixed.csv", &body);
+    let o = job.run(&s, &emnify_args(&[]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let rows = job.results();
+    let by = outcomes(&rows);
+    assert_eq!(
+        (by.get("ok"), by.get("invalid")),
+        (Some(&3), Some(&3)),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r["outcome"] == "invalid")
+            .all(|r| r["message"].contains("emnify") && r["attempts"] == "0")
+    );
+    let fields: std::collections::HashSet<(String, String)> = s
+        .ledger()
+        .iter()
+        .map(|e| (e.icc_id.clone(), e.field.clone()))
+        .collect();
+    assert!(fields.contains(&(active[1].clone(), "tariff_profile".into())));
+    assert!(fields.contains(&(active[0].clone(), "status".into())));
+    assert_eq!(
+        s.ledger().len(),
+        5,
+        "suspend and unsuspend: SIM and endpoint; the package: one"
+    );
+}
+
+#[test]
+fn a_kill_9_loop_over_a_bulk_activation_changes_each_device_once() {
+    let s = emnify(SimConfig {
+        faults: FaultConfig {
+            latency: Duration::from_millis(3),
+            // Some bulk calls are applied and then answered 503 or dropped: their rows read
+            // their devices before anything is sent again.
+            apply_then_fail: 0.15,
+            drop: 0.02,
+            ..FaultConfig::default()
+        },
+        ..SimConfig::unlimited(2000)
+    });
+    let (job, ids) = activation_job(&s, 400);
+    // Batches of at most 40 (the concurrency), one every ~130 ms: kills land before, during
+    // and after bulk calls.
+    let code = kill_loop(
+        &job,
+        &s,
+        &emnify_args(&["--resume", "--rate", "300", "--concurrency", "40"]),
+        10,
+        27,
+    );
+    assert_eq!(code, Some(0));
+    assert_each_line_once(&job, 2, 401);
+    each_device_activated_once(&s, &ids);
+}
