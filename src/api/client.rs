@@ -312,6 +312,22 @@ impl Client {
         self.tokens.get(|| self.fetch_token(), &self.stop).await
     }
 
+    /// Whether `e` says the SIM is not in the account (the provider's own "not found"), as
+    /// opposed to a call that failed.
+    pub(crate) fn is_absent(&self, e: &ApiError) -> bool {
+        let not_found = match self.endpoint.api {
+            Api::EseyeV2 => crate::model::codes::NOT_FOUND,
+            Api::SuperSim => super::super_sim::NOT_FOUND,
+            Api::Emnify => super::emnify::NOT_FOUND,
+        };
+        matches!(e, ApiError::Rejected { code: Some(c), .. } if *c == not_found)
+    }
+
+    /// Whether the API lists SIMs by a filter of ICCIDs (else each is read on its own).
+    pub(crate) fn lists_by_iccid(&self) -> bool {
+        self.endpoint.api == Api::EseyeV2
+    }
+
     /// Requests sent so far, by kind.
     pub(crate) fn calls(&self) -> CallCounts {
         self.calls.counts()
@@ -673,7 +689,7 @@ impl Client {
         let Some(s) = r.value.into_iter().find(|s| s.iccid_with_luhn == icc) else {
             return Err(ApiError::Rejected {
                 status: 404,
-                code: None,
+                code: Some(super::emnify::NOT_FOUND),
                 message: "no emnify SIM with this ICCID in the organisation (q=iccid_with_luhn: found none)".into(),
                 request_id: None,
             });
@@ -764,7 +780,7 @@ impl Client {
         let Some(s) = r.value.sims.into_iter().find(|s| s.iccid == icc) else {
             return Err(ApiError::Rejected {
                 status: 404,
-                code: None,
+                code: Some(super::super_sim::NOT_FOUND),
                 message:
                     "no Super SIM with this ICCID in the account (GET /v1/Sims?Iccid= found none)"
                         .into(),

@@ -23,6 +23,9 @@ use crate::model::{Sim, SimPatch};
 
 use super::error::ApiError;
 
+/// emnify's code for a resource the organisation has not got (`NotFound`).
+pub(crate) const NOT_FOUND: i64 = 1201;
+
 /// Most endpoints one bulk update carries (emnify's documented limit).
 pub(crate) const MAX_BATCH: usize = 2000;
 /// How long a batch waits for one more row.

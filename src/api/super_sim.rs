@@ -15,6 +15,9 @@ use serde::Deserialize;
 
 use crate::model::{Sim, SimPatch};
 
+/// Twilio's code for a resource the account has not got.
+pub(crate) const NOT_FOUND: i64 = 20404;
+
 /// The state of an update under way, as the model carries it.
 pub(crate) const SCHEDULED: &str = "scheduled";
 

@@ -74,6 +74,12 @@ fn blocked(why: String) -> Call {
 
 /// The calls that take `sim` (with `attrs` when the file has attribute columns) to `want`.
 pub(crate) fn plan(sim: &Sim, attrs: &[Attribute], want: &Desired) -> Vec<Call> {
+    if sim.status == crate::api::super_sim::SCHEDULED {
+        // What it will be is the provider's to say: nothing is planned over a change.
+        return vec![blocked(
+            "a change of this SIM is under way at the provider (scheduled); run simbulk apply again once it has settled".into(),
+        )];
+    }
     if want.pending && sim.status == "available" {
         return vec![blocked(
             "the file says pendingProvision, a status the provider sets while an activation is under way, and the SIM is available: write active to activate it".into(),

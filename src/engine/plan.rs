@@ -508,10 +508,7 @@ pub(crate) async fn confirm_missing(
             Ok(got) => {
                 found.insert(icc.clone(), Arc::new(got.value));
             }
-            Err(GiveUp::Error(crate::api::ApiError::Rejected {
-                code: Some(crate::model::codes::NOT_FOUND),
-                ..
-            })) => {}
+            Err(GiveUp::Error(e)) if c.is_absent(&e) => {}
             Err(g) => return Err(g),
         }
     }
@@ -538,6 +535,13 @@ pub(crate) async fn list_sims_sent(
         policy,
         stop,
     } = via;
+    if !c.lists_by_iccid() {
+        // No list by ICCIDs: each SIM is read on its own, absent only when its read says so.
+        let mut found = HashMap::with_capacity(ids.len());
+        let started = Instant::now();
+        confirm_missing(via, ids, &mut found).await?;
+        return Ok((found, Some(started)));
+    }
     let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let mut query: Vec<(&str, String)> = ids.iter().map(|i| ("iccId", i.clone())).collect();
     query.push(("pageSize", WINDOW.to_string()));

@@ -451,3 +451,54 @@ fn a_kill_9_loop_over_a_bulk_activation_changes_each_device_once() {
     assert_each_line_once(&job, 2, 401);
     each_device_activated_once(&s, &ids);
 }
+
+#[test]
+fn undo_and_apply_check_round_trip_on_emnify() {
+    let s = emnify(SimConfig::unlimited(300));
+    let targets = acme_of(&s, 4, Profile::Active);
+    let body: String = std::iter::once("iccid,action\n".to_owned())
+        .chain(targets.iter().map(|i| format!("{i},suspend\n")))
+        .collect();
+    let job = Job::new("round.csv", &body);
+    let o = job.run(&s, &emnify_args(&[]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = simbulk()
+        .arg("undo")
+        .arg(job.path(".results.csv"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let undo = Job::new(
+        "round.undo.csv",
+        &std::fs::read_to_string(job.path(".undo.csv")).unwrap(),
+    );
+    let o = undo.run(&s, &emnify_args(&[]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(outcomes(&undo.results()).get("ok"), Some(&4));
+    // Each device went Suspended and back: its SIM and its endpoint, twice each.
+    assert_eq!(s.ledger().len(), 16);
+    let check = |want: bool| {
+        let body: String = std::iter::once("iccid,customerSuspend\n".to_owned())
+            .chain(targets.iter().map(|i| format!("{i},{want}\n")))
+            .collect();
+        let desired = Job::new("desired.csv", &body);
+        simbulk()
+            .arg("apply")
+            .arg(&desired.input)
+            .args([
+                "--check",
+                "--provider",
+                "emnify",
+                "--rate",
+                "0",
+                "--base-url",
+            ])
+            .arg(s.url())
+            .output()
+            .unwrap()
+    };
+    let same = check(false);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+    let differs = check(true);
+    assert_eq!(differs.status.code(), Some(1), "{}", text(&differs));
+}

@@ -457,3 +457,73 @@ fn a_job_stopped_while_its_changes_are_scheduled_resumes_and_finishes_them_unsen
         assert_eq!(s.server().twilio_status(i).as_deref(), Some("inactive"));
     }
 }
+
+#[test]
+fn undo_and_apply_check_round_trip_on_super_sim() {
+    let s = twilio(300, Duration::from_millis(200));
+    let targets = in_status(&s, "active", 4);
+    let body: String = std::iter::once("iccid,action\n".to_owned())
+        .chain(targets.iter().map(|i| format!("{i},suspend\n")))
+        .collect();
+    let job = Job::new("round.csv", &body);
+    let o = twilio_job(&s, &job, &["--wait-active", "30s"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Undo writes the inverse job; run against Super SIM it puts every SIM back.
+    let o = simbulk()
+        .arg("undo")
+        .arg(job.path(".results.csv"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let undo = Job::new(
+        "round.undo.csv",
+        &std::fs::read_to_string(job.path(".undo.csv")).unwrap(),
+    );
+    let o = twilio_job(&s, &undo, &["--wait-active", "30s"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for i in &targets {
+        assert_eq!(
+            s.server().twilio_status(i).as_deref(),
+            Some("active"),
+            "{i}"
+        );
+    }
+    // apply --check reads each SIM (no list by ICCIDs here): none drifts from "unsuspended",
+    // every one from "suspended".
+    let check = |want: bool| {
+        let body: String = std::iter::once("iccid,customerSuspend\n".to_owned())
+            .chain(targets.iter().map(|i| format!("{i},{want}\n")))
+            .collect();
+        let desired = Job::new("desired.csv", &body);
+        let mut c = simbulk();
+        c.arg("apply")
+            .arg(&desired.input)
+            .args([
+                "--check",
+                "--provider",
+                "twilio",
+                "--rate",
+                "0",
+                "--base-url",
+            ])
+            .arg(s.url())
+            .env(
+                "SIMBULK_CLIENT_ID",
+                simbulk::sim::twilio_account_sid(DEMO_CLIENT_ID),
+            );
+        c.output().unwrap()
+    };
+    let same = check(false);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+    let differs = check(true);
+    assert_eq!(differs.status.code(), Some(1), "{}", text(&differs));
+    assert!(
+        String::from_utf8_lossy(&differs.stdout).contains("4 SIMs differ"),
+        "{}",
+        text(&differs)
+    );
+}
