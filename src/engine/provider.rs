@@ -236,17 +236,91 @@ async fn pacer(p: &Pacing, endpoint: &Endpoint, job: &str) -> Result<Pacer, Quot
     let (Some(rate), Some(q)) = (p.rate, p.quota.as_ref()) else {
         return Ok(pacer);
     };
-    let account = q
-        .key
-        .clone()
-        .unwrap_or_else(|| format!("{} {}", endpoint.base_url.as_str(), endpoint.client_id));
+    let account = q.key.clone().unwrap_or_else(|| account_of(endpoint));
     let b = Budget::join(q, &account, job, rate, f64::from(p.burst.get())).await?;
     Ok(pacer.with_shared(Arc::new(b)))
+}
+
+/// The account an endpoint's calls count against, for the shared budget: the API and the
+/// client id; for emnify, whose application token is the only credential, a digest of it
+/// (never the token itself).
+fn account_of(endpoint: &Endpoint) -> String {
+    use secrecy::ExposeSecret as _;
+    use sha2::Digest as _;
+    let base = endpoint.base_url.as_str();
+    match endpoint.api {
+        crate::api::Api::Emnify => {
+            let d = sha2::Sha256::digest(endpoint.client_secret.expose_secret().as_bytes());
+            let short: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            format!("{base} application-token:{short}")
+        }
+        _ => format!("{base} {}", endpoint.client_id),
+    }
 }
 
 /// Leaves the budget `pacer` draws from, if any.
 async fn leave(pacer: &Pacer) {
     if let Some(b) = pacer.shared() {
         b.leave().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(api: crate::api::Api, secret: &str) -> Endpoint {
+        let url = crate::api::check_url("test", "http://127.0.0.1:1").unwrap();
+        Endpoint {
+            base_url: url.clone(),
+            token_url: url,
+            client_id: "client-1".into(),
+            client_secret: secrecy::SecretString::from(secret),
+            timeout: std::time::Duration::from_secs(1),
+            ca_bundle: None,
+            wire: Default::default(),
+            token_url_guessed: false,
+            api,
+        }
+    }
+
+    #[test]
+    fn an_emnify_budget_is_per_application_token_and_never_names_it() {
+        let a = account_of(&endpoint(crate::api::Api::Emnify, "token-one"));
+        let b = account_of(&endpoint(crate::api::Api::Emnify, "token-two"));
+        assert_ne!(a, b, "two organisations, two budgets");
+        assert!(!a.contains("token-one"), "{a}");
+        assert_eq!(
+            a,
+            account_of(&endpoint(crate::api::Api::Emnify, "token-one"))
+        );
+        let e = account_of(&endpoint(crate::api::Api::EseyeV2, "s"));
+        assert!(e.ends_with("client-1"), "{e}");
+    }
+
+    #[test]
+    fn each_provider_refuses_what_it_cannot_do_and_eseye_nothing() {
+        use crate::api::Api;
+        use crate::input::ActionKind as K;
+        assert!(unsupported(Api::EseyeV2).is_empty());
+        let kinds = |api| {
+            unsupported(api)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>()
+        };
+        for api in [Api::SuperSim, Api::Emnify] {
+            let k = kinds(api);
+            assert!(
+                k.contains(&K::Deactivate) && k.contains(&K::SetPortfolio),
+                "{api:?}"
+            );
+            assert!(
+                !k.contains(&K::Suspend) && !k.contains(&K::Activate),
+                "{api:?}"
+            );
+        }
+        assert!(kinds(Api::SuperSim).contains(&K::SetPackage));
+        assert!(!kinds(Api::Emnify).contains(&K::SetPackage));
     }
 }
