@@ -665,12 +665,91 @@ impl Client {
         query: &[(&str, String)],
     ) -> Result<Reply<SimPage>, ApiError> {
         if self.endpoint.api != Api::EseyeV2 {
-            return Err(ApiError::Unsupported(
-                "listing SIMs by filter (planning, export, verify) is not built for this provider yet",
-            ));
+            return self.whole_fleet_page(query).await;
         }
         self.call::<(), _>(Method::GET, "/api/v2/sim", query, None, body::PAGE_CAP)
             .await
+    }
+
+    /// Super SIM and emnify: a page of the whole fleet, for `export` — `pageSize` and
+    /// `pageToken` as the contract's list takes them, translated; any other filter is
+    /// refused before anything is sent.
+    async fn whole_fleet_page(&self, query: &[(&str, String)]) -> Result<Reply<SimPage>, ApiError> {
+        let mut size = 1000u32;
+        let mut token = None;
+        for (k, v) in query {
+            match *k {
+                "pageSize" => size = v.parse().unwrap_or(size),
+                "pageToken" => token = Some(v.clone()),
+                _ => {
+                    return Err(ApiError::Unsupported(
+                        "this provider's SIMs are listed whole (no filters, no lists by ICCID) for now",
+                    ));
+                }
+            }
+        }
+        match self.endpoint.api {
+            Api::SuperSim => {
+                let mut q = vec![("PageSize", size.clamp(1, 1000).to_string())];
+                if let Some(t) = token {
+                    q.push(("PageToken", t));
+                }
+                let r = self
+                    .call::<(), super::super_sim::SuperSimListPage>(
+                        Method::GET,
+                        "/v1/Sims",
+                        &q,
+                        None,
+                        body::PAGE_CAP,
+                    )
+                    .await?;
+                Ok(Reply {
+                    value: SimPage {
+                        data: r
+                            .value
+                            .sims
+                            .iter()
+                            .map(super::super_sim::SuperSim::to_model)
+                            .collect(),
+                        next_page_token: r.value.next_token(),
+                    },
+                    status: r.status,
+                    sent: r.sent,
+                })
+            }
+            _ => {
+                // emnify pages by number (from 1): the token is the next page's number, none
+                // once a page comes back short.
+                let per_page = size.clamp(1, 2500);
+                let page: u64 = token.as_deref().and_then(|t| t.parse().ok()).unwrap_or(1);
+                let q = [
+                    ("per_page", per_page.to_string()),
+                    ("page", page.to_string()),
+                ];
+                let r = self
+                    .call::<(), Vec<super::emnify::EmnifySim>>(
+                        Method::GET,
+                        "/api/v1/sim",
+                        &q,
+                        None,
+                        body::PAGE_CAP,
+                    )
+                    .await?;
+                let full = r.value.len() == per_page as usize;
+                Ok(Reply {
+                    value: SimPage {
+                        data: r
+                            .value
+                            .iter()
+                            .map(super::emnify::EmnifySim::to_model)
+                            .collect(),
+                        next_page_token: full.then(|| (page + 1).to_string()),
+                    },
+                    status: r.status,
+                    sent: r.sent,
+                })
+            }
+        }
     }
 
     /// emnify: a device by its full ICCID (`GET /api/v1/sim?q=iccid_with_luhn:`), its

@@ -41,6 +41,33 @@ pub(crate) struct SuperSimPage {
     pub(crate) sims: Vec<SuperSim>,
 }
 
+/// A page of `GET /v1/Sims` with its paging block.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SuperSimListPage {
+    pub(crate) sims: Vec<SuperSim>,
+    #[serde(default)]
+    meta: Option<Meta>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Meta {
+    #[serde(default)]
+    next_page_url: Option<String>,
+}
+
+impl SuperSimListPage {
+    /// The next page's `PageToken`, from `meta.next_page_url`; none on the last page.
+    pub(crate) fn next_token(&self) -> Option<String> {
+        let next = self.meta.as_ref()?.next_page_url.as_deref()?;
+        url::Url::parse(next)
+            .ok()?
+            .query_pairs()
+            .find(|(k, _)| k == "PageToken")
+            .map(|(_, v)| v.into_owned())
+            .filter(|t| !t.is_empty())
+    }
+}
+
 impl SuperSim {
     /// The SIM in the model's terms. Super SIM has no packages, portfolios or operators in
     /// the model's sense: those fields are empty (`0`, `""`), and the actions that need them

@@ -88,6 +88,9 @@ pub(crate) const COLUMNS: [&str; 13] = [
 
 fn cells(s: &Sim) -> Vec<String> {
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
+    // A provider without packages or operators in the model's sense reads them as 0 (the
+    // contract's ids are positive): the cell stays empty, so `apply` keeps them as they are.
+    let id = |v: i64| if v == 0 { String::new() } else { v.to_string() };
     vec![
         s.icc_id.clone(),
         o(&s.sim_id),
@@ -96,9 +99,9 @@ fn cells(s: &Sim) -> Vec<String> {
         s.customer_suspend.to_string(),
         s.admin_suspend.to_string(),
         s.system_suspend.to_string(),
-        s.package_id.to_string(),
+        id(s.package_id),
         s.portfolio_id.clone(),
-        s.mno_id.to_string(),
+        id(s.mno_id),
         o(&s.imsi),
         o(&s.msisdn),
         o(&s.modified_date),

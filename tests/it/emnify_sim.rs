@@ -502,3 +502,45 @@ fn undo_and_apply_check_round_trip_on_emnify() {
     let differs = check(true);
     assert_eq!(differs.status.code(), Some(1), "{}", text(&differs));
 }
+
+#[test]
+fn an_export_of_emnify_applies_back_with_no_drift() {
+    let s = emnify(SimConfig::unlimited(3000));
+    let mine = s.pick(usize::MAX, |r, _| acme(r)).len();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fleet.csv");
+    let o = simbulk()
+        .arg("export")
+        .args(["--provider", "emnify", "--rate", "0", "--base-url"])
+        .arg(s.url())
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let rows = read_csv(&out, b',');
+    assert_eq!(
+        rows.len(),
+        mine,
+        "every device of the organisation, in pages"
+    );
+    assert!(
+        rows.iter().all(|r| !r["packageId"].is_empty()),
+        "the tariff profile is the package"
+    );
+    let o = simbulk()
+        .arg("apply")
+        .arg(&out)
+        .args([
+            "--check",
+            "--provider",
+            "emnify",
+            "--rate",
+            "0",
+            "--base-url",
+        ])
+        .arg(s.url())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

@@ -527,3 +527,53 @@ fn undo_and_apply_check_round_trip_on_super_sim() {
         text(&differs)
     );
 }
+
+#[test]
+fn an_export_of_super_sim_applies_back_with_no_drift() {
+    let s = twilio(1500, Duration::ZERO);
+    let mine = s.pick(usize::MAX, |r, _| acme(r)).len();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fleet.csv");
+    let account = simbulk::sim::twilio_account_sid(DEMO_CLIENT_ID);
+    let o = simbulk()
+        .arg("export")
+        .args(["--provider", "twilio", "--rate", "0", "--base-url"])
+        .arg(s.url())
+        .arg("-o")
+        .arg(&out)
+        .env("SIMBULK_CLIENT_ID", &account)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let rows = read_csv(&out, b',');
+    assert_eq!(
+        rows.len(),
+        mine,
+        "every SIM of the account, in pages of 1,000"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["simId"].starts_with("HS") && r["packageId"].is_empty())
+    );
+    let o = simbulk()
+        .arg("apply")
+        .arg(&out)
+        .args([
+            "--check",
+            "--provider",
+            "twilio",
+            "--rate",
+            "0",
+            "--base-url",
+        ])
+        .arg(s.url())
+        .env("SIMBULK_CLIENT_ID", &account)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("no drift"),
+        "{}",
+        text(&o)
+    );
+}
