@@ -16,6 +16,7 @@ mod morning;
 mod operator;
 mod plan;
 mod profiles;
+mod providers;
 mod quota;
 mod resume;
 mod snapshots;
