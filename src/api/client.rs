@@ -806,7 +806,12 @@ impl Client {
             .get()
             .ok_or(ApiError::Unsupported("the bulk updates are not set up"))?;
         let sent = std::time::Instant::now();
-        batcher.change(item).await?;
+        let shown = batcher.change(item.clone()).await?;
+        // An answer that shows the endpoint must show it changed: a success whose state
+        // differs is not the change.
+        if let Some(e) = &shown {
+            super::emnify::shows(&item, e).map_err(|m| ApiError::Decode(cut(&m)))?;
+        }
         Ok(Reply {
             value: None,
             status: 204,
@@ -814,17 +819,25 @@ impl Client {
         })
     }
 
-    /// emnify: one bulk update of endpoints (the batcher's call).
-    pub(crate) async fn bulk_update(&self, items: Vec<serde_json::Value>) -> Result<(), ApiError> {
-        self.call::<_, Option<serde_json::Value>>(
-            Method::PATCH,
-            "/api/v2/endpoint/multi",
-            &[],
-            Some(&items),
-            body::ANSWER_CAP,
-        )
-        .await
-        .map(|_| ())
+    /// emnify: one bulk update of endpoints (the batcher's call): the endpoints its answer
+    /// shows, when it has a list of them.
+    pub(crate) async fn bulk_update(
+        &self,
+        items: Vec<serde_json::Value>,
+    ) -> Result<Vec<serde_json::Value>, ApiError> {
+        let r = self
+            .call::<_, Option<serde_json::Value>>(
+                Method::PATCH,
+                "/api/v2/endpoint/multi",
+                &[],
+                Some(&items),
+                body::PAGE_CAP,
+            )
+            .await?;
+        Ok(match r.value {
+            Some(serde_json::Value::Array(shown)) => shown,
+            _ => Vec::new(),
+        })
     }
 
     /// emnify: sets up the batcher the rows' changes go through, `max` endpoints a call at

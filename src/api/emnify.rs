@@ -95,6 +95,27 @@ pub(crate) const NO_ATTRIBUTES: &str = "attributes are not supported for emnify 
 pub(crate) const NO_PATCH: &str =
     "patch rows are not supported for emnify yet; use activate, suspend, unsuspend or set-package";
 
+/// Whether an endpoint as an answer shows it has what `asked` set (its status, its SIM's
+/// status, its tariff profile — the fields it shows); `Err` names the first that differs.
+pub(crate) fn shows(asked: &Value, shown: &Value) -> Result<(), String> {
+    for path in [
+        &["status", "id"][..],
+        &["sim", "status", "id"],
+        &["tariff_profile", "id"],
+    ] {
+        let at = |v: &Value| path.iter().try_fold(v, |v, k| v.get(*k)).cloned();
+        if let (Some(want), Some(got)) = (at(asked), at(shown))
+            && want != got
+        {
+            return Err(format!(
+                "the bulk update answered {} {got} where {want} was asked; the change is not in place",
+                path[..path.len() - 1].join(".")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The endpoint object a model change becomes (without its `id`), or why emnify cannot take
 /// it. A device is kept aligned: Activated with its endpoint Enabled, Suspended with it
 /// Disabled.
@@ -128,14 +149,16 @@ pub(crate) fn change_for(patch: &SimPatch) -> Result<Value, &'static str> {
 /// One row's endpoint change waiting for its batch, and where its answer goes.
 struct Waiting {
     item: Value,
-    answer: oneshot::Sender<Result<(), ApiError>>,
+    answer: oneshot::Sender<Result<Option<Value>, ApiError>>,
 }
 
 /// Sends one bulk update (`items`: endpoint objects with their ids) and classifies the
-/// answer: `Ok`, a refusal of the whole (`Rejected` with the embedded errors' count), or a
-/// transport error.
+/// answer: `Ok` with the endpoints the answer shows (none when it has no body), a refusal
+/// of the whole (`Rejected`), or a transport error.
 pub(crate) type SendBulk = Arc<
-    dyn Fn(Vec<Value>) -> std::pin::Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send>>
+    dyn Fn(
+            Vec<Value>,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Value>, ApiError>> + Send>>
         + Send
         + Sync,
 >;
@@ -157,8 +180,8 @@ impl Batcher {
     }
 
     /// Joins the next batch with `item` (an endpoint object with its `id`) and waits for the
-    /// batch's answer for it.
-    pub(crate) async fn change(&self, item: Value) -> Result<(), ApiError> {
+    /// batch's answer for it: the endpoint as the answer shows it, when it does.
+    pub(crate) async fn change(&self, item: Value) -> Result<Option<Value>, ApiError> {
         let (answer, got) = oneshot::channel();
         if self.tx.send(Waiting { item, answer }).await.is_err() {
             return Err(ApiError::Interrupted);
@@ -193,9 +216,13 @@ async fn answer(batch: Vec<Waiting>, send: &SendBulk) {
     while let Some(b) = todo.pop() {
         let items: Vec<Value> = b.iter().map(|w| w.item.clone()).collect();
         match send(items).await {
-            Ok(()) => {
+            Ok(shown) => {
                 for w in b {
-                    let _ = w.answer.send(Ok(()));
+                    let mine = shown
+                        .iter()
+                        .find(|e| e.get("id") == w.item.get("id"))
+                        .cloned();
+                    let _ = w.answer.send(Ok(mine));
                 }
             }
             Err(e @ ApiError::Rejected { .. }) if b.len() > 1 => {
@@ -279,6 +306,21 @@ mod tests {
         assert!(change_for(&deactivate).is_err());
     }
 
+    #[test]
+    fn an_answer_that_shows_another_state_is_not_the_change() {
+        let asked = json!({"id": 9, "status": {"id": 0}, "sim": {"status": {"id": 1}}});
+        let applied = json!({"id": 9, "status": {"id": 0, "description": "Enabled"}, "sim": {"id": 7, "status": {"id": 1}}});
+        assert!(shows(&asked, &applied).is_ok());
+        let sim_untouched = json!({"id": 9, "status": {"id": 0}, "sim": {"status": {"id": 0}}});
+        assert!(
+            shows(&asked, &sim_untouched)
+                .unwrap_err()
+                .contains("sim.status")
+        );
+        // An answer that does not show a field says nothing about it.
+        assert!(shows(&asked, &json!({"id": 9})).is_ok());
+    }
+
     #[tokio::test]
     async fn a_refused_batch_is_split_until_each_refused_row_has_its_own_answer() {
         let calls = Arc::new(AtomicUsize::new(0));
@@ -295,7 +337,7 @@ mod tests {
                         request_id: None,
                     })
                 } else {
-                    Ok(())
+                    Ok(Vec::new())
                 }
             })
         });

@@ -13,8 +13,8 @@ const SIMS: usize = 400;
 
 /// The job: one SIM of each kind, chosen from the seed (the same ICCIDs in every simulator).
 fn one_file() -> String {
-    let mut picked = |want: &dyn Fn(usize, &simbulk::sim::state::SimRecord, Profile) -> bool,
-                      taken: &mut Vec<String>| {
+    let picked = |want: &dyn Fn(usize, &simbulk::sim::state::SimRecord, Profile) -> bool,
+                  taken: &mut Vec<String>| {
         let (_, r, _) = seed::iter(1, SIMS)
             .find(|(i, r, p)| acme(r) && want(*i, r, *p) && !taken.contains(&r.sim.icc_id))
             .expect("the seed has such a SIM");
@@ -23,12 +23,17 @@ fn one_file() -> String {
     };
     let mut taken = Vec::new();
     // Super SIM's simulator seeds one in ten new SIMs without a Fleet: not those.
-    let activate = picked(&|i, _, p| p == Profile::Available && i % 10 != 3, &mut taken);
+    let activate = picked(
+        &|i, _, p| p == Profile::Available && i % 10 != 3,
+        &mut taken,
+    );
     let suspend = picked(&|_, _, p| p == Profile::Active, &mut taken);
     let unsuspend = picked(&|_, _, p| p == Profile::CustomerSuspended, &mut taken);
     let package = picked(
         &|_, r, p| {
-            p == Profile::Available && r.sim.portfolio_id == "pf-acme-eu" && r.sim.package_id == 20417
+            p == Profile::Available
+                && r.sim.portfolio_id == "pf-acme-eu"
+                && r.sim.package_id == 20417
         },
         &mut taken,
     );
@@ -65,7 +70,11 @@ fn one_job_file_runs_against_each_of_the_three_providers() {
     let job = Job::new("fleet.csv", &body);
     let o = job.run(&eseye, &[]);
     assert_eq!(o.status.code(), Some(0), "eseye: {}", text(&o));
-    assert!(outcomes_of(&job).iter().all(|(_, o)| o == "ok"), "{:?}", job.results());
+    assert!(
+        outcomes_of(&job).iter().all(|(_, o)| o == "ok"),
+        "{:?}",
+        job.results()
+    );
 
     let twilio = TestSim::start(SimConfig {
         provider: Provider::Twilio,
@@ -112,7 +121,11 @@ fn one_job_file_runs_against_each_of_the_three_providers() {
     );
     // Each provider's simulator applied the rows it took, once each.
     assert_eq!(twilio.ledger().len(), 3);
-    assert_eq!(emnify.ledger().len(), 7, "3 devices (SIM and endpoint) and a tariff profile");
+    assert_eq!(
+        emnify.ledger().len(),
+        7,
+        "3 devices (SIM and endpoint) and a tariff profile"
+    );
     let invalid: Vec<String> = job
         .results()
         .into_iter()
