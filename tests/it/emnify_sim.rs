@@ -477,26 +477,7 @@ fn undo_and_apply_check_round_trip_on_emnify() {
     assert_eq!(outcomes(&undo.results()).get("ok"), Some(&4));
     // Each device went Suspended and back: its SIM and its endpoint, twice each.
     assert_eq!(s.ledger().len(), 16);
-    let check = |want: bool| {
-        let body: String = std::iter::once("iccid,customerSuspend\n".to_owned())
-            .chain(targets.iter().map(|i| format!("{i},{want}\n")))
-            .collect();
-        let desired = Job::new("desired.csv", &body);
-        simbulk()
-            .arg("apply")
-            .arg(&desired.input)
-            .args([
-                "--check",
-                "--provider",
-                "emnify",
-                "--rate",
-                "0",
-                "--base-url",
-            ])
-            .arg(s.url())
-            .output()
-            .unwrap()
-    };
+    let check = |want| check_suspension(&s, &targets, want, &["--provider", "emnify"], &[]);
     let same = check(false);
     assert_eq!(same.status.code(), Some(0), "{}", text(&same));
     let differs = check(true);

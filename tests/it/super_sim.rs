@@ -494,29 +494,11 @@ fn undo_and_apply_check_round_trip_on_super_sim() {
     }
     // apply --check reads each SIM (no list by ICCIDs here): none drifts from "unsuspended",
     // every one from "suspended".
-    let check = |want: bool| {
-        let body: String = std::iter::once("iccid,customerSuspend\n".to_owned())
-            .chain(targets.iter().map(|i| format!("{i},{want}\n")))
-            .collect();
-        let desired = Job::new("desired.csv", &body);
-        let mut c = simbulk();
-        c.arg("apply")
-            .arg(&desired.input)
-            .args([
-                "--check",
-                "--provider",
-                "twilio",
-                "--rate",
-                "0",
-                "--base-url",
-            ])
-            .arg(s.url())
-            .env(
-                "SIMBULK_CLIENT_ID",
-                simbulk::sim::twilio_account_sid(DEMO_CLIENT_ID),
-            );
-        c.output().unwrap()
-    };
+    let account = [(
+        "SIMBULK_CLIENT_ID",
+        simbulk::sim::twilio_account_sid(DEMO_CLIENT_ID),
+    )];
+    let check = |want| check_suspension(&s, &targets, want, &["--provider", "twilio"], &account);
     let same = check(false);
     assert_eq!(same.status.code(), Some(0), "{}", text(&same));
     let differs = check(true);

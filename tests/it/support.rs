@@ -600,3 +600,28 @@ pub fn shell_words(s: &str) -> Vec<String> {
     }
     words
 }
+
+/// `simbulk apply --check` of a desired-state file giving `customerSuspend` = `suspended`
+/// for each of `ids`, against `sim` (with `extra` flags, e.g. a provider, and `env`).
+pub fn check_suspension(
+    sim: &TestSim,
+    ids: &[String],
+    suspended: bool,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> Output {
+    let body: String = std::iter::once("iccid,customerSuspend\n".to_owned())
+        .chain(ids.iter().map(|i| format!("{i},{suspended}\n")))
+        .collect();
+    let desired = Job::new("desired.csv", &body);
+    let mut c = simbulk();
+    c.arg("apply")
+        .arg(&desired.input)
+        .args(["--check", "--rate", "0", "--base-url"])
+        .arg(sim.url())
+        .args(extra);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}

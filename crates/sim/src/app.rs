@@ -22,7 +22,7 @@ use crate::model::{ErrorBody, codes};
 
 use super::auth::Auth;
 use super::config::{Permission, SimConfig};
-use super::faults::{After, Before, Faults};
+use super::faults::{After, Before, Draw, Faults};
 use super::ledger::{Ledger, LedgerEntry, Stats};
 use super::limits::{Bucket, retry_after_secs};
 use super::rules::{self, Change, Ctx, RuleError};
@@ -59,6 +59,15 @@ enum Gate {
     Answer(Response),
     /// Dropped without an answer.
     Drop,
+}
+
+/// A request as the pipeline's answers name it: its route, the second it came in, its
+/// connection, its id.
+pub(super) struct Req<'a> {
+    pub(super) route: &'static str,
+    pub(super) second: Option<u64>,
+    pub(super) kill: &'a ConnKill,
+    pub(super) rid: &'a str,
 }
 
 /// Cancelling it closes the request's connection without a response.
@@ -263,18 +272,14 @@ impl App {
             return self.finish(route, second, rule_error(&e, &rid));
         }
         let done = handler(self, client, &rid);
-        if done.mutated {
-            match draw.after {
-                After::Answer => {}
-                After::Status(s) => {
-                    self.stats.fault("applyThenFail");
-                    return self.finish(route, second, server_error(s, &rid));
-                }
-                After::Drop => {
-                    self.stats.fault("applyThenFail");
-                    return self.drop_connection(route, second, kill).await;
-                }
-            }
+        let req = Req {
+            route,
+            second,
+            kill,
+            rid: &rid,
+        };
+        if let Some(r) = self.fault_after(&draw, done.mutated, &req).await {
+            return r;
         }
         let resp = match done.reply {
             Ok(v) => json_response(StatusCode::OK, &v, &rid),
@@ -329,6 +334,61 @@ impl App {
             Before::Drop => {
                 self.stats.fault("drop");
                 Gate::Drop
+            }
+        }
+    }
+
+    /// The faults drawn for `req` that come before the rules of every provider's mode but
+    /// Eseye's (which answers them in its own gate): a 5xx, a 429 as `throttled` answers
+    /// it, a dropped connection, or a slow answer (held here); `None`: on to the rules.
+    pub(super) async fn fault_before(
+        &self,
+        draw: &Draw,
+        req: &Req<'_>,
+        throttled: impl FnOnce() -> Response,
+    ) -> Option<Response> {
+        match draw.before {
+            Before::Proceed => {}
+            Before::Status(s) => {
+                self.stats.fault(fault_name(s));
+                return Some(self.finish(req.route, req.second, server_error(s, req.rid)));
+            }
+            Before::Throttle(_) => {
+                self.stats.fault("http429");
+                return Some(self.finish(req.route, req.second, throttled()));
+            }
+            Before::Drop => {
+                self.stats.fault("drop");
+                return Some(self.drop_connection(req.route, req.second, req.kill).await);
+            }
+        }
+        if let Some(d) = draw.slow {
+            self.stats.fault("slow");
+            tokio::time::sleep(d).await;
+        }
+        None
+    }
+
+    /// Apply-then-fail, after a request that changed something: its 503 or its dropped
+    /// connection; `None`: the answer goes out.
+    pub(super) async fn fault_after(
+        &self,
+        draw: &Draw,
+        mutated: bool,
+        req: &Req<'_>,
+    ) -> Option<Response> {
+        if !mutated {
+            return None;
+        }
+        match draw.after {
+            After::Answer => None,
+            After::Status(s) => {
+                self.stats.fault("applyThenFail");
+                Some(self.finish(req.route, req.second, server_error(s, req.rid)))
+            }
+            After::Drop => {
+                self.stats.fault("applyThenFail");
+                Some(self.drop_connection(req.route, req.second, req.kill).await)
             }
         }
     }

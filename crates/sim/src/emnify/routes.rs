@@ -27,9 +27,8 @@ use serde_json::{Value, json};
 use super::{Changed, Devices, EmnifySim, EndpointUpdate, MAX_BULK, Refusal, SimStatus, World};
 use super::{SERVICE_PROFILE, endpoint_status_json};
 use crate::admin::*;
-use crate::app::{App, AppState, ConnKill, json_response, now_rfc3339, server_error};
+use crate::app::{App, AppState, ConnKill, Req, json_response, now_rfc3339};
 use crate::config::Permission;
-use crate::faults::{After, Before};
 
 /// Largest bulk body accepted (2,000 endpoints of a few fields each, with room).
 const MAX_BULK_BODY: usize = 2 * 1024 * 1024;
@@ -137,24 +136,17 @@ impl App {
         if !draw.latency.is_zero() {
             tokio::time::sleep(draw.latency).await;
         }
-        match draw.before {
-            Before::Proceed => {}
-            Before::Status(s) => {
-                self.stats.fault(crate::app::fault_name(s));
-                return self.finish(route, second, server_error(s, &rid));
-            }
-            Before::Throttle(_) => {
-                self.stats.fault("http429");
-                return self.finish(route, second, too_many(self, &rid));
-            }
-            Before::Drop => {
-                self.stats.fault("drop");
-                return self.drop_connection(route, second, kill).await;
-            }
-        }
-        if let Some(d) = draw.slow {
-            self.stats.fault("slow");
-            tokio::time::sleep(d).await;
+        let req = Req {
+            route,
+            second,
+            kill,
+            rid: &rid,
+        };
+        if let Some(r) = self
+            .fault_before(&draw, &req, || too_many(self, &rid))
+            .await
+        {
+            return r;
         }
         if draw.revoke {
             self.stats.fault("revoke");
@@ -176,18 +168,8 @@ impl App {
             rid: &rid,
         };
         let done = handler(&call);
-        if done.mutated {
-            match draw.after {
-                After::Answer => {}
-                After::Status(s) => {
-                    self.stats.fault("applyThenFail");
-                    return self.finish(route, second, server_error(s, &rid));
-                }
-                After::Drop => {
-                    self.stats.fault("applyThenFail");
-                    return self.drop_connection(route, second, kill).await;
-                }
-            }
+        if let Some(r) = self.fault_after(&draw, done.mutated, &req).await {
+            return r;
         }
         let resp = match done.reply {
             Ok(Reply::Json(v)) => json_response(StatusCode::OK, &v, &rid),

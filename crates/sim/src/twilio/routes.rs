@@ -24,9 +24,8 @@ use serde_json::{Value, json};
 
 use super::{Refusal, Status, TwilioSim, Update, World, account_sid, apply, settle};
 use crate::admin::*;
-use crate::app::{App, AppState, ConnKill, MAX_BODY, json_response, now_rfc3339, server_error};
+use crate::app::{App, AppState, ConnKill, MAX_BODY, Req, json_response, now_rfc3339};
 use crate::config::Permission;
-use crate::faults::{After, Before};
 
 /// Largest page a list gives (more is 20007).
 const MAX_PAGE: usize = 1000;
@@ -140,24 +139,17 @@ impl App {
         if self.api_limits[client].check().is_err() {
             return self.finish(route, second, too_many(self, &rid));
         }
-        match draw.before {
-            Before::Proceed => {}
-            Before::Status(s) => {
-                self.stats.fault(crate::app::fault_name(s));
-                return self.finish(route, second, server_error(s, &rid));
-            }
-            Before::Throttle(_) => {
-                self.stats.fault("http429");
-                return self.finish(route, second, too_many(self, &rid));
-            }
-            Before::Drop => {
-                self.stats.fault("drop");
-                return self.drop_connection(route, second, kill).await;
-            }
-        }
-        if let Some(d) = draw.slow {
-            self.stats.fault("slow");
-            tokio::time::sleep(d).await;
+        let req = Req {
+            route,
+            second,
+            kill,
+            rid: &rid,
+        };
+        if let Some(r) = self
+            .fault_before(&draw, &req, || too_many(self, &rid))
+            .await
+        {
+            return r;
         }
         if !self.auth.has(client, permission) {
             let r = Refusal::new(403, 20403, "Forbidden: the credential may not do this");
@@ -175,18 +167,8 @@ impl App {
             base: format!("http://{host}"),
         };
         let done = handler(&call);
-        if done.mutated {
-            match draw.after {
-                After::Answer => {}
-                After::Status(s) => {
-                    self.stats.fault("applyThenFail");
-                    return self.finish(route, second, server_error(s, &rid));
-                }
-                After::Drop => {
-                    self.stats.fault("applyThenFail");
-                    return self.drop_connection(route, second, kill).await;
-                }
-            }
+        if let Some(r) = self.fault_after(&draw, done.mutated, &req).await {
+            return r;
         }
         let resp = match done.reply {
             Ok((status, v)) => json_response(status, &v, &rid),
