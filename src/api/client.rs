@@ -911,8 +911,16 @@ impl Client {
                 body::ANSWER_CAP,
             )
             .await?;
+        let asked = form.first().map(|(_, v)| v.as_str());
         Ok(Reply {
-            value: r.value.map(|s| s.to_model()),
+            value: r.value.map(|mut s| {
+                // An accepted change whose answer shows neither it nor `scheduled` is still
+                // on its way (Super SIM settles changes later): it is not taken as done.
+                if Some(s.status.as_str()) != asked {
+                    s.status = super::super_sim::SCHEDULED.to_owned();
+                }
+                s.to_model()
+            }),
             status: r.status,
             sent: r.sent,
         })
