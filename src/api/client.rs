@@ -323,6 +323,12 @@ impl Client {
         matches!(e, ApiError::Rejected { code: Some(c), .. } if *c == not_found)
     }
 
+    /// Whether a SIM's attributes are fields that always exist (emnify's endpoint `tags` and
+    /// `name`): a write to one is read first, so its value before is known.
+    pub(crate) fn attributes_are_fields(&self) -> bool {
+        self.endpoint.api == Api::Emnify
+    }
+
     /// Whether the API lists SIMs by a filter of ICCIDs (else each is read on its own).
     pub(crate) fn lists_by_iccid(&self) -> bool {
         self.endpoint.api == Api::EseyeV2
@@ -603,6 +609,9 @@ impl Client {
         &self,
         icc: &str,
     ) -> Result<Reply<AttributeList>, ApiError> {
+        if self.endpoint.api == Api::Emnify {
+            return self.emnify_attributes(icc).await;
+        }
         self.call::<(), _>(
             Method::GET,
             &format!("/api/v2/sim/{icc}/attribute"),
@@ -618,6 +627,9 @@ impl Client {
         icc: &str,
         body: &AttributeCreate,
     ) -> Result<Reply<Option<Attribute>>, ApiError> {
+        if self.endpoint.api == Api::Emnify {
+            return self.emnify_set_field(icc, &body.name, &body.value).await;
+        }
         self.call(
             Method::POST,
             &format!("/api/v2/sim/{icc}/attribute"),
@@ -634,6 +646,12 @@ impl Client {
         id: i64,
         body: &AttributePatch,
     ) -> Result<Reply<Option<Attribute>>, ApiError> {
+        if self.endpoint.api == Api::Emnify {
+            let name = super::emnify::field_of_id(id)
+                .ok_or(ApiError::Unsupported(super::emnify::NO_ATTRIBUTES))?;
+            let value = body.value.as_deref().unwrap_or_default();
+            return self.emnify_set_field(icc, name, value).await;
+        }
         self.call(
             Method::PATCH,
             &format!("/api/v2/sim/{icc}/attribute/{id}"),
@@ -649,6 +667,12 @@ impl Client {
         icc: &str,
         id: i64,
     ) -> Result<Reply<Option<Attribute>>, ApiError> {
+        if self.endpoint.api == Api::Emnify {
+            // A field cannot go away: it is emptied.
+            let name = super::emnify::field_of_id(id)
+                .ok_or(ApiError::Unsupported(super::emnify::NO_ATTRIBUTES))?;
+            return self.emnify_set_field(icc, name, "").await;
+        }
         self.call::<(), _>(
             Method::DELETE,
             &format!("/api/v2/sim/{icc}/attribute/{id}"),
@@ -755,6 +779,19 @@ impl Client {
     /// emnify: a device by its full ICCID (`GET /api/v1/sim?q=iccid_with_luhn:`), its
     /// endpoint id kept for the writes. None is a 404 of the lookup.
     async fn emnify_device(&self, icc: &str) -> Result<Reply<Sim>, ApiError> {
+        let (s, r) = self.emnify_lookup(icc).await?;
+        Ok(Reply {
+            value: s.to_model(),
+            status: r.status,
+            sent: r.sent,
+        })
+    }
+
+    /// emnify: the device of a full ICCID as listed, and the reply it came in.
+    async fn emnify_lookup(
+        &self,
+        icc: &str,
+    ) -> Result<(super::emnify::EmnifySim, Reply<()>), ApiError> {
         let q = [("q", format!("iccid_with_luhn:{icc}"))];
         let r = self
             .call::<(), Vec<super::emnify::EmnifySim>>(
@@ -776,11 +813,14 @@ impl Client {
         if let Some(e) = &s.endpoint {
             self.sids.put(icc, &e.id.to_string());
         }
-        Ok(Reply {
-            value: s.to_model(),
-            status: r.status,
-            sent: r.sent,
-        })
+        Ok((
+            s,
+            Reply {
+                value: (),
+                status: r.status,
+                sent: r.sent,
+            },
+        ))
     }
 
     /// emnify: a change as one endpoint object of the next bulk update (the batcher gathers
@@ -790,7 +830,22 @@ impl Client {
         icc: &str,
         patch: &SimPatch,
     ) -> Result<Reply<Option<Sim>>, ApiError> {
-        let mut item = super::emnify::change_for(patch).map_err(ApiError::Unsupported)?;
+        let item = super::emnify::change_for(patch).map_err(ApiError::Unsupported)?;
+        let r = self.emnify_change(icc, item).await?;
+        Ok(Reply {
+            value: None,
+            status: r.status,
+            sent: r.sent,
+        })
+    }
+
+    /// emnify: `item` (an endpoint object's fields) for the endpoint of `icc`, through the
+    /// next bulk update.
+    async fn emnify_change(
+        &self,
+        icc: &str,
+        mut item: serde_json::Value,
+    ) -> Result<Reply<()>, ApiError> {
         let endpoint = match self.sids.get(icc) {
             Some(id) => id,
             None => {
@@ -813,9 +868,43 @@ impl Client {
             super::emnify::shows(&item, e).map_err(|m| ApiError::Decode(cut(&m)))?;
         }
         Ok(Reply {
-            value: None,
+            value: (),
             status: 204,
             sent,
+        })
+    }
+
+    /// emnify: the endpoint's `tags` and `name` as the SIM's attributes (ids 1 and 2; an
+    /// empty field is no attribute).
+    async fn emnify_attributes(&self, icc: &str) -> Result<Reply<AttributeList>, ApiError> {
+        let (s, r) = self.emnify_lookup(icc).await?;
+        let data = s
+            .endpoint
+            .map(|e| super::emnify::attributes(&e, icc))
+            .unwrap_or_default();
+        Ok(Reply {
+            value: AttributeList { data },
+            status: r.status,
+            sent: r.sent,
+        })
+    }
+
+    /// emnify: an attribute written as its endpoint field (`tags` or `name`).
+    async fn emnify_set_field(
+        &self,
+        icc: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<Reply<Option<Attribute>>, ApiError> {
+        let field = super::emnify::field(name)
+            .ok_or(ApiError::Unsupported(super::emnify::NO_ATTRIBUTES))?;
+        let r = self
+            .emnify_change(icc, serde_json::json!({ field: value }))
+            .await?;
+        Ok(Reply {
+            value: None,
+            status: r.status,
+            sent: r.sent,
         })
     }
 

@@ -55,6 +55,47 @@ pub(crate) struct EndpointRef {
     pub(crate) id: i64,
     #[serde(default)]
     pub(crate) tariff_profile: Option<StatusRef>,
+    #[serde(default)]
+    pub(crate) tags: Option<String>,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+}
+
+/// The attributes simbulk writes on emnify: the endpoint's fields of those names, each with
+/// a fixed id.
+const FIELDS: [(&str, i64); 2] = [("tags", 1), ("name", 2)];
+
+/// The endpoint field an attribute name writes.
+pub(crate) fn field(name: &str) -> Option<&'static str> {
+    FIELDS.iter().find(|(f, _)| *f == name).map(|(f, _)| *f)
+}
+
+/// The endpoint field of an attribute id.
+pub(crate) fn field_of_id(id: i64) -> Option<&'static str> {
+    FIELDS.iter().find(|(_, i)| *i == id).map(|(f, _)| *f)
+}
+
+/// The names emnify takes as attributes.
+pub(crate) const ATTRIBUTE_NAMES: [&str; 2] = ["tags", "name"];
+
+/// An endpoint's non-empty `tags` and `name` as the SIM's attributes.
+pub(crate) fn attributes(e: &EndpointRef, icc: &str) -> Vec<crate::model::Attribute> {
+    FIELDS
+        .iter()
+        .filter_map(|(f, id)| {
+            let v = if *f == "tags" { &e.tags } else { &e.name };
+            v.as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| crate::model::Attribute {
+                    icc_attribute_id: *id,
+                    icc_id: icc.to_owned(),
+                    name: (*f).to_owned(),
+                    value: v.to_owned(),
+                    created_date: None,
+                    modified_date: None,
+                })
+        })
+        .collect()
 }
 
 impl EmnifySim {
@@ -91,7 +132,7 @@ impl EmnifySim {
 pub(crate) const NO_DEACTIVATE: &str =
     "emnify cannot deactivate: a SIM never returns to Issued; use suspend";
 pub(crate) const NO_PORTFOLIO: &str = "emnify has no portfolios";
-pub(crate) const NO_ATTRIBUTES: &str = "attributes are not supported for emnify yet";
+pub(crate) const NO_ATTRIBUTES: &str = "emnify takes two attributes, its endpoint's tags and name: use the attribute name tags or name";
 pub(crate) const NO_PATCH: &str =
     "patch rows are not supported for emnify yet; use activate, suspend, unsuspend or set-package";
 
@@ -254,6 +295,8 @@ mod tests {
             endpoint: Some(EndpointRef {
                 id: 9,
                 tariff_profile: Some(StatusRef { id: 20417 }),
+                tags: Some("fleet-a".into()),
+                name: None,
             }),
         }
         .to_model()

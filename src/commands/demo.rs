@@ -248,6 +248,7 @@ fn sample_job(s: &Sample, input: PathBuf) -> JobConfig {
         defaults: Defaults {
             action: s.action.map(str::to_owned),
             unsupported: crate::engine::provider::unsupported(s.api),
+            attribute_names: crate::engine::provider::attribute_names(s.api),
             ..Defaults::default()
         },
         // Super SIM's changes settle later: its rows wait for them.

@@ -325,6 +325,7 @@ pub(crate) fn configure(
             value: a.value.clone(),
             attribute: a.attribute.clone(),
             unsupported: crate::engine::provider::unsupported(a.connection.api()),
+            attribute_names: crate::engine::provider::attribute_names(a.connection.api()),
         },
         wait_active: a.wait_active,
         sheet: a.sheet.clone(),

@@ -265,7 +265,8 @@ pub(crate) async fn set_attribute(
     attribute_plan(seen, l);
     // A crashed run or a lost answer may have written it: look before anything.
     let mut maybe_applied = a.ambiguous;
-    let mut list_first = a.ambiguous || odds.list_first();
+    // A field that always exists (emnify) is read first: its value before is then known.
+    let mut list_first = a.ambiguous || odds.list_first() || c.attributes_are_fields();
     let mut conflicts = 0;
     loop {
         a.begin()?;

@@ -123,12 +123,19 @@ pub(crate) fn unsupported(api: crate::api::Api) -> Vec<(crate::input::ActionKind
             vec![
                 (K::Deactivate, e::NO_DEACTIVATE),
                 (K::SetPortfolio, e::NO_PORTFOLIO),
-                (K::SetAttribute, e::NO_ATTRIBUTES),
-                (K::DeleteAttribute, e::NO_ATTRIBUTES),
                 (K::Patch, e::NO_PATCH),
             ]
         }
     }
+}
+
+/// The attribute names the provider `api` speaks takes, and why a row naming another is
+/// invalid (`None`: any name).
+pub(crate) fn attribute_names(
+    api: crate::api::Api,
+) -> Option<(&'static [&'static str], &'static str)> {
+    use crate::api::emnify as e;
+    (api == crate::api::Api::Emnify).then_some((&e::ATTRIBUTE_NAMES[..], e::NO_ATTRIBUTES))
 }
 
 /// What [`Provider::connect`] needs besides the endpoint.

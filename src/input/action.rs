@@ -328,6 +328,14 @@ impl Action {
         }
     }
 
+    /// The attribute an attribute action names (`None` for the other actions).
+    pub(crate) fn attribute_name(&self) -> Option<&str> {
+        match self {
+            Action::SetAttribute { name, .. } | Action::DeleteAttribute { name } => Some(name),
+            _ => None,
+        }
+    }
+
     /// The `attribute` cell this action stands for.
     pub(crate) fn attribute_text(&self) -> &str {
         match self {

@@ -33,6 +33,9 @@ pub struct Defaults {
     /// Actions the provider cannot do, with the reason: such a row is invalid (read, never
     /// sent).
     pub unsupported: Vec<(super::ActionKind, &'static str)>,
+    /// The attribute names the provider takes, with the reason a row naming another is
+    /// invalid (`None`: any name).
+    pub attribute_names: Option<(&'static [&'static str], &'static str)>,
 }
 
 /// A file-level problem: the job stops before any API call.
@@ -720,6 +723,12 @@ impl Rows {
         let kind = action.kind();
         if let Some((_, why)) = self.defaults.unsupported.iter().find(|(k, _)| *k == kind) {
             return Err(Invalid::new(Reason::Unsupported, *why));
+        }
+        if let (Some((names, why)), Some(name)) =
+            (self.defaults.attribute_names, action.attribute_name())
+            && !names.contains(&name)
+        {
+            return Err(Invalid::new(Reason::Unsupported, why));
         }
         Ok(Row { iccid, action })
     }

@@ -525,3 +525,49 @@ fn an_export_of_emnify_applies_back_with_no_drift() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[test]
+fn tags_and_name_are_the_attributes_emnify_takes_read_first_and_undone() {
+    let s = emnify(SimConfig::unlimited(300));
+    let ids = acme_of(&s, 2, Profile::Active);
+    let body = format!(
+        "iccid,action,value,attribute\n{a},set-attribute,batch-7,tags\n{b},set-attribute,meter-1,name\n{a},set-attribute,blue,colour\n",
+        a = ids[0],
+        b = ids[1]
+    );
+    let job = Job::new("tags.csv", &body);
+    let o = job.run(&s, &emnify_args(&[]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let rows = job.results();
+    assert_eq!(outcomes(&rows).get("ok"), Some(&2), "{rows:?}");
+    let name_row = rows.iter().find(|r| r["attribute"] == "name").unwrap();
+    assert!(
+        name_row["before"].starts_with("device-"),
+        "the field's value before is read, not guessed: {name_row:?}"
+    );
+    let tags_row = rows.iter().find(|r| r["attribute"] == "tags").unwrap();
+    assert_eq!(tags_row["before_state"], "absent", "{tags_row:?}");
+    // Undo puts both back: the tags emptied, the name restored.
+    let o = simbulk()
+        .arg("undo")
+        .arg(job.path(".results.csv"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let undo = Job::new(
+        "tags.undo.csv",
+        &std::fs::read_to_string(job.path(".undo.csv")).unwrap(),
+    );
+    let o = undo.run(&s, &emnify_args(&[]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let last: std::collections::HashMap<String, serde_json::Value> = s
+        .ledger()
+        .into_iter()
+        .map(|e| (format!("{} {}", e.icc_id, e.field), e.new))
+        .collect();
+    assert_eq!(last[&format!("{} tags", ids[0])], "");
+    assert_eq!(
+        last[&format!("{} name", ids[1])],
+        name_row["before"].as_str()
+    );
+}
