@@ -328,6 +328,7 @@ pub(crate) fn configure(
             attribute_names: crate::engine::provider::attribute_names(a.connection.api()),
         },
         wait_active: a.wait_active,
+        api: a.connection.api(),
         sheet: a.sheet.clone(),
         ..job_config(a.input.clone(), &a.job, args)
     };

@@ -35,6 +35,8 @@ pub struct JobConfig {
     pub apply_again: Option<String>,
     /// What fills the cells a row leaves empty (`--action`, `--value`, `--attribute`).
     pub defaults: Defaults,
+    /// Whose SIM API the job is for (known without credentials: the dry run's estimate).
+    pub api: crate::api::Api,
     /// The results file.
     pub results: PathBuf,
     /// The failures file.
@@ -116,6 +118,7 @@ impl JobConfig {
             failures,
             checkpoint,
             resume: ResumeMode::Refuse,
+            api: crate::api::Api::EseyeV2,
             concurrency: 8,
             pacing: Pacing::default(),
             retry: RetryPolicy::new(8),

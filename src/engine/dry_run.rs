@@ -148,19 +148,27 @@ impl Counted {
     }
 }
 
-/// The calls of `valid` rows and the time they take at `--rate`: one write per row, a read
-/// before each of `list_first` rows, and one list call per 100 rows (`--no-plan`: a read
-/// per row instead); rows found already done cost less.
+/// The calls of `valid` rows and the time they take at `--rate`: on Eseye one write per
+/// row, a read before each of `list_first` rows, and one list call per 100 rows
+/// (`--no-plan`: a read per row instead); on Super SIM and emnify a lookup per row, and a
+/// write per row (Super SIM) or per batch (emnify); rows found already done cost less.
 fn estimate(cfg: &JobConfig, valid: u64, list_first: u64) -> String {
     if valid == 0 {
         return String::new();
     }
-    let reads = if cfg.plan {
-        valid.div_ceil(100) + list_first
-    } else {
-        valid
+    let (reads, writes) = match cfg.api {
+        crate::api::Api::EseyeV2 if cfg.plan => (valid.div_ceil(100) + list_first, valid),
+        crate::api::Api::EseyeV2 => (valid, valid),
+        // One lookup a row (no list by ICCIDs); Super SIM's changes settle later, and the
+        // polls of `--wait-active` come on top.
+        crate::api::Api::SuperSim => (valid, valid),
+        // One lookup a row; the writes in bulk calls as large as the concurrency lets them.
+        crate::api::Api::Emnify => (
+            valid,
+            valid.div_ceil(cfg.concurrency.clamp(1, crate::api::emnify::MAX_BATCH) as u64),
+        ),
     };
-    let calls = valid + reads;
+    let calls = writes + reads;
     let mut out = format!(
         "estimate: {} rows ≈ {} calls at most (rows already in state cost less)",
         thousands(valid),
@@ -211,6 +219,23 @@ mod tests {
         assert!(estimate(&cfg, 5, 0).contains("no --rate"));
         assert_eq!(minutes_text(Duration::from_secs(59)), "59 s");
         assert_eq!(minutes_text(Duration::from_secs(3599)), "1 h");
+    }
+
+    #[test]
+    fn each_provider_is_estimated_by_its_own_calls() {
+        let mut cfg = JobConfig::new("x.csv".into());
+        cfg.api = crate::api::Api::SuperSim;
+        assert!(
+            estimate(&cfg, 1000, 0).contains("1,000 rows ≈ 2,000 calls"),
+            "a lookup and a write a row"
+        );
+        cfg.api = crate::api::Api::Emnify;
+        cfg.concurrency = 2000;
+        let e = estimate(&cfg, 10_000, 0);
+        assert!(
+            e.contains("10,000 rows ≈ 10,005 calls"),
+            "lookups and 5 bulk calls: {e}"
+        );
     }
 
     #[test]
