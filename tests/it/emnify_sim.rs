@@ -462,16 +462,7 @@ fn undo_and_apply_check_round_trip_on_emnify() {
     let job = Job::new("round.csv", &body);
     let o = job.run(&s, &emnify_args(&[]));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let o = simbulk()
-        .arg("undo")
-        .arg(job.path(".results.csv"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let undo = Job::new(
-        "round.undo.csv",
-        &std::fs::read_to_string(job.path(".undo.csv")).unwrap(),
-    );
+    let undo = undo_job(&job);
     let o = undo.run(&s, &emnify_args(&[]));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(outcomes(&undo.results()).get("ok"), Some(&4));
@@ -548,16 +539,7 @@ fn tags_and_name_are_the_attributes_emnify_takes_read_first_and_undone() {
     let tags_row = rows.iter().find(|r| r["attribute"] == "tags").unwrap();
     assert_eq!(tags_row["before_state"], "absent", "{tags_row:?}");
     // Undo puts both back: the tags emptied, the name restored.
-    let o = simbulk()
-        .arg("undo")
-        .arg(job.path(".results.csv"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let undo = Job::new(
-        "tags.undo.csv",
-        &std::fs::read_to_string(job.path(".undo.csv")).unwrap(),
-    );
+    let undo = undo_job(&job);
     let o = undo.run(&s, &emnify_args(&[]));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let last: std::collections::HashMap<String, serde_json::Value> = s

@@ -471,16 +471,7 @@ fn undo_and_apply_check_round_trip_on_super_sim() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     // Undo writes the inverse job; run against Super SIM it puts every SIM back.
-    let o = simbulk()
-        .arg("undo")
-        .arg(job.path(".results.csv"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let undo = Job::new(
-        "round.undo.csv",
-        &std::fs::read_to_string(job.path(".undo.csv")).unwrap(),
-    );
+    let undo = undo_job(&job);
     let o = twilio_job(&s, &undo, &["--wait-active", "30s"])
         .output()
         .unwrap();

@@ -625,3 +625,23 @@ pub fn check_suspension(
     }
     c.output().unwrap()
 }
+
+/// `simbulk undo` of `job`'s results, as a job of its own (`<stem>.undo.csv`).
+pub fn undo_job(job: &Job) -> Job {
+    let o = simbulk()
+        .arg("undo")
+        .arg(job.path(".results.csv"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stem = job
+        .input
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    Job::new(
+        &format!("{stem}.undo.csv"),
+        &std::fs::read_to_string(job.path(".undo.csv")).unwrap(),
+    )
+}
