@@ -427,8 +427,11 @@ fn jobs_one_after_another_each_run_at_their_own_rate_without_a_warning() {
         let secs = v["elapsed_seconds"].as_f64().unwrap()
             - v["first_request_after_seconds"].as_f64().unwrap();
         let achieved = (sent - 1.0) / secs;
+        // Never above its rate; below it only by the job's own end (its last answers and
+        // records, slower on a loaded machine) — far from the 10/s or 50/s of a job that
+        // is held to another's wish.
         assert!(
-            (achieved - rate).abs() <= rate * 0.05,
+            achieved <= rate * 1.05 && achieved >= rate * 0.85,
             "--rate {rate}: {achieved:.1}/s ({sent} requests in {secs:.2}s)"
         );
     }
