@@ -24,7 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use serde_json::{Value, json};
 
-use super::{Changed, Devices, EmnifySim, EndpointUpdate, MAX_BULK, Refusal, SimStatus, World};
+use super::{
+    Changed, Devices, EmnifySim, Endpoint, EndpointUpdate, MAX_BULK, Refusal, SimStatus, World,
+};
 use super::{SERVICE_PROFILE, endpoint_status_json};
 use crate::admin::*;
 use crate::app::{App, AppState, ConnKill, Req, json_response, now_rfc3339};
@@ -81,6 +83,16 @@ fn too_many(app: &App, rid: &str) -> Response {
 struct Answer {
     reply: Result<Reply, Refusal>,
     mutated: bool,
+}
+
+impl Answer {
+    /// The answer of a read (nothing changed).
+    fn read(reply: Result<Reply, Refusal>) -> Self {
+        Self {
+            reply,
+            mutated: false,
+        }
+    }
 }
 
 enum Reply {
@@ -210,38 +222,18 @@ impl Call<'_> {
             .is_some_and(|s| self.visible(s))
     }
 
-    fn sim_json(&self, d: &Devices, s: &EmnifySim) -> Value {
-        let endpoint = s.endpoint.and_then(|e| d.endpoints.get(&e)).map(|e| {
-            json!({
-                "id": e.id,
-                "name": e.name,
-                "tags": e.tags,
-                "status": endpoint_status_json(e.status),
-                "tariff_profile": self.world.tariff_json(e.tariff_profile),
-                "service_profile": {"id": SERVICE_PROFILE.0, "name": SERVICE_PROFILE.1},
-            })
-        });
+    /// A SIM's own fields, as the SIM and endpoint answers both show them.
+    fn sim_fields(s: &EmnifySim) -> Value {
         json!({
             "id": s.id,
             "iccid": &s.iccid[..s.iccid.len() - 1],
             "iccid_with_luhn": s.iccid,
             "status": s.status.json(),
-            "endpoint": endpoint,
         })
     }
 
-    fn endpoint_json(&self, d: &Devices, id: i64) -> Value {
-        let Some(e) = d.endpoints.get(&id) else {
-            return Value::Null;
-        };
-        let sim = e.sim.and_then(|s| d.sims.get(&s)).map(|s| {
-            json!({
-                "id": s.id,
-                "iccid": &s.iccid[..s.iccid.len() - 1],
-                "iccid_with_luhn": s.iccid,
-                "status": s.status.json(),
-            })
-        });
+    /// An endpoint's own fields, as the SIM and endpoint answers both show them.
+    fn endpoint_fields(&self, e: &Endpoint) -> Value {
         json!({
             "id": e.id,
             "name": e.name,
@@ -249,8 +241,30 @@ impl Call<'_> {
             "status": endpoint_status_json(e.status),
             "tariff_profile": self.world.tariff_json(e.tariff_profile),
             "service_profile": {"id": SERVICE_PROFILE.0, "name": SERVICE_PROFILE.1},
-            "sim": sim,
         })
+    }
+
+    /// A SIM with its endpoint.
+    fn sim_json(&self, d: &Devices, s: &EmnifySim) -> Value {
+        let mut v = Self::sim_fields(s);
+        v["endpoint"] = s
+            .endpoint
+            .and_then(|e| d.endpoints.get(&e))
+            .map_or(Value::Null, |e| self.endpoint_fields(e));
+        v
+    }
+
+    /// An endpoint with its SIM.
+    fn endpoint_json(&self, d: &Devices, id: i64) -> Value {
+        let Some(e) = d.endpoints.get(&id) else {
+            return Value::Null;
+        };
+        let mut v = self.endpoint_fields(e);
+        v["sim"] = e
+            .sim
+            .and_then(|s| d.sims.get(&s))
+            .map_or(Value::Null, Self::sim_fields);
+        v
     }
 
     fn log(&self, changed: Vec<Changed>) {
@@ -418,10 +432,7 @@ async fn list_sims(
                     total,
                 })
             })();
-            Answer {
-                reply,
-                mutated: false,
-            }
+            Answer::read(reply)
         },
     )
     .await
@@ -447,10 +458,7 @@ async fn get_sim(
                     .map(|s| Reply::Json(c.sim_json(&d, s)))
                     .ok_or_else(|| Refusal::not_found("SIM", id))
             });
-            Answer {
-                reply,
-                mutated: false,
-            }
+            Answer::read(reply)
         },
     )
     .await
@@ -545,10 +553,7 @@ async fn get_endpoint(
                     .then(|| Reply::Json(c.endpoint_json(&d, id)))
                     .ok_or_else(|| Refusal::not_found("Endpoint", id))
             });
-            Answer {
-                reply,
-                mutated: false,
-            }
+            Answer::read(reply)
         },
     )
     .await
@@ -764,10 +769,7 @@ async fn tariff_profiles(
                 .iter()
                 .map(|(id, _)| c.world.tariff_json(*id))
                 .collect();
-            Answer {
-                reply: Ok(Reply::Json(Value::Array(items))),
-                mutated: false,
-            }
+            Answer::read(Ok(Reply::Json(Value::Array(items))))
         },
     )
     .await
