@@ -87,6 +87,17 @@ pub(crate) struct Reply<T> {
     pub(crate) sent: std::time::Instant,
 }
 
+impl<T> Reply<T> {
+    /// The same reply (its status, when it left) carrying `f` of its value.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Reply<U> {
+        Reply {
+            value: f(self.value),
+            status: self.status,
+            sent: self.sent,
+        }
+    }
+}
+
 /// Token-endpoint attempts before a row sees `TokenUnavailable`.
 const TOKEN_ATTEMPTS: u32 = 4;
 
@@ -727,19 +738,14 @@ impl Client {
                         body::PAGE_CAP,
                     )
                     .await?;
-                Ok(Reply {
-                    value: SimPage {
-                        data: r
-                            .value
-                            .sims
-                            .iter()
-                            .map(super::super_sim::SuperSim::to_model)
-                            .collect(),
-                        next_page_token: r.value.next_token(),
-                    },
-                    status: r.status,
-                    sent: r.sent,
-                })
+                Ok(r.map(|page| SimPage {
+                    data: page
+                        .sims
+                        .iter()
+                        .map(super::super_sim::SuperSim::to_model)
+                        .collect(),
+                    next_page_token: page.next_token(),
+                }))
             }
             _ => {
                 // emnify pages by number (from 1): the token is the next page's number, none
@@ -760,18 +766,13 @@ impl Client {
                     )
                     .await?;
                 let full = r.value.len() == per_page as usize;
-                Ok(Reply {
-                    value: SimPage {
-                        data: r
-                            .value
-                            .iter()
-                            .map(super::emnify::EmnifySim::to_model)
-                            .collect(),
-                        next_page_token: full.then(|| (page + 1).to_string()),
-                    },
-                    status: r.status,
-                    sent: r.sent,
-                })
+                Ok(r.map(|sims| SimPage {
+                    data: sims
+                        .iter()
+                        .map(super::emnify::EmnifySim::to_model)
+                        .collect(),
+                    next_page_token: full.then(|| (page + 1).to_string()),
+                }))
             }
         }
     }
@@ -779,19 +780,11 @@ impl Client {
     /// emnify: a device by its full ICCID (`GET /api/v1/sim?q=iccid_with_luhn:`), its
     /// endpoint id kept for the writes. None is a 404 of the lookup.
     async fn emnify_device(&self, icc: &str) -> Result<Reply<Sim>, ApiError> {
-        let (s, r) = self.emnify_lookup(icc).await?;
-        Ok(Reply {
-            value: s.to_model(),
-            status: r.status,
-            sent: r.sent,
-        })
+        Ok(self.emnify_lookup(icc).await?.map(|s| s.to_model()))
     }
 
     /// emnify: the device of a full ICCID as listed, and the reply it came in.
-    async fn emnify_lookup(
-        &self,
-        icc: &str,
-    ) -> Result<(super::emnify::EmnifySim, Reply<()>), ApiError> {
+    async fn emnify_lookup(&self, icc: &str) -> Result<Reply<super::emnify::EmnifySim>, ApiError> {
         let q = [("q", format!("iccid_with_luhn:{icc}"))];
         let r = self
             .call::<(), Vec<super::emnify::EmnifySim>>(
@@ -802,7 +795,7 @@ impl Client {
                 body::PAGE_CAP,
             )
             .await?;
-        let Some(s) = r.value.into_iter().find(|s| s.iccid_with_luhn == icc) else {
+        let Some(s) = r.value.iter().find(|s| s.iccid_with_luhn == icc).cloned() else {
             return Err(ApiError::Rejected {
                 status: 404,
                 code: Some(super::emnify::NOT_FOUND),
@@ -813,14 +806,7 @@ impl Client {
         if let Some(e) = &s.endpoint {
             self.sids.put(icc, &e.id.to_string());
         }
-        Ok((
-            s,
-            Reply {
-                value: (),
-                status: r.status,
-                sent: r.sent,
-            },
-        ))
+        Ok(r.map(|_| s))
     }
 
     /// emnify: a change as one endpoint object of the next bulk update (the batcher gathers
@@ -831,12 +817,7 @@ impl Client {
         patch: &SimPatch,
     ) -> Result<Reply<Option<Sim>>, ApiError> {
         let item = super::emnify::change_for(patch).map_err(ApiError::Unsupported)?;
-        let r = self.emnify_change(icc, item).await?;
-        Ok(Reply {
-            value: None,
-            status: r.status,
-            sent: r.sent,
-        })
+        Ok(self.emnify_change(icc, item).await?.map(|()| None))
     }
 
     /// emnify: `item` (an endpoint object's fields) for the endpoint of `icc`, through the
@@ -877,16 +858,12 @@ impl Client {
     /// emnify: the endpoint's `tags` and `name` as the SIM's attributes (ids 1 and 2; an
     /// empty field is no attribute).
     async fn emnify_attributes(&self, icc: &str) -> Result<Reply<AttributeList>, ApiError> {
-        let (s, r) = self.emnify_lookup(icc).await?;
-        let data = s
-            .endpoint
-            .map(|e| super::emnify::attributes(&e, icc))
-            .unwrap_or_default();
-        Ok(Reply {
-            value: AttributeList { data },
-            status: r.status,
-            sent: r.sent,
-        })
+        Ok(self.emnify_lookup(icc).await?.map(|s| AttributeList {
+            data: s
+                .endpoint
+                .map(|e| super::emnify::attributes(&e, icc))
+                .unwrap_or_default(),
+        }))
     }
 
     /// emnify: an attribute written as its endpoint field (`tags` or `name`).
@@ -898,14 +875,10 @@ impl Client {
     ) -> Result<Reply<Option<Attribute>>, ApiError> {
         let field = super::emnify::field(name)
             .ok_or(ApiError::Unsupported(super::emnify::NO_ATTRIBUTES))?;
-        let r = self
+        Ok(self
             .emnify_change(icc, serde_json::json!({ field: value }))
-            .await?;
-        Ok(Reply {
-            value: None,
-            status: r.status,
-            sent: r.sent,
-        })
+            .await?
+            .map(|()| None))
     }
 
     /// emnify: one bulk update of endpoints (the batcher's call): the endpoints its answer
@@ -958,7 +931,7 @@ impl Client {
                 body::PAGE_CAP,
             )
             .await?;
-        let Some(s) = r.value.sims.into_iter().find(|s| s.iccid == icc) else {
+        let Some(s) = r.value.sims.iter().find(|s| s.iccid == icc).cloned() else {
             return Err(ApiError::Rejected {
                 status: 404,
                 code: Some(super::super_sim::NOT_FOUND),
@@ -969,11 +942,7 @@ impl Client {
             });
         };
         self.sids.put(icc, &s.sid);
-        Ok(Reply {
-            value: s.to_model(),
-            status: r.status,
-            sent: r.sent,
-        })
+        Ok(r.map(|_| s.to_model()))
     }
 
     /// Super SIM: a change as `POST /v1/Sims/{sid}` with its form; the SID looked up first
@@ -1001,18 +970,16 @@ impl Client {
             )
             .await?;
         let asked = form.first().map(|(_, v)| v.as_str());
-        Ok(Reply {
-            value: r.value.map(|mut s| {
+        Ok(r.map(|answer| {
+            answer.map(|mut s| {
                 // An accepted change whose answer shows neither it nor `scheduled` is still
                 // on its way (Super SIM settles changes later): it is not taken as done.
                 if Some(s.status.as_str()) != asked {
                     s.status = super::super_sim::SCHEDULED.to_owned();
                 }
                 s.to_model()
-            }),
-            status: r.status,
-            sent: r.sent,
-        })
+            })
+        }))
     }
 }
 
