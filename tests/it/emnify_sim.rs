@@ -553,3 +553,31 @@ fn tags_and_name_are_the_attributes_emnify_takes_read_first_and_undone() {
         name_row["before"].as_str()
     );
 }
+
+#[test]
+fn a_device_another_client_suspended_before_its_row_is_read_fresh_and_skipped() {
+    let s = emnify(SimConfig::unlimited(300));
+    let targets = acme_of(&s, 3, Profile::Active);
+    s.block(async {
+        let other = Emnify::login(&s, SECRET).await.ok().unwrap();
+        let ep = other.lookup(&targets[0]).await[0]["endpoint"]["id"].clone();
+        let a = other
+            .patch(
+                "/api/v2/endpoint/multi",
+                json!([{"id": ep, "status": {"id": 1}, "sim": {"status": {"id": 2}}}]),
+            )
+            .await;
+        assert_eq!(a.status, 204);
+    });
+    let body: String = std::iter::once("iccid,action\n".to_owned())
+        .chain(targets.iter().map(|i| format!("{i},suspend\n")))
+        .collect();
+    let job = Job::new("fresh.csv", &body);
+    let o = job.run(&s, &emnify_args(&[]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let rows = job.results();
+    let done = rows.iter().find(|r| r["iccid"] == targets[0]).unwrap();
+    assert_eq!(done["outcome"], "skipped", "{done:?}");
+    // The other client's two changes and the job's four (two devices, SIM and endpoint).
+    assert_eq!(s.ledger().len(), 6);
+}

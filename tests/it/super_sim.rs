@@ -550,3 +550,34 @@ fn an_export_of_super_sim_applies_back_with_no_drift() {
         text(&o)
     );
 }
+
+#[test]
+fn a_sim_another_client_is_changing_is_left_pending_and_nothing_is_sent_over_it() {
+    let s = twilio(300, Duration::from_secs(30));
+    let targets = in_status(&s, "active", 3);
+    // Another client of the account starts a change of the first SIM: it stays scheduled.
+    s.block(async {
+        let other = Twilio::demo(&s);
+        let sid = other.sid(&targets[0]).await;
+        let (st, _) = other
+            .post(&format!("/v1/Sims/{sid}"), &[("Status", "inactive")])
+            .await;
+        assert_eq!(st, 202);
+    });
+    let body: String = std::iter::once("iccid,action\n".to_owned())
+        .chain(targets.iter().map(|i| format!("{i},suspend\n")))
+        .collect();
+    let job = Job::new("busy.csv", &body);
+    let o = twilio_job(&s, &job, &[]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let rows = job.results();
+    let busy = rows.iter().find(|r| r["iccid"] == targets[0]).unwrap();
+    assert_eq!(busy["outcome"], "pending", "{busy:?}");
+    assert!(busy["message"].contains("under way"), "{busy:?}");
+    assert_eq!(busy["before_state"], "unknown", "{busy:?}");
+    let posts: u64 = s.stats().by_route["POST /v1/Sims/{Sid}"].values().sum();
+    assert_eq!(
+        posts, 3,
+        "the other client's and the job's two: none over the busy SIM"
+    );
+}
