@@ -3,14 +3,17 @@
 # request a real change (each side suspends or unsuspends its own SIMs, on a fresh simulator):
 #   wrk (2 threads, 64 connections, benches/peers/toggle.lua), `simbulk bench --mix toggle`
 #   (c=64, no client limit), the aiohttp script a user would write (benches/peers/
-#   toggle_aiohttp.py, c=64), GNU parallel + curl (-j 64); then simbulk's CPU per row at a
-#   steady 2,000/s, 200/s and 10/s, and one C client at 200/s and 10/s (curl --rate, one
-#   connection kept alive) as the floor of a paced request on this machine.
+#   toggle_aiohttp.py, c=64), GNU parallel + curl (-j 64), and the HTTP client stack alone as
+#   simbulk builds it (benches/http_stack.rs, c=64: the ceiling of the engine's own work);
+#   then simbulk's CPU per row at a steady 2,000/s, 200/s and 10/s, and one C client at
+#   200/s and 10/s (curl --rate, one connection kept alive) as the floor of a paced request
+#   on this machine.
 # Run by hand from the repository root: bash benches/peers.sh
 # Needs wrk, GNU parallel and python3 with aiohttp (apt-get install wrk parallel;
 # pip install aiohttp); a missing peer is skipped and said so.
 set -euo pipefail
 cargo build --release --quiet
+cargo build --release --quiet --bench http_stack
 B=target/release/simbulk
 PORT=18091
 URL=http://127.0.0.1:$PORT
@@ -55,6 +58,11 @@ fi
 fresh
 S=$($B bench --sim-url $URL --mix toggle --rows 60000 --concurrency 64 2>/dev/null | awk '/throughput/ {t=$2} /cpu:/ {c=$2} END {print t, c}')
 echo "simbulk:  ${S% *} rows/s, ${S#* } µs CPU per row"
+# The HTTP client stack alone, as simbulk builds it (benches/http_stack.rs): the ceiling.
+fresh; ids 30000
+H=$(cargo bench -q --profile release --bench http_stack -- $URL "$TOKEN" "$WORK/ids.txt" 60000 64 2>/dev/null)
+echo "$H"
+H=$(echo "$H" | awk '{print $3}')
 if python3 -c 'import aiohttp' 2>/dev/null; then
   fresh; ids 20000
   A=$(python3 benches/peers/toggle_aiohttp.py $URL "$TOKEN" "$WORK/ids.txt" 20000 64)
@@ -75,6 +83,8 @@ else
 fi
 s=${S% *}
 [ -n "$W" ] && awk -v s="$s" -v w="$W" 'BEGIN {printf "simbulk / wrk:      %.2f\n", s / w}'
+awk -v s="$s" -v h="$H" 'BEGIN {printf "simbulk / stack:    %.2f\n", s / h}'
+[ -n "$W" ] && awk -v h="$H" -v w="$W" 'BEGIN {printf "stack / wrk:        %.2f\n", h / w}'
 [ -n "$A" ] && awk -v s="$s" -v a="$A" 'BEGIN {printf "simbulk / aiohttp:  %.1f\n", s / a}'
 [ -n "$P" ] && awk -v s="$s" -v p="$P" 'BEGIN {printf "simbulk / parallel: %.0f\n", s / p}'
 
