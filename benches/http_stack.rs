@@ -22,7 +22,10 @@ fn cpu_seconds() -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let [url, token, ids_file, rows, rest @ ..] = args.as_slice() else {
         eprintln!("usage: http_stack URL TOKEN IDS_FILE ROWS [CONCURRENCY]");
         std::process::exit(2);
@@ -68,7 +71,7 @@ fn main() {
                         }
                         let n = ids.len() as u64;
                         let icc = &ids[(i % n) as usize];
-                        let suspend = (i / n) % 2 == 0;
+                        let suspend = (i / n).is_multiple_of(2);
                         let ok = match http
                             .patch(format!("{url}/api/v2/sim/{icc}"))
                             .bearer_auth(&token)
