@@ -76,7 +76,7 @@ pub(crate) fn field_of_id(id: i64) -> Option<&'static str> {
 }
 
 /// The names emnify takes as attributes.
-pub(crate) const ATTRIBUTE_NAMES: [&str; 2] = ["tags", "name"];
+pub(crate) const ATTRIBUTE_NAMES: [&str; 2] = [FIELDS[0].0, FIELDS[1].0];
 
 /// An endpoint's non-empty `tags` and `name` as the SIM's attributes.
 pub(crate) fn attributes(e: &EndpointRef, icc: &str) -> Vec<crate::model::Attribute> {

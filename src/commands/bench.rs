@@ -264,7 +264,8 @@ fn peak_rss_mib() -> Option<f64> {
     peak_rss_kib().map(|k| k as f64 / 1024.0)
 }
 
-fn cpu_seconds() -> f64 {
+/// The process's CPU time so far (user and system), in seconds, as `bench` counts it.
+pub fn cpu_seconds() -> f64 {
     // SAFETY: getrusage fills the struct we pass and reads nothing else.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };

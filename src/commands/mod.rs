@@ -7,6 +7,7 @@
 pub(crate) mod apply;
 pub(crate) mod args;
 pub(crate) mod bench;
+pub use bench::cpu_seconds;
 pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod error;
