@@ -3,8 +3,10 @@
 # request a real change (each side suspends or unsuspends its own SIMs, on a fresh simulator):
 #   wrk (2 threads, 64 connections, benches/peers/toggle.lua), `simbulk bench --mix toggle`
 #   (c=64, no client limit), the aiohttp script a user would write (benches/peers/
-#   toggle_aiohttp.py, c=64), GNU parallel + curl (-j 64), and the HTTP client stack alone as
-#   simbulk builds it (benches/http_stack.rs, c=64: the ceiling of the engine's own work);
+#   toggle_aiohttp.py, c=64), GNU parallel + curl (-j 64), and the HTTP client stack alone
+#   (benches/http_stack.rs, c=64): as simbulk builds it (the ceiling of the engine's own
+#   work), hyper-util's pooled client without reqwest, and bare hyper; the simulator's CPU
+#   per request on each side, and what 0.80 x wrk leaves the client per row;
 #   then simbulk's CPU per row at a steady 2,000/s, 200/s and 10/s, and one C client at
 #   200/s and 10/s (curl --rate, one connection kept alive) as the floor of a paced request
 #   on this machine.
@@ -46,23 +48,34 @@ print("\n".join(out[:n]))
 PY
 }
 have() { command -v "$1" >/dev/null 2>&1; }
+# The simulator's CPU per request over a side: `mark` before it, `served N` after it (µs).
+TCK=$(getconf CLK_TCK)
+ticks() { awk '{print $14 + $15}' /proc/$SIM/stat; }
+mark() { T0=$(ticks); }
+served() { awk -v a="$T0" -v b="$(ticks)" -v n="$1" -v t="$TCK" 'BEGIN {printf "%.1f", (b - a) / t * 1e6 / n}'; }
 
 echo "== real changes, no client limit (rows per second; client CPU per row)"
 if have wrk; then
-  fresh; ids 30000
-  W=$(IDS=$WORK/ids.txt THREADS=2 TOKEN=$TOKEN wrk -t 2 -c 64 -d 5s -s benches/peers/toggle.lua $URL/ | awk '/Requests\/sec/ {print $2}')
-  echo "wrk:      $W req/s"
+  fresh; ids 30000; mark
+  W=$(IDS=$WORK/ids.txt THREADS=2 TOKEN=$TOKEN wrk -t 2 -c 64 -d 5s -s benches/peers/toggle.lua $URL/ |
+    awk '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {print r, n}')
+  WS=$(served "${W#* }"); W=${W% *}
+  echo "wrk:      $W req/s (simulator: $WS µs CPU per request)"
 else
   W=; echo "wrk:      skipped (apt-get install wrk)"
 fi
-fresh
+fresh; mark
 S=$($B bench --sim-url $URL --mix toggle --rows 60000 --concurrency 64 2>/dev/null | awk '/throughput/ {t=$2} /cpu:/ {c=$2} END {print t, c}')
-echo "simbulk:  ${S% *} rows/s, ${S#* } µs CPU per row"
-# The HTTP client stack alone, as simbulk builds it (benches/http_stack.rs): the ceiling.
-fresh; ids 30000
-H=$(cargo bench -q --profile release --bench http_stack -- $URL "$TOKEN" "$WORK/ids.txt" 60000 64 2>/dev/null)
-echo "$H"
-H=$(echo "$H" | awk '{print $3}')
+SS=$(served 60600) # 60,000 PATCHes and 600 list calls
+echo "simbulk:  ${S% *} rows/s, ${S#* } µs CPU per row (simulator: $SS µs CPU per request)"
+# The HTTP client stack alone (benches/http_stack.rs): as simbulk builds it (the ceiling of
+# the engine's own work), hyper-util's pooled client without reqwest, and bare hyper.
+for stack in reqwest pooled bare; do
+  fresh; ids 30000
+  line=$(cargo bench -q --profile release --bench http_stack -- $URL "$TOKEN" "$WORK/ids.txt" 60000 64 --stack $stack 2>/dev/null)
+  echo "$line"
+  if [ $stack = reqwest ]; then H=$(echo "$line" | awk '{print $3}'); fi
+done
 if python3 -c 'import aiohttp' 2>/dev/null; then
   fresh; ids 20000
   A=$(python3 benches/peers/toggle_aiohttp.py $URL "$TOKEN" "$WORK/ids.txt" 20000 64)
@@ -85,6 +98,9 @@ s=${S% *}
 [ -n "$W" ] && awk -v s="$s" -v w="$W" 'BEGIN {printf "simbulk / wrk:      %.2f\n", s / w}'
 awk -v s="$s" -v h="$H" 'BEGIN {printf "simbulk / stack:    %.2f\n", s / h}'
 [ -n "$W" ] && awk -v h="$H" -v w="$W" 'BEGIN {printf "stack / wrk:        %.2f\n", h / w}'
+# 0.80 x wrk leaves the client what the simulator does not use of the machine's cores.
+[ -n "$W" ] && awk -v w="$W" -v ss="$SS" -v c="$(nproc)" 'BEGIN {
+  printf "at 0.80 x wrk the client has %.1f µs CPU per row (%d cores, simulator %.1f µs a request)\n", c * 1e6 / (0.8 * w) - ss, c, ss }'
 [ -n "$A" ] && awk -v s="$s" -v a="$A" 'BEGIN {printf "simbulk / aiohttp:  %.1f\n", s / a}'
 [ -n "$P" ] && awk -v s="$s" -v p="$P" 'BEGIN {printf "simbulk / parallel: %.0f\n", s / p}'
 
