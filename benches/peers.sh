@@ -29,6 +29,10 @@ fresh() {
   $B sim --addr 127.0.0.1:$PORT --sims 100000 --rate-limit 0 --token-per-minute 0 --token-ttl 24h -q >/dev/null 2>&1 &
   SIM=$!
   for _ in $(seq 100); do curl -s -o /dev/null $URL/ && break; sleep 0.05; done
+  # Another server on the port would answer in its place, with SIMs already changed.
+  if ! kill -0 $SIM 2>/dev/null; then
+    SIM=; echo "peers.sh: the simulator did not start on 127.0.0.1:$PORT (is the port taken?)" >&2; exit 1
+  fi
   TOKEN=$(curl -s -u sim-demo-client:s3cr3t-demo -d grant_type=client_credentials $URL/oauth2/token |
     sed 's/.*"access_token":"\([^"]*\)".*/\1/')
 }
