@@ -85,32 +85,42 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
+    // Only the stack measured is built, and before the clock starts.
+    let sender = {
+        let _runtime = rt.enter();
+        match stack {
+            Stack::Reqwest => Sender::Reqwest(
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .pool_max_idle_per_host(concurrency as usize)
+                    .tcp_nodelay(true)
+                    .no_proxy()
+                    .build()
+                    .expect("a client"),
+            ),
+            Stack::Pooled => {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                Sender::Pooled(Arc::new(
+                    legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                        .pool_max_idle_per_host(concurrency as usize)
+                        .build(connector),
+                ))
+            }
+            Stack::Bare => Sender::Bare,
+        }
+    };
     let (start, cpu0) = (Instant::now(), cpu_seconds());
     rt.block_on(async {
-        // Built inside the runtime: the pooled client's connector wants its handle.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(concurrency as usize)
-            .tcp_nodelay(true)
-            .no_proxy()
-            .build()
-            .expect("a client");
-        let pooled = {
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_max_idle_per_host(concurrency as usize)
-                .build(connector)
-        };
         let tasks: Vec<_> = (0..concurrency)
             .map(|_| {
-                let (work, http, pooled) = (work.clone(), http.clone(), pooled.clone());
+                let (work, sender) = (work.clone(), sender.clone());
                 tokio::spawn(async move {
-                    match stack {
-                        Stack::Reqwest => with_reqwest(&work, &http).await,
-                        Stack::Pooled => with_pooled(&work, &pooled).await,
-                        Stack::Bare => {
+                    match sender {
+                        Sender::Reqwest(http) => with_reqwest(&work, &http).await,
+                        Sender::Pooled(http) => with_pooled(&work, &http).await,
+                        Sender::Bare => {
                             if let Err(e) = bare(&work).await {
                                 eprintln!("a connection ended: {e}");
                                 work.failed.fetch_add(1, Ordering::Relaxed);
@@ -136,6 +146,14 @@ fn main() {
         cpu / rows as f64 * 1e6,
         work.failed.load(Ordering::Relaxed)
     );
+}
+
+/// The client of the stack measured, shared by the tasks (bare hyper opens its own).
+#[derive(Clone)]
+enum Sender {
+    Reqwest(reqwest::Client),
+    Pooled(Arc<legacy::Client<HttpConnector, Full<Bytes>>>),
+    Bare,
 }
 
 fn usage() -> ! {

@@ -69,8 +69,10 @@ else
   W=; echo "wrk:      skipped (apt-get install wrk)"
 fi
 fresh; mark
-S=$($B bench --sim-url $URL --mix toggle --rows 60000 --concurrency 64 2>/dev/null | awk '/throughput/ {t=$2} /cpu:/ {c=$2} END {print t, c}')
-SS=$(served 60600) # 60,000 PATCHes and 600 list calls
+# bench's throughput line ends with the requests it made: "(60601 requests)".
+S=$($B bench --sim-url $URL --mix toggle --rows 60000 --concurrency 64 2>/dev/null |
+  awk '/throughput/ {t=$2; n=$(NF-1); sub(/^\(/, "", n)} /cpu:/ {c=$2} END {print t, c, n}')
+SS=$(served "${S##* }"); S=${S% *}
 echo "simbulk:  ${S% *} rows/s, ${S#* } µs CPU per row (simulator: $SS µs CPU per request)"
 # The HTTP client stack alone (benches/http_stack.rs): as simbulk builds it (the ceiling of
 # the engine's own work), hyper-util's pooled client without reqwest, and bare hyper.
